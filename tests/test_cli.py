@@ -1,0 +1,157 @@
+"""The `verifier` command as a user runs it: exit codes, one-line errors, help with examples."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import click
+import pytest
+import qrcode
+
+from verifier.cli import cli
+
+
+def run(runner, *args, **kwargs):
+    return runner.invoke(cli, list(args), **kwargs)
+
+
+@pytest.fixture
+def signed(instance, runner) -> str:
+    assert run(runner, "keys", "new", "dev").exit_code == 0
+    result = run(runner, "sign", "--key", "dev", "--mark", "stable-qualified", "--batch", "9")
+    assert result.exit_code == 0, result.output
+    return result.stdout.strip()
+
+
+def all_commands(group: click.Group, prefix=()):
+    for name, command in group.commands.items():
+        yield prefix + (name,), command
+        if isinstance(command, click.Group):
+            yield from all_commands(command, prefix + (name,))
+
+
+@pytest.mark.parametrize("path", [p for p, _ in all_commands(cli)], ids=" ".join)
+def test_every_command_has_help_ending_with_an_example(runner, path):
+    result = run(runner, *path, "--help")
+    assert result.exit_code == 0
+    command = dict(all_commands(cli))[path]
+    last = (command.help or "").strip().splitlines()[-1].strip()
+    assert last.startswith("Example: ") and "verifier " in last
+
+
+def test_keys_new_list_and_export(instance, runner):
+    result = run(runner, "keys", "new", "factory")
+    assert result.exit_code == 0 and "Created key factory" in result.stdout
+    listing = json.loads(run(runner, "keys", "list", "--json").stdout)
+    assert [(k["name"], k["status"]) for k in listing] == [("factory", "active")]
+    jwks = json.loads(run(runner, "keys", "export-jwks").stdout)
+    assert jwks["keys"][0]["kid"] == listing[0]["kid"]
+    assert run(runner, "keys", "retire", "factory").stdout.strip().endswith("is now retired")
+    assert run(runner, "keys", "revoke", listing[0]["kid"]).stdout.strip().endswith("is now revoked")
+    assert json.loads(run(runner, "keys", "export-jwks", "--public").stdout) == {"keys": []}
+
+
+def test_verify_genuine_url_exits_0_and_prints_fields(signed, runner):
+    result = run(runner, "verify", signed)
+    assert result.exit_code == 0
+    assert result.stdout.startswith("GENUINE") and "stable-qualified" in result.stdout and "batch       9" in result.stdout
+
+
+def test_verify_json(signed, runner):
+    result = run(runner, "verify", "--json", "  " + signed.lower() + "\n")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0 and data["reason"] == "genuine" and data["fields"]["batch"] == 9
+
+
+def test_verify_forged_code_exits_1(signed, runner):
+    forged = signed[:-5] + ("A" if signed[-5] != "A" else "B") + signed[-4:]
+    result = run(runner, "verify", "--json", forged)
+    assert result.exit_code == 1
+    assert json.loads(result.stdout)["reason"] in ("bad-signature", "malformed")
+
+
+def test_verify_revoked_key_exits_1(signed, runner):
+    run(runner, "keys", "revoke", "dev")
+    result = run(runner, "verify", signed)
+    assert result.exit_code == 1 and "revoked" in result.stdout
+
+
+def test_verify_image_decodes_the_qr_code(signed, runner, tmp_path):
+    qr = qrcode.QRCode(error_correction=qrcode.constants.ERROR_CORRECT_M, box_size=4)
+    qr.add_data(signed)
+    path = tmp_path / "label.png"
+    qr.make_image().save(path)
+    result = run(runner, "verify", "--json", str(path))
+    assert result.exit_code == 0 and json.loads(result.stdout)["input"] == signed
+
+
+def test_verify_image_without_qr_is_a_usage_error(instance, runner, tmp_path):
+    from PIL import Image
+
+    path = tmp_path / "blank.png"
+    Image.new("L", (100, 100), 255).save(path)
+    result = run(runner, "verify", str(path))
+    assert result.exit_code == 2 and result.stderr.strip() == f"Error: no QR code found in {path}"
+
+
+def test_verify_with_an_explicit_jwks(signed, runner, tmp_path):
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(run(runner, "keys", "export-jwks").stdout)
+    assert run(runner, "verify", "--jwks", str(jwks_file), signed).exit_code == 0
+    jwks_file.write_text('{"keys": []}')
+    result = run(runner, "verify", "--jwks", str(jwks_file), "--json", signed)
+    assert result.exit_code == 1 and json.loads(result.stdout)["reason"] == "unknown-key"
+
+
+def test_sign_gs1_form(instance, runner):
+    run(runner, "keys", "new", "dev")
+    url = run(runner, "sign", "--key", "dev", "--gtin", "9506000134352", "--lot", "L1", "--expiry", "2027-12-31").stdout.strip()
+    assert url.startswith("https://verify.example.cn/01/09506000134352/10/L1/21/")
+    assert run(runner, "verify", url).exit_code == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (("verify",), "Error: Missing argument 'CODE'."),
+    (("verify", "x", "--jwks", "/nonexistent.json"), "Error: cannot read /nonexistent.json: No such file or directory"),
+    (("bogus",), "Error: No such command 'bogus'."),
+    (("sign", "--key", "nokey"), "Error: no key named 'nokey' in"),
+    (("sign", "--key", "dev", "--gtin", "123"), "Error: a GS1 code needs --gtin, --lot and --expiry"),
+    (("sign", "--key", "dev", "--gtin", "09506000134353", "--lot", "L", "--expiry", "2027-01-01"),
+     "Error: GTIN check digit is wrong"),
+    (("sign", "--key", "dev", "--batch", "0"), "Error: a batch number is 1 to 4294967295"),
+    (("keys", "new", "dev"), "Error: a key named 'dev' already exists"),
+    (("keys", "revoke", "ffff"), "Error: no key named 'ffff'"),
+])  # fmt: skip
+def test_bad_input_is_one_line_error(instance, runner, args, message):
+    run(runner, "keys", "new", "dev")
+    result = run(runner, *args)
+    assert result.exit_code != 0
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith(message)
+
+
+def test_missing_passphrase_without_terminal_is_an_error(instance, runner, monkeypatch):
+    monkeypatch.delenv("VERIFIER_KEY_PASSPHRASE")
+    result = run(runner, "keys", "new", "dev", input="")
+    assert result.exit_code == 1
+    assert result.stderr.strip() == "Error: no key passphrase: set VERIFIER_KEY_PASSPHRASE or run in a terminal"
+
+
+def test_wrong_passphrase_is_one_line(instance, runner, monkeypatch):
+    run(runner, "keys", "new", "dev")
+    monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "wrong")
+    result = run(runner, "sign", "--key", "dev")
+    assert result.exit_code == 1 and "wrong passphrase?" in result.stderr and "Traceback" not in result.output
+
+
+def test_installed_command_exit_codes_and_no_traceback(instance, tmp_path):
+    """The real console script, as a shell runs it."""
+    env = {**os.environ}
+    exe = [sys.executable, "-m", "verifier"]
+    bad = subprocess.run(exe + ["verify", "--no-such-flag"], capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and bad.stderr == "Error: No such option '--no-such-flag'.\n"
+    forged = subprocess.run(exe + ["verify", "HTTPS://VERIFY.EXAMPLE.CN/" + "A" * 127], capture_output=True, text=True, env=env)
+    assert forged.returncode == 1 and forged.stdout.startswith("NOT GENUINE") and forged.stderr == ""
