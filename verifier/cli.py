@@ -271,3 +271,212 @@ def _print_result(text: str, result: codes.Verification, show_input: bool) -> No
     if result.code is not None:
         for name, value in result.code.fields().items():
             click.echo(f"  {name:<11} {value}")
+
+
+# --- batches ------------------------------------------------------------------------------
+
+
+@cli.group("batch")
+def batch_group() -> None:
+    """Issue label batches, list and show them, recall them, export their codes.
+
+    Example: verifier batch list
+    """
+
+
+def _split_formats(value: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip().lower() for part in value.split(",") if part.strip()))
+
+
+@batch_group.command("issue")
+@click.option("--key", "key_name", required=True, help="Name of the signing key.")
+@click.option("--mark", required=True, help="stable-qualified, traceability or anti-counterfeit.")
+@click.option("--enterprise", required=True, help="Enterprise name (created on first use).")
+@click.option("--credit-code", help="The enterprise's unified social credit code (18 characters).")
+@click.option("--product", required=True, help="Product name (created on first use).")
+@click.option("--spec", default="", help="Product specification, e.g. '500 ml'.")
+@click.option("--count", required=True, type=int, help="Number of codes.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
+@click.option("--format", "formats", default="csv,pdf", show_default=True, help="Any of csv,png,svg,pdf.")
+@click.option("--form", type=click.Choice(["auto", "compact", "gs1"]), default="auto", show_default=True,
+              help="URL form: gs1 (Digital Link) when --gtin is given, else compact.")  # fmt: skip
+@click.option("--gtin", help="GTIN-8/12/13/14 of the product.")
+@click.option("--lot", help="Lot / batch number printed by the enterprise (GS1 AI 10).")
+@click.option("--production-date", type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD.")
+@click.option("--expiry", type=click.DateTime(["%Y-%m-%d"]), help="Expiry / mark validity, YYYY-MM-DD.")
+@click.option("--pin", is_flag=True, help="Add a scratch-off PIN column (needs VERIFIER_PIN_SECRET).")
+@click.option("--base-url", help="Address the codes point to (default: the first of VERIFIER_BASE_URL).")
+@click.option("--label-size", default="40x30", show_default=True, help="PDF label size in mm, WIDTHxHEIGHT.")
+@click.option("--note", default="", help="A note kept with the batch.")
+@click.option("--workers", type=int, help="Processes for signing and rendering (default: all cores).")
+def batch_issue(key_name, mark, enterprise, credit_code, product, spec, count, out_dir, formats, form, gtin, lot,
+                production_date, expiry, pin, base_url, label_size, note, workers) -> None:  # fmt: skip
+    """Issue a batch of signed codes with printer files (codes.csv, PNG/SVG, PDF sheets).
+
+    Example: verifier batch issue --key dev --mark stable-qualified --enterprise 'Acme' --product 'Tea 500g' --count 1000 --out labels/
+    """
+    from . import issue, labels, pins, progress, store
+
+    try:
+        mark_obj = codes.mark_by_slug(mark)
+        layout = labels.SheetLayout(label_mm=labels.parse_label_size(label_size))
+        gtin14 = codes.normalize_gtin(gtin) if gtin else None
+    except (ValueError, codes.InvalidCode) as exc:
+        raise CliError(str(exc).split(": ", 1)[-1] if isinstance(exc, codes.InvalidCode) else str(exc), 2) from None
+    if workers is not None and workers < 1:
+        raise CliError("--workers must be at least 1", 2)
+    request = issue.BatchRequest(
+        mark=mark_obj, enterprise=enterprise, product=product, count=count, out_dir=Path(out_dir),
+        base_url=base_url or config.base_urls()[0], formats=_split_formats(formats), credit_code=credit_code,
+        spec=spec, gtin=gtin14, lot=lot, production_date=production_date.date() if production_date else None,
+        expiry=expiry.date() if expiry else None,
+        form=("gs1" if gtin14 else "compact") if form == "auto" else form, pin=pin, layout=layout, note=note,
+    )  # fmt: skip
+    try:
+        request.validate()
+        secret = pins.load_secret(required=pin) if pin else None
+    except (issue.IssueError, pins.PinSecretError) as exc:
+        raise CliError(str(exc), 2) from None
+    record, private = _keys_call(keys.load_private_key, config.keys_dir(), key_name, passphrase())
+    meter = progress.Progress(count)
+    try:
+        result = issue.issue_batch(config.db_path(), request, private, bytes.fromhex(record.kid), secret,
+                                   meter.advance, workers)  # fmt: skip
+    except (issue.IssueError, store.StoreError) as exc:
+        raise CliError(str(exc)) from None
+    except KeyboardInterrupt:
+        raise CliError("interrupted: nothing was registered and the partial output was removed", 130) from None
+    finally:
+        meter.close()
+    rate = result.count / result.seconds if result.seconds else 0
+    click.echo(f"Issued batch {result.batch_id}: {result.count:,} codes in {result.seconds:.1f} s ({rate:,.0f} codes/s)")
+    click.echo(f"Output: {result.out_dir} ({result.files:,} files" + (f", {result.pdf_pages:,} PDF pages)" if result.pdf_pages else ")"))
+    if pin:
+        click.echo("PINs are in codes.csv only: they are never stored; print them under a scratch-off layer, "
+                   "then keep codes.csv as safe as the labels themselves.")  # fmt: skip
+    if not labels.label_font()[1] and "pdf" in request.formats:
+        click.echo("Note: no CJK TrueType font found, so the PDF references STSong-Light without embedding it; "
+                   "set VERIFIER_LABEL_FONT to a .ttf/.ttc to embed one.", err=True)  # fmt: skip
+
+
+def _open_db(create: bool = False):
+    from . import issue, store
+
+    try:
+        db = store.connect(config.db_path(), create=create)
+    except store.StoreError as exc:
+        raise CliError(str(exc)) from None
+    issue.recover_interrupted(db)
+    return db
+
+
+def _batch_summary(b: dict) -> str:
+    return (f"{b['id']:>6}  {b['status']:<8} {b['mark']:<17} {b['count']:>10,}  {b['enterprise']} / {b['product']}"
+            f"{' / ' + b['lot'] if b['lot'] else ''}  {b['created_at']}")  # fmt: skip
+
+
+@batch_group.command("list")
+@click.option("--enterprise", help="Only this enterprise's batches.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def batch_list(enterprise: str | None, as_json: bool) -> None:
+    """List registered batches, newest first.
+
+    Example: verifier batch list --enterprise Acme
+    """
+    from . import store
+
+    batches = store.list_batches(_open_db(), enterprise)
+    if as_json:
+        click.echo(json.dumps(batches, indent=2, ensure_ascii=False))
+    elif not batches:
+        click.echo("No batches yet (issue one with `verifier batch issue`).")
+    else:
+        click.echo(f"{'batch':>6}  {'status':<8} {'mark':<17} {'codes':>10}  enterprise / product / lot  created")
+        for b in batches:
+            click.echo(_batch_summary(b))
+
+
+def _get_batch(db, batch_id: int) -> dict:
+    from . import store
+
+    try:
+        return store.get_batch(db, batch_id)
+    except store.StoreError as exc:
+        raise CliError(str(exc)) from None
+
+
+@batch_group.command("show")
+@click.argument("batch_id", type=int)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def batch_show(batch_id: int, as_json: bool) -> None:
+    """Show one batch: product, mark, dates, key, status, recall.
+
+    Example: verifier batch show 3
+    """
+    batch = _get_batch(_open_db(), batch_id)
+    if as_json:
+        click.echo(json.dumps(batch, indent=2, ensure_ascii=False))
+        return
+    for name in ("id", "status", "enterprise", "credit_code", "product", "spec", "mark", "form", "gtin", "lot",
+                 "production_date", "expiry_date", "count", "kid", "base_url", "pin", "output_dir", "created_at",
+                 "created_by", "note", "recalled_at", "recall_reason"):  # fmt: skip
+        if batch.get(name) not in (None, ""):
+            click.echo(f"{name:<16} {batch[name]}")
+
+
+@batch_group.command("recall")
+@click.argument("batch_id", type=int)
+@click.option("--reason", required=True, help="Why: shown to inspectors and kept in the record.")
+def batch_recall(batch_id: int, reason: str) -> None:
+    """Recall a batch: its codes are reported as recalled from now on.
+
+    Example: verifier batch recall 3 --reason 'contaminated lot'
+    """
+    from . import store
+
+    try:
+        batch = store.recall_batch(_open_db(), batch_id, reason)
+    except store.StoreError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"Batch {batch_id} recalled at {batch['recalled_at']}: {batch['recall_reason']}")
+
+
+@batch_group.command("export")
+@click.argument("batch_id", type=int)
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Write to this file instead of stdout.")
+@click.option("--key", "key_name", help="Re-sign to include each code's URL (Ed25519 signatures are deterministic).")
+def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> None:
+    """Export a batch's codes as CSV: serial, printed code, status (and URL with --key).
+
+    Example: verifier batch export 3 --out batch-3.csv
+    """
+    import csv
+
+    from . import store
+
+    db = _open_db()
+    batch = _get_batch(db, batch_id)
+    signer = None
+    if key_name:
+        record, private = _keys_call(keys.load_private_key_any_status, config.keys_dir(), key_name, passphrase())
+        if record.kid != batch["kid"]:
+            raise CliError(f"batch {batch_id} was signed by key {batch['kid']}, not {record.kid}")
+        mark = codes.mark_by_slug(batch["mark"])
+        kid = bytes.fromhex(record.kid)
+        if batch["form"] == codes.FORM_GS1:
+            expiry = codes.expiry_text(dt.date.fromisoformat(batch["expiry_date"]))
+            signer = codes.gs1_signer(private, kid, mark, batch["gtin"], batch["lot"], expiry, batch["base_url"])
+        else:
+            signer = codes.compact_signer(private, kid, mark, batch_id, batch["base_url"])
+    out = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout
+    try:
+        writer = csv.writer(out)
+        writer.writerow(["serial", "code", "batch", "status"] + (["url"] if signer else []))
+        for serial in store.batch_serials(db, batch_id):
+            row = [f"{serial:016d}", codes.human_code(serial), batch_id, batch["status"]]
+            writer.writerow(row + ([signer(serial)] if signer else []))
+    finally:
+        if out_file:
+            out.close()
+    if out_file:
+        click.echo(f"Wrote {batch['count']:,} codes to {out_file}", err=True)

@@ -138,6 +138,14 @@ def load_private_key(folder: Path, name: str, passphrase: bytes) -> tuple[KeyRec
     record = find_key(folder, name)
     if record.status != KEY_ACTIVE:
         raise KeyringError(f"key {record.name} ({record.kid}) is {record.status}: it signs nothing new")
+    return load_private_key_any_status(folder, name, passphrase)
+
+
+def load_private_key_any_status(folder: Path, name: str, passphrase: bytes) -> tuple[KeyRecord, Ed25519PrivateKey]:
+    """Key `name` and its private half whatever its status (to re-derive URLs already issued)."""
+    record = find_key(folder, name)
+    if record.status == KEY_REVOKED_STATUS:
+        raise KeyringError(f"key {record.name} ({record.kid}) is revoked")
     path = Path(folder) / f"{record.name}.pem"
     try:
         mode = path.stat().st_mode

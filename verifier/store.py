@@ -1,0 +1,266 @@
+"""The SQLite registry through sqlite-utils: schema migrations, enterprises, products, batches, codes."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import re
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+
+import sqlite_utils
+
+BUSY_TIMEOUT_MS = 10_000
+
+BATCH_ISSUING = "issuing"  # rows exist but the batch is not registered until its outputs are complete
+BATCH_ACTIVE = "active"
+BATCH_RECALLED = "recalled"
+
+
+class StoreError(Exception):
+    """A registry operation that cannot be done; the message is for the user."""
+
+
+def connect(path: Path | str, *, create: bool = True) -> sqlite_utils.Database:
+    """The registry at `path`, migrated, in WAL mode with foreign keys on."""
+    path = Path(path)
+    if not create and not path.exists():
+        raise StoreError(f"no database at {path} (issue a batch first, or set VERIFIER_DB)")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    configure(conn)
+    db = sqlite_utils.Database(conn)
+    migrate(db)
+    return db
+
+
+def configure(conn: sqlite3.Connection) -> None:
+    """The pragmas every connection uses: WAL, durable commits, foreign keys, a busy timeout."""
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")  # an acknowledged write survives power loss
+    conn.execute("PRAGMA foreign_keys = ON")
+
+
+# --- migrations ---------------------------------------------------------------------------
+
+
+def _m001_registry(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE enterprises (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            credit_code TEXT UNIQUE,          -- unified social credit code (统一社会信用代码)
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE products (
+            id INTEGER PRIMARY KEY,
+            enterprise_id INTEGER NOT NULL REFERENCES enterprises(id),
+            name TEXT NOT NULL,
+            spec TEXT NOT NULL DEFAULT '',
+            gtin TEXT,
+            created_at TEXT NOT NULL,
+            UNIQUE (enterprise_id, name, spec)
+        );
+        CREATE TABLE batches (
+            id INTEGER PRIMARY KEY,           -- the batch number signed into compact codes
+            enterprise_id INTEGER NOT NULL REFERENCES enterprises(id),
+            product_id INTEGER NOT NULL REFERENCES products(id),
+            mark TEXT NOT NULL,
+            form TEXT NOT NULL,
+            lot TEXT,
+            gtin TEXT,
+            production_date TEXT,
+            expiry_date TEXT,
+            count INTEGER NOT NULL,
+            kid TEXT NOT NULL,
+            base_url TEXT NOT NULL,
+            pin INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL,
+            output_dir TEXT,
+            issuing_pid INTEGER,
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT '',
+            recalled_at TEXT,
+            recall_reason TEXT
+        );
+        CREATE INDEX batches_enterprise ON batches(enterprise_id);
+        -- One row per issued code: the serial is random, so ranges cannot describe a batch.
+        -- INTEGER PRIMARY KEY makes the serial the rowid: about 20 bytes a code (see bench_issue).
+        CREATE TABLE codes (
+            serial INTEGER PRIMARY KEY,
+            batch_id INTEGER NOT NULL REFERENCES batches(id)
+        );
+        CREATE INDEX codes_batch ON codes(batch_id);
+        """
+    )
+
+
+MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
+    ("001_registry", _m001_registry),
+]
+
+
+def migrate(db: sqlite_utils.Database) -> list[str]:
+    """Apply the migrations this database lacks, each in its own transaction; their names."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations").fetchall()}
+    applied = []
+    for name, step in MIGRATIONS:
+        if name in done:
+            continue
+        with transaction(db):
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
+                continue  # another process migrated meanwhile
+            step(db)
+            db.execute("INSERT INTO _migrations VALUES (?, ?)", [name, now_text()])
+        applied.append(name)
+    return applied
+
+
+@contextlib.contextmanager
+def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE (take the write lock up front, so no deadlock on upgrade) ... COMMIT or ROLLBACK."""
+    conn = db.conn
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def now_text(now: dt.datetime | None = None) -> str:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    return now.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+# --- enterprises and products -------------------------------------------------------------
+
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def validate_credit_code(code: str) -> str:
+    """An 18-character unified social credit code (GB 32100-2015) with a valid check character."""
+    code = code.strip().upper()
+    if not re.fullmatch(f"[{_USCC_CHARS}]{{18}}", code):
+        raise StoreError("a unified social credit code has 18 characters of 0-9 and A-Y without I, O, S, V, Z")
+    total = sum(_USCC_CHARS.index(ch) * w for ch, w in zip(code, _USCC_WEIGHTS))
+    if _USCC_CHARS[(31 - total % 31) % 31] != code[17]:
+        raise StoreError(f"unified social credit code {code} has a wrong check character")
+    return code
+
+
+def ensure_enterprise(db: sqlite_utils.Database, name: str, credit_code: str | None = None) -> int:
+    """The id of enterprise `name`, created on first use."""
+    name = name.strip()
+    if not name:
+        raise StoreError("an enterprise needs a name")
+    code = validate_credit_code(credit_code) if credit_code else None
+    row = db.execute("SELECT id, credit_code FROM enterprises WHERE name = ?", [name]).fetchone()
+    if row:
+        if code and row[1] and row[1] != code:
+            raise StoreError(f"enterprise {name!r} is registered with credit code {row[1]}, not {code}")
+        if code and not row[1]:
+            db.execute("UPDATE enterprises SET credit_code = ? WHERE id = ?", [code, row[0]])
+        return row[0]
+    try:
+        cur = db.execute("INSERT INTO enterprises (name, credit_code, created_at) VALUES (?, ?, ?)",
+                         [name, code, now_text()])  # fmt: skip
+    except sqlite3.IntegrityError:
+        raise StoreError(f"credit code {code} already belongs to another enterprise") from None
+    return cur.lastrowid
+
+
+def ensure_product(db: sqlite_utils.Database, enterprise_id: int, name: str, spec: str = "",
+                   gtin: str | None = None) -> int:  # fmt: skip
+    """The id of the enterprise's product `name` / `spec`, created on first use."""
+    name = name.strip()
+    if not name:
+        raise StoreError("a product needs a name")
+    row = db.execute("SELECT id, gtin FROM products WHERE enterprise_id = ? AND name = ? AND spec = ?",
+                     [enterprise_id, name, spec]).fetchone()  # fmt: skip
+    if row:
+        if gtin and row[1] and row[1] != gtin:
+            raise StoreError(f"product {name!r} has GTIN {row[1]}, not {gtin}")
+        if gtin and not row[1]:
+            db.execute("UPDATE products SET gtin = ? WHERE id = ?", [gtin, row[0]])
+        return row[0]
+    cur = db.execute("INSERT INTO products (enterprise_id, name, spec, gtin, created_at) VALUES (?, ?, ?, ?, ?)",
+                     [enterprise_id, name, spec, gtin, now_text()])  # fmt: skip
+    return cur.lastrowid
+
+
+# --- batches and codes --------------------------------------------------------------------
+
+
+def insert_codes(conn: sqlite3.Connection, batch_id: int, serials: Iterable[int]) -> None:
+    """Register serials for a batch; sqlite3.IntegrityError if one is already taken."""
+    conn.executemany("INSERT INTO codes (serial, batch_id) VALUES (?, ?)", ((s, batch_id) for s in serials))
+
+
+def serials_taken(conn: sqlite3.Connection, serials: list[int]) -> set[int]:
+    """Which of `serials` are registered already."""
+    taken: set[int] = set()
+    for start in range(0, len(serials), 500):
+        chunk = serials[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        taken.update(r[0] for r in conn.execute(f"SELECT serial FROM codes WHERE serial IN ({marks})", chunk))
+    return taken
+
+
+BATCH_VIEW = """
+SELECT b.*, e.name AS enterprise, e.credit_code, p.name AS product, p.spec AS spec
+FROM batches b JOIN enterprises e ON e.id = b.enterprise_id JOIN products p ON p.id = b.product_id
+"""
+
+
+def batch_row(db: sqlite_utils.Database, batch_id: int) -> dict:
+    """A batch with its enterprise and product, whatever its status."""
+    rows = list(db.query(BATCH_VIEW + " WHERE b.id = ?", [batch_id]))
+    if not rows:
+        raise StoreError(f"no batch {batch_id}")
+    return rows[0]
+
+
+def list_batches(db: sqlite_utils.Database, enterprise: str | None = None) -> list[dict]:
+    """Registered batches, newest first (batches still being issued are not registered)."""
+    sql = BATCH_VIEW + " WHERE b.status != ?"
+    params: list[object] = [BATCH_ISSUING]
+    if enterprise:
+        sql += " AND e.name = ?"
+        params.append(enterprise)
+    return [dict(r) for r in db.query(sql + " ORDER BY b.id DESC", params)]
+
+
+def get_batch(db: sqlite_utils.Database, batch_id: int) -> dict:
+    """One registered batch; StoreError if there is none with that number."""
+    rows = list(db.query(BATCH_VIEW + " WHERE b.id = ? AND b.status != ?", [batch_id, BATCH_ISSUING]))
+    if not rows:
+        raise StoreError(f"no batch {batch_id} (see `verifier batch list`)")
+    return rows[0]
+
+
+def recall_batch(db: sqlite_utils.Database, batch_id: int, reason: str, now: dt.datetime | None = None) -> dict:
+    """Mark a batch recalled with a reason; lookups then report it."""
+    if not reason.strip():
+        raise StoreError("a recall needs a reason (--reason)")
+    with transaction(db):
+        batch = get_batch(db, batch_id)
+        if batch["status"] == BATCH_RECALLED:
+            raise StoreError(f"batch {batch_id} was already recalled on {batch['recalled_at']}")
+        db.execute("UPDATE batches SET status = ?, recalled_at = ?, recall_reason = ? WHERE id = ?",
+                   [BATCH_RECALLED, now_text(now), reason.strip(), batch_id])  # fmt: skip
+    return get_batch(db, batch_id)
+
+
+def batch_serials(db: sqlite_utils.Database, batch_id: int) -> Iterable[int]:
+    """The serials of a batch in serial order, streamed."""
+    cursor = db.conn.execute("SELECT serial FROM codes WHERE batch_id = ? ORDER BY serial", [batch_id])
+    for row in cursor:
+        yield row[0]
