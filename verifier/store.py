@@ -88,13 +88,13 @@ def _m001_registry(db: sqlite_utils.Database) -> None:
             recall_reason TEXT
         );
         CREATE INDEX batches_enterprise ON batches(enterprise_id);
-        -- One row per issued code: the serial is random, so ranges cannot describe a batch.
-        -- INTEGER PRIMARY KEY makes the serial the rowid: about 20 bytes a code (see bench_issue).
+        -- One row per issued code: serials are random, so ranges cannot describe a batch.
+        -- The serial is the rowid: ~15 bytes a code. No index on batch_id: it doubled the size
+        -- and the insert cost (scripts/bench_issue.py); only `batch export` scans by batch.
         CREATE TABLE codes (
             serial INTEGER PRIMARY KEY,
             batch_id INTEGER NOT NULL REFERENCES batches(id)
         );
-        CREATE INDEX codes_batch ON codes(batch_id);
         """
     )
 

@@ -1,0 +1,289 @@
+"""Batch issuance: what an enterprise gets, what the registry records, and all-or-nothing runs."""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import io
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import biip
+import pytest
+
+from verifier import codes, issue, keys, pins, store
+from verifier.cli import cli
+
+PIN_SECRET = "test-pin-secret-0123456789"
+
+
+@pytest.fixture
+def issuer(instance, runner, monkeypatch):
+    """An instance with a signing key `dev` and a PIN secret."""
+    monkeypatch.setenv("VERIFIER_PIN_SECRET", PIN_SECRET)
+    assert runner.invoke(cli, ["keys", "new", "dev"]).exit_code == 0
+    return instance
+
+
+def issue_cli(runner, out: Path, *extra: str, count: int = 40):
+    args = ["batch", "issue", "--key", "dev", "--mark", "stable-qualified", "--enterprise", "华茶集团",
+            "--product", "绿茶 500g", "--count", str(count), "--out", str(out), *extra]  # fmt: skip
+    return runner.invoke(cli, args)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def registry(instance: Path) -> sqlite3.Connection:
+    return sqlite3.connect(instance / "verifier.db")
+
+
+def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_path):
+    out = tmp_path / "labels"
+    result = issue_cli(runner, out, "--format", "csv,png,svg,pdf", "--production-date", "2026-11-01",
+                       "--expiry", "2028-10-31", "--credit-code", "91350100M000100Y43")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    assert "Issued batch 1: 40 codes" in result.stdout
+    rows = read_csv(out / "codes.csv")
+    assert list(rows[0]) == ["serial", "code", "url"] and len(rows) == 40
+    assert len({r["serial"] for r in rows}) == 40
+    trusted = keys.trust_from_folder(issuer / "keys")
+    for row in rows:
+        verdict = codes.verify(row["url"], trusted, ["HTTPS://VERIFY.EXAMPLE.CN/"])
+        assert verdict.genuine and verdict.code.batch == 1 and f"{verdict.code.serial:016d}" == row["serial"]
+        assert codes.parse_human_code(row["code"]) == int(row["serial"])
+        assert (out / "png" / f"{row['serial']}.png").is_file() and (out / "svg" / f"{row['serial']}.svg").is_file()
+    manifest = json.loads((out / "manifest.json").read_text("utf-8"))
+    assert manifest["batch"]["enterprise"] == "华茶集团" and manifest["batch"]["count"] == 40
+    assert manifest["counts"] == {"codes": 40, "png_files": 40, "svg_files": 40, "pdf_files": 1, "pdf_pages": 2}
+    assert len(manifest["files"]) == 82 and issue.verify_outputs(out) == []
+    db = registry(issuer)
+    assert db.execute("SELECT count(*) FROM codes WHERE batch_id = 1").fetchone() == (40,)
+    assert db.execute("SELECT status, mark, expiry_date FROM batches").fetchall() == [("active", "stable-qualified", "2028-10-31")]
+    assert db.execute("SELECT credit_code FROM enterprises").fetchone() == ("91350100M000100Y43",)
+
+
+def test_manifest_detects_an_edited_file(issuer, runner, tmp_path):
+    out = tmp_path / "labels"
+    assert issue_cli(runner, out).exit_code == 0
+    with open(out / "codes.csv", "a") as fh:
+        fh.write("0000000000000000,0000 0000 0000 00000,HTTPS://EVIL/\r\n")
+    assert issue.verify_outputs(out) == ["codes.csv"]
+
+
+def test_gs1_batch_urls_parse_with_biip(issuer, runner, tmp_path):
+    out = tmp_path / "gs1"
+    result = issue_cli(runner, out, "--gtin", "9506000134352", "--lot", "L2026-11", "--expiry", "2028-11-30",
+                       "--format", "csv")  # fmt: skip
+    assert result.exit_code == 0, result.stderr
+    for row in read_csv(out / "codes.csv"):
+        values = {e.ai.ai: e.value for e in biip.parse(row["url"]).gs1_digital_link_uri.element_strings}
+        assert values["01"] == "09506000134352" and values["10"] == "L2026-11" and values["21"] == row["serial"]
+        assert values["17"] == "281130"
+
+
+def test_pins_are_in_the_printer_file_only(issuer, runner, tmp_path):
+    out = tmp_path / "pin"
+    result = issue_cli(runner, out, "--pin", "--format", "csv")
+    assert result.exit_code == 0 and "PINs are in codes.csv only" in result.stdout
+    rows = read_csv(out / "codes.csv")
+    assert all(len(r["pin"]) == 8 and r["pin"].isdigit() for r in rows)
+    assert all(pins.check_pin(PIN_SECRET.encode(), int(r["serial"]), r["pin"]) for r in rows)
+    dump = "\n".join(registry(issuer).iterdump())
+    assert not any(r["pin"] in dump for r in rows)
+
+
+def test_many_chunks_on_all_cores_keep_order_and_uniqueness(issuer, tmp_path, keypair):
+    kid, private = keypair
+    request = issue.BatchRequest(mark=codes.MARKS[2], enterprise="E", product="P", count=9001,
+                                 out_dir=tmp_path / "big", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    seen = []
+    result = issue.issue_batch(issuer / "verifier.db", request, private, kid, progress=seen.append, workers=2)
+    rows = read_csv(tmp_path / "big" / "codes.csv")
+    assert result.count == len(rows) == len({r["serial"] for r in rows}) == 9001 and sum(seen) == 9001
+    assert len(seen) == -(-9001 // issue.chunk_size(request.layout))
+    db = registry(issuer)
+    assert db.execute("SELECT count(*) FROM codes").fetchone() == (9001,)
+    assert {int(r["serial"]) for r in rows} == {s for (s,) in db.execute("SELECT serial FROM codes")}
+
+
+def test_interrupted_issue_registers_nothing_and_leaves_no_output(issuer, tmp_path, keypair):
+    kid, private = keypair
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=9000,
+                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+
+    def interrupt_after_first_chunk(count):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        issue.issue_batch(issuer / "verifier.db", request, private, kid, progress=interrupt_after_first_chunk, workers=2)
+    db = registry(issuer)
+    assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM codes").fetchone() == (0,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["instance"]
+
+
+def test_killed_issue_is_rolled_back_by_the_next_command(issuer, tmp_path):
+    """kill -9 in the middle of a run: the next batch command forgets the half batch."""
+    out = tmp_path / "killed"
+    env = {**os.environ, "VERIFIER_DEBUG": ""}
+    proc = subprocess.Popen([sys.executable, "-m", "verifier", "batch", "issue", "--key", "dev", "--mark",
+                             "traceability", "--enterprise", "E", "--product", "P", "--count", "400000",
+                             "--out", str(out), "--format", "csv"], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)  # fmt: skip
+    db_path = issuer / "verifier.db"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:  # wait until codes are being registered
+        time.sleep(0.2)
+        try:
+            if sqlite3.connect(db_path).execute("SELECT count(*) FROM codes").fetchone()[0] > 0:
+                break
+        except sqlite3.Error:
+            pass
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert sqlite3.connect(db_path).execute("SELECT status FROM batches").fetchall() == [("issuing",)]
+    listing = subprocess.run([sys.executable, "-m", "verifier", "batch", "list"], env=env, capture_output=True, text=True)
+    assert listing.returncode == 0 and "No batches yet" in listing.stdout
+    db = sqlite3.connect(db_path)
+    assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
+    assert db.execute("SELECT count(*) FROM codes").fetchone() == (0,)
+    assert not out.exists() and not list(tmp_path.glob(".killed.partial-*"))
+
+
+def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer, runner, tmp_path):
+    out = tmp_path / "done"
+    assert issue_cli(runner, out).exit_code == 0
+    db = store.connect(issuer / "verifier.db")
+    db.execute("UPDATE batches SET status = 'issuing', issuing_pid = 999999999")
+    assert issue.recover_interrupted(db) == [(1, "completed")]
+    assert store.get_batch(db, 1)["status"] == "active"
+
+
+@pytest.mark.parametrize("args, message", [
+    (("--mark", "gold"), "Error: unknown mark type 'gold'"),
+    (("--gtin", "9506000134353", "--lot", "L", "--expiry", "2028-01-01"), "Error: GTIN check digit is wrong"),
+    (("--count", "0"), "Error: --count must be between 1 and 100,000,000"),
+    (("--count", "-5"), "Error: --count must be between 1 and 100,000,000"),
+    (("--format", "csv,docx"), "Error: --format takes a comma-separated list of csv, png, svg, pdf"),
+    (("--gtin", "9506000134352"), "Error: a GS1 Digital Link batch needs --gtin, --lot and --expiry"),
+    (("--label-size", "10x10"), "Error: a label must be at least 15 x 20 mm"),
+    (("--credit-code", "91350100M000100Y44"), "Error: unified social credit code 91350100M000100Y44 has a wrong check character"),
+    (("--out", "/proc/verifier-labels"), "Error: output folder /proc/verifier-labels is not writable"),
+    (("--key", "missing"), "Error: no key named 'missing'"),
+])  # fmt: skip
+def test_bad_input_is_one_line_and_registers_nothing(issuer, runner, tmp_path, args, message):
+    base = {"--key": "dev", "--mark": "stable-qualified", "--enterprise": "E", "--product": "P", "--count": "5",
+            "--out": str(tmp_path / "o")}  # fmt: skip
+    extra = dict(zip(args[::2], args[1::2]))
+    merged = [item for pair in {**base, **extra}.items() for item in pair]
+    result = runner.invoke(cli, ["batch", "issue", *merged])
+    assert result.exit_code != 0 and result.stdout == ""
+    assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1
+    db_file = issuer / "verifier.db"
+    if db_file.exists():
+        assert sqlite3.connect(db_file).execute("SELECT count(*) FROM batches").fetchone() == (0,)
+
+
+def test_missing_passphrase_registers_nothing(issuer, runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("VERIFIER_KEY_PASSPHRASE")
+    result = issue_cli(runner, tmp_path / "o")
+    assert result.exit_code == 1 and result.stderr.startswith("Error: no key passphrase")
+    assert not (issuer / "verifier.db").exists()
+
+
+def test_pin_without_secret_is_refused(issuer, runner, tmp_path, monkeypatch):
+    monkeypatch.delenv("VERIFIER_PIN_SECRET")
+    result = issue_cli(runner, tmp_path / "o", "--pin")
+    assert result.exit_code == 2 and result.stderr.startswith("Error: no PIN secret")
+
+
+def test_output_folder_that_is_not_empty_is_refused(issuer, runner, tmp_path):
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "keep.txt").write_text("mine")
+    result = issue_cli(runner, tmp_path / "o")
+    assert result.exit_code == 1 and "already exists and is not empty" in result.stderr
+    assert (tmp_path / "o" / "keep.txt").read_text() == "mine"
+
+
+def test_list_show_recall_export(issuer, runner, tmp_path):
+    assert issue_cli(runner, tmp_path / "a", "--lot", "L1").exit_code == 0
+    assert issue_cli(runner, tmp_path / "b", count=3).exit_code == 0
+    listing = runner.invoke(cli, ["batch", "list", "--json"])
+    assert [b["id"] for b in json.loads(listing.stdout)] == [2, 1]
+    shown = json.loads(runner.invoke(cli, ["batch", "show", "1", "--json"]).stdout)
+    assert shown["lot"] == "L1" and shown["status"] == "active"
+    recalled = runner.invoke(cli, ["batch", "recall", "1", "--reason", "contaminated lot"])
+    assert recalled.exit_code == 0 and "contaminated lot" in recalled.stdout
+    again = runner.invoke(cli, ["batch", "recall", "1", "--reason", "x"])
+    assert again.exit_code == 1 and "already recalled" in again.stderr
+    no_reason = runner.invoke(cli, ["batch", "recall", "2", "--reason", " "])
+    assert no_reason.exit_code == 1 and "needs a reason" in no_reason.stderr
+    exported = runner.invoke(cli, ["batch", "export", "1", "--key", "dev"])
+    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    issued = read_csv(tmp_path / "a" / "codes.csv")
+    assert sorted((r["serial"], r["url"]) for r in rows) == sorted((r["serial"], r["url"]) for r in issued)
+    assert {r["status"] for r in rows} == {"recalled"}
+    missing = runner.invoke(cli, ["batch", "show", "99"])
+    assert missing.exit_code == 1 and missing.stderr.strip() == "Error: no batch 99 (see `verifier batch list`)"
+
+
+def test_progress_is_drawn_on_a_terminal_only():
+    from verifier.progress import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    term, pipe = Terminal(), io.StringIO()
+    for stream in (term, pipe):
+        meter = Progress(1000, stream=stream, interval=0)
+        meter.advance(250)
+        meter.advance(750)
+        meter.close()
+    assert pipe.getvalue() == ""
+    assert "1,000/1,000 codes" in term.getvalue() and "codes/s" in term.getvalue() and "ETA" in term.getvalue()
+
+
+def test_credit_code_validation():
+    assert store.validate_credit_code("91350100m000100y43") == "91350100M000100Y43"
+    with pytest.raises(store.StoreError):
+        store.validate_credit_code("91350100M000100Y4")
+
+
+def test_migrations_are_recorded_and_idempotent(tmp_path):
+    db = store.connect(tmp_path / "r.db")
+    assert [r["name"] for r in db.query("SELECT name FROM _migrations")] == [name for name, _ in store.MIGRATIONS]
+    assert store.migrate(db) == []
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+
+
+def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, tmp_path, keypair, monkeypatch):
+    kid, private = keypair
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=3,
+                                 out_dir=tmp_path / "first", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    issue.issue_batch(issuer / "verifier.db", request, private, kid)
+    taken = int(read_csv(tmp_path / "first" / "codes.csv")[0]["serial"])
+    real_draw = issue._draw_serials
+    calls = []
+
+    def draw_with_a_collision(count, avoid=frozenset()):
+        calls.append(count)
+        drawn = real_draw(count, avoid)
+        return [taken] + drawn[1:] if len(calls) == 1 else drawn
+
+    monkeypatch.setattr(issue, "_draw_serials", draw_with_a_collision)
+    second = issue.BatchRequest(**{**request.__dict__, "out_dir": tmp_path / "second", "count": 5})
+    issue.issue_batch(issuer / "verifier.db", second, private, kid)
+    serials = [int(r["serial"]) for r in read_csv(tmp_path / "second" / "codes.csv")]
+    assert len(set(serials)) == 5 and taken not in serials and calls == [5, 1]
+    assert registry(issuer).execute("SELECT batch_id FROM codes WHERE serial = ?", [taken]).fetchone() == (1,)
