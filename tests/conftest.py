@@ -59,3 +59,77 @@ def instance(tmp_path, monkeypatch) -> Path:
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
+
+
+# --- an issued world for lookup tests: keys, batches, a fresh database copy per test ---------
+
+PIN_SECRET = b"test-pin-secret-0123456789"
+BASE_URL = "HTTPS://VERIFY.EXAMPLE.CN/"
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory) -> dict:
+    """A key and four batches, issued once: compact with PINs, GS1, recalled, expired."""
+    import datetime as dt
+    import sqlite3
+
+    from verifier import codes, issue, store
+
+    root = tmp_path_factory.mktemp("world")
+    keys_dir = root / "keys"
+    record = keys.create_key(keys_dir, "dev", b"pw", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    _, private = keys.load_private_key(keys_dir, "dev", b"pw")
+    kid = bytes.fromhex(record.kid)
+    db_path = root / "verifier.db"
+
+    def batch(name, **fields):
+        request = issue.BatchRequest(enterprise="华茶集团", product="绿茶", spec="500g", out_dir=root / name,
+                                     base_url=BASE_URL, formats=("csv",), **fields)  # fmt: skip
+        result = issue.issue_batch(db_path, request, private, kid, pin_secret=PIN_SECRET)
+        with open(root / name / "codes.csv", encoding="utf-8") as fh:
+            import csv
+
+            return result.batch_id, list(csv.DictReader(fh))
+
+    sq, tr, ac = codes.MARKS
+    world = {"root": root, "keys_dir": keys_dir, "db": db_path, "private": private, "kid": kid}
+    world["pin"] = batch("pin", mark=sq, count=40, pin=True, lot="L2026-11", production_date=dt.date(2026, 11, 1),
+                         expiry=dt.date(2030, 10, 31))  # fmt: skip
+    world["gs1"] = batch("gs1", mark=ac, count=10, form="gs1", gtin="09506000134352", lot="L7",
+                         expiry=dt.date(2030, 1, 31))  # fmt: skip
+    world["recalled"] = batch("recalled", mark=tr, count=5)
+    world["expired"] = batch("expired", mark=tr, count=5, production_date=dt.date(2019, 1, 1),
+                             expiry=dt.date(2020, 1, 1))  # fmt: skip
+    db = store.connect(db_path)
+    store.recall_batch(db, world["recalled"][0], "contaminated lot")
+    db.close()
+    with sqlite3.connect(db_path) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    return world
+
+
+@pytest.fixture
+def db_copy(world, tmp_path) -> Path:
+    """A fresh copy of the world's database."""
+    import shutil
+
+    target = tmp_path / "verifier.db"
+    shutil.copyfile(world["db"], target)
+    return target
+
+
+@pytest.fixture
+def app(world, db_copy, tmp_path):
+    from verifier.web import create_app
+
+    app = create_app({
+        "DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "JWKS_FILE": None, "BASE_URLS": [BASE_URL],
+        "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"test-secret", "RATELIMIT": "off", "INSTANCE": str(tmp_path),
+        "TRUSTED_PROXIES": 0, "TESTING": True,
+    })  # fmt: skip
+    return app
+
+
+@pytest.fixture
+def client(app):
+    return app.test_client()

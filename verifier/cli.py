@@ -480,3 +480,26 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
             out.close()
     if out_file:
         click.echo(f"Wrote {batch['count']:,} codes to {out_file}", err=True)
+
+
+# --- the lookup server --------------------------------------------------------------------
+
+
+@cli.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
+@click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: one a core, at least 2).")
+@click.option("--access-log", is_flag=True, help="Log every request (holds full IP addresses; off by default).")
+def serve_command(host: str, port: int, workers: int | None, access_log: bool) -> None:
+    """Serve the consumer lookup, the JSON API and the public keys (gunicorn).
+
+    The server reads public keys and the PIN secret only; it never sees a private key.
+
+    Example: verifier serve --host 0.0.0.0 --port 8000
+    """
+    from . import serve
+
+    try:
+        serve.run(host, port, workers, access_log)
+    except (ValueError, OSError) as exc:
+        raise CliError(str(exc)) from None

@@ -10,6 +10,7 @@ import binascii
 import datetime as dt
 import functools
 import re
+import unicodedata
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
@@ -254,8 +255,8 @@ def human_code(serial: int) -> str:
 
 
 def parse_human_code(text: str) -> int:
-    """The serial of a typed code; spaces and dashes are ignored. InvalidCode if mistyped."""
-    digits = re.sub(r"[\s-]", "", text.strip())
+    """The serial of a typed code; spaces, dashes and full-width digits are accepted. InvalidCode if mistyped."""
+    digits = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", text).strip())
     if not _DIGITS_RE.fullmatch(digits or "x") or len(digits) != SERIAL_DIGITS + 1:
         raise _malformed("bad-length", f"a printed code has {SERIAL_DIGITS + 1} digits")
     if damm_digit(digits) != 0:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import fcntl
+import os
 import re
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
@@ -28,7 +30,8 @@ def connect(path: Path | str, *, create: bool = True) -> sqlite_utils.Database:
     if not create and not path.exists():
         raise StoreError(f"no database at {path} (issue a batch first, or set VERIFIER_DB)")
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False)
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False,
+                           factory=Connection)  # fmt: skip
     configure(conn)
     db = sqlite_utils.Database(conn)
     migrate(db)
@@ -41,6 +44,7 @@ def configure(conn: sqlite3.Connection) -> None:
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")  # an acknowledged write survives power loss
     conn.execute("PRAGMA foreign_keys = ON")
+    conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run under the writer lock: see transaction()
 
 
 # --- migrations ---------------------------------------------------------------------------
@@ -99,8 +103,57 @@ def _m001_registry(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m002_scans(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- Every lookup, whatever its verdict. Personal data is minimised at the source: a truncated
+        -- IP (/24, /48), a keyed hash of the full IP for abuse correlation, a coarse region, a coarse
+        -- user agent, and a keyed hash of the browser session; never a full IP or a position.
+        CREATE TABLE scans (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,                 -- UTC, ISO 8601 with milliseconds
+            channel TEXT NOT NULL,            -- qr | manual | api
+            reason TEXT NOT NULL,             -- the verdict's stable reason code
+            detail TEXT,
+            serial INTEGER,
+            batch_id INTEGER,
+            kid TEXT,
+            counted INTEGER NOT NULL DEFAULT 0,  -- 1 if this scan added to the code's check count
+            checks INTEGER,                   -- the code's check count after this scan
+            pin TEXT,                         -- first | reused | mismatch, when a PIN was typed
+            ip_prefix TEXT,
+            ip_hash TEXT,
+            country TEXT,
+            region TEXT,
+            city TEXT,
+            user_agent TEXT,
+            session_hash TEXT
+        );
+        CREATE INDEX scans_serial ON scans(serial, session_hash) WHERE serial IS NOT NULL;
+        CREATE INDEX scans_at ON scans(at);
+        CREATE INDEX scans_batch_at ON scans(batch_id, at) WHERE batch_id IS NOT NULL;
+        -- The per-code state a lookup needs, created on a code's first check.
+        CREATE TABLE code_checks (
+            serial INTEGER PRIMARY KEY,
+            checks INTEGER NOT NULL,
+            first_checked_at TEXT NOT NULL,
+            last_checked_at TEXT NOT NULL,
+            pin_verified_at TEXT
+        );
+        -- Fixed-window request counters per client (a keyed hash), shared by every server process.
+        CREATE TABLE rate_limits (
+            client TEXT NOT NULL,
+            window INTEGER NOT NULL,
+            hits INTEGER NOT NULL,
+            PRIMARY KEY (client, window)
+        ) WITHOUT ROWID;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
+    ("002_scans", _m002_scans),
 ]
 
 
@@ -121,17 +174,66 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
     return applied
 
 
+# SQLite 3.7.0-3.51.2 (Debian 12 ships 3.40.1) has the WAL-reset bug: a commit racing a second
+# checkpoint in another connection can corrupt the database. The mitigation: every write
+# transaction and every checkpoint of every process holds one exclusive lock file, and automatic
+# checkpoints are off, so a commit never overlaps a checkpoint. SQLite serialises writers anyway,
+# so the lock costs one flock() call a transaction. See docs/operations.md.
+CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+_writer_locks: dict[tuple[int, str], int] = {}
+
+
+class Connection(sqlite3.Connection):
+    """A connection that knows its database file (for the writer lock and the WAL size)."""
+
+    db_file: str = ""
+
+
+def _db_file(conn: sqlite3.Connection) -> str:
+    path = getattr(conn, "db_file", "")
+    if not path:
+        path = conn.execute("PRAGMA database_list").fetchone()[2]
+        if isinstance(conn, Connection):
+            conn.db_file = path
+    return path
+
+
+def _writer_lock_fd(conn: sqlite3.Connection) -> int:
+    path = _db_file(conn)
+    key = (os.getpid(), path)  # flock belongs to an open file: never share one across fork
+    fd = _writer_locks.get(key)
+    if fd is None:
+        fd = os.open(path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        _writer_locks[key] = fd
+    return fd
+
+
 @contextlib.contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite3.Connection]:
-    """BEGIN IMMEDIATE (take the write lock up front, so no deadlock on upgrade) ... COMMIT or ROLLBACK."""
-    conn = db.conn
-    conn.execute("BEGIN IMMEDIATE")
+def transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """The writer lock, BEGIN IMMEDIATE ... COMMIT (or ROLLBACK), and a checkpoint when due."""
+    conn = db.conn if isinstance(db, sqlite_utils.Database) else db
+    fd = _writer_lock_fd(conn)
+    fcntl.flock(fd, fcntl.LOCK_EX)
     try:
-        yield conn
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    conn.execute("COMMIT")
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        _checkpoint_if_due(conn)
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+
+
+def _checkpoint_if_due(conn: sqlite3.Connection) -> None:
+    try:
+        wal_bytes = os.stat(_db_file(conn) + "-wal").st_size
+    except FileNotFoundError:
+        return
+    if wal_bytes >= CHECKPOINT_WAL_BYTES:
+        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers (an export may be running)
 
 
 def now_text(now: dt.datetime | None = None) -> str:

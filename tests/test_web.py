@@ -1,0 +1,334 @@
+"""The consumer page and the JSON API, through the Flask test client on a real SQLite file."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import BASE_URL, PIN_SECRET
+from verifier import codes, keys, pins
+from verifier.web import create_app
+
+PHONE_UA = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120 Mobile MicroMessenger/8.0.47"
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+def reason_of(response) -> str:
+    return re.search(r'data-reason="([a-z-]+)"', response.get_data(as_text=True)).group(1)
+
+
+def scan(client, url: str, **headers):
+    return client.get(path_of(url), headers={"User-Agent": PHONE_UA, **headers})
+
+
+def fresh(app):
+    """A new browser: no cookies, so no session."""
+    return app.test_client()
+
+
+def scans(db: Path) -> list[dict]:
+    conn = sqlite3.connect(db)
+    conn.row_factory = sqlite3.Row
+    return [dict(r) for r in conn.execute("SELECT * FROM scans ORDER BY id")]
+
+
+def test_first_scan_is_genuine_with_the_product(app, world, db_copy):
+    url = world["pin"][1][0]["url"]
+    response = scan(fresh(app), url)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and reason_of(response) == "genuine"
+    assert "正品：首次查询" in html and "华茶集团" in html and "绿茶 500g" in html and "全国质检稳定合格产品" in html
+    assert "L2026-11" in html and "2030年10月31日" in html
+    [row] = scans(db_copy)
+    assert (row["channel"], row["reason"], row["counted"], row["checks"]) == ("qr", "genuine", 1, 1)
+    assert row["user_agent"] == "WeChat/Android" and row["ip_prefix"] == "127.0.0.0/24"
+
+
+def test_repeat_checks_show_count_and_first_time_in_china_time(app, world):
+    url = world["pin"][1][1]["url"]
+    scan(fresh(app), url)
+    second = scan(fresh(app), url)
+    html = second.get_data(as_text=True)
+    assert reason_of(second) == "genuine-repeat" and "已被查询 2 次" in html
+    assert re.search(r"首次查询时间为 \d{4}年\d+月\d+日 \d\d:\d\d（北京时间）", html)
+
+
+def test_repeat_views_from_one_browser_count_once(app, world, db_copy):
+    url = world["pin"][1][2]["url"]
+    browser = fresh(app)
+    assert reason_of(scan(browser, url)) == "genuine"
+    again = scan(browser, url)
+    assert reason_of(again) == "genuine" and "<dd>1</dd>" in again.get_data(as_text=True)
+    assert [r["counted"] for r in scans(db_copy)] == [1, 0]
+
+
+def test_beyond_the_threshold_is_suspicious(app, world):
+    url = world["pin"][1][3]["url"]
+    reasons = [reason_of(scan(fresh(app), url)) for _ in range(5)]
+    assert reasons == ["genuine", "genuine-repeat", "genuine-repeat", "genuine-repeat", "suspicious-repeat"]
+
+
+def test_gs1_digital_link_path_resolves(app, world):
+    row = world["gs1"][1][0]
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"
+    altered = row["url"].replace("/10/L7/", "/10/L8/")
+    assert reason_of(scan(fresh(app), altered)) == "bad-signature"
+
+
+def test_recalled_and_expired_batches(app, world):
+    recalled = scan(fresh(app), world["recalled"][1][0]["url"])
+    assert reason_of(recalled) == "recalled" and "contaminated lot" in recalled.get_data(as_text=True)
+    expired = scan(fresh(app), world["expired"][1][0]["url"])
+    assert reason_of(expired) == "expired" and "2020年1月1日" in expired.get_data(as_text=True)
+
+
+def forged_variants(world) -> dict[str, str]:
+    url = world["pin"][1][4]["url"]
+    payload = url.rsplit("/", 1)[1]
+    flipped = payload[:60] + ("A" if payload[60] != "A" else "B") + payload[61:]
+    unregistered = codes.compact_signer(world["private"], world["kid"], codes.MARKS[0], 999, BASE_URL)(42)
+    other_key = codes.compact_signer(
+        __import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]).Ed25519PrivateKey.generate(),
+        b"\xab\xcd", codes.MARKS[0], 1, BASE_URL)(42)  # fmt: skip
+    return {
+        "bad-signature": BASE_URL + flipped,
+        "unknown-batch": unregistered,
+        "unknown-key": other_key,
+        "malformed": BASE_URL + "NOT-A-CODE",
+    }
+
+
+@pytest.mark.parametrize("reason", ["bad-signature", "unknown-batch", "unknown-key", "malformed"])
+def test_not_genuine_codes_get_a_warning_never_an_error(app, world, reason, db_copy):
+    response = scan(fresh(app), forged_variants(world)[reason])
+    html = response.get_data(as_text=True)
+    assert response.status_code == 200 and reason_of(response) == reason
+    assert "12315" in html and "Traceback" not in html
+    assert scans(db_copy)[-1]["reason"] == reason and scans(db_copy)[-1]["counted"] == 0
+
+
+@pytest.mark.parametrize("path", ["/%00", "/" + "A" * 5000, "/01/x/10/y/21/z?17=1&8030=" + "%FF" * 50, "/a/b/c/d",
+                                  "/\u4e2d\u6587", "/01/09506000134352/10/L7/21/0?17=300131&17=300131"])  # fmt: skip
+def test_junk_paths_are_verdicts(client, path):
+    response = client.get(path)
+    assert response.status_code == 200 and reason_of(response) == "malformed"
+
+
+def manual(client, code, pin=None):
+    return client.post("/check", data={"code": code, **({"pin": pin} if pin is not None else {})})
+
+
+def test_manual_entry_flow(app, world, db_copy):
+    row = world["pin"][1][5]
+    browser = fresh(app)
+    form = browser.get("/")
+    assert "输入防伪码查询" in form.get_data(as_text=True)
+    assert reason_of(manual(browser, row["code"])) == "genuine"
+    first_pin = manual(fresh(app), row["code"], row["pin"])
+    assert reason_of(first_pin) == "genuine" and "首次验证" in first_pin.get_data(as_text=True)
+    reused = manual(fresh(app), row["code"].replace(" ", ""), row["pin"])
+    assert reason_of(reused) == "pin-reused" and "已于" in reused.get_data(as_text=True)
+    assert reason_of(manual(fresh(app), row["code"], "00000000" if row["pin"] != "00000000" else "1")) == "pin-mismatch"
+    assert [r["channel"] for r in scans(db_copy)] == ["manual"] * 4
+
+
+def test_manual_typo_is_called_a_typo_not_a_counterfeit(client, world):
+    code = world["pin"][1][6]["code"]
+    typo = code[:3] + str((int(code[3]) + 1) % 10) + code[4:]
+    response = manual(client, typo)
+    html = response.get_data(as_text=True)
+    assert reason_of(response) == "mistyped" and "这不代表产品是假冒的" in html
+
+
+def test_manual_unknown_code_and_full_width_digits(client, world):
+    digits = "1234567890123456"
+    unknown = f"{digits}{codes.damm_digit(digits)}"
+    assert reason_of(manual(client, unknown)) == "unknown-code"
+    code = world["pin"][1][7]["code"]
+    full_width = code.translate(str.maketrans("0123456789", "０１２３４５６７８９"))
+    assert reason_of(manual(client, full_width)) == "genuine"
+
+
+def test_pin_form_appears_on_a_scanned_pin_label(client, world):
+    html = scan(client, world["pin"][1][8]["url"]).get_data(as_text=True)
+    assert 'action="/check"' in html and 'name="pin"' in html
+    assert world["pin"][1][8]["code"] in html
+
+
+def test_english_by_accept_language_and_by_switch(app, world):
+    url = world["pin"][1][9]["url"]
+    english = scan(fresh(app), url, **{"Accept-Language": "en-US,en;q=0.9"})
+    assert "Genuine: first check" in english.get_data(as_text=True)
+    browser = fresh(app)
+    switched = browser.get(path_of(url) + "?lang=en")
+    assert "Genuine" in switched.get_data(as_text=True) and "lang=en" in switched.headers["Set-Cookie"]
+    assert "Check a printed code" in browser.get("/").get_data(as_text=True)  # the cookie remembers the choice
+    chinese_default = scan(fresh(app), url, **{"Accept-Language": "fr"})
+    assert "正品" in chinese_default.get_data(as_text=True)
+
+
+def test_security_headers_no_script_and_light_pages(client, world):
+    response = scan(client, world["pin"][1][10]["url"])
+    headers = response.headers
+    assert "script-src" not in headers["Content-Security-Policy"] and "default-src 'none'" in headers["Content-Security-Policy"]
+    assert headers["Referrer-Policy"] == "no-referrer" and headers["X-Content-Type-Options"] == "nosniff"
+    html = response.get_data()
+    assert b"<script" not in html.lower() and b"style=" not in html
+    css = client.get("/static/site.css").get_data()
+    assert len(html) + len(css) < 30 * 1024
+
+
+def test_pages_leak_no_version_or_earlier_locations(app, world):
+    url = world["pin"][1][11]["url"]
+    scan(fresh(app), url, **{"X-Forwarded-For": "203.0.113.9"})
+    html = scan(fresh(app), url).get_data(as_text=True)
+    assert "127.0.0" not in html and "203.0.113" not in html and "0.1.0" not in html
+
+
+def test_forwarded_for_is_ignored_unless_configured(app, world, db_copy, tmp_path):
+    scan(fresh(app), world["pin"][1][12]["url"], **{"X-Forwarded-For": "203.0.113.9"})
+    assert scans(db_copy)[-1]["ip_prefix"] == "127.0.0.0/24"
+    proxied = create_app({**app.config, "TRUSTED_PROXIES": 1})
+    proxied.test_client().get(path_of(world["pin"][1][13]["url"]), headers={"X-Forwarded-For": "203.0.113.9"})
+    row = scans(db_copy)[-1]
+    assert row["ip_prefix"] == "203.0.113.0/24" and row["ip_hash"] and len(row["ip_hash"]) == 16
+
+
+def test_scan_log_never_holds_a_full_ip(app, world, db_copy):
+    proxied = create_app({**app.config, "TRUSTED_PROXIES": 1})
+    proxied.test_client().get(path_of(world["pin"][1][14]["url"]), headers={"X-Forwarded-For": "2001:db8:1234:5678::9"})
+    dump = "\n".join(sqlite3.connect(db_copy).iterdump())
+    assert "2001:db8:1234:5678" not in dump and "2001:db8:1234::/48" in dump
+
+
+# --- the API ------------------------------------------------------------------------------
+
+
+def test_api_verify_answers_reason_and_checks(app, world):
+    url = world["pin"][1][15]["url"]
+    first = fresh(app).get("/api/v1/verify", query_string={"code": url}).get_json()
+    second = fresh(app).get("/api/v1/verify", query_string={"code": url}).get_json()
+    assert (first["ok"], first["reason"], first["checks"]) == (True, "genuine", 1)
+    assert (second["reason"], second["checks"]) == ("genuine-repeat", 2)
+    assert second["product"]["enterprise"] == "华茶集团"
+
+
+@pytest.mark.parametrize("case", ["genuine", "recalled", "expired", "bad-signature", "unknown-batch", "unknown-key",
+                                  "malformed", "mistyped", "unknown-code"])  # fmt: skip
+def test_page_and_api_give_the_same_verdict(world, tmp_path, case):
+    """Each on its own fresh database, so neither sees the other's check."""
+    import shutil
+
+    variants = forged_variants(world)
+    digits = "1234567890123456"
+    texts = {
+        "genuine": world["gs1"][1][1]["url"], "recalled": world["recalled"][1][1]["url"],
+        "expired": world["expired"][1][1]["url"], "mistyped": "1234 5678 9012 34560",
+        "unknown-code": f"{digits}{codes.damm_digit(digits)}", **variants,
+    }  # fmt: skip
+    text = texts[case]
+    results = []
+    for channel in ("page", "api"):
+        db = tmp_path / f"{channel}.db"
+        shutil.copyfile(world["db"], db)
+        app = create_app({"DATABASE": str(db), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
+                          "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+        client = app.test_client()
+        typed = case in ("mistyped", "unknown-code")
+        if channel == "api":
+            results.append(client.get("/api/v1/verify", query_string={"code": text}).get_json()["reason"])
+        else:
+            results.append(reason_of(manual(client, text) if typed else client.get(path_of(text))))
+    assert results == [case, case]
+
+
+def test_api_post_with_pin(app, world):
+    row = world["pin"][1][16]
+    answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]}).get_json()
+    assert (answer["reason"], answer["pin"]) == ("genuine", "first")
+    again = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]}).get_json()
+    assert (again["reason"], again["pin"]) == ("pin-reused", "reused") and again["pin_verified_at"]
+
+
+@pytest.mark.parametrize("request_kwargs, status, code", [
+    ({"method": "GET", "path": "/api/v1/verify"}, 400, "missing-parameter"),
+    ({"method": "GET", "path": "/api/v1/verify?code=%20"}, 400, "missing-parameter"),
+    ({"method": "POST", "path": "/api/v1/verify", "data": "{not json", "content_type": "application/json"}, 400, "bad-request"),
+    ({"method": "POST", "path": "/api/v1/verify", "json": {"pin": "1"}}, 400, "missing-parameter"),
+    ({"method": "POST", "path": "/api/v1/verify", "json": {"code": "1", "pin": 5}}, 400, "bad-request"),
+    ({"method": "POST", "path": "/api/v1/verify", "json": ["code"]}, 400, "bad-request"),
+    ({"method": "GET", "path": "/api/v1/nothing"}, 404, "not-found"),
+    ({"method": "DELETE", "path": "/api/v1/verify"}, 405, "method-not-allowed"),
+])  # fmt: skip
+def test_api_errors_have_one_shape(client, request_kwargs, status, code):
+    kwargs = dict(request_kwargs)
+    response = client.open(kwargs.pop("path"), **kwargs)
+    assert response.status_code == status
+    assert response.get_json() == {"ok": False, "error": {"code": code, "message": response.get_json()["error"]["message"]}}
+
+
+def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp_path):
+    response = client.get("/.well-known/jwks.json")
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    assert "max-age" in response.headers["Cache-Control"]
+    [jwk] = response.get_json()["keys"]
+    assert jwk["kid"] == world["kid"].hex() and "d" not in jwk
+    revoked = keys.KeyRecord("old", "abcd", jwk["x"], "revoked", "2026-01-01")
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(keys.jwks([keys.KeyRecord(**{**revoked.__dict__, "status": "retired"})])))
+    retired_app = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)})
+    assert [k["status"] for k in retired_app.test_client().get("/.well-known/jwks.json").get_json()["keys"]] == ["retired"]
+
+
+def test_openapi_json_is_the_yaml_document(client):
+    served = client.get("/api/v1/openapi.json").get_json()
+    on_disk = yaml.safe_load((Path(__file__).parent.parent / "docs" / "openapi.yaml").read_text("utf-8"))
+    assert served == on_disk and served["openapi"].startswith("3.1")
+    assert set(on_disk["components"]["schemas"]["Verdict"]["properties"]["reason"]["enum"]) == set(
+        __import__("verifier.lookup", fromlist=["REASONS"]).REASONS)
+
+
+def test_rate_limit_page_and_api(app, world):
+    limited = create_app({**app.config, "RATELIMIT": "3/minute"})
+    browser = limited.test_client()
+    url = world["pin"][1][17]["url"]
+    statuses = [browser.get(path_of(url)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429]
+    page = browser.get(path_of(url))
+    assert "查询过于频繁" in page.get_data(as_text=True) and int(page.headers["Retry-After"]) >= 1
+    api = browser.get("/api/v1/verify", query_string={"code": url})
+    assert api.status_code == 429 and api.get_json()["error"]["code"] == "rate-limited"
+
+
+def test_revocation_reaches_the_running_server(app, world, tmp_path):
+    import shutil
+
+    keys_dir = tmp_path / "keys"
+    shutil.copytree(world["keys_dir"], keys_dir)
+    server = create_app({**app.config, "KEYS_DIR": str(keys_dir)})
+    server.extensions["verifier"].KEY_RECHECK_SECONDS = 0
+    url = world["pin"][1][18]["url"]
+    assert reason_of(server.test_client().get(path_of(url))) == "genuine"
+    keys.set_status(keys_dir, "dev", "revoked", dt.datetime.now(dt.timezone.utc))
+    assert reason_of(server.test_client().get(path_of(url))) == "key-revoked"
+
+
+def test_server_needs_no_private_key(app, world, tmp_path):
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps(keys.jwks(keys.read_keyring(world["keys_dir"]))))
+    server = create_app({**app.config, "KEYS_DIR": str(tmp_path / "no-keys-here"), "JWKS_FILE": str(jwks_file)})
+    assert reason_of(server.test_client().get(path_of(world["pin"][1][19]["url"]))) == "genuine"
+
+
+def test_pin_secret_derivation_matches_the_printer_file(world):
+    row = world["pin"][1][0]
+    assert pins.derive_pin(PIN_SECRET, int(row["serial"])) == row["pin"]

@@ -1,0 +1,137 @@
+"""What a scan records about the person scanning: as little as the anomaly rules need.
+
+An IP address is personal data (GDPR; PIPL treats whereabouts as sensitive). A scan keeps a
+truncated IP (/24 for IPv4, /48 for IPv6), a keyed hash of the full IP (to correlate abuse
+without storing the address), a coarse region, a coarse user agent and a keyed hash of the
+browser session. Never the full IP, never a position.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import ipaddress
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Region:
+    country: str | None = None  # ISO 3166-1 alpha-2
+    region: str | None = None  # province / state
+    city: str | None = None
+
+
+@dataclass(frozen=True)
+class Client:
+    """The minimised description of one scanning client."""
+
+    ip_prefix: str | None
+    ip_hash: str | None
+    region: Region
+    user_agent: str
+    session_hash: str | None
+    rate_key: str  # what rate limits count: the hash of the IPv4 address or of the IPv6 /64
+
+
+def keyed_hash(key: bytes, purpose: str, value: str) -> str:
+    """A short HMAC-SHA256 of `value`, separated by purpose, for correlation without the value."""
+    return hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def truncate_ip(ip: str) -> str | None:
+    """The /24 (IPv4) or /48 (IPv6) network of an address, or None if it is not one."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def rate_network(ip: str) -> str:
+    """What one client is, for rate limits: an IPv4 address, or an IPv6 /64 (one household)."""
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6 and not address.ipv4_mapped:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
+
+
+_APPS = (("MicroMessenger", "WeChat"), ("AlipayClient", "Alipay"), ("QQ/", "QQ"), ("DingTalk", "DingTalk"),
+         ("Weibo", "Weibo"), ("HeadlessChrome", "Headless"), ("Edg/", "Edge"), ("Firefox/", "Firefox"),
+         ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl"), ("python", "script"))  # fmt: skip
+_SYSTEMS = (("iPhone", "iOS"), ("iPad", "iOS"), ("Android", "Android"), ("HarmonyOS", "HarmonyOS"),
+            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux"))  # fmt: skip
+
+
+@functools.lru_cache(maxsize=1024)
+def coarse_user_agent(user_agent: str) -> str:
+    """'WeChat/Android', 'Safari/iOS', 'other': the app and the system, no versions or models."""
+    app = next((name for marker, name in _APPS if marker in user_agent), "other")
+    system = next((name for marker, name in _SYSTEMS if marker in user_agent), "other")
+    return f"{app}/{system}"
+
+
+class RegionResolver:
+    """Country from the offline GeoLite2-derived table that the geoip2fast package ships;
+    province and city from a trusted reverse proxy's headers when one is configured."""
+
+    HEADERS = {"country": "X-Geo-Country", "region": "X-Geo-Region", "city": "X-Geo-City"}
+
+    def __init__(self, trust_headers: bool = False):
+        self.trust_headers = trust_headers
+
+    @functools.cached_property
+    def _table(self):
+        try:
+            from geoip2fast import GeoIP2Fast
+        except ImportError:  # the lookup works without regions; anomaly rules then lack them
+            return None
+        return GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
+
+    def warm_up(self) -> None:
+        """Load the table now (before workers fork, so they share it)."""
+        _ = self._table
+
+    def resolve(self, ip: str | None, headers: Mapping[str, str]) -> Region:
+        country = region = city = None
+        if self.trust_headers:
+            country = _clean(headers.get(self.HEADERS["country"]), 2)
+            region = _clean(headers.get(self.HEADERS["region"]), 64)
+            city = _clean(headers.get(self.HEADERS["city"]), 64)
+        if country is None and ip and self._table is not None:
+            try:
+                result = self._table.lookup(ip)
+            except Exception:  # noqa: BLE001 - a malformed address is simply not located
+                result = None
+            code = getattr(result, "country_code", None)
+            country = code if code and re.fullmatch(r"[A-Z]{2}", code) else None
+        return Region(country, region, city)
+
+
+def _clean(value: str | None, limit: int) -> str | None:
+    if not value:
+        return None
+    value = value.strip()[:limit]
+    return value if value.isprintable() else None
+
+
+def describe_client(ip: str | None, user_agent: str, session_id: str | None, headers: Mapping[str, str],
+                    key: bytes, resolver: RegionResolver) -> Client:  # fmt: skip
+    """The minimised record of a client, computed once at scan time."""
+    ip = ip or ""
+    return Client(
+        ip_prefix=truncate_ip(ip),
+        ip_hash=keyed_hash(key, "ip", ip) if ip else None,
+        region=resolver.resolve(ip or None, headers),
+        user_agent=coarse_user_agent(user_agent[:512]),
+        session_hash=keyed_hash(key, "session", session_id) if session_id else None,
+        rate_key=keyed_hash(key, "rate", rate_network(ip)),
+    )

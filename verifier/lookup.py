@@ -1,0 +1,255 @@
+"""Consumer lookups: the verdict for a scanned or typed code, and the durable record of the scan.
+
+A lookup has a pure part (decode and verify the signature, outside any lock) and a recording
+part that runs inside the caller's write transaction: registry checks, the check count, the
+PIN state and the scan row. The web page, the API and the scan log share these reason codes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from . import codes, pins
+from .clients import Client
+
+CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
+
+# Verdict reasons: stable machine codes.
+GENUINE = "genuine"  # first check of an issued code
+GENUINE_REPEAT = "genuine-repeat"  # checked before, within the repeat threshold
+SUSPICIOUS_REPEAT = "suspicious-repeat"  # checked more often than a genuine label would be
+PIN_REUSED = "pin-reused"  # the PIN was verified before
+RECALLED = "recalled"
+EXPIRED = "expired"
+MISTYPED = "mistyped"  # a typed code whose check digit does not match
+PIN_MISMATCH = "pin-mismatch"
+UNKNOWN_BATCH = "unknown-batch"  # validly signed, but not a registered code of that batch
+UNKNOWN_CODE = "unknown-code"  # a typed code that was never issued
+KEY_REVOKED = codes.KEY_REVOKED
+BAD_SIGNATURE = codes.BAD_SIGNATURE
+UNKNOWN_KEY = codes.UNKNOWN_KEY
+MALFORMED = codes.MALFORMED
+
+TONE = {  # how a page presents each verdict: ok (green), warn (amber), bad (red)
+    GENUINE: "ok", GENUINE_REPEAT: "ok",
+    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", RECALLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
+    PIN_MISMATCH: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad", BAD_SIGNATURE: "bad",
+    UNKNOWN_KEY: "bad", MALFORMED: "bad",
+}  # fmt: skip
+REASONS = tuple(TONE)
+CHANNELS = ("qr", "manual", "api")
+
+
+@dataclass
+class Verdict:
+    """What a consumer is told, and what the scan log records."""
+
+    reason: str
+    detail: str | None = None
+    serial: int | None = None
+    checks: int | None = None
+    first_checked_at: dt.datetime | None = None
+    batch: dict | None = None  # enterprise, product, spec, mark, lot, dates, recall, has PIN
+    pin: str | None = None  # first | reused | mismatch
+    pin_verified_at: dt.datetime | None = None
+    kid: str | None = None
+
+    @property
+    def tone(self) -> str:
+        return TONE[self.reason]
+
+    @property
+    def genuine(self) -> bool:
+        return self.reason in (GENUINE, GENUINE_REPEAT)
+
+    @property
+    def human_code(self) -> str | None:
+        return codes.human_code(self.serial) if self.serial is not None else None
+
+    def public(self) -> dict[str, object]:
+        """The JSON the API answers: nothing about other scanners, nothing internal."""
+        batch = self.batch or {}
+        return {
+            "reason": self.reason, "detail": self.detail, "genuine": self.genuine, "tone": self.tone,
+            "checks": self.checks, "first_checked_at": _iso(self.first_checked_at),
+            "code": self.human_code, "pin": self.pin, "pin_verified_at": _iso(self.pin_verified_at),
+            "product": {k: batch.get(k) for k in ("enterprise", "product", "spec", "mark", "lot", "gtin",
+                                                  "production_date", "expiry_date", "recalled_at", "recall_reason")}
+            if batch else None,
+        }  # fmt: skip
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.isoformat(timespec="seconds") if value else None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What lookups need: trusted public keys, accepted addresses, thresholds, the PIN secret."""
+
+    keys: Mapping[bytes, codes.TrustedKey]
+    base_urls: tuple[str, ...]
+    repeat_threshold: int = 4
+    pin_secret: bytes | None = None
+    _decoy: codes.TrustedKey = field(default_factory=lambda: _make_decoy())
+
+
+def _make_decoy() -> codes.TrustedKey:
+    private = Ed25519PrivateKey.from_private_bytes(bytes(32))
+    return codes.TrustedKey(b"\0\0", private.public_key())
+
+
+# --- the pure part ------------------------------------------------------------------------
+
+
+def examine_url(text: str, settings: Settings) -> codes.Verification:
+    """Decode and verify a scanned URL or code. Forged, unknown-key and malformed codes all pay
+    for one signature verification, so response times do not tell them apart."""
+    result = codes.verify(text, settings.keys, settings.base_urls)
+    if result.reason in (codes.UNKNOWN_KEY, codes.MALFORMED):
+        try:
+            settings._decoy.public_key.verify(bytes(64), b"verifier timing decoy")
+        except InvalidSignature:
+            pass
+    return result
+
+
+# --- the recording part: call inside store.transaction() ----------------------------------
+
+_BATCH_SQL = """
+SELECT b.id, b.status, b.mark, b.form, b.lot, b.gtin, b.production_date, b.expiry_date, b.pin,
+       b.recalled_at, b.recall_reason, e.name, p.name, p.spec
+FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
+JOIN products p ON p.id = b.product_id
+WHERE c.serial = ?
+"""
+_BATCH_FIELDS = ("id", "status", "mark", "form", "lot", "gtin", "production_date", "expiry_date", "pin",
+                 "recalled_at", "recall_reason", "enterprise", "product", "spec")  # fmt: skip
+
+
+def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
+    row = conn.execute(_BATCH_SQL, (serial,)).fetchone()
+    if row is None or row[1] == "issuing":
+        return None
+    batch = dict(zip(_BATCH_FIELDS, row))
+    mark = codes.mark_by_slug(batch["mark"])
+    batch.update(mark_zh=mark.name_zh, mark_en=mark.name_en, has_pin=bool(batch.pop("pin")))
+    return batch
+
+
+def _matches(code: codes.Code, batch: dict) -> bool:
+    """Whether a validly signed code is the registered code of that serial."""
+    if code.form == codes.FORM_COMPACT:
+        return code.batch == batch["id"] and batch["form"] == codes.FORM_COMPACT
+    return batch["form"] == codes.FORM_GS1 and (code.gtin, code.lot) == (batch["gtin"], batch["lot"])
+
+
+def _utc_text(now: dt.datetime) -> str:
+    return now.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _parse_time(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+def record_url(conn: sqlite3.Connection, verification: codes.Verification, settings: Settings, client: Client,
+               channel: str, now: dt.datetime) -> Verdict:  # fmt: skip
+    """The verdict for a verified URL, recorded as a scan."""
+    code = verification.code
+    if not verification.genuine:
+        verdict = Verdict(verification.reason, verification.detail, kid=code.kid_hex if code else None,
+                          serial=code.serial if code else None)  # fmt: skip
+        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
+        return verdict
+    batch = _registered_batch(conn, code.serial)
+    if batch is None or not _matches(code, batch):
+        verdict = Verdict(UNKNOWN_BATCH, serial=code.serial, kid=code.kid_hex)
+        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
+        return verdict
+    return _record_issued(conn, code.serial, batch, code.kid_hex, settings, client, channel, now, pin=None)
+
+
+def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings: Settings, client: Client,
+                 channel: str, now: dt.datetime) -> Verdict:  # fmt: skip
+    """The verdict for a code (and PIN) typed from a label, recorded as a scan."""
+    try:
+        serial = codes.parse_human_code(typed)
+    except codes.InvalidCode as exc:
+        reason = MISTYPED if exc.detail == "bad-check-digit" else MALFORMED
+        verdict = Verdict(reason, exc.detail)
+        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
+        return verdict
+    batch = _registered_batch(conn, serial)
+    if batch is None:
+        verdict = Verdict(UNKNOWN_CODE, serial=serial)
+        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
+        return verdict
+    return _record_issued(conn, serial, batch, None, settings, client, channel, now, pin=pin or None)
+
+
+def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Settings, client: Client,
+                   channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
+    """Count the check, apply recall, expiry, PIN and repeat rules, record the scan."""
+    now_text = _utc_text(now)
+    counted = not (client.session_hash and conn.execute(
+        "SELECT 1 FROM scans WHERE serial = ? AND session_hash = ? AND counted = 1 LIMIT 1",
+        (serial, client.session_hash)).fetchone())  # fmt: skip
+    if counted:
+        row = conn.execute(
+            """INSERT INTO code_checks (serial, checks, first_checked_at, last_checked_at) VALUES (?, 1, ?, ?)
+               ON CONFLICT (serial) DO UPDATE SET checks = checks + 1, last_checked_at = excluded.last_checked_at
+               RETURNING checks, first_checked_at, pin_verified_at""",
+            (serial, now_text, now_text),
+        ).fetchone()  # fmt: skip
+    else:
+        row = conn.execute("SELECT checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
+                           (serial,)).fetchone()  # fmt: skip
+    checks, first_checked_at, pin_verified_at = row
+    verdict = Verdict(GENUINE, serial=serial, checks=checks, first_checked_at=_parse_time(first_checked_at),
+                      batch=batch, kid=kid)  # fmt: skip
+    pin_state = None
+    if pin is not None and batch["has_pin"]:
+        if settings.pin_secret is None or not pins.check_pin(settings.pin_secret, serial, pin):
+            pin_state = "mismatch"
+        elif pin_verified_at is None:
+            pin_state = "first"
+            conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (now_text, serial))
+        else:
+            pin_state = "reused"
+            verdict.pin_verified_at = _parse_time(pin_verified_at)
+    verdict.pin = pin_state
+    if batch["status"] == "recalled":
+        verdict.reason = RECALLED
+    elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(CHINA).date():
+        verdict.reason = EXPIRED
+    elif pin_state == "mismatch":
+        verdict.reason = PIN_MISMATCH
+    elif pin_state == "reused":
+        verdict.reason = PIN_REUSED
+    elif pin_state == "first" or checks <= 1:
+        verdict.reason = GENUINE  # the buyer's first PIN verification outweighs earlier scans
+    elif checks <= settings.repeat_threshold:
+        verdict.reason = GENUINE_REPEAT
+    else:
+        verdict.reason = SUSPICIOUS_REPEAT
+    _insert_scan(conn, verdict, client, channel, now, batch_id=batch["id"], counted=counted)
+    return verdict
+
+
+def _insert_scan(conn, verdict: Verdict, client: Client, channel: str, now: dt.datetime, batch_id: int | None,
+                 counted: bool) -> None:  # fmt: skip
+    region = client.region
+    conn.execute(
+        """INSERT INTO scans (at, channel, reason, detail, serial, batch_id, kid, counted, checks, pin, ip_prefix,
+           ip_hash, country, region, city, user_agent, session_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
+           ?, ?, ?, ?)""",
+        (_utc_text(now), channel, verdict.reason, verdict.detail, verdict.serial, batch_id, verdict.kid, int(counted),
+         verdict.checks, verdict.pin, client.ip_prefix, client.ip_hash, region.country, region.region, region.city,
+         client.user_agent, client.session_hash),
+    )  # fmt: skip

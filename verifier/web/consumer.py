@@ -1,0 +1,178 @@
+"""The consumer's pages: the verdict for a scanned label, and typing a printed code."""
+
+from __future__ import annotations
+
+import time
+
+from flask import Blueprint, Response, abort, current_app, g, make_response, render_template, request
+
+from .. import lookup, ratelimit, store
+from . import SESSION_COOKIE, describe_request_client, is_prefetch, state
+from .i18n import LANGUAGES, TEXT, format_date, format_time, verdict_text
+
+bp = Blueprint("consumer", __name__)
+
+
+def choose_language() -> str:
+    """?lang= (remembered in a cookie), then the cookie, then Accept-Language; Chinese by default."""
+    asked = request.args.get("lang")
+    if asked in LANGUAGES:
+        return asked
+    if request.cookies.get("lang") in LANGUAGES:
+        return request.cookies["lang"]
+    return request.accept_languages.best_match(["zh", "en"], default="zh") or "zh"
+
+
+def page(template: str, status: int = 200, **context) -> Response:
+    lang = context.pop("lang", None) or choose_language()
+    html = render_template(template, lang=lang, t=TEXT[lang], other=_other_language_link(lang), **context)
+    response = make_response(html, status)
+    if request.args.get("lang") in LANGUAGES:
+        response.set_cookie("lang", lang, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure)
+    if g.new_session:  # the browser session: repeat views from it count once
+        response.set_cookie(SESSION_COOKIE, g.session_id, max_age=2 * 365 * 86400, httponly=True, samesite="Lax",
+                            secure=request.is_secure)  # fmt: skip
+    return response
+
+
+def _other_language_link(lang: str) -> str:
+    other = "en" if lang == "zh" else "zh"
+    if request.method != "GET":
+        return f"/?lang={other}"
+    args = [f"{k}={v}" for k, v in request.args.items(multi=True) if k != "lang"]
+    return request.path + "?" + "&".join(args + [f"lang={other}"])
+
+
+def rate_limited(conn, client) -> ratelimit.Outcome | None:
+    """Count the request against the client's limit; the outcome if it is over."""
+    limit = state().limit
+    if limit is None:
+        return None
+    outcome = ratelimit.hit(conn, client.rate_key, limit, time.time())
+    return None if outcome.allowed else outcome
+
+
+def too_many(outcome: ratelimit.Outcome) -> Response:
+    response = page("message.html", 429, title_key="rate_title", body=TEXT[choose_language()]["rate_body"].format(
+        seconds=outcome.retry_after))  # fmt: skip
+    response.headers["Retry-After"] = str(outcome.retry_after)
+    return response
+
+
+def verdict_page(verdict: lookup.Verdict, channel: str) -> Response:
+    lang = choose_language()
+    title, body = verdict_text(lang, verdict.reason, pin_first=verdict.pin == "first")
+    batch = verdict.batch or {}
+    values = {
+        "checks": verdict.checks, "first": format_time(verdict.first_checked_at, lang),
+        "pin_time": format_time(verdict.pin_verified_at, lang),
+        "recalled": format_date(batch.get("recalled_at"), lang), "reason": batch.get("recall_reason") or "",
+        "expiry": format_date(batch.get("expiry_date"), lang),
+    }  # fmt: skip
+    details = []
+    if batch:
+        details = [
+            ("product", " ".join(x for x in (batch["product"], batch.get("spec")) if x)),
+            ("enterprise", batch["enterprise"]),
+            ("mark", batch["mark_zh"] if lang == "zh" else batch["mark_en"]),
+            ("lot", batch.get("lot")),
+            ("production_date", format_date(batch.get("production_date"), lang)),
+            ("expiry_date", format_date(batch.get("expiry_date"), lang)),
+            ("code", verdict.human_code),
+            ("checks", str(verdict.checks) if verdict.checks else None),
+            ("first_checked", values["first"]),
+        ]  # fmt: skip
+        details = [(key, value) for key, value in details if value]
+    show_pin_form = bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone != "bad"
+    return page(
+        "verdict.html", lang=lang, verdict=verdict, title=title.format(**values), body=body.format(**values),
+        details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok",
+        contact=current_app.config["REPORT_CONTACT"],
+    )  # fmt: skip
+
+
+@bp.get("/")
+def manual_form() -> Response:
+    return page("manual.html")
+
+
+@bp.post("/check")
+def manual_check() -> Response:
+    typed = request.form.get("code", "")[:64]
+    pin = request.form.get("pin", "")[:32].strip() or None
+    st, client = state(), describe_request_client()
+    conn = st.connection()
+    with store.transaction(conn):
+        if over := rate_limited(conn, client):
+            return too_many(over)
+        verdict = lookup.record_typed(conn, typed, pin, st.settings(), client, "manual", g.now)
+    return verdict_page(verdict, "manual")
+
+
+@bp.get("/robots.txt")
+def robots() -> Response:
+    return Response("User-agent: *\nDisallow: /\n", mimetype="text/plain")
+
+
+@bp.get("/favicon.ico")
+def favicon() -> Response:
+    return Response(status=204)
+
+
+@bp.get("/healthz")
+def health() -> Response:
+    state().connection().execute("SELECT 1").fetchone()
+    return Response("ok\n", mimetype="text/plain")
+
+
+@bp.route("/<path:subpath>", methods=["GET", "HEAD"])
+def scanned(subpath: str) -> Response:
+    """A label's URL, compact or GS1 Digital Link: verify it, record the scan, show the verdict."""
+    if is_prefetch():
+        return Response(status=204)  # a link preview is not a consumer's check
+    st = state()
+    if subpath.startswith(("static/", "api/", ".well-known/")):
+        abort(404)
+    query = request.query_string.decode("latin-1")
+    text = f"{_host(st.base_urls[0])}/{subpath}" + (f"?{query}" if query else "")
+    settings = st.settings()
+    verification = lookup.examine_url(text, settings)  # the signature check runs outside the write lock
+    client = describe_request_client()
+    conn = st.connection()
+    with store.transaction(conn):
+        if over := rate_limited(conn, client):
+            return too_many(over)
+        verdict = lookup.record_url(conn, verification, settings, client, "qr", g.now)
+    return verdict_page(verdict, "qr")
+
+
+def _host(base_url: str) -> str:
+    return base_url.split("://", 1)[1].split("/", 1)[0]
+
+
+@bp.app_errorhandler(404)
+def not_found(_error) -> Response:
+    if request.path.startswith("/api/"):
+        from .api import api_error
+
+        return api_error("not-found", "no such endpoint", 404)
+    return page("message.html", 404, title_key="notfound_title", body=TEXT[choose_language()]["notfound_body"])
+
+
+@bp.app_errorhandler(405)
+def not_allowed(_error) -> Response:
+    if request.path.startswith("/api/"):
+        from .api import api_error
+
+        return api_error("method-not-allowed", "method not allowed on this endpoint", 405)
+    return page("message.html", 405, title_key="notfound_title", body=TEXT[choose_language()]["notfound_body"])
+
+
+@bp.app_errorhandler(500)
+def server_error(error) -> Response:
+    current_app.logger.error("request failed: %s %s: %r", request.method, request.path, getattr(error, "original_exception", error))
+    if request.path.startswith("/api/"):
+        from .api import api_error
+
+        return api_error("server-error", "the check could not be completed; try again later", 500)
+    return page("message.html", 500, title_key="error_title", body=TEXT[choose_language()]["error_body"])

@@ -1,0 +1,119 @@
+"""The consumer pages' words in Chinese (the default) and English."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from ..lookup import CHINA
+
+LANGUAGES = ("zh", "en")
+
+TEXT: dict[str, dict[str, str]] = {
+    "zh": {
+        "lang_name": "中文", "other_lang": "English", "site": "产品防伪溯源查询",
+        "manual_title": "输入防伪码查询", "manual_intro": "请输入标签上印刷的 17 位数字防伪码；如标签有刮开涂层，请一并输入刮开后的 8 位验证码。",
+        "code_label": "防伪码（17 位数字）", "pin_label": "刮开验证码（如有）", "submit": "查询",
+        "pin_prompt": "此标签带有刮开验证码。刮开涂层，输入验证码，可确认是否由您首次查询。",
+        "product": "产品", "enterprise": "企业", "mark": "标志", "lot": "批次", "production_date": "生产日期",
+        "expiry_date": "有效期至", "code": "防伪码", "checks": "查询次数", "first_checked": "首次查询时间",
+        "report": "如有疑问，请保留产品和包装，拨打 {contact} 举报，或联系品牌方。",
+        "again": "查询其他防伪码", "tz": "北京时间",
+        "rate_title": "查询过于频繁", "rate_body": "请稍候 {seconds} 秒再试。",
+        "notfound_title": "页面不存在", "notfound_body": "请扫描标签上的二维码，或输入防伪码查询。",
+        "error_title": "暂时无法查询", "error_body": "服务暂时出现问题，您的查询未能完成，请稍后再试。",
+        # verdicts: title, then body
+        "genuine.title": "正品：首次查询",
+        "genuine.body": "您所查询的是正品，请放心使用。本次为该防伪码的首次查询，查询时间已记录。",
+        "genuine-pin.body": "刮开验证码正确，且为首次验证：您所查询的是正品，请放心使用。",
+        "genuine-repeat.title": "正品：此码已被查询 {checks} 次",
+        "genuine-repeat.body": "此防伪码已被查询 {checks} 次，首次查询时间为 {first}。如果首次查询不是您本人，请谨防假冒。",
+        "suspicious-repeat.title": "警告：查询次数异常",
+        "suspicious-repeat.body": "此防伪码已被查询 {checks} 次（首次 {first}），超过正常次数。标签可能被复制，请谨防假冒。",
+        "pin-reused.title": "警告：验证码已被验证过",
+        "pin-reused.body": "此刮开验证码已于 {pin_time} 验证过。如果涂层是您刚刚刮开的，请谨防假冒。",
+        "recalled.title": "此批次产品已召回",
+        "recalled.body": "该产品所属批次已于 {recalled} 召回（原因：{reason}）。请停止使用，并联系经销商或品牌方。",
+        "expired.title": "已超过有效期",
+        "expired.body": "该产品的标志有效期至 {expiry}，现已过期。",
+        "mistyped.title": "防伪码输入有误",
+        "mistyped.body": "校验位不符，可能是输入时打错了数字。请对照标签仔细核对后重新输入。这不代表产品是假冒的。",
+        "pin-mismatch.title": "验证码不正确",
+        "pin-mismatch.body": "刮开验证码与防伪码不符。请核对后重新输入；如仍不符，请谨防假冒。",
+        "unknown-code.title": "查无此码",
+        "unknown-code.body": "没有查到此防伪码。请核对输入；如确认无误，该产品可能是假冒产品。",
+        "not-genuine.title": "警告：非正品防伪码",
+        "not-genuine.body": "此二维码不是本系统签发的有效防伪码，产品可能是假冒的。请勿使用。",
+        "key-revoked.body": "此防伪码的签发密钥已被吊销，不能证明产品为正品。请勿使用。",
+        "malformed.title": "无法识别的防伪码",
+        "malformed.body": "这不是有效的防伪码格式。请重新扫描标签上的二维码，或输入标签上印刷的防伪码。",
+    },
+    "en": {
+        "lang_name": "English", "other_lang": "中文", "site": "Product authenticity check",
+        "manual_title": "Check a printed code", "manual_intro": "Type the 17-digit code printed on the label. If the label has a scratch-off layer, also type the 8-digit PIN under it.",
+        "code_label": "Code (17 digits)", "pin_label": "Scratch-off PIN (if any)", "submit": "Check",
+        "pin_prompt": "This label has a scratch-off PIN. Scratch it off and type it to confirm you are the first to check it.",
+        "product": "Product", "enterprise": "Enterprise", "mark": "Mark", "lot": "Lot", "production_date": "Produced",
+        "expiry_date": "Valid until", "code": "Code", "checks": "Checks", "first_checked": "First checked",
+        "report": "If in doubt, keep the product and its packaging and report it on {contact}, or contact the brand.",
+        "again": "Check another code", "tz": "China Standard Time",
+        "rate_title": "Too many checks", "rate_body": "Please wait {seconds} seconds and try again.",
+        "notfound_title": "Page not found", "notfound_body": "Scan the QR code on the label, or type the printed code.",
+        "error_title": "Check unavailable", "error_body": "Something went wrong and your check did not complete. Please try again later.",
+        "genuine.title": "Genuine: first check",
+        "genuine.body": "This product is genuine. This is the first check of this code; the time has been recorded.",
+        "genuine-pin.body": "The PIN is correct and this is its first verification: the product is genuine.",
+        "genuine-repeat.title": "Genuine: checked {checks} times",
+        "genuine-repeat.body": "This code has been checked {checks} times, first on {first}. If that first check was not yours, beware of counterfeits.",
+        "suspicious-repeat.title": "Warning: unusually many checks",
+        "suspicious-repeat.body": "This code has been checked {checks} times (first on {first}), more than a genuine label should be. The label may have been copied: beware of counterfeits.",
+        "pin-reused.title": "Warning: PIN already verified",
+        "pin-reused.body": "This PIN was already verified on {pin_time}. If you have just scratched it off, beware of counterfeits.",
+        "recalled.title": "This batch has been recalled",
+        "recalled.body": "The product's batch was recalled on {recalled} (reason: {reason}). Stop using it and contact the seller or the brand.",
+        "expired.title": "Past its validity",
+        "expired.body": "The mark on this product was valid until {expiry}.",
+        "mistyped.title": "Typing error",
+        "mistyped.body": "The check digit does not match, so a digit was probably mistyped. Compare with the label and type it again. This does not mean the product is counterfeit.",
+        "pin-mismatch.title": "Wrong PIN",
+        "pin-mismatch.body": "The scratch-off PIN does not match this code. Check it and type it again; if it still does not match, beware of counterfeits.",
+        "unknown-code.title": "No such code",
+        "unknown-code.body": "This code was never issued. Check what you typed; if it is right, the product may be counterfeit.",
+        "not-genuine.title": "Warning: not a genuine code",
+        "not-genuine.body": "This QR code was not issued by this system: the product may be counterfeit. Do not use it.",
+        "key-revoked.body": "The key that signed this code has been revoked, so it does not prove the product genuine. Do not use it.",
+        "malformed.title": "Unrecognised code",
+        "malformed.body": "This is not a valid code. Scan the QR code on the label again, or type the printed code.",
+    },
+}  # fmt: skip
+
+_VERDICT_KEYS = {  # reasons that share wording
+    "bad-signature": ("not-genuine.title", "not-genuine.body"),
+    "unknown-key": ("not-genuine.title", "not-genuine.body"),
+    "unknown-batch": ("not-genuine.title", "not-genuine.body"),
+    "key-revoked": ("not-genuine.title", "key-revoked.body"),
+}
+
+
+def verdict_text(lang: str, reason: str, pin_first: bool = False) -> tuple[str, str]:
+    """The (title, body) templates of a verdict."""
+    title_key, body_key = _VERDICT_KEYS.get(reason, (f"{reason}.title", f"{reason}.body"))
+    if reason == "genuine" and pin_first:
+        body_key = "genuine-pin.body"
+    return TEXT[lang][title_key], TEXT[lang][body_key]
+
+
+def format_time(value: dt.datetime | None, lang: str) -> str:
+    """A time in China Standard Time, as a reader of `lang` expects it."""
+    if value is None:
+        return ""
+    local = value.astimezone(CHINA)
+    if lang == "zh":
+        return f"{local.year}年{local.month}月{local.day}日 {local:%H:%M}（{TEXT['zh']['tz']}）"
+    return f"{local.day} {local:%b %Y %H:%M} ({TEXT['en']['tz']})"
+
+
+def format_date(value: str | None, lang: str) -> str:
+    if not value:
+        return ""
+    date = dt.date.fromisoformat(value[:10])
+    return f"{date.year}年{date.month}月{date.day}日" if lang == "zh" else f"{date.day} {date:%b %Y}"
