@@ -133,3 +133,88 @@ def app(world, db_copy, tmp_path):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RunningServer:
+    """`verifier serve` in its own process group, on a free port of 127.0.0.1."""
+
+    def __init__(self, env: dict, workers: int = 2):
+        self.env, self.workers = env, workers
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc = None
+
+    def start(self, timeout: float = 30) -> "RunningServer":
+        import subprocess
+        import sys
+        import time
+        import urllib.request
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "verifier", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"server exited: {self.proc.stderr.read().decode()[-2000:]}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=1) as response:
+                    if response.status == 200:
+                        return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not start")
+
+    def kill(self) -> None:
+        import os
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait()
+
+    def stop(self) -> None:
+        import os
+        import signal
+
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                self.kill()
+
+
+@pytest.fixture
+def server_env(world, db_copy, tmp_path) -> dict:
+    import os
+
+    return {
+        **os.environ, "VERIFIER_DB": str(db_copy), "VERIFIER_KEYS": str(world["keys_dir"]),
+        "VERIFIER_BASE_URL": BASE_URL, "VERIFIER_PIN_SECRET": PIN_SECRET.decode(), "VERIFIER_RATELIMIT": "off",
+        "VERIFIER_SECRET_KEY": "test-secret", "VERIFIER_INSTANCE": str(tmp_path / "instance"),
+    }  # fmt: skip
+
+
+@pytest.fixture
+def serve(server_env):
+    """Start `verifier serve` with extra environment; stopped after the test."""
+    started = []
+
+    def start(workers: int = 2, **env) -> RunningServer:
+        server = RunningServer({**server_env, **env}, workers).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -44,6 +44,7 @@ TONE = {  # how a page presents each verdict: ok (green), warn (amber), bad (red
 }  # fmt: skip
 REASONS = tuple(TONE)
 CHANNELS = ("qr", "manual", "api")
+SESSIONS_KEPT = 32  # browser sessions remembered per code for "a repeat view counts once"
 
 
 @dataclass
@@ -197,15 +198,18 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
                    channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
     """Count the check, apply recall, expiry, PIN and repeat rules, record the scan."""
     now_text = _utc_text(now)
-    counted = not (client.session_hash and conn.execute(
-        "SELECT 1 FROM scans WHERE serial = ? AND session_hash = ? AND counted = 1 LIMIT 1",
-        (serial, client.session_hash)).fetchone())  # fmt: skip
+    state = conn.execute("SELECT sessions FROM code_checks WHERE serial = ?", (serial,)).fetchone()
+    session = client.session_hash
+    counted = not (state and session and session in state[0].split())
     if counted:
+        sessions = " ".join(([session] if session else []) + (state[0].split()[: SESSIONS_KEPT - 1] if state else []))
         row = conn.execute(
-            """INSERT INTO code_checks (serial, checks, first_checked_at, last_checked_at) VALUES (?, 1, ?, ?)
-               ON CONFLICT (serial) DO UPDATE SET checks = checks + 1, last_checked_at = excluded.last_checked_at
+            """INSERT INTO code_checks (serial, checks, first_checked_at, last_checked_at, sessions)
+               VALUES (?, 1, ?, ?, ?)
+               ON CONFLICT (serial) DO UPDATE SET checks = checks + 1, last_checked_at = excluded.last_checked_at,
+               sessions = excluded.sessions
                RETURNING checks, first_checked_at, pin_verified_at""",
-            (serial, now_text, now_text),
+            (serial, now_text, now_text, sessions),
         ).fetchone()  # fmt: skip
     else:
         row = conn.execute("SELECT checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",

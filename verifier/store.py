@@ -129,16 +129,18 @@ def _m002_scans(db: sqlite_utils.Database) -> None:
             user_agent TEXT,
             session_hash TEXT
         );
-        CREATE INDEX scans_serial ON scans(serial, session_hash) WHERE serial IS NOT NULL;
+        -- One index only: every index is another random page written and fsynced on every scan
+        -- (measured in scripts/bench_lookup.py). The audit adds what its queries need.
         CREATE INDEX scans_at ON scans(at);
-        CREATE INDEX scans_batch_at ON scans(batch_id, at) WHERE batch_id IS NOT NULL;
-        -- The per-code state a lookup needs, created on a code's first check.
+        -- The per-code state a lookup needs, created on a code's first check. `sessions` keeps the
+        -- hashes of the last browser sessions that counted, so a repeat view counts once.
         CREATE TABLE code_checks (
             serial INTEGER PRIMARY KEY,
             checks INTEGER NOT NULL,
             first_checked_at TEXT NOT NULL,
             last_checked_at TEXT NOT NULL,
-            pin_verified_at TEXT
+            pin_verified_at TEXT,
+            sessions TEXT NOT NULL DEFAULT ''
         );
         -- Fixed-window request counters per client (a keyed hash), shared by every server process.
         CREATE TABLE rate_limits (
@@ -179,14 +181,15 @@ def migrate(db: sqlite_utils.Database) -> list[str]:
 # transaction and every checkpoint of every process holds one exclusive lock file, and automatic
 # checkpoints are off, so a commit never overlaps a checkpoint. SQLite serialises writers anyway,
 # so the lock costs one flock() call a transaction. See docs/operations.md.
-CHECKPOINT_WAL_BYTES = 4 * 1024 * 1024
+CHECKPOINT_EVERY_COMMITS = 500  # per process; about SQLite's default of 1,000 WAL pages
 _writer_locks: dict[tuple[int, str], int] = {}
 
 
 class Connection(sqlite3.Connection):
-    """A connection that knows its database file (for the writer lock and the WAL size)."""
+    """A connection that knows its database file (for the writer lock) and counts its commits."""
 
     db_file: str = ""
+    commits: int = 0
 
 
 def _db_file(conn: sqlite3.Connection) -> str:
@@ -228,11 +231,12 @@ def transaction(db: sqlite_utils.Database | sqlite3.Connection) -> Iterator[sqli
 
 
 def _checkpoint_if_due(conn: sqlite3.Connection) -> None:
-    try:
-        wal_bytes = os.stat(_db_file(conn) + "-wal").st_size
-    except FileNotFoundError:
-        return
-    if wal_bytes >= CHECKPOINT_WAL_BYTES:
+    # Counting commits, not the WAL file's size: a checkpoint leaves the file at its size (the
+    # next writer rewinds it), so a size test would checkpoint after every commit.
+    commits = getattr(conn, "commits", 0) + 1
+    if isinstance(conn, Connection):
+        conn.commits = commits
+    if commits % CHECKPOINT_EVERY_COMMITS == 0:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers (an export may be running)
 
 

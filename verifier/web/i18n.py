@@ -54,7 +54,7 @@ TEXT: dict[str, dict[str, str]] = {
         "pin_prompt": "This label has a scratch-off PIN. Scratch it off and type it to confirm you are the first to check it.",
         "product": "Product", "enterprise": "Enterprise", "mark": "Mark", "lot": "Lot", "production_date": "Produced",
         "expiry_date": "Valid until", "code": "Code", "checks": "Checks", "first_checked": "First checked",
-        "report": "If in doubt, keep the product and its packaging and report it on {contact}, or contact the brand.",
+        "report": "If in doubt, keep the product and its packaging and report it by calling {contact}, or contact the brand.",
         "again": "Check another code", "tz": "China Standard Time",
         "rate_title": "Too many checks", "rate_body": "Please wait {seconds} seconds and try again.",
         "notfound_title": "Page not found", "notfound_body": "Scan the QR code on the label, or type the printed code.",

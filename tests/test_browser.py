@@ -1,0 +1,103 @@
+"""The consumer pages in a real browser: headless Chromium at a phone viewport, via Playwright."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
+
+if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must run the browser tests: install Debian's chromium (scripts/test does, as root)")
+    pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium to run the page tests", allow_module_level=True)
+
+from playwright.sync_api import sync_playwright  # noqa: E402
+
+PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
+         "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+                       "Mobile/15E148 MicroMessenger/8.0.47"}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def browser():
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync"],
+        )  # fmt: skip
+        yield chromium
+        chromium.close()
+
+
+def phone_page(browser, locale: str):
+    context = browser.new_context(locale=locale, **PHONE)
+    return context, context.new_page()
+
+
+def visit(page, url: str, shot: str):
+    page.goto(url)
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+    width = page.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"{shot}: the page scrolls sideways ({width} px)"
+    return page.locator("main").inner_text()
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("://", 1)[1].split("/", 1)[1]
+
+
+@pytest.mark.parametrize("locale, words", [
+    ("zh-CN", {"first": "正品：首次查询", "repeat": "已被查询 2 次", "forged": "警告：非正品防伪码", "manual": "输入防伪码查询",
+               "pin": "刮开验证码正确", "product": "华茶集团"}),
+    ("en-US", {"first": "Genuine: first check", "repeat": "checked 2 times", "forged": "Warning: not a genuine code",
+               "manual": "Check a printed code", "pin": "The PIN is correct", "product": "华茶集团"}),
+])  # fmt: skip
+def test_consumer_pages_on_a_phone(browser, serve, world, locale, words):
+    server = serve()
+    rows = world["pin"][1]
+    lang = locale[:2]
+    code_url = server.url + path_of(rows[20 if lang == "zh" else 21]["url"])
+
+    context, page = phone_page(browser, locale)
+    first = visit(page, code_url, f"{lang}-1-genuine-first")
+    assert words["first"] in first and words["product"] in first
+    context.close()
+
+    context, page = phone_page(browser, locale)  # another phone: a second check
+    repeat = visit(page, code_url, f"{lang}-2-genuine-repeat")
+    assert words["repeat"] in repeat
+    context.close()
+
+    context, page = phone_page(browser, locale)
+    forged = code_url[:-3] + ("AAA" if not code_url.endswith("AAA") else "BBB")
+    assert words["forged"] in visit(page, forged, f"{lang}-3-forged")
+
+    row = rows[22 if lang == "zh" else 23]
+    assert words["manual"] in visit(page, server.url + "/", f"{lang}-4-manual-entry")
+    page.fill("input[name=code]", row["code"])
+    page.fill("input[name=pin]", row["pin"])
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(ARTIFACTS / f"{lang}-5-manual-verdict.png"), full_page=True)
+    assert words["pin"] in page.locator("main").inner_text()
+    context.close()
+
+
+def test_language_switch_link(browser, serve, world):
+    server = serve()
+    context, page = phone_page(browser, "zh-CN")
+    assert "正品" in visit(page, server.url + path_of(world["pin"][1][24]["url"]), "switch-zh")
+    page.click("header a.lang")
+    page.wait_for_load_state("load")
+    assert "Genuine" in page.locator("main").inner_text()
+    page.goto(server.url + "/")
+    assert "Check a printed code" in page.locator("main").inner_text()  # remembered
+    context.close()

@@ -1,0 +1,94 @@
+"""The production server over real HTTP: pages, API, rate limits across workers, durability."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import sqlite3
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+from conftest import BASE_URL
+
+
+def get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple[int, dict, bytes]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def api(server, text: str, **kwargs) -> tuple[int, dict]:
+    status, _, body = get(f"{server.url}/api/v1/verify?code={urllib.parse.quote(text)}", **kwargs)
+    return status, json.loads(body)
+
+
+def test_serve_answers_pages_api_and_keys(serve, world):
+    server = serve()
+    row = world["pin"][1][0]
+    status, headers, body = get(server.url + "/" + row["url"].split("/", 3)[3])
+    assert status == 200 and "正品：首次查询".encode() in body
+    assert headers["Server"] == "verifier" and headers["Referrer-Policy"] == "no-referrer"
+    assert api(server, row["url"])[1]["reason"] == "genuine-repeat"
+    status, headers, body = get(server.url + "/.well-known/jwks.json")
+    assert status == 200 and headers["Access-Control-Allow-Origin"] == "*" and json.loads(body)["keys"]
+    assert get(server.url + "/api/v1/openapi.json")[0] == 200
+
+
+def test_rate_limit_holds_across_workers_and_ignores_spoofed_forwarded_for(serve, world):
+    server = serve(workers=2, VERIFIER_RATELIMIT="10/minute")
+    url = world["pin"][1][1]["url"]
+    statuses = [api(server, url, headers={"X-Forwarded-For": f"198.51.100.{i}"})[0] for i in range(30)]
+    assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
+
+
+def test_every_acknowledged_scan_survives_kill_9(serve, world, db_copy, server_env):
+    """Scans run while the whole server is killed with SIGKILL, again and again."""
+    from conftest import RunningServer
+
+    urls = [row["url"] for row in world["pin"][1][:20]]
+    acknowledged: list[tuple[int, int]] = []
+    stop = threading.Event()
+    current = {"server": None}
+
+    def scanner():
+        i = 0
+        while not stop.is_set():
+            server = current["server"]
+            if server is None:
+                time.sleep(0.01)
+                continue
+            try:
+                status, answer = api(server, urls[i % len(urls)], timeout=2)
+            except (OSError, ValueError, http.client.HTTPException):
+                continue  # killed mid-request: not acknowledged
+            if status == 200:
+                acknowledged.append((int(answer["code"].replace(" ", "")[:16]), answer["checks"]))
+            i += 1
+
+    threads = [threading.Thread(target=scanner) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    try:
+        for _ in range(5):
+            server = RunningServer(server_env, workers=2).start()
+            current["server"] = server
+            time.sleep(0.8)
+            server.kill()
+            current["server"] = None
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert len(acknowledged) > 50
+    conn = sqlite3.connect(db_copy)
+    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    recorded = set(conn.execute("SELECT serial, checks FROM scans WHERE channel = 'api' AND counted = 1").fetchall())
+    missing = [pair for pair in acknowledged if pair not in recorded]
+    assert missing == []
+    assert len(set(acknowledged)) == len(acknowledged)  # every acknowledged check has its own count
