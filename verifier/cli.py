@@ -97,13 +97,15 @@ def _keys_call(fn, *args):
 
 @keys_group.command("new")
 @click.argument("name")
-def keys_new(name: str) -> None:
+@click.option("--purpose", type=click.Choice(keys.PURPOSES), default="codes", show_default=True,
+              help="codes: signs labels; log: signs audit-log checkpoints (never codes).")  # fmt: skip
+def keys_new(name: str, purpose: str) -> None:
     """Create an Ed25519 signing key NAME (encrypted with the key passphrase).
 
     Example: VERIFIER_KEY_PASSPHRASE=... verifier keys new factory-2026
     """
     folder = config.keys_dir()
-    record = _keys_call(keys.create_key, folder, name, passphrase(confirm=True), _now())
+    record = _keys_call(keys.create_key, folder, name, passphrase(confirm=True), _now(), purpose)
     click.echo(f"Created key {record.name} (kid {record.kid}) in {folder}")
     click.echo(f"Private key: {folder / (record.name + '.pem')} (mode 0600, keep it off the web server)")
 
@@ -122,7 +124,7 @@ def keys_list(as_json: bool) -> None:
     if not records:
         click.echo(f"No keys in {config.keys_dir()} (create one with `verifier keys new NAME`)")
     for r in records:
-        click.echo(f"{r.kid}  {r.status:<8} {r.name:<24} created {r.created_at}")
+        click.echo(f"{r.kid}  {r.status:<8} {r.purpose:<6} {r.name:<24} created {r.created_at}")
 
 
 @keys_group.command("export-jwks")
@@ -145,6 +147,7 @@ def _status_command(status: str):
     @click.argument("kid")
     def command(kid: str) -> None:
         record = _keys_call(keys.set_status, config.keys_dir(), kid, status, _now())
+        _log_admin("key.status", {"kid": record.kid, "name": record.name, "status": record.status})
         click.echo(f"Key {record.name} ({record.kid}) is now {record.status}")
 
     return command
@@ -160,6 +163,27 @@ keys_group.command(
     help="Revoke key KID (a name or key id): its codes are reported as key-revoked. Final.\n\n"
     "Example: verifier keys revoke 3f2a",
 )(_status_command(codes.KEY_REVOKED_STATUS))
+
+
+def _log_admin(kind: str, body: dict) -> None:
+    """Record an administrative action in the audit log, if this installation has a database."""
+    from . import auditlog, store
+
+    if not config.db_path().exists():
+        return
+    db = store.connect(config.db_path())
+    with store.transaction(db) as conn:
+        auditlog.append(conn, kind, body, auditlog.now_text(), actor=_actor())
+    db.close()
+
+
+def _actor() -> str:
+    import getpass
+
+    try:
+        return "cli:" + getpass.getuser()
+    except (KeyError, OSError):
+        return "cli"
 
 
 # --- sign and verify ----------------------------------------------------------------------
@@ -435,7 +459,7 @@ def batch_recall(batch_id: int, reason: str) -> None:
     from . import store
 
     try:
-        batch = store.recall_batch(_open_db(), batch_id, reason)
+        batch = store.recall_batch(_open_db(), batch_id, reason, actor=_actor())
     except store.StoreError as exc:
         raise CliError(str(exc)) from None
     click.echo(f"Batch {batch_id} recalled at {batch['recalled_at']}: {batch['recall_reason']}")
@@ -503,3 +527,100 @@ def serve_command(host: str, port: int, workers: int | None, access_log: bool) -
         serve.run(host, port, workers, access_log)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
+
+
+# --- audit --------------------------------------------------------------------------------
+
+
+@cli.group("audit")
+def audit_group() -> None:
+    """Prove the scan log was not edited, sign checkpoints, purge personal data.
+
+    Example: verifier audit verify --checkpoint offsite/checkpoint-latest.json
+    """
+
+
+def _log_public_keys() -> dict:
+    return {r.kid: r.public_key() for r in _keys_call(keys.read_keyring, config.keys_dir()) if r.purpose == "log"}
+
+
+@audit_group.command("verify")
+@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
+              help="A checkpoint exported off the host (repeatable): detects truncation and rewriting.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
+    """Recompute the hash chain and check every scan, stored and exported checkpoint. Exit 1 if tampered.
+
+    Example: verifier audit verify --checkpoint /mnt/offsite/checkpoint-000120.json
+    """
+    from . import auditlog
+
+    db = _open_db()
+    checkpoints = [dict(r) for r in db.query("SELECT seq, head, at, kid, signature FROM audit_checkpoints")]
+    for path in checkpoint_files:
+        try:
+            checkpoints.append(json.loads(Path(path).read_text("utf-8")))
+        except ValueError as exc:
+            raise CliError(f"{path} is not a checkpoint file: {exc}", 2) from None
+    report = auditlog.verify(db.conn, checkpoints, _log_public_keys())
+    if as_json:
+        click.echo(json.dumps({"ok": report.ok, "entries": report.entries, "head_seq": report.head_seq,
+                               "head_hash": report.head_hash, "first_bad_seq": report.first_bad_seq,
+                               "problems": [p.__dict__ for p in report.problems]}, indent=2))  # fmt: skip
+    elif report.ok:
+        click.echo(f"OK: {report.entries:,} entries chain correctly up to {report.head_seq} "
+                   f"(head {report.head_hash[:16]}...); {len(checkpoints)} checkpoint(s) match")  # fmt: skip
+    else:
+        click.echo(f"TAMPERED: first bad entry is {report.first_bad_seq}")
+        for problem in report.problems:
+            click.echo(f"  entry {problem.seq}: {problem.what}")
+    sys.exit(0 if report.ok else 1)
+
+
+@audit_group.command("checkpoint")
+@click.option("--key", "key_name", required=True, help="A log key (verifier keys new NAME --purpose log).")
+@click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Also write the checkpoint to this file.")
+def audit_checkpoint(key_name: str, out_file: str | None) -> None:
+    """Sign the log's head (sequence number and hash) with a log key, store it, export it.
+
+    Run it periodically and copy the file off the host: `audit verify --checkpoint` then detects
+    truncation and a rewritten chain.
+
+    Example: verifier audit checkpoint --key audit-2026 --out /mnt/offsite/checkpoint.json
+    """
+    from . import auditlog, store
+
+    record, private = _keys_call(keys.load_private_key, config.keys_dir(), key_name, passphrase(), "log")
+    db = _open_db()
+    with store.transaction(db) as conn:
+        checkpoint = auditlog.sign_checkpoint(conn, private, record.kid)
+        conn.execute("INSERT INTO audit_checkpoints (seq, head, at, kid, signature) VALUES (?, ?, ?, ?, ?)",
+                     [checkpoint[k] for k in ("seq", "head", "at", "kid", "signature")])  # fmt: skip
+    text = json.dumps(checkpoint, indent=2) + "\n"
+    if out_file:
+        Path(out_file).write_text(text, "utf-8")
+        click.echo(f"Checkpoint at entry {checkpoint['seq']} written to {out_file}")
+    else:
+        click.echo(text, nl=False)
+
+
+@audit_group.command("purge")
+@click.option("--older-than", "days", required=True, type=click.IntRange(1, None), help="Retention in days.")
+def audit_purge(days: int) -> None:
+    """Erase personal fields (truncated IP, hashes, region, user agent) of scans older than DAYS.
+
+    The chain still verifies: log entries commit to a salted hash of these fields.
+
+    Example: verifier audit purge --older-than 180
+    """
+    from . import auditlog, store
+
+    cutoff = auditlog.now_text(_now() - dt.timedelta(days=days))
+    db = _open_db()
+    with store.transaction(db) as conn:
+        erased = conn.execute(
+            "UPDATE scans SET ip_prefix = NULL, ip_hash = NULL, region = NULL, city = NULL, user_agent = NULL, "
+            "session_hash = NULL, personal_salt = NULL WHERE at < ? AND personal_salt IS NOT NULL", [cutoff]
+        ).rowcount  # fmt: skip
+        auditlog.append(conn, "audit.purged", {"older_than": cutoff, "scans": erased}, auditlog.now_text(), _actor())
+    click.echo(f"Erased the personal fields of {erased:,} scans older than {cutoff}")

@@ -26,7 +26,7 @@ from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import codes, labels, pins, qr, store
+from . import auditlog, codes, labels, pins, qr, store
 
 FORMATS = ("csv", "png", "svg", "pdf")
 MAX_COUNT = 100_000_000
@@ -267,8 +267,7 @@ def issue_batch(
         pages, counts = _produce(db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers)
         _write_manifest(db, batch_id, request, partial, counts, pages)
         _move_into_place(partial, out_dir)
-        with store.transaction(db):
-            db.execute("UPDATE batches SET status = ?, issuing_pid = NULL WHERE id = ?", [store.BATCH_ACTIVE, batch_id])
+        _activate(db, batch_id)
     except BaseException:
         _roll_back(db, batch_id, partial)
         raise
@@ -276,6 +275,16 @@ def issue_batch(
         db.close()
     seconds = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
     return BatchResult(batch_id, request.count, out_dir, sum(counts.values()) + 1, pages, seconds)
+
+
+def _activate(db, batch_id: int) -> None:
+    """Register the batch, and say so in the audit log, in one transaction."""
+    with store.transaction(db) as conn:
+        conn.execute("UPDATE batches SET status = ?, issuing_pid = NULL WHERE id = ?", [store.BATCH_ACTIVE, batch_id])
+        row = store.batch_row(db, batch_id)
+        body = {k: row[k] for k in ("id", "enterprise", "product", "spec", "mark", "form", "lot", "gtin", "count", "kid",
+                                    "expiry_date", "created_by")}  # fmt: skip
+        auditlog.append(conn, "batch.issued", body, auditlog.now_text(), actor=row["created_by"])
 
 
 def _move_into_place(partial: Path, out_dir: Path) -> None:
@@ -427,8 +436,7 @@ def recover_interrupted(db) -> list[tuple[int, str]]:
             continue
         out = Path(out_dir)
         if _outputs_complete(out, batch_id):
-            with store.transaction(db):
-                db.execute("UPDATE batches SET status = ?, issuing_pid = NULL WHERE id = ?", [store.BATCH_ACTIVE, batch_id])
+            _activate(db, batch_id)
             outcomes.append((batch_id, "completed"))
         else:
             _roll_back(db, batch_id, _partial_dir(out, batch_id))

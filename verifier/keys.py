@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from .codes import KEY_ACTIVE, KEY_RETIRED, KEY_REVOKED_STATUS, KEY_STATUSES, KID_BYTES, TrustedKey
 
 KEYRING_FILE = "keyring.json"
+PURPOSES = ("codes", "log")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
@@ -35,6 +36,7 @@ class KeyRecord:
     status: str
     created_at: str
     status_changed_at: str | None = None
+    purpose: str = "codes"  # codes: signs labels; log: signs audit-log checkpoints, never a code
 
     def public_key(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(_unb64url(self.x))
@@ -102,9 +104,11 @@ def _now_text(now: dt.datetime) -> str:
     return now.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
 
 
-def create_key(folder: Path, name: str, passphrase: bytes, now: dt.datetime) -> KeyRecord:
+def create_key(folder: Path, name: str, passphrase: bytes, now: dt.datetime, purpose: str = "codes") -> KeyRecord:
     """Generate an active signing key, its encrypted PEM file (mode 0600) and keyring entry."""
     folder = Path(folder)
+    if purpose not in PURPOSES:
+        raise KeyringError(f"a key's purpose is {' or '.join(PURPOSES)}, not {purpose!r}")
     if not _NAME_RE.fullmatch(name):
         raise KeyringError("a key name is 1-40 characters: a-z, 0-9, '-' and '_', starting with a letter or digit")
     if not passphrase:
@@ -128,14 +132,16 @@ def create_key(folder: Path, name: str, passphrase: bytes, now: dt.datetime) -> 
     fd = os.open(folder / f"{name}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as fh:
         fh.write(pem)
-    record = KeyRecord(name, kid, _b64url(public_raw), KEY_ACTIVE, _now_text(now))
+    record = KeyRecord(name, kid, _b64url(public_raw), KEY_ACTIVE, _now_text(now), purpose=purpose)
     _write_keyring(folder, records + [record])
     return record
 
 
-def load_private_key(folder: Path, name: str, passphrase: bytes) -> tuple[KeyRecord, Ed25519PrivateKey]:
+def load_private_key(folder: Path, name: str, passphrase: bytes, purpose: str = "codes") -> tuple[KeyRecord, Ed25519PrivateKey]:
     """The active key `name` and its private half; refuses files others can read."""
     record = find_key(folder, name)
+    if record.purpose != purpose:
+        raise KeyringError(f"key {record.name} ({record.kid}) signs {record.purpose}, not {purpose}")
     if record.status != KEY_ACTIVE:
         raise KeyringError(f"key {record.name} ({record.kid}) is {record.status}: it signs nothing new")
     return load_private_key_any_status(folder, name, passphrase)
@@ -184,9 +190,10 @@ def set_status(folder: Path, name_or_kid: str, status: str, now: dt.datetime) ->
 # --- JWKS and trust -----------------------------------------------------------------------
 
 
-def jwks(records: list[KeyRecord], include_revoked: bool = True) -> dict[str, list[dict[str, str]]]:
-    """A JWKS (RFC 7517/8037) of the keys; `status` tells verifiers which are revoked."""
-    return {"keys": [r.jwk() for r in records if include_revoked or r.status != KEY_REVOKED_STATUS]}
+def jwks(records: list[KeyRecord], include_revoked: bool = True, purpose: str = "codes") -> dict[str, list[dict[str, str]]]:
+    """A JWKS (RFC 7517/8037) of the code-signing keys; `status` tells verifiers which are revoked."""
+    return {"keys": [r.jwk() for r in records
+                     if r.purpose == purpose and (include_revoked or r.status != KEY_REVOKED_STATUS)]}  # fmt: skip
 
 
 def trust_from_jwks(data: object) -> dict[bytes, TrustedKey]:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import codes, pins
+from . import auditlog, codes, pins
 from .clients import Client
 
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
@@ -248,12 +248,22 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
 
 def _insert_scan(conn, verdict: Verdict, client: Client, channel: str, now: dt.datetime, batch_id: int | None,
                  counted: bool) -> None:  # fmt: skip
+    """The scan row and its entry in the hash-chained log, in the caller's transaction."""
     region = client.region
+    (scan_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM scans").fetchone()
+    scan = {
+        "id": scan_id, "at": _utc_text(now), "channel": channel, "reason": verdict.reason, "detail": verdict.detail,
+        "serial": verdict.serial, "batch_id": batch_id, "kid": verdict.kid, "counted": int(counted),
+        "checks": verdict.checks, "pin": verdict.pin, "country": region.country,
+        "ip_prefix": client.ip_prefix, "ip_hash": client.ip_hash, "region": region.region, "city": region.city,
+        "user_agent": client.user_agent, "session_hash": client.session_hash,
+    }  # fmt: skip
+    salt = auditlog.new_salt()
+    seq = auditlog.append(conn, "scan", auditlog.scan_body(scan), scan["at"],
+                          personal_commitment=auditlog.personal_hash(salt, scan))  # fmt: skip
     conn.execute(
-        """INSERT INTO scans (at, channel, reason, detail, serial, batch_id, kid, counted, checks, pin, ip_prefix,
-           ip_hash, country, region, city, user_agent, session_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?,
-           ?, ?, ?, ?)""",
-        (_utc_text(now), channel, verdict.reason, verdict.detail, verdict.serial, batch_id, verdict.kid, int(counted),
-         verdict.checks, verdict.pin, client.ip_prefix, client.ip_hash, region.country, region.region, region.city,
-         client.user_agent, client.session_hash),
-    )  # fmt: skip
+        """INSERT INTO scans (id, at, channel, reason, detail, serial, batch_id, kid, counted, checks, pin, country,
+           ip_prefix, ip_hash, region, city, user_agent, session_hash, log_seq, personal_salt)
+           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+        (*(scan[f] for f in auditlog.SCAN_FIELDS), *(scan[f] for f in auditlog.PERSONAL_FIELDS), seq, salt),
+    )

@@ -153,9 +153,71 @@ def _m002_scans(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m003_audit_log(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- The tamper-evident log (verifier/auditlog.py): hash-chained, append-only.
+        CREATE TABLE audit_log (
+            seq INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            actor TEXT NOT NULL DEFAULT '',
+            body TEXT NOT NULL,
+            personal_hash TEXT NOT NULL DEFAULT '',
+            prev_hash TEXT NOT NULL,
+            hash TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_log_no_update BEFORE UPDATE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TRIGGER audit_log_no_delete BEFORE DELETE ON audit_log
+            BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END;
+        CREATE TABLE audit_checkpoints (
+            seq INTEGER NOT NULL,
+            head TEXT NOT NULL,
+            at TEXT NOT NULL,
+            kid TEXT NOT NULL,
+            signature TEXT NOT NULL
+        );
+        CREATE TRIGGER audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+            BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+        CREATE TRIGGER audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+            BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+        ALTER TABLE scans ADD COLUMN log_seq INTEGER;
+        ALTER TABLE scans ADD COLUMN personal_salt TEXT;
+        -- Scans are a log too: never deleted, and only the retention purge may change them,
+        -- by erasing personal fields.
+        CREATE TRIGGER scans_no_delete BEFORE DELETE ON scans
+            BEGIN SELECT RAISE(ABORT, 'scans are append-only'); END;
+        CREATE TRIGGER scans_only_purge BEFORE UPDATE ON scans
+            WHEN NEW.id IS NOT OLD.id
+               OR NEW.at IS NOT OLD.at
+               OR NEW.channel IS NOT OLD.channel
+               OR NEW.reason IS NOT OLD.reason
+               OR NEW.detail IS NOT OLD.detail
+               OR NEW.serial IS NOT OLD.serial
+               OR NEW.batch_id IS NOT OLD.batch_id
+               OR NEW.kid IS NOT OLD.kid
+               OR NEW.counted IS NOT OLD.counted
+               OR NEW.checks IS NOT OLD.checks
+               OR NEW.pin IS NOT OLD.pin
+               OR NEW.country IS NOT OLD.country
+               OR NEW.log_seq IS NOT OLD.log_seq
+               OR (NEW.ip_prefix IS NOT NULL AND NEW.ip_prefix IS NOT OLD.ip_prefix)
+               OR (NEW.ip_hash IS NOT NULL AND NEW.ip_hash IS NOT OLD.ip_hash)
+               OR (NEW.region IS NOT NULL AND NEW.region IS NOT OLD.region)
+               OR (NEW.city IS NOT NULL AND NEW.city IS NOT OLD.city)
+               OR (NEW.user_agent IS NOT NULL AND NEW.user_agent IS NOT OLD.user_agent)
+               OR (NEW.session_hash IS NOT NULL AND NEW.session_hash IS NOT OLD.session_hash)
+               OR (NEW.personal_salt IS NOT NULL AND NEW.personal_salt IS NOT OLD.personal_salt)
+            BEGIN SELECT RAISE(ABORT, 'scans can only have personal fields erased'); END;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
+    ("003_audit_log", _m003_audit_log),
 ]
 
 
@@ -352,16 +414,22 @@ def get_batch(db: sqlite_utils.Database, batch_id: int) -> dict:
     return rows[0]
 
 
-def recall_batch(db: sqlite_utils.Database, batch_id: int, reason: str, now: dt.datetime | None = None) -> dict:
-    """Mark a batch recalled with a reason; lookups then report it."""
+def recall_batch(db: sqlite_utils.Database, batch_id: int, reason: str, now: dt.datetime | None = None,
+                 actor: str = "") -> dict:  # fmt: skip
+    """Mark a batch recalled with a reason (and log it); lookups then report it."""
+    from . import auditlog
+
     if not reason.strip():
         raise StoreError("a recall needs a reason (--reason)")
-    with transaction(db):
+    with transaction(db) as conn:
         batch = get_batch(db, batch_id)
         if batch["status"] == BATCH_RECALLED:
             raise StoreError(f"batch {batch_id} was already recalled on {batch['recalled_at']}")
-        db.execute("UPDATE batches SET status = ?, recalled_at = ?, recall_reason = ? WHERE id = ?",
-                   [BATCH_RECALLED, now_text(now), reason.strip(), batch_id])  # fmt: skip
+        at = now_text(now)
+        conn.execute("UPDATE batches SET status = ?, recalled_at = ?, recall_reason = ? WHERE id = ?",
+                     [BATCH_RECALLED, at, reason.strip(), batch_id])  # fmt: skip
+        auditlog.append(conn, "batch.recalled", {"batch": batch_id, "reason": reason.strip()}, auditlog.now_text(now),
+                        actor=actor)  # fmt: skip
     return get_batch(db, batch_id)
 
 

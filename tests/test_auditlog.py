@@ -1,0 +1,162 @@
+"""The tamper-evident log: edits, deletions, reordering, insertion and truncation are all caught."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+
+from verifier import auditlog, store
+from verifier.cli import cli
+from verifier.web import create_app
+
+from conftest import BASE_URL, PIN_SECRET
+
+
+@pytest.fixture
+def logged(world, db_copy, tmp_path, instance, runner, monkeypatch):
+    """A database with 12 scans in the chain, a log key, and the CLI pointed at both."""
+    import shutil
+
+    keys_dir = instance / "keys"
+    shutil.copytree(world["keys_dir"], keys_dir)
+    monkeypatch.setenv("VERIFIER_DB", str(db_copy))
+    monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "pw")
+    assert runner.invoke(cli, ["keys", "new", "audit", "--purpose", "log"]).exit_code == 0
+    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(keys_dir), "BASE_URLS": [BASE_URL],
+                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    for row in world["pin"][1][:6]:
+        for _ in range(2):
+            app.test_client().get("/" + row["url"].split("/", 3)[3])
+    return db_copy
+
+
+def verify(runner, *extra):
+    result = runner.invoke(cli, ["audit", "verify", "--json", *extra])
+    return result.exit_code, json.loads(result.stdout)
+
+
+def attacker(db_path):
+    """A direct SQLite connection without the triggers: what someone with the file can do."""
+    conn = sqlite3.connect(db_path, isolation_level=None)
+    for trigger in ("audit_log_no_update", "audit_log_no_delete", "scans_no_delete", "scans_only_purge"):
+        conn.execute(f"DROP TRIGGER {trigger}")
+    return conn
+
+
+def test_a_clean_log_verifies(logged, runner):
+    code, report = verify(runner)
+    assert code == 0 and report["ok"] and report["entries"] >= 16  # 12 scans + 4 batches issued + 1 recall
+    kinds = [k for (k,) in sqlite3.connect(logged).execute("SELECT kind FROM audit_log ORDER BY seq")]
+    assert kinds.count("scan") == 12 and kinds.count("batch.issued") == 4 and "batch.recalled" in kinds
+
+
+def test_triggers_refuse_update_and_delete(logged):
+    conn = sqlite3.connect(logged)
+    for sql in ("UPDATE audit_log SET kind = 'x' WHERE seq = 3", "DELETE FROM audit_log WHERE seq = 3",
+                "DELETE FROM scans WHERE id = 1", "UPDATE scans SET reason = 'genuine' WHERE id = 2",
+                "UPDATE scans SET ip_prefix = '10.0.0.0/24' WHERE id = 2"):  # fmt: skip
+        with pytest.raises(sqlite3.IntegrityError, match="append-only|only have personal fields erased"):
+            conn.execute(sql)
+
+
+def scan_seq(db, n):
+    return sqlite3.connect(db).execute("SELECT log_seq FROM scans WHERE id = ?", (n,)).fetchone()[0]
+
+
+def test_edited_entry_is_named(logged, runner):
+    seq = scan_seq(logged, 3)
+    attacker(logged).execute("UPDATE audit_log SET body = replace(body, 'genuine', 'bad-signature') WHERE seq = ?", (seq,))
+    code, report = verify(runner)
+    assert code == 1 and report["first_bad_seq"] == seq
+
+
+def test_edited_scan_row_is_named(logged, runner):
+    seq = scan_seq(logged, 4)
+    attacker(logged).execute("UPDATE scans SET checks = 1 WHERE id = 4")
+    assert verify(runner)[1]["first_bad_seq"] == seq
+
+
+def test_edited_personal_fields_are_caught(logged, runner):
+    seq = scan_seq(logged, 5)
+    attacker(logged).execute("UPDATE scans SET ip_prefix = '203.0.113.0/24' WHERE id = 5")
+    assert verify(runner)[1]["first_bad_seq"] == seq
+
+
+def test_deleted_entry_is_named(logged, runner):
+    seq = scan_seq(logged, 6)
+    conn = attacker(logged)
+    conn.execute("DELETE FROM audit_log WHERE seq = ?", (seq,))
+    conn.execute("DELETE FROM scans WHERE id = 6")
+    code, report = verify(runner)
+    assert code == 1 and report["first_bad_seq"] == seq and "missing" in report["problems"][0]["what"]
+
+
+def test_reordered_entries_are_named(logged, runner):
+    a, b = scan_seq(logged, 7), scan_seq(logged, 8)
+    conn = attacker(logged)
+    conn.execute("UPDATE audit_log SET seq = -1 WHERE seq = ?", (a,))
+    conn.execute("UPDATE audit_log SET seq = ? WHERE seq = ?", (a, b))
+    conn.execute("UPDATE audit_log SET seq = ? WHERE seq = -1", (b,))
+    assert verify(runner)[1]["first_bad_seq"] == a
+
+
+def test_inserted_entry_is_named(logged, runner):
+    conn = attacker(logged)
+    seq, last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    conn.execute("INSERT INTO audit_log VALUES (?, '2026-01-01T00:00:00.000+00:00', 'scan', '', '{}', '', ?, ?)",
+                 (seq + 1, last, "f" * 64))  # fmt: skip
+    assert verify(runner)[1]["first_bad_seq"] == seq + 1
+
+
+def test_truncation_is_caught_by_an_exported_checkpoint(logged, runner, tmp_path):
+    out = tmp_path / "offsite.json"
+    result = runner.invoke(cli, ["audit", "checkpoint", "--key", "audit", "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    checkpoint = json.loads(out.read_text())
+    conn = attacker(logged)
+    conn.execute("DROP TRIGGER audit_checkpoints_no_delete")
+    conn.execute("DELETE FROM audit_checkpoints")  # the attacker also removes the stored copy
+    conn.execute("DELETE FROM audit_log WHERE seq > ?", (checkpoint["seq"] - 3,))
+    conn.execute("DELETE FROM scans WHERE log_seq > ?", (checkpoint["seq"] - 3,))
+    assert verify(runner)[0] == 0  # a shorter chain is still a chain...
+    code, report = verify(runner, "--checkpoint", str(out))
+    assert code == 1 and report["first_bad_seq"] == checkpoint["seq"] - 2  # ...the off-host checkpoint knows better
+
+
+def test_forged_checkpoint_is_refused(logged, runner, tmp_path):
+    out = tmp_path / "c.json"
+    runner.invoke(cli, ["audit", "checkpoint", "--key", "audit", "--out", str(out)])
+    forged = {**json.loads(out.read_text()), "seq": 999}
+    out.write_text(json.dumps(forged))
+    code, report = verify(runner, "--checkpoint", str(out))
+    assert code == 1 and "bad signature" in report["problems"][0]["what"]
+
+
+def test_checkpoints_need_a_log_key_not_an_issuing_key(logged, runner):
+    result = runner.invoke(cli, ["audit", "checkpoint", "--key", "dev"])
+    assert result.exit_code == 1 and "signs codes, not log" in result.stderr
+    issuing = runner.invoke(cli, ["batch", "issue", "--key", "audit", "--mark", "traceability", "--enterprise", "E",
+                                  "--product", "P", "--count", "1", "--out", "/tmp/never"])  # fmt: skip
+    assert issuing.exit_code == 1 and "signs log, not codes" in issuing.stderr
+
+
+def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runner, monkeypatch):
+    import datetime as dt
+
+    from verifier import cli as cli_module
+
+    before = sqlite3.connect(logged).execute("SELECT count(*) FROM scans WHERE ip_prefix IS NOT NULL").fetchone()[0]
+    assert runner.invoke(cli, ["audit", "purge", "--older-than", "30"]).stdout.startswith("Erased the personal fields of 0 ")
+    in_a_year = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)
+    monkeypatch.setattr(cli_module, "_now", lambda: in_a_year)
+    result = runner.invoke(cli, ["audit", "purge", "--older-than", "30"])
+    assert result.exit_code == 0 and f"Erased the personal fields of {before} scans" in result.stdout
+    rows = sqlite3.connect(logged).execute(
+        "SELECT ip_prefix, ip_hash, region, city, user_agent, session_hash, personal_salt FROM scans").fetchall()
+    assert len(rows) == 12 and all(value is None for row in rows for value in row)
+    code, report = verify(runner)
+    assert code == 0 and report["ok"]
+    kinds = [k for (k,) in sqlite3.connect(logged).execute("SELECT kind FROM audit_log")]
+    assert kinds.count("audit.purged") == 2

@@ -1,0 +1,187 @@
+"""The tamper-evident log: every scan and administrative action, hash-chained, append-only.
+
+Entry hash = SHA-256 of the previous hash and the entry's fields (see `entry_hash`). Personal
+data is not in the chain itself: an entry commits to SHA-256(salt ‖ personal fields), so the
+retention purge can erase those fields (and the salt) while the chain still verifies. Triggers
+refuse UPDATE and DELETE on the log. Checkpoints (sequence number + head hash) are signed with a
+log key, which is never an issuing key, and exported off the host: they detect truncation and a
+rewritten chain.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import secrets
+import sqlite3
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+GENESIS = "0" * 64
+CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # these signatures mean nothing elsewhere
+PERSONAL_FIELDS = ("ip_prefix", "ip_hash", "region", "city", "user_agent", "session_hash")
+SCAN_FIELDS = ("id", "at", "channel", "reason", "detail", "serial", "batch_id", "kid", "counted", "checks", "pin",
+               "country")  # fmt: skip
+
+
+def canonical(value: object) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def entry_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, personal_hash: str, body: str) -> str:
+    """The hash that chains entry `seq` to its predecessor."""
+    text = f"{prev_hash}\n{seq}\n{at}\n{kind}\n{actor}\n{personal_hash}\n{body}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def personal_hash(salt: str, personal: Mapping[str, object]) -> str:
+    """The commitment to a scan's personal fields; the salt stops guessing them from the hash."""
+    return hashlib.sha256(f"{salt}\n{canonical({k: personal.get(k) for k in PERSONAL_FIELDS})}".encode()).hexdigest()
+
+
+def _head(conn: sqlite3.Connection) -> tuple[int, str]:
+    row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
+    return row if row else (0, GENESIS)
+
+
+def append(conn: sqlite3.Connection, kind: str, body: Mapping[str, object], at: str, actor: str = "",
+           personal_commitment: str = "") -> int:  # fmt: skip
+    """Append one entry inside the caller's write transaction; its sequence number."""
+    if "\n" in kind or "\n" in actor or "\n" in at:
+        raise ValueError("log fields cannot hold line breaks")
+    seq, prev = _head(conn)
+    seq += 1
+    body_text = canonical(body)
+    digest = entry_hash(prev, seq, at, kind, actor, personal_commitment, body_text)
+    conn.execute(
+        "INSERT INTO audit_log (seq, at, kind, actor, body, personal_hash, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (seq, at, kind, actor, body_text, personal_commitment, prev, digest),
+    )
+    return seq
+
+
+def now_text(now: dt.datetime | None = None) -> str:
+    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def new_salt() -> str:
+    return secrets.token_hex(16)
+
+
+def scan_body(scan: Mapping[str, object]) -> dict[str, object]:
+    """What the chain records of a scan: everything but the personal fields."""
+    return {field: scan.get(field) for field in SCAN_FIELDS}
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    seq: int
+    what: str
+
+
+@dataclass(frozen=True)
+class Report:
+    entries: int
+    head_seq: int
+    head_hash: str
+    problems: tuple[Problem, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    @property
+    def first_bad_seq(self) -> int | None:
+        return min((p.seq for p in self.problems), default=None)
+
+
+def _entries(conn: sqlite3.Connection) -> Iterator[tuple]:
+    yield from conn.execute("SELECT seq, at, kind, actor, body, personal_hash, prev_hash, hash FROM audit_log ORDER BY seq")
+
+
+def verify(conn: sqlite3.Connection, checkpoints: list[dict] | None = None,
+           log_keys: Mapping[str, Ed25519PublicKey] | None = None, max_problems: int = 20) -> Report:  # fmt: skip
+    """Recompute the chain, compare scans with their entries, check signed checkpoints."""
+    problems: list[Problem] = []
+    expected_seq, prev, count = 1, GENESIS, 0
+    hashes_at: dict[int, str] = {}
+    wanted = {int(c["seq"]) for c in checkpoints or []}
+    for seq, at, kind, actor, body, p_hash, stored_prev, stored_hash in _entries(conn):
+        count += 1
+        if seq != expected_seq:
+            problems.append(Problem(expected_seq, f"entries {expected_seq}..{seq - 1} are missing"))
+        elif stored_prev != prev:
+            problems.append(Problem(seq, "does not chain to the entry before it (reordered or replaced)"))
+        if entry_hash(stored_prev, seq, at, kind, actor, p_hash, body) != stored_hash:
+            problems.append(Problem(seq, "its content does not match its hash (edited)"))
+        if seq in wanted:
+            hashes_at[seq] = stored_hash
+        prev, expected_seq = stored_hash, seq + 1
+        if len(problems) >= max_problems:
+            break
+    head_seq = expected_seq - 1
+    problems += _check_scans(conn, max_problems)
+    for checkpoint in checkpoints or []:
+        problems += _check_checkpoint(checkpoint, head_seq, hashes_at, log_keys or {})
+    return Report(count, head_seq, prev, tuple(sorted(problems, key=lambda p: p.seq)))
+
+
+def _check_scans(conn: sqlite3.Connection, limit: int) -> list[Problem]:
+    """Every scan row must equal what its log entry recorded (and its personal fields, unless purged)."""
+    problems: list[Problem] = []
+    columns = ", ".join(f"s.{c}" for c in SCAN_FIELDS + PERSONAL_FIELDS)
+    rows = conn.execute(
+        f"SELECT s.log_seq, s.personal_salt, l.body, l.personal_hash, {columns} FROM scans s "
+        "LEFT JOIN audit_log l ON l.seq = s.log_seq ORDER BY s.id"
+    )
+    names = SCAN_FIELDS + PERSONAL_FIELDS
+    for log_seq, salt, body, p_hash, *values in rows:
+        scan = dict(zip(names, values))
+        if body is None:
+            problems.append(Problem(log_seq or 0, f"scan {scan['id']} has no log entry"))
+        elif canonical(scan_body(scan)) != body:
+            problems.append(Problem(log_seq, f"scan {scan['id']} differs from its log entry (edited)"))
+        elif salt is not None and personal_hash(salt, scan) != p_hash:
+            problems.append(Problem(log_seq, f"scan {scan['id']}'s personal fields were edited"))
+        elif salt is None and any(scan[f] is not None for f in PERSONAL_FIELDS):
+            problems.append(Problem(log_seq, f"scan {scan['id']} has personal fields but no salt (edited)"))
+        if len(problems) >= limit:
+            break
+    return problems
+
+
+def checkpoint_message(seq: int, head_hash: str, at: str) -> bytes:
+    return CHECKPOINT_CONTEXT + canonical({"seq": seq, "head": head_hash, "at": at}).encode()
+
+
+def sign_checkpoint(conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime | None = None) -> dict:
+    """A signed statement of the log's current head; store it and export it off the host."""
+    seq, head = _head(conn)
+    at = now_text(now)
+    signature = private_key.sign(checkpoint_message(seq, head, at)).hex()
+    return {"format": "verifier-log-checkpoint/1", "seq": seq, "head": head, "at": at, "kid": kid,
+            "signature": signature}  # fmt: skip
+
+
+def _check_checkpoint(checkpoint: Mapping, head_seq: int, hashes_at: Mapping[int, str],
+                      log_keys: Mapping[str, Ed25519PublicKey]) -> list[Problem]:  # fmt: skip
+    seq = int(checkpoint["seq"])
+    key = log_keys.get(str(checkpoint.get("kid")))
+    if key is None:
+        return [Problem(seq, f"checkpoint {seq} is signed by unknown log key {checkpoint.get('kid')!r}")]
+    try:
+        key.verify(bytes.fromhex(checkpoint["signature"]), checkpoint_message(seq, checkpoint["head"], checkpoint["at"]))
+    except (InvalidSignature, ValueError):
+        return [Problem(seq, f"checkpoint {seq} has a bad signature (forged or altered)")]
+    if seq > head_seq:
+        return [Problem(head_seq + 1, f"the log ends at {head_seq} but a signed checkpoint covers {seq} (truncated)")]
+    if seq and hashes_at.get(seq) != checkpoint["head"]:
+        return [Problem(seq, f"entry {seq} differs from the signed checkpoint (the chain was rewritten)")]
+    return []
