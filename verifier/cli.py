@@ -624,3 +624,31 @@ def audit_purge(days: int) -> None:
         ).rowcount  # fmt: skip
         auditlog.append(conn, "audit.purged", {"older_than": cutoff, "scans": erased}, auditlog.now_text(), _actor())
     click.echo(f"Erased the personal fields of {erased:,} scans older than {cutoff}")
+
+
+@audit_group.command("anomalies")
+@click.option("--days", default=30, show_default=True, type=click.IntRange(1, None), help="Look at the last DAYS.")
+@click.option("--repeat-checks", default=4, show_default=True, type=click.IntRange(1, None), help="Checks a code may have.")
+@click.option("--sessions", default=3, show_default=True, type=click.IntRange(1, None), help="Browsers a code may see.")
+@click.option("--distant-hours", default=24.0, show_default=True, type=click.FloatRange(0, None),
+              help="Two regions within this many hours are suspicious.")  # fmt: skip
+@click.option("--cluster", default=3, show_default=True, type=click.IntRange(1, None),
+              help="Not-genuine scans in one region on one day that make a cluster.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, as_json) -> None:
+    """List cloned-label and counterfeit signals in the scan log, with the scans as evidence.
+
+    Example: verifier audit anomalies --days 7 --json
+    """
+    from . import anomalies, auditlog
+
+    since = auditlog.now_text(_now() - dt.timedelta(days=days))
+    found = anomalies.find(_open_db().conn, since, anomalies.Thresholds(repeat_checks, sessions, distant_hours, cluster))
+    if as_json:
+        click.echo(json.dumps([a.as_dict() for a in found], indent=2, ensure_ascii=False))
+        return
+    if not found:
+        click.echo(f"No anomalies since {since}.")
+    for a in found:
+        click.echo(f"{a.rule:<20} {a.subject:<40} {a.count:>6}  {a.first_at[:19]} .. {a.last_at[:19]}  "
+                   f"scans {','.join(map(str, a.evidence[:8]))}{'...' if len(a.evidence) > 8 else ''}")  # fmt: skip
