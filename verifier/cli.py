@@ -652,3 +652,112 @@ def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, as_js
     for a in found:
         click.echo(f"{a.rule:<20} {a.subject:<40} {a.count:>6}  {a.first_at[:19]} .. {a.last_at[:19]}  "
                    f"scans {','.join(map(str, a.evidence[:8]))}{'...' if len(a.evidence) > 8 else ''}")  # fmt: skip
+
+
+# --- accounts -----------------------------------------------------------------------------
+
+
+@cli.group("users")
+def users_group() -> None:
+    """Accounts for admins, inspectors and enterprises, and their API tokens.
+
+    Example: verifier users list
+    """
+
+
+def _accounts_call(fn, *args):
+    from . import accounts, auditlog, store
+
+    db = _open_db(create=True)
+    try:
+        with store.transaction(db) as conn:
+            return fn(conn, *args, _actor(), auditlog.now_text())
+    except accounts.AccountError as exc:
+        raise CliError(str(exc)) from None
+    finally:
+        db.close()
+
+
+@users_group.command("add")
+@click.argument("username")
+@click.option("--role", required=True, type=click.Choice(["admin", "inspector", "enterprise"]))
+@click.option("--enterprise", help="The enterprise an `enterprise` account belongs to.")
+def users_add(username: str, role: str, enterprise: str | None) -> None:
+    """Create an account; the password comes from VERIFIER_USER_PASSWORD or a prompt.
+
+    Example: verifier users add li.wei --role inspector
+    """
+    from . import accounts
+
+    password = os.environ.get("VERIFIER_USER_PASSWORD")
+    if password is None:
+        if not sys.stdin.isatty():
+            raise CliError("no password: set VERIFIER_USER_PASSWORD or run in a terminal")
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    enterprise_id = None
+    if enterprise:
+        row = _open_db(create=True).execute("SELECT id FROM enterprises WHERE name = ?", [enterprise]).fetchone()
+        if row is None:
+            raise CliError(f"no enterprise {enterprise!r} (it is created by its first batch)")
+        enterprise_id = row[0]
+    user = _accounts_call(accounts.add_user, username, role, password, enterprise_id)
+    click.echo(f"Created {user.role} {user.username}")
+
+
+@users_group.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def users_list(as_json: bool) -> None:
+    """List accounts with their role, enterprise and active tokens.
+
+    Example: verifier users list --json
+    """
+    from . import accounts
+
+    users = accounts.list_users(_open_db(create=True).conn)
+    if as_json:
+        click.echo(json.dumps(users, indent=2, ensure_ascii=False))
+        return
+    for u in users:
+        state = "disabled" if u["disabled"] else "active"
+        click.echo(f"{u['username']:<24} {u['role']:<10} {state:<8} {u['enterprise'] or '':<20} tokens {u['active_tokens']}")
+
+
+@users_group.command("disable")
+@click.argument("username")
+def users_disable(username: str) -> None:
+    """Disable an account: its sessions end and its tokens stop working at once.
+
+    Example: verifier users disable li.wei
+    """
+    from . import accounts
+
+    _accounts_call(accounts.disable_user, username)
+    click.echo(f"Disabled {username}; its sessions and tokens are revoked")
+
+
+@users_group.command("token")
+@click.argument("username")
+@click.option("--label", default="", help="What the token is for.")
+def users_token(username: str, label: str) -> None:
+    """Issue an API token (shown once, stored hashed) for scripts: Authorization: Bearer <token>.
+
+    Example: verifier users token li.wei --label nightly-export
+    """
+    from . import accounts
+
+    token_id, token = _accounts_call(accounts.issue_token, username, label)
+    click.echo(token)
+    click.echo(f"Token {token_id} for {username}: shown once, keep it secret (revoke: verifier users revoke-token {token_id})", err=True)
+
+
+@users_group.command("revoke-token")
+@click.argument("token_id", type=int)
+def users_revoke_token(token_id: int) -> None:
+    """Revoke an API token by its number.
+
+    Example: verifier users revoke-token 3
+    """
+    from . import accounts
+
+    _accounts_call(accounts.revoke_token, token_id)
+    click.echo(f"Token {token_id} revoked")

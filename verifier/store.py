@@ -214,10 +214,46 @@ def _m003_audit_log(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m004_accounts(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE users (
+            id INTEGER PRIMARY KEY,
+            username TEXT NOT NULL UNIQUE,
+            role TEXT NOT NULL CHECK (role IN ('admin', 'inspector', 'enterprise')),
+            enterprise_id INTEGER REFERENCES enterprises(id),
+            password_hash TEXT NOT NULL,
+            disabled INTEGER NOT NULL DEFAULT 0,
+            failed_logins INTEGER NOT NULL DEFAULT 0,
+            locked_until TEXT,
+            created_at TEXT NOT NULL
+        );
+        CREATE TABLE api_tokens (
+            id INTEGER PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            token_hash TEXT NOT NULL UNIQUE,
+            label TEXT NOT NULL DEFAULT '',
+            created_at TEXT NOT NULL,
+            revoked_at TEXT
+        );
+        CREATE TABLE web_sessions (
+            id_hash TEXT PRIMARY KEY,
+            user_id INTEGER NOT NULL REFERENCES users(id),
+            created_at TEXT NOT NULL,
+            last_seen_at TEXT NOT NULL
+        ) WITHOUT ROWID;
+        -- The audit's filters by batch and by code, newest first (keyset pagination on id).
+        CREATE INDEX scans_batch ON scans(batch_id, id) WHERE batch_id IS NOT NULL;
+        CREATE INDEX scans_serial ON scans(serial, id) WHERE serial IS NOT NULL;
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
     ("003_audit_log", _m003_audit_log),
+    ("004_accounts", _m004_accounts),
 ]
 
 
