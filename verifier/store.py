@@ -245,6 +245,8 @@ def _m004_accounts(db: sqlite_utils.Database) -> None:
         -- The audit's filters by batch and by code, newest first (keyset pagination on id).
         CREATE INDEX scans_batch ON scans(batch_id, id) WHERE batch_id IS NOT NULL;
         CREATE INDEX scans_serial ON scans(serial, id) WHERE serial IS NOT NULL;
+        -- Rare verdicts are what inspectors look for; the common ones are never filtered alone.
+        CREATE INDEX scans_reason ON scans(reason, id) WHERE reason NOT IN ('genuine', 'genuine-repeat');
         """
     )
 

@@ -102,10 +102,10 @@ def scan_filters(user: accounts.User) -> tuple[str, list]:
             where.append(f"s.{name} = ?")
             params.append(value)
     if since := _time("since"):  # times become id bounds: ids grow with time, and id ranges are cheap
-        where.append("s.id >= coalesce((SELECT min(id) FROM scans WHERE at >= ?), 1 << 62)")
+        where.append("s.id >= coalesce((SELECT id FROM scans WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)")
         params.append(_utc(since))
     if until := _time("until"):
-        where.append("s.id < coalesce((SELECT min(id) FROM scans WHERE at >= ?), 1 << 62)")
+        where.append("s.id < coalesce((SELECT id FROM scans WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)")
         params.append(_utc(until))
     return " AND ".join(where), params
 
