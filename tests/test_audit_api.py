@@ -8,40 +8,7 @@ import io
 
 import pytest
 
-from verifier import accounts, codes, issue, store
-from verifier.web import create_app
-
-from conftest import BASE_URL, PIN_SECRET
-
-NOW = "2026-11-22T00:00:00.000+00:00"
-
-
-@pytest.fixture
-def audit_world(world, db_copy, tmp_path):
-    """Scans of two enterprises' batches, and one account (with a token) per principal."""
-    request = issue.BatchRequest(mark=codes.MARKS[1], enterprise="Other Co", product="Soap", count=3,
-                                 out_dir=tmp_path / "other", base_url=BASE_URL, formats=("csv",))  # fmt: skip
-    other = issue.issue_batch(db_copy, request, world["private"], world["kid"])
-    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
-                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
-    with open(tmp_path / "other" / "codes.csv", encoding="utf-8") as fh:
-        other_rows = list(csv.DictReader(fh))
-    for url in [world["pin"][1][0]["url"]] * 2 + [other_rows[0]["url"]] * 2:
-        app.test_client().get("/" + url.split("/", 3)[3])
-    db = store.connect(db_copy)
-    tokens = {"anonymous": None}
-    with store.transaction(db) as conn:
-        mine = conn.execute("SELECT id FROM enterprises WHERE name = '华茶集团'").fetchone()[0]
-        theirs = conn.execute("SELECT id FROM enterprises WHERE name = 'Other Co'").fetchone()[0]
-        for name, role, enterprise in (("ada", "admin", None), ("ian", "inspector", None), ("eve", "enterprise", mine),
-                                       ("oscar", "enterprise", theirs)):  # fmt: skip
-            accounts.add_user(conn, name, role, "correct horse battery", enterprise, "test", NOW)
-            tokens[name] = accounts.issue_token(conn, name, "test", "test", NOW)[1]
-        accounts.add_user(conn, "gone", "inspector", "correct horse battery", None, "test", NOW)
-        tokens["revoked"] = accounts.issue_token(conn, "gone", "", "test", NOW)[1]
-        accounts.disable_user(conn, "gone", "test", NOW)
-    return {"app": app, "tokens": tokens, "mine": world["pin"], "theirs": (other.batch_id, other_rows),
-            "my_serial": world["pin"][1][0]["serial"], "their_serial": other_rows[0]["serial"]}
+from verifier import codes
 
 
 def call(aw, who, method, path, **kwargs):

@@ -251,11 +251,25 @@ def _m004_accounts(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m005_reported_codes(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE reported_codes (
+            serial INTEGER PRIMARY KEY,
+            reported_at TEXT NOT NULL,
+            reported_by TEXT NOT NULL,
+            note TEXT NOT NULL DEFAULT ''
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
     ("003_audit_log", _m003_audit_log),
     ("004_accounts", _m004_accounts),
+    ("005_reported_codes", _m005_reported_codes),
 ]
 
 

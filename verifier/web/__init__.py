@@ -150,10 +150,11 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=int(app.config["TRUSTED_PROXIES"]), x_proto=1, x_host=0)
     app.extensions["verifier"] = ServerState(app)
 
-    from . import api, audit, consumer
+    from . import api, audit, audit_ui, consumer
 
     app.register_blueprint(api.bp)
     app.register_blueprint(audit.bp)
+    app.register_blueprint(audit_ui.bp)
     app.register_blueprint(consumer.bp)
 
     @app.after_request

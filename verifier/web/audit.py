@@ -47,6 +47,7 @@ def authenticated(*roles: str):
 
 
 def current_user() -> accounts.User | None:
+    """The user of the request's bearer token."""
     header = request.headers.get("Authorization", "")
     if header.startswith("Bearer "):
         return accounts.user_for_token(state().connection(), header[7:].strip())
@@ -173,8 +174,11 @@ def list_scans() -> Response:
 @bp.get("/scans.csv")
 @authenticated()
 def export_scans() -> Response:
+    return scans_csv(g.user)
+
+
+def scans_csv(user: accounts.User) -> Response:
     """All matching scans as CSV, streamed from a dedicated read connection."""
-    user = g.user
     where, params = scan_filters(user)
     columns = _columns(user)
     database = state().database

@@ -1,0 +1,103 @@
+"""The audit UI: login, CSRF, and the same object-level rules as the API, page by page."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+PASSWORD = "correct horse battery"
+
+
+def logged_in(aw, who):
+    client = aw["app"].test_client()
+    if who != "anonymous":
+        response = client.post("/audit/login", data={"username": who, "password": PASSWORD})
+        assert response.status_code == 302, who
+    return client
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def pages(aw):
+    return {
+        "scans": "/audit/", "batches": "/audit/batches", "my batch": f"/audit/batches/{aw['mine'][0]}",
+        "their batch": f"/audit/batches/{aw['theirs'][0]}", "my code": f"/audit/codes/{aw['my_serial']}",
+        "their code": f"/audit/codes/{aw['their_serial']}", "anomalies": "/audit/anomalies", "keys": "/audit/keys", "export": "/audit/scans.csv",
+    }  # fmt: skip
+
+
+UI_EXPECTED = {
+    "anonymous": dict.fromkeys(["scans", "batches", "my batch", "their batch", "my code", "their code", "anomalies",
+                                "keys", "export"], 302),
+    "ada": {"scans": 200, "batches": 200, "my batch": 200, "their batch": 200, "my code": 200, "their code": 200,
+            "anomalies": 200, "keys": 200, "export": 200},
+    "ian": {"scans": 200, "batches": 200, "my batch": 200, "their batch": 200, "my code": 200, "their code": 200,
+            "anomalies": 200, "keys": 403, "export": 200},
+    "eve": {"scans": 200, "batches": 200, "my batch": 200, "their batch": 404, "my code": 200, "their code": 404,
+            "anomalies": 200, "keys": 403, "export": 200},
+    "oscar": {"scans": 200, "batches": 200, "my batch": 404, "their batch": 200, "my code": 404, "their code": 200,
+              "anomalies": 200, "keys": 403, "export": 200},
+}  # fmt: skip
+
+
+def test_ui_role_page_matrix_has_no_leaks(audit_world, capsys):
+    failures = []
+    with capsys.disabled():
+        print("\naudit UI role x page matrix (HTTP status):")
+        for who, expected in UI_EXPECTED.items():
+            client = logged_in(audit_world, who)
+            seen = {page: client.get(path).status_code for page, path in pages(audit_world).items()}
+            print(f"  {who:<10} " + " ".join(f"{p}={s}" for p, s in seen.items()))
+            failures += [(who, p, s) for p, s in seen.items() if s != expected[p]]
+        print(f"  leaks: {len(failures)}")
+    assert failures == []
+
+
+def test_enterprise_pages_show_only_their_scans(audit_world):
+    html = logged_in(audit_world, "oscar").get("/audit/").get_data(as_text=True)
+    assert audit_world["their_serial"] in html and audit_world["my_serial"] not in html
+    assert "ip_prefix" not in html
+    inspector = logged_in(audit_world, "ian").get("/audit/").get_data(as_text=True)
+    assert audit_world["their_serial"] in inspector and audit_world["my_serial"] in inspector and "ip_prefix" in inspector
+
+
+def test_wrong_password_and_lockout(audit_world):
+    client = audit_world["app"].test_client()
+    for _ in range(5):
+        assert client.post("/audit/login", data={"username": "ian", "password": "nope"}).status_code == 401
+    locked = client.post("/audit/login", data={"username": "ian", "password": PASSWORD})
+    assert locked.status_code == 401 and "locked" in locked.get_data(as_text=True)
+
+
+def test_admin_actions_need_csrf_and_are_logged(audit_world):
+    import sqlite3
+
+    admin = logged_in(audit_world, "ada")
+    batch_page = admin.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
+    assert "<svg" in batch_page and "Recall batch" in batch_page
+    assert admin.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "x"}).status_code == 403  # no token
+    done = admin.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "mould", "csrf": csrf_of(batch_page)})
+    assert done.status_code == 302
+    code_page = admin.get(f"/audit/codes/{audit_world['my_serial']}").get_data(as_text=True)
+    admin.post(f"/audit/codes/{audit_world['my_serial']}", data={"note": "seen at a market", "csrf": csrf_of(code_page)})
+    assert "reported counterfeit" in admin.get(f"/audit/codes/{audit_world['my_serial']}").get_data(as_text=True)
+    db = audit_world["app"].config["DATABASE"]
+    kinds = [k for (k,) in sqlite3.connect(db).execute("SELECT kind FROM audit_log")]
+    assert "batch.recalled" in kinds and "code.reported" in kinds
+
+
+def test_inspector_cannot_recall_and_logout_ends_the_session(audit_world):
+    inspector = logged_in(audit_world, "ian")
+    page = inspector.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
+    assert "Recall batch" not in page
+    assert inspector.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "x", "csrf": csrf_of(page)}).status_code == 403
+    assert inspector.post("/audit/logout", data={"csrf": csrf_of(page)}).status_code == 302
+    assert inspector.get("/audit/").status_code == 302
+
+
+def test_export_link_works_with_the_ui_session(audit_world):
+    csv_text = logged_in(audit_world, "eve").get("/audit/scans.csv").get_data(as_text=True)
+    assert csv_text.count("\n") == 3  # header and this enterprise's two scans

@@ -1,0 +1,242 @@
+"""The audit UI for inspectors, enterprises and admins: server-rendered pages, no scripts.
+
+Login with a password (throttled), a server-side session with idle and absolute timeouts, and a
+CSRF token on every form. The same object-level rules as the audit API (verifier/web/audit.py).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import hashlib
+import hmac
+from urllib.parse import urlencode
+
+from flask import Blueprint, Response, abort, g, redirect, render_template, request
+
+from .. import accounts, anomalies, auditlog, codes, keys, lookup, store
+from . import state
+from .audit import PAGE_MAX, BadFilter, _batch_for, _columns, scan_filters, scans_csv, serial_of, store_db
+
+bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
+COOKIE = "vaudit"
+
+
+def session_user() -> accounts.User | None:
+    session = request.cookies.get(COOKIE)
+    if not session:
+        return None
+    conn = state().connection()
+    with store.transaction(conn):
+        return accounts.user_for_session(conn, session, dt.datetime.now(dt.timezone.utc))
+
+
+def csrf_token() -> str:
+    session = request.cookies.get(COOKIE, "")
+    return hmac.new(state().hash_key, f"csrf\x00{session}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def login_required(*roles: str):
+    def decorate(view):
+        @functools.wraps(view)
+        def wrapper(*args, **kwargs):
+            user = session_user()
+            if user is None:
+                return redirect("/audit/login")
+            if roles and user.role not in roles:
+                abort(403)
+            if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", ""), csrf_token()):
+                abort(403)
+            g.user = user
+            return view(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def render(template: str, status: int = 200, **context) -> Response:
+    html = render_template(template, user=getattr(g, "user", None), csrf=csrf_token(), **context)
+    return Response(html, status, mimetype="text/html")
+
+
+@bp.errorhandler(BadFilter)
+def bad_filter(error: BadFilter) -> Response:
+    return render("audit/message.html", 400, title="Bad filter", message=str(error))
+
+
+@bp.errorhandler(403)
+def forbidden(_error) -> Response:
+    return render("audit/message.html", 403, title="Not allowed", message="Your role cannot do this.")
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response:
+    if request.method == "GET":
+        return render("audit/login.html")
+    conn = state().connection()
+    with store.transaction(conn):
+        result = accounts.login(conn, request.form.get("username", "")[:64], request.form.get("password", "")[:256],
+                                dt.datetime.now(dt.timezone.utc))  # fmt: skip
+    if result is None:
+        return render("audit/login.html", 401, error="Wrong user name or password, or the account is locked for a while.")
+    _, session = result
+    response = redirect("/audit/")
+    response.set_cookie(COOKIE, session, httponly=True, samesite="Strict", secure=request.is_secure, path="/audit")
+    return response
+
+
+@bp.post("/logout")
+@login_required()
+def logout() -> Response:
+    conn = state().connection()
+    with store.transaction(conn):
+        accounts.logout(conn, request.cookies[COOKIE])
+    response = redirect("/audit/login")
+    response.delete_cookie(COOKIE, path="/audit")
+    return response
+
+
+FILTERS = ("enterprise", "batch", "code", "reason", "channel", "since", "until", "country", "region")
+
+
+@bp.get("/")
+@login_required()
+def scans() -> Response:
+    where, params = scan_filters(g.user)
+    after = request.args.get("after", "")
+    if after.isdigit():
+        where += " AND s.id < ?"
+        params.append(int(after))
+    columns = _columns(g.user)
+    rows = state().connection().execute(
+        f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
+        [*params, 101],
+    ).fetchall()
+    items = [dict(zip(columns, row)) for row in rows[:100]]
+    current = {k: request.args[k] for k in FILTERS if request.args.get(k)}
+    next_link = f"/audit/?{urlencode({**current, 'after': items[-1]['id']})}" if len(rows) > 100 else None
+    return render("audit/scans.html", scans=items, columns=columns, filters=current, next_link=next_link,
+                  export_link=f"/audit/scans.csv?{urlencode(current)}", reasons=lookup.REASONS,
+                  channels=lookup.CHANNELS, page_max=PAGE_MAX)  # fmt: skip
+
+
+@bp.get("/scans.csv")
+@login_required()
+def export() -> Response:
+    return scans_csv(g.user)
+
+
+@bp.get("/batches")
+@login_required()
+def batches() -> Response:
+    items = store.list_batches(store_db())
+    if not g.user.sees_everything():
+        items = [b for b in items if b["enterprise_id"] == g.user.enterprise_id]
+    return render("audit/batches.html", batches=items)
+
+
+def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160) -> str:
+    """A server-side SVG bar chart of (label, value) pairs."""
+    if not points:
+        return ""
+    top = max(v for _, v in points) or 1
+    bar = width / len(points)
+    bars = "".join(
+        f'<rect x="{i * bar:.1f}" y="{height - 20 - v / top * (height - 30):.1f}" width="{max(bar - 1, 1):.1f}" '
+        f'height="{v / top * (height - 30):.1f}"><title>{label}: {v}</title></rect>'
+        for i, (label, v) in enumerate(points)
+    )
+    labels = f'<text x="0" y="{height - 4}">{points[0][0]}</text><text x="{width}" y="{height - 4}" text-anchor="end">{points[-1][0]}</text>'
+    return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="scans per day">'
+            f'<text x="0" y="10">max {top}/day</text>{bars}{labels}</svg>')  # fmt: skip
+
+
+@bp.route("/batches/<int:batch_id>", methods=["GET", "POST"])
+@login_required()
+def batch(batch_id: int) -> Response:
+    found = _batch_for(g.user, batch_id)
+    if found is None:
+        abort(404)
+    if request.method == "POST":
+        if g.user.role != "admin":
+            abort(403)
+        try:
+            store.recall_batch(store_db(), batch_id, request.form.get("reason", ""), actor=f"ui:{g.user.username}")
+        except store.StoreError as exc:
+            return render("audit/message.html", 400, title="Recall not done", message=str(exc))
+        return redirect(f"/audit/batches/{batch_id}")
+    conn = state().connection()
+    per_day = conn.execute("SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1",
+                           (batch_id,)).fetchall()  # fmt: skip
+    mix = conn.execute("SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC", (batch_id,)).fetchall()
+    top = conn.execute(
+        """SELECT serial, max(checks), count(*) FROM scans WHERE batch_id = ? AND serial IS NOT NULL
+           GROUP BY serial ORDER BY max(checks) DESC, count(*) DESC LIMIT 10""", (batch_id,)).fetchall()  # fmt: skip
+    return render("audit/batch.html", batch=found, chart=bar_chart(per_day), mix=mix,
+                  top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in top])  # fmt: skip
+
+
+@bp.route("/codes/<code>", methods=["GET", "POST"])
+@login_required()
+def code(code: str) -> Response:
+    serial = serial_of(code)
+    conn = state().connection()
+    row = conn.execute("SELECT batch_id FROM codes WHERE serial = ?", (serial,)).fetchone()
+    if row is None or _batch_for(g.user, row[0]) is None:
+        abort(404)
+    if request.method == "POST":
+        if g.user.role != "admin":
+            abort(403)
+        with store.transaction(conn):
+            report_code(conn, serial, request.form.get("note", ""), f"ui:{g.user.username}")
+        return redirect(f"/audit/codes/{serial:016d}")
+    columns = _columns(g.user)
+    history = [dict(zip(columns, r)) for r in conn.execute(
+        f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,))]  # fmt: skip
+    reported = conn.execute("SELECT reported_at, reported_by, note FROM reported_codes WHERE serial = ?", (serial,)).fetchone()
+    return render("audit/code.html", serial=f"{serial:016d}", human=codes.human_code(serial), batch_id=row[0],
+                  scans=history, columns=columns, reported=reported)  # fmt: skip
+
+
+def report_code(conn, serial: int, note: str, actor: str) -> None:
+    """Mark a code as reported counterfeit (inside a write transaction), and log it."""
+    now = auditlog.now_text()
+    conn.execute("INSERT OR IGNORE INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?)",
+                 (serial, now, actor, note.strip()[:500]))  # fmt: skip
+    auditlog.append(conn, "code.reported", {"serial": serial, "note": note.strip()[:500]}, now, actor)
+
+
+@bp.get("/anomalies")
+@login_required()
+def anomaly_list() -> Response:
+    days = int(request.args.get("days", "30")) if request.args.get("days", "30").isdigit() else 30
+    since = auditlog.now_text(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days))
+    found = anomalies.find(state().connection(), since)
+    if not g.user.sees_everything():
+        own = {b["id"] for b in store.list_batches(store_db()) if b["enterprise_id"] == g.user.enterprise_id}
+        conn = state().connection()
+        found = [a for a in found if (a.batch_id in own) or (a.serial is not None and (
+            (row := conn.execute("SELECT batch_id FROM codes WHERE serial = ?", (a.serial,)).fetchone()) and row[0] in own))]  # fmt: skip
+    return render("audit/anomalies.html", anomalies=found, rules=anomalies.RULES, days=days)
+
+
+@bp.route("/keys", methods=["GET", "POST"])
+@login_required("admin")
+def key_list() -> Response:
+    st = state()
+    folder = st.keys_source.parent
+    if st.keys_source.name != keys.KEYRING_FILE:
+        return render("audit/message.html", 409, title="Keys come from a JWKS file",
+                      message="Revoke with `verifier keys revoke` where the keyring lives, then publish the JWKS again.")  # fmt: skip
+    if request.method == "POST":
+        try:
+            record = keys.set_status(folder, request.form.get("kid", ""), "revoked", dt.datetime.now(dt.timezone.utc))
+        except keys.KeyringError as exc:
+            return render("audit/message.html", 400, title="Not revoked", message=str(exc))
+        conn = st.connection()
+        with store.transaction(conn):
+            auditlog.append(conn, "key.status", {"kid": record.kid, "name": record.name, "status": record.status},
+                            auditlog.now_text(), f"ui:{g.user.username}")  # fmt: skip
+        return redirect("/audit/keys")
+    return render("audit/keys.html", keys=keys.read_keyring(folder))
