@@ -68,3 +68,17 @@ def test_thresholds_are_configurable_and_quiet_logs_are_quiet(lookups, world, ru
     assert [a["rule"] for a in anomalies(runner, "--repeat-checks", "2")] == ["repeat-checks"]
     text = runner.invoke(cli, ["audit", "anomalies"]).stdout
     assert text.startswith("No anomalies since")
+
+
+def test_report_code_cli(lookups, world, runner):
+    import sqlite3
+
+    row = world["pin"][1][5]
+    result = runner.invoke(cli, ["audit", "report-code", row["code"], "--note", "market stall"])
+    assert result.exit_code == 0 and row["serial"] in result.stdout
+    bad = runner.invoke(cli, ["audit", "report-code", "12"])
+    assert bad.exit_code == 2 and bad.stderr.startswith("Error: a code is a printed code")
+    import os
+
+    conn = sqlite3.connect(os.environ["VERIFIER_DB"])
+    assert conn.execute("SELECT note FROM reported_codes WHERE serial = ?", (int(row["serial"]),)).fetchone() == ("market stall",)

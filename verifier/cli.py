@@ -761,3 +761,27 @@ def users_revoke_token(token_id: int) -> None:
 
     _accounts_call(accounts.revoke_token, token_id)
     click.echo(f"Token {token_id} revoked")
+
+
+@audit_group.command("report-code")
+@click.argument("code")
+@click.option("--note", default="", help="Where and how it was found.")
+def audit_report_code(code: str, note: str) -> None:
+    """Mark a code as reported counterfeit (logged); inspectors see it on the code's history.
+
+    Example: verifier audit report-code '3141 5926 5358 97932' --note 'seen at a market stall'
+    """
+    from . import store
+    from .web.audit import BadFilter, serial_of
+    from .web.audit_ui import report_code
+
+    try:
+        serial = serial_of(code)
+    except BadFilter as exc:
+        raise CliError(str(exc), 2) from None
+    db = _open_db()
+    if db.execute("SELECT 1 FROM codes WHERE serial = ?", [serial]).fetchone() is None:
+        raise CliError(f"code {code} was never issued")
+    with store.transaction(db) as conn:
+        report_code(conn, serial, note, _actor())
+    click.echo(f"Code {serial:016d} marked as reported counterfeit")
