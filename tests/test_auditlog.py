@@ -7,7 +7,6 @@ import sqlite3
 
 import pytest
 
-from verifier import auditlog, store
 from verifier.cli import cli
 from verifier.web import create_app
 

@@ -11,7 +11,6 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from conftest import BASE_URL
 
 
 def get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple[int, dict, bytes]:

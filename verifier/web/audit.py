@@ -241,21 +241,28 @@ def batch_dashboard(batch_id: int) -> Response:
     batch = _batch_for(g.user, batch_id)
     if batch is None:
         return api_error("not-found", f"no batch {batch_id}", 404)
-    conn = state().connection()
-    per_day = conn.execute("SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1",
-                           (batch_id,)).fetchall()  # fmt: skip
-    mix = conn.execute("SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC", (batch_id,)).fetchall()
-    top = conn.execute(
-        """SELECT serial, max(checks), count(*) FROM scans WHERE batch_id = ? AND serial IS NOT NULL
-           GROUP BY serial ORDER BY max(checks) DESC, count(*) DESC LIMIT 10""",
-        (batch_id,),
-    ).fetchall()
+    stats = batch_stats(batch_id)
     return _json({
         "ok": True, "batch": _public_batch(batch),
-        "scans_per_day": [{"day": d, "scans": n} for d, n in per_day],
-        "verdicts": {reason: n for reason, n in mix},
-        "top_codes": [{"serial": f"{s:016d}", "code": codes.human_code(s), "checks": c, "scans": n} for s, c, n in top],
+        "scans_per_day": [{"day": d, "scans": n} for d, n in stats["per_day"]],
+        "verdicts": dict(stats["verdicts"]),
+        "top_codes": [{"serial": f"{s:016d}", "code": codes.human_code(s), "checks": c, "scans": n}
+                      for s, c, n in stats["top_codes"]],
     })  # fmt: skip
+
+
+def batch_stats(batch_id: int) -> dict[str, list[tuple]]:
+    """A batch's scans per day, verdict mix and most checked codes (served by scans(batch_id, id))."""
+    conn = state().connection()
+    return {
+        "per_day": conn.execute("SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1",
+                                (batch_id,)).fetchall(),
+        "verdicts": conn.execute("SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC",
+                                 (batch_id,)).fetchall(),
+        "top_codes": conn.execute(
+            """SELECT serial, max(checks), count(*) FROM scans WHERE batch_id = ? AND serial IS NOT NULL
+               GROUP BY serial ORDER BY max(checks) DESC, count(*) DESC LIMIT 10""", (batch_id,)).fetchall(),
+    }  # fmt: skip
 
 
 @bp.get("/codes/<code>")
@@ -280,25 +287,32 @@ def code_history(code: str) -> Response:
 @bp.get("/anomalies")
 @authenticated()
 def list_anomalies() -> Response:
-    import datetime as dt
 
     days = _int("days", 1, 3650) or 30
-    since = auditlog.now_text(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days))
-    found = anomalies.find(state().connection(), since)
-    if not g.user.sees_everything():
-        own = {b["id"] for b in store.list_batches(store_db()) if b["enterprise_id"] == g.user.enterprise_id}
-        conn = state().connection()
-
-        def mine(a: anomalies.Anomaly) -> bool:
-            if a.batch_id is not None:
-                return a.batch_id in own
-            if a.serial is not None:
-                row = conn.execute("SELECT batch_id FROM codes WHERE serial = ?", (a.serial,)).fetchone()
-                return bool(row) and row[0] in own
-            return False  # regional clusters of forged codes are for inspectors
-
-        found = [a for a in found if mine(a)]
+    since, found = anomalies_for(g.user, days)
     return _json({"ok": True, "since": since, "anomalies": [a.as_dict() for a in found]})
+
+
+def anomalies_for(user: accounts.User, days: int) -> tuple[str, list[anomalies.Anomaly]]:
+    """The anomalies of the last `days` that `user` may see: an enterprise, its own codes and batches."""
+    import datetime as dt
+
+    since = auditlog.now_text(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days))
+    conn = state().connection()
+    found = anomalies.find(conn, since)
+    if user.sees_everything():
+        return since, found
+    own = {b["id"] for b in store.list_batches(store_db()) if b["enterprise_id"] == user.enterprise_id}
+
+    def mine(a: anomalies.Anomaly) -> bool:
+        if a.batch_id is not None:
+            return a.batch_id in own
+        if a.serial is not None:
+            row = conn.execute("SELECT batch_id FROM codes WHERE serial = ?", (a.serial,)).fetchone()
+            return bool(row) and row[0] in own
+        return False  # regional clusters of forged codes are for inspectors
+
+    return since, [a for a in found if mine(a)]
 
 
 @bp.post("/batches/<int:batch_id>/recall")

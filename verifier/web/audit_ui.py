@@ -16,7 +16,8 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 
 from .. import accounts, anomalies, auditlog, codes, keys, lookup, store
 from . import state
-from .audit import PAGE_MAX, BadFilter, _batch_for, _columns, scan_filters, scans_csv, serial_of, store_db
+from .audit import (PAGE_MAX, BadFilter, _batch_for, _columns, anomalies_for, batch_stats, scan_filters, scans_csv,
+                    serial_of, store_db)  # fmt: skip
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
 COOKIE = "vaudit"
@@ -166,15 +167,9 @@ def batch(batch_id: int) -> Response:
         except store.StoreError as exc:
             return render("audit/message.html", 400, title="Recall not done", message=str(exc))
         return redirect(f"/audit/batches/{batch_id}")
-    conn = state().connection()
-    per_day = conn.execute("SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1",
-                           (batch_id,)).fetchall()  # fmt: skip
-    mix = conn.execute("SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC", (batch_id,)).fetchall()
-    top = conn.execute(
-        """SELECT serial, max(checks), count(*) FROM scans WHERE batch_id = ? AND serial IS NOT NULL
-           GROUP BY serial ORDER BY max(checks) DESC, count(*) DESC LIMIT 10""", (batch_id,)).fetchall()  # fmt: skip
-    return render("audit/batch.html", batch=found, chart=bar_chart(per_day), mix=mix,
-                  top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in top])  # fmt: skip
+    stats = batch_stats(batch_id)
+    return render("audit/batch.html", batch=found, chart=bar_chart(stats["per_day"]), mix=stats["verdicts"],
+                  top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in stats["top_codes"]])  # fmt: skip
 
 
 @bp.route("/codes/<code>", methods=["GET", "POST"])
@@ -211,13 +206,7 @@ def report_code(conn, serial: int, note: str, actor: str) -> None:
 @login_required()
 def anomaly_list() -> Response:
     days = int(request.args.get("days", "30")) if request.args.get("days", "30").isdigit() else 30
-    since = auditlog.now_text(dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=days))
-    found = anomalies.find(state().connection(), since)
-    if not g.user.sees_everything():
-        own = {b["id"] for b in store.list_batches(store_db()) if b["enterprise_id"] == g.user.enterprise_id}
-        conn = state().connection()
-        found = [a for a in found if (a.batch_id in own) or (a.serial is not None and (
-            (row := conn.execute("SELECT batch_id FROM codes WHERE serial = ?", (a.serial,)).fetchone()) and row[0] in own))]  # fmt: skip
+    _, found = anomalies_for(g.user, max(1, min(days, 3650)))
     return render("audit/anomalies.html", anomalies=found, rules=anomalies.RULES, days=days)
 
 
