@@ -785,3 +785,50 @@ def audit_report_code(code: str, note: str) -> None:
     with store.transaction(db) as conn:
         report_code(conn, serial, note, _actor())
     click.echo(f"Code {serial:016d} marked as reported counterfeit")
+
+
+# --- database -----------------------------------------------------------------------------
+
+
+@cli.group("db")
+def db_group() -> None:
+    """Back up and restore the database.
+
+    Example: verifier db backup /var/backups/verifier-$(date +%F).db
+    """
+
+
+@db_group.command("backup")
+@click.argument("target", type=click.Path(dir_okay=False))
+def db_backup(target: str) -> None:
+    """Write a consistent, checked snapshot of the live database to TARGET (safe while serving).
+
+    Example: verifier db backup /var/backups/verifier-2026-11-22.db
+    """
+    from . import backup
+
+    try:
+        report = backup.backup(config.db_path(), Path(target))
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    size = Path(target).stat().st_size
+    click.echo(f"Backed up to {target} ({size / 1e6:.1f} MB): integrity ok, audit log verifies "
+               f"({report.entries:,} entries, head {report.head_hash[:16]}...)")  # fmt: skip
+
+
+@db_group.command("restore")
+@click.argument("backup_file", type=click.Path(exists=True, dir_okay=False))
+def db_restore(backup_file: str) -> None:
+    """Replace the database with a checked backup (stop the server first); the old one is kept.
+
+    Example: verifier db restore /var/backups/verifier-2026-11-22.db
+    """
+    from . import backup
+
+    try:
+        report, kept = backup.restore(Path(backup_file), config.db_path())
+    except backup.BackupError as exc:
+        raise CliError(str(exc)) from None
+    click.echo(f"Restored {backup_file} to {config.db_path()}: audit log verifies ({report.entries:,} entries)")
+    if kept:
+        click.echo(f"The previous database is kept as {kept}")
