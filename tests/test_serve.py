@@ -11,6 +11,10 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
+from conftest import BASE_URL
+
+import pytest
+
 
 
 def get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple[int, dict, bytes]:
@@ -39,8 +43,9 @@ def test_serve_answers_pages_api_and_keys(serve, world):
     assert get(server.url + "/api/v1/openapi.json")[0] == 200
 
 
-def test_rate_limit_holds_across_workers_and_ignores_spoofed_forwarded_for(serve, world):
-    server = serve(workers=2, VERIFIER_RATELIMIT="10/minute")
+@pytest.mark.parametrize("workers", [2, 4])
+def test_rate_limit_holds_across_workers_and_ignores_spoofed_forwarded_for(serve, world, workers):
+    server = serve(workers=workers, VERIFIER_RATELIMIT="10/minute")
     url = world["pin"][1][1]["url"]
     statuses = [api(server, url, headers={"X-Forwarded-For": f"198.51.100.{i}"})[0] for i in range(30)]
     assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
@@ -91,3 +96,31 @@ def test_every_acknowledged_scan_survives_kill_9(serve, world, db_copy, server_e
     missing = [pair for pair in acknowledged if pair not in recorded]
     assert missing == []
     assert len(set(acknowledged)) == len(acknowledged)  # every acknowledged check has its own count
+
+
+def test_the_lookup_server_never_opens_a_private_key(world, db_copy, tmp_path):
+    """An audit hook sees every file the server opens while starting and answering scans."""
+    import sys
+
+    from verifier.web import create_app
+
+    opened: list[str] = []
+    watching = True
+
+    def hook(event, args):
+        if watching and event == "open" and args and isinstance(args[0], (str, bytes)):
+            opened.append(str(args[0]))
+
+    sys.addaudithook(hook)  # hooks cannot be removed: `watching` turns it off
+    try:
+        app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
+                          "RATELIMIT": "off", "INSTANCE": str(tmp_path), "SECRET_KEY": b"k"})  # fmt: skip
+        client = app.test_client()
+        for row in world["pin"][1][:3]:
+            assert client.get("/" + row["url"].split("/", 3)[3]).status_code == 200
+        assert client.get("/.well-known/jwks.json").status_code == 200
+    finally:
+        watching = False
+    assert any(path.endswith("keyring.json") for path in opened)
+    assert not [path for path in opened if path.endswith(".pem")]
+    assert list(world["keys_dir"].glob("*.pem"))  # the private key was right there
