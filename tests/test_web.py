@@ -251,6 +251,14 @@ def test_page_and_api_give_the_same_verdict(world, tmp_path, case):
     assert results == [case, case]
 
 
+@pytest.mark.parametrize("blank", [" ", "\r", "\t\n"])
+def test_api_blank_code_is_a_malformed_verdict(client, blank):
+    answer = client.get("/api/v1/verify", query_string={"code": blank}).get_json()
+    assert (answer["ok"], answer["reason"]) == (True, "malformed")
+    posted = client.post("/api/v1/verify", json={"code": blank}).get_json()
+    assert (posted["ok"], posted["reason"]) == (True, "malformed")
+
+
 def test_api_post_with_pin(app, world):
     row = world["pin"][1][16]
     answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]}).get_json()
@@ -261,7 +269,7 @@ def test_api_post_with_pin(app, world):
 
 @pytest.mark.parametrize("request_kwargs, status, code", [
     ({"method": "GET", "path": "/api/v1/verify"}, 400, "missing-parameter"),
-    ({"method": "GET", "path": "/api/v1/verify?code=%20"}, 400, "missing-parameter"),
+    ({"method": "GET", "path": "/api/v1/verify?code="}, 400, "missing-parameter"),
     ({"method": "POST", "path": "/api/v1/verify", "data": "{not json", "content_type": "application/json"}, 400, "bad-request"),
     ({"method": "POST", "path": "/api/v1/verify", "json": {"pin": "1"}}, 400, "missing-parameter"),
     ({"method": "POST", "path": "/api/v1/verify", "json": {"code": "1", "pin": 5}}, 400, "bad-request"),

@@ -40,7 +40,7 @@ def _limited(outcome) -> Response:
 def verify_get() -> Response:
     """Verify a scanned URL or a printed code given as ?code=."""
     text = request.args.get("code")
-    if text is None or not text.strip():
+    if not text:  # a blank or malformed code is a verdict, like on the page; only a missing one is an error
         return api_error("missing-parameter", "give the code or URL as ?code=", 400)
     return _verify(text, pin=None)
 
@@ -52,7 +52,7 @@ def verify_post() -> Response:
     if not isinstance(data, dict) and not hasattr(data, "get"):
         return api_error("bad-request", "send a JSON object {\"code\": ..., \"pin\": ...}", 400)
     text, pin = data.get("code"), data.get("pin")
-    if not isinstance(text, str) or not text.strip():
+    if not isinstance(text, str) or not text:
         return api_error("missing-parameter", "'code' is required", 400)
     if pin is not None and not isinstance(pin, str):
         return api_error("bad-request", "'pin' must be a string", 400)
