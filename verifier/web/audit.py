@@ -12,7 +12,7 @@ import io
 import re
 import sqlite3
 
-from flask import Blueprint, Response, g, request, stream_with_context
+from flask import Blueprint, Response, g, jsonify, request, stream_with_context
 
 from .. import accounts, anomalies, auditlog, codes, lookup, store
 from . import state
@@ -331,6 +331,4 @@ def recall(batch_id: int) -> Response:
 
 
 def _json(data: dict) -> Response:
-    from flask import jsonify
-
     return jsonify(data)
