@@ -694,13 +694,17 @@ def users_add(username: str, role: str, enterprise: str | None) -> None:
         if not sys.stdin.isatty():
             raise CliError("no password: set VERIFIER_USER_PASSWORD or run in a terminal")
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
-    enterprise_id = None
-    if enterprise:
-        row = _open_db(create=True).execute("SELECT id FROM enterprises WHERE name = ?", [enterprise]).fetchone()
-        if row is None:
-            raise CliError(f"no enterprise {enterprise!r} (it is created by its first batch)")
-        enterprise_id = row[0]
-    user = _accounts_call(accounts.add_user, username, role, password, enterprise_id)
+
+    def add(conn, username, role, password, actor, now):
+        enterprise_id = None
+        if enterprise:
+            row = conn.execute("SELECT id FROM enterprises WHERE name = ?", [enterprise]).fetchone()
+            if row is None:
+                raise accounts.AccountError(f"no enterprise {enterprise!r} (it is created by its first batch)")
+            enterprise_id = row[0]
+        return accounts.add_user(conn, username, role, password, enterprise_id, actor, now)
+
+    user = _accounts_call(add, username, role, password)
     click.echo(f"Created {user.role} {user.username}")
 
 

@@ -198,7 +198,8 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
                    channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
     """Count the check, apply recall, expiry, PIN and repeat rules, record the scan."""
     now_text = _utc_text(now)
-    state = conn.execute("SELECT sessions FROM code_checks WHERE serial = ?", (serial,)).fetchone()
+    state = conn.execute("SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
+                         (serial,)).fetchone()  # fmt: skip
     session = client.session_hash
     counted = not (state and session and session in state[0].split())
     if counted:
@@ -212,8 +213,7 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
             (serial, now_text, now_text, sessions),
         ).fetchone()  # fmt: skip
     else:
-        row = conn.execute("SELECT checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
-                           (serial,)).fetchone()  # fmt: skip
+        row = state[1:]  # a repeat view from the same browser: nothing changes
     checks, first_checked_at, pin_verified_at = row
     verdict = Verdict(GENUINE, serial=serial, checks=checks, first_checked_at=_parse_time(first_checked_at),
                       batch=batch, kid=kid)  # fmt: skip
