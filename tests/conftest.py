@@ -252,3 +252,18 @@ def audit_world(world, db_copy, tmp_path):
         accounts.disable_user(conn, "gone", "test", NOW)
     return {"app": app, "tokens": tokens, "mine": world["pin"], "theirs": (other.batch_id, other_rows),
             "my_serial": world["pin"][1][0]["serial"], "their_serial": other_rows[0]["serial"]}
+
+
+
+# --- forging codes: flip one signature bit, so the result is always a well-formed forgery ---------
+
+
+def forged_url(url: str, bit: int = 0, base_url: str = BASE_URL) -> str:
+    """`url` with one bit of its signature flipped: well formed, validly keyed, never genuine."""
+    from verifier import codes
+
+    code = codes.decode(url, [base_url])
+    signature = bytearray(code.signature)
+    signature[bit // 8] ^= 1 << (bit % 8)
+    code.signature = bytes(signature)
+    return codes.encode_url(code, base_url)
