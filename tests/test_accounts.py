@@ -1,8 +1,10 @@
-"""Accounts: scrypt passwords, throttled logins, sessions with timeouts, tokens, the CLI."""
+"""Accounts: scrypt passwords, logins throttled by address and by name, sessions with timeouts, tokens, the CLI."""
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
+import re
 
 import pytest
 
@@ -36,25 +38,159 @@ def test_short_passwords_and_bad_roles_are_refused(conn):
         accounts.add_user(conn, "x3", "enterprise", "long enough pw", None, "t", T)
 
 
-def test_login_throttling_locks_after_five_failures(conn):
-    for _ in range(5):
-        assert accounts.login(conn, "ian", "wrong", NOW) is None
-    assert accounts.login(conn, "ian", "correct horse battery", NOW) is None  # locked
-    later = NOW + dt.timedelta(minutes=accounts.LOCK_MINUTES + 1)
-    user, session = accounts.login(conn, "ian", "correct horse battery", later)
-    assert user.username == "ian" and len(session) >= 40
+# --- logins: one equally expensive check per attempt, throttles by address and by name -------
+
+KEY = b"test-key"
+PASSWORD = "correct horse battery"
+A, B = "203.0.113.66", "198.51.100.7"  # an attacker's address, the owner's
+
+
+def attempt(conn, username, password=PASSWORD, now=NOW, ip=B, check=accounts.check_password):
+    return accounts.login(conn, username, password, now, ip=ip, key=KEY, check=check)
+
+
+class RecordingChecker:
+    """The real password check, remembering what it was asked (and caching repeats, for speed)."""
+
+    def __init__(self):
+        self.hashes: list[str] = []
+        self._check = functools.lru_cache(maxsize=None)(accounts.check_password)
+
+    def __call__(self, stored: str, password: str) -> bool:
+        self.hashes.append(stored)
+        return self._check(stored, password)
+
+
+def cost(stored: str) -> str:
+    return stored.rsplit("$", 2)[0]  # scheme$N$r$p
+
+
+def sql_shape(statements: list[str]) -> list[str]:
+    return [re.sub(r"'[^']*'|\b\d+\b", "?", s) for s in statements]
+
+
+@pytest.fixture
+def people(conn):
+    """ian (inspector), ada (admin) and gone (disabled), all with the same password."""
+    with store.transaction(conn):
+        accounts.add_user(conn, "ada", "admin", PASSWORD, None, "test", T)
+        accounts.add_user(conn, "gone", "inspector", PASSWORD, None, "test", T)
+        accounts.disable_user(conn, "gone", "test", T)
+    return conn
+
+
+FAILURES = {
+    "wrong password": ("ian", "not the password"),
+    "unknown user": ("nobody", PASSWORD),
+    "disabled user, right password": ("gone", PASSWORD),
+    "disabled user, wrong password": ("gone", "not the password"),
+}
+
+
+@pytest.mark.parametrize("case", [*FAILURES, "right password"])
+def test_user_enumeration_by_timing_every_outcome_runs_one_equally_expensive_check(people, case):
+    username, password = FAILURES.get(case, ("ian", PASSWORD))
+    check = RecordingChecker()
+    result = attempt(people, username, password, check=check)
+    assert (result.user is not None) == (case == "right password") and result.retry_after == 0
+    assert len(check.hashes) == 1
+    real = people.execute("SELECT password_hash FROM users WHERE username = 'ian'").fetchone()[0]
+    assert cost(check.hashes[0]) == cost(real) == f"scrypt${accounts.SCRYPT_N}${accounts.SCRYPT_R}${accounts.SCRYPT_P}"
+
+
+def test_user_enumeration_by_timing_every_failure_does_the_same_database_work(people):
+    shapes, results = {}, {}
+    for i, (case, (username, password)) in enumerate(FAILURES.items()):
+        seen: list[str] = []
+        people.set_trace_callback(seen.append)
+        results[case] = attempt(people, username, password, ip=f"192.0.2.{i}")  # fresh address, fresh name
+        people.set_trace_callback(None)
+        shapes[case] = sql_shape(seen)
+    assert set(results.values()) == {accounts.LoginResult()}
+    assert len({tuple(shape) for shape in shapes.values()}) == 1, shapes
+
+
+def test_user_enumeration_by_timing_throttled_attempts_check_nothing_whatever_the_name(people):
+    check = RecordingChecker()
+    for _ in range(accounts.FAILURES_PER_CLIENT):  # the address spends its allowance on one name
+        attempt(people, "ian", "guess", ip=A, check=check)
+    check.hashes.clear()
+    answers = {name: attempt(people, name, PASSWORD, ip=A, check=check) for name in ("ian", "ada", "gone", "nobody")}
+    assert check.hashes == []  # refused before any account row is read
+    assert len(set(answers.values())) == 1 and answers["nobody"].retry_after > 0
+
+
+def test_lockout_as_denial_of_service_an_attacker_cannot_lock_the_admin_out(people):
+    check = RecordingChecker()
+    for i in range(20):
+        assert attempt(people, "ada", f"guess {i}", NOW + dt.timedelta(seconds=i), ip=A, check=check).user is None
+    owner = attempt(people, "ada", PASSWORD, NOW + dt.timedelta(seconds=30), ip=B, check=check)
+    assert owner.user.username == "ada" and owner.session
+
+
+def test_lockout_as_denial_of_service_an_address_over_its_limit_is_refused_for_every_account(people):
+    check = RecordingChecker()
+    for i in range(20):
+        attempt(people, "ada", f"guess {i}", NOW + dt.timedelta(seconds=i), ip=A, check=check)
+    later = NOW + dt.timedelta(seconds=30)
+    refused = {name: attempt(people, name, PASSWORD, later, ip=A, check=check) for name in ("ian", "ada", "nobody")}
+    assert set(refused.values()) == {accounts.LoginResult(retry_after=15 * 60 - 30)}  # the same for every name
+    v6 = [attempt(people, "ian", "guess", later, ip=f"2001:db8:1:2::{i:x}", check=check) for i in range(1, 22)]
+    assert v6[-1].retry_after > 0  # an IPv6 client is its /64, not one of its many addresses
+    assert attempt(people, "ian", PASSWORD, later, ip="2001:db8:1:3::1", check=check).user is not None
+
+
+def test_lockout_as_denial_of_service_windows_expire_by_injected_time(people):
+    check = RecordingChecker()
+    for i in range(20):
+        attempt(people, "ada", f"guess {i}", NOW + dt.timedelta(seconds=i), ip=A, check=check)
+    almost = attempt(people, "ian", PASSWORD, NOW + accounts.LOGIN_WINDOW - dt.timedelta(seconds=1), ip=A, check=check)
+    assert almost == accounts.LoginResult(retry_after=1)
+    assert attempt(people, "ian", PASSWORD, NOW + accounts.LOGIN_WINDOW, ip=A, check=check).user.username == "ian"
+    # the first failures have left the window: ada is below her per-address limit again too
+    assert attempt(people, "ada", PASSWORD, NOW + accounts.LOGIN_WINDOW + dt.timedelta(seconds=5), ip=A,
+                   check=check).user.username == "ada"  # fmt: skip
+
+
+def test_lockout_as_denial_of_service_five_failures_throttle_one_name_from_one_address(people):
+    check = RecordingChecker()
+    for _ in range(accounts.FAILURES_PER_CLIENT_AND_NAME):
+        assert attempt(people, "ian", "wrong", ip=A, check=check) == accounts.LoginResult()
+    assert attempt(people, "ian", PASSWORD, ip=A, check=check) == accounts.LoginResult(retry_after=15 * 60)
+    assert attempt(people, "ada", PASSWORD, ip=A, check=check).user.username == "ada"  # other names: still open
+    assert attempt(people, "ian", PASSWORD, ip=B, check=check).user.username == "ian"  # other addresses: still open
+
+
+def test_lockout_as_denial_of_service_a_name_tried_from_very_many_addresses_backs_off_briefly(people):
+    check = RecordingChecker()
+    for name in ("ada", "nobody"):
+        for i in range(accounts.FAILURES_PER_NAME):
+            attempt(people, name, "guess", NOW, ip=f"10.{i // 256}.{i % 256}.{len(name)}", check=check)
+    backed_off = {name: attempt(people, name, PASSWORD, NOW + dt.timedelta(seconds=10), ip=B, check=check)
+                  for name in ("ada", "nobody")}  # fmt: skip
+    assert set(backed_off.values()) == {accounts.LoginResult(retry_after=50)}  # a minute, not a lock; the same for both
+    assert attempt(people, "ada", PASSWORD, NOW + accounts.NAME_BACKOFF, ip=B, check=check).user.username == "ada"
+
+
+def test_login_failures_keep_keyed_hashes_never_addresses_or_names(people):
+    attempt(people, "ada", "guess", ip=A)
+    attempt(people, "no-such-person", "guess", ip="2001:db8::1")
+    dump = "\n".join(people.iterdump())
+    assert people.execute("SELECT count(*) FROM login_failures").fetchone()[0] == 2
+    for secret in (A, "2001:db8", "no-such-person", "guess"):
+        assert secret not in dump
 
 
 def test_sessions_have_idle_and_absolute_timeouts_and_server_side_logout(conn):
-    _, session = accounts.login(conn, "ian", "correct horse battery", NOW)
+    session = attempt(conn, "ian").session
     assert accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=20)).username == "ian"
     assert accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=45)).username == "ian"  # idle reset
     assert accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=80)) is None  # idle > 30 min
-    _, session = accounts.login(conn, "ian", "correct horse battery", NOW)
+    session = attempt(conn, "ian").session
     alive = [accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=m)) is not None
              for m in range(25, 13 * 60, 25)]  # active every 25 minutes, all day long...
     assert alive == [m <= 12 * 60 for m in range(25, 13 * 60, 25)]  # ...it still ends after 12 hours
-    _, session = accounts.login(conn, "ian", "correct horse battery", NOW)
+    session = attempt(conn, "ian").session
     accounts.logout(conn, session)
     assert accounts.user_for_session(conn, session, NOW) is None
 
@@ -70,7 +206,7 @@ def test_tokens_are_random_stored_hashed_and_revocable(conn):
 
 def test_disabling_a_user_ends_sessions_and_tokens(conn):
     _, token = accounts.issue_token(conn, "ian", "", "t", T)
-    _, session = accounts.login(conn, "ian", "correct horse battery", NOW)
+    session = attempt(conn, "ian").session
     accounts.disable_user(conn, "ian", "t", T)
     assert accounts.user_for_token(conn, token) is None and accounts.user_for_session(conn, session, NOW) is None
 

@@ -5,19 +5,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import hmac
+import math
 import re
 import secrets
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import auditlog
+from . import auditlog, clients
 
 ROLES = ("admin", "inspector", "enterprise")
 # scrypt: memory-hard (128 * r * n bytes = 32 MiB here), about 0.1 s on this class of machine.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 TOKEN_PREFIX = "vt_"
-LOGIN_FAILURES_BEFORE_LOCK = 5
-LOCK_MINUTES = 15
 SESSION_IDLE = dt.timedelta(minutes=30)
 SESSION_ABSOLUTE = dt.timedelta(hours=12)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}")
@@ -147,31 +147,88 @@ def user_for_token(conn: sqlite3.Connection, token: str) -> User | None:
     return _row_user(row) if row else None
 
 
-# --- interactive logins: throttled, with server-side sessions ---------------------------------
+# --- interactive logins: throttled per address and per name, with server-side sessions --------
+#
+# Every failure is counted by a keyed hash of the client's address and of the name tried (known or
+# not), never by the account row: an outcome may not depend on whether the account exists, and a
+# stranger's failures may not lock the owner out. An address that fails too often is refused for
+# every name; a name that fails from very many addresses backs off briefly.
+
+PasswordChecker = Callable[[str, str], bool]
+LOGIN_WINDOW = dt.timedelta(minutes=15)
+FAILURES_PER_CLIENT_AND_NAME = 5  # one address guessing one name
+FAILURES_PER_CLIENT = 20  # one address, all names together
+FAILURES_PER_NAME = 100  # all addresses together: a distributed guess...
+NAME_BACKOFF = dt.timedelta(minutes=1)  # ...then one more try a minute, not a lock
+# Hashes the dummy check runs against: the same scrypt parameters as a real one, so the same cost.
+DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$" + "00" * 16 + "$" + "00" * 64
 
 
-def login(conn: sqlite3.Connection, username: str, password: str, now: dt.datetime) -> tuple[User, str] | None:
-    """(user, session id) for a right password, else None; 5 failures lock the account 15 minutes."""
-    row = conn.execute("SELECT id, password_hash, failed_logins, locked_until, disabled FROM users WHERE username = ?",
-                       (username,)).fetchone()  # fmt: skip
-    if row is None:
-        check_password(_DUMMY_HASH, password)  # the same time whether or not the user exists
-        return None
-    user_id, stored, failures, locked_until, disabled = row
-    now_s = auditlog.now_text(now)
-    if disabled or (locked_until and locked_until > now_s):
-        return None
-    if not check_password(stored, password):
-        failures += 1
-        lock = auditlog.now_text(now + dt.timedelta(minutes=LOCK_MINUTES)) if failures >= LOGIN_FAILURES_BEFORE_LOCK else None
-        conn.execute("UPDATE users SET failed_logins = ?, locked_until = ? WHERE id = ?",
-                     (0 if lock else failures, lock, user_id))  # fmt: skip
-        return None
-    conn.execute("UPDATE users SET failed_logins = 0, locked_until = NULL WHERE id = ?", (user_id,))
+@dataclass(frozen=True)
+class LoginResult:
+    """A login attempt's outcome: a user and a session, or neither (and then maybe a wait)."""
+
+    user: User | None = None
+    session: str | None = None
+    retry_after: int = 0  # seconds; > 0 when the attempt was refused unchecked, for too many failures
+
+
+def login(conn: sqlite3.Connection, username: str, password: str, now: dt.datetime, *, ip: str, key: bytes,
+          check: PasswordChecker = check_password) -> LoginResult:  # fmt: skip
+    """One login attempt from address `ip` (inside a write transaction).
+
+    An attempt that is not throttled runs `check` exactly once: against the account's hash, or
+    against DUMMY_HASH for an unknown name; a disabled account fails like a wrong password. A
+    throttled attempt runs none, whatever the name: throttles never depend on the account row.
+    """
+    client = clients.keyed_hash(key, "login-client", clients.rate_network(ip))
+    name = clients.keyed_hash(key, "login-name", username)
+    conn.execute("DELETE FROM login_failures WHERE at <= ?", (auditlog.now_text(now - LOGIN_WINDOW),))
+    wait, own_fault = _login_wait(conn, client, name, now)
+    if wait:
+        if own_fault:  # an address that keeps trying a name it is throttled for uses up its own allowance
+            _count_failure(conn, now, client, None)
+        return LoginResult(retry_after=wait)
+    row = conn.execute("SELECT id, password_hash, disabled FROM users WHERE username = ?", (username,)).fetchone()
+    right = check(row[1] if row else DUMMY_HASH, password)
+    if row is None or row[2] or not right:
+        _count_failure(conn, now, client, name)
+        return LoginResult()
+    conn.execute("DELETE FROM login_failures WHERE client_hash = ? AND account_hash = ?", (client, name))
     session = secrets.token_urlsafe(32)
+    now_s = auditlog.now_text(now)
     conn.execute("INSERT INTO web_sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
-                 (_token_hash(session), user_id, now_s, now_s))  # fmt: skip
-    return _row_user(conn.execute(_USER_SQL + " WHERE users.id = ?", (user_id,)).fetchone()), session
+                 (_token_hash(session), row[0], now_s, now_s))  # fmt: skip
+    return LoginResult(_row_user(conn.execute(_USER_SQL + " WHERE users.id = ?", (row[0],)).fetchone()), session)
+
+
+def _login_wait(conn: sqlite3.Connection, client: str, name: str, now: dt.datetime) -> tuple[int, bool]:
+    """(seconds before this address may try this name, or 0; whether the address caused the wait)."""
+    since = auditlog.now_text(now - LOGIN_WINDOW)
+
+    def nth_newest(where: str, params: tuple[str, ...], n: int) -> dt.datetime | None:
+        row = conn.execute(f"SELECT at FROM login_failures WHERE {where} AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?",
+                           (*params, since, n - 1)).fetchone()  # fmt: skip
+        return dt.datetime.fromisoformat(row[0]) if row else None
+
+    if oldest := nth_newest("client_hash = ?", (client,), FAILURES_PER_CLIENT):
+        return _seconds(oldest + LOGIN_WINDOW - now), False  # a full allowance: refused, no longer counted
+    if oldest := nth_newest("client_hash = ? AND account_hash = ?", (client, name), FAILURES_PER_CLIENT_AND_NAME):
+        return _seconds(oldest + LOGIN_WINDOW - now), True
+    if nth_newest("account_hash = ?", (name,), FAILURES_PER_NAME):
+        newest = nth_newest("account_hash = ?", (name,), 1)
+        if newest and newest + NAME_BACKOFF > now:
+            return _seconds(newest + NAME_BACKOFF - now), False
+    return 0, False
+
+
+def _count_failure(conn: sqlite3.Connection, now: dt.datetime, client: str, name: str | None) -> None:
+    conn.execute("INSERT INTO login_failures (at, client_hash, account_hash) VALUES (?, ?, ?)",
+                 (auditlog.now_text(now), client, name))  # fmt: skip
+
+
+def _seconds(delta: dt.timedelta) -> int:
+    return max(1, math.ceil(delta.total_seconds()))
 
 
 def user_for_session(conn: sqlite3.Connection, session: str, now: dt.datetime) -> User | None:
@@ -194,5 +251,3 @@ def user_for_session(conn: sqlite3.Connection, session: str, now: dt.datetime) -
 def logout(conn: sqlite3.Connection, session: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (_token_hash(session),))
 
-
-_DUMMY_HASH = "scrypt$32768$8$1$" + "00" * 16 + "$" + "00" * 64

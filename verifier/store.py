@@ -264,12 +264,31 @@ def _m005_reported_codes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_login_throttle(db: sqlite_utils.Database) -> None:
+    # Failed logins by client address and by the name tried, for throttles that a stranger cannot
+    # turn into a lock-out (verifier/accounts.py). users.failed_logins and locked_until are unused.
+    db.executescript(
+        """
+        CREATE TABLE login_failures (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            client_hash TEXT NOT NULL,      -- keyed hash of the IPv4 address or IPv6 /64, never the address
+            account_hash TEXT               -- keyed hash of the user name tried, known or not; NULL: refused unchecked
+        );
+        CREATE INDEX login_failures_client ON login_failures(client_hash, at);
+        CREATE INDEX login_failures_account ON login_failures(account_hash, at) WHERE account_hash IS NOT NULL;
+        CREATE INDEX login_failures_at ON login_failures(at);
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
     ("003_audit_log", _m003_audit_log),
     ("004_accounts", _m004_accounts),
     ("005_reported_codes", _m005_reported_codes),
+    ("006_login_throttle", _m006_login_throttle),
 ]
 
 
