@@ -120,6 +120,12 @@ def test_user_enumeration_by_timing_throttled_attempts_check_nothing_whatever_th
     assert len(set(answers.values())) == 1 and answers["nobody"].retry_after > 0
 
 
+def test_lockout_as_denial_of_service_the_password_check_holds_no_write_lock(people):
+    states = []
+    assert attempt(people, "ada", check=lambda stored, pw: states.append(people.in_transaction) or True).user
+    assert states == [False]  # scans and other logins are not queued behind 0.1 s of scrypt
+
+
 def test_lockout_as_denial_of_service_an_attacker_cannot_lock_the_admin_out(people):
     check = RecordingChecker()
     for i in range(20):

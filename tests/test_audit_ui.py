@@ -4,20 +4,36 @@ from __future__ import annotations
 
 import re
 
+import pytest
+
 
 PASSWORD = "correct horse battery"
+LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
+
+
+def csrf_of(html: str) -> str:
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def log_in(client, who, password=PASSWORD, ip="192.0.2.10"):
+    """Post the login form as a browser does: fetch it (cookie and token), then send it."""
+    form = client.get("/audit/login", environ_base={"REMOTE_ADDR": ip}).get_data(as_text=True)
+    return client.post("/audit/login", data={"username": who, "password": password, "csrf": csrf_of(form)},
+                       environ_base={"REMOTE_ADDR": ip})  # fmt: skip
 
 
 def logged_in(aw, who):
     client = aw["app"].test_client()
     if who != "anonymous":
-        response = client.post("/audit/login", data={"username": who, "password": PASSWORD})
+        response = log_in(client, who)
         assert response.status_code == 302, who
     return client
 
 
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+def login_failures(aw) -> int:
+    import sqlite3
+
+    return sqlite3.connect(aw["app"].config["DATABASE"]).execute("SELECT count(*) FROM login_failures").fetchone()[0]
 
 
 def pages(aw):
@@ -63,12 +79,63 @@ def test_enterprise_pages_show_only_their_scans(audit_world):
     assert audit_world["their_serial"] in inspector and audit_world["my_serial"] in inspector and "ip_prefix" in inspector
 
 
-def test_wrong_password_and_lockout(audit_world):
+def test_user_enumeration_by_timing_every_failure_gets_the_same_answer(audit_world):
     client = audit_world["app"].test_client()
+    answers = {case: log_in(client, who, password) for case, (who, password) in {
+        "wrong password": ("ian", "not the password"), "unknown user": ("nobody", PASSWORD),
+        "disabled user": ("gone", PASSWORD)}.items()}  # fmt: skip
+    assert {r.status_code for r in answers.values()} == {401}
+    assert len({r.get_data() for r in answers.values()}) == 1
+    assert LOGIN_FAILED in answers["unknown user"].get_data(as_text=True)
+
+
+def test_lockout_as_denial_of_service_wrong_passwords_throttle_the_address_not_the_account(audit_world):
+    attacker, owner = audit_world["app"].test_client(), audit_world["app"].test_client()
     for _ in range(5):
-        assert client.post("/audit/login", data={"username": "ian", "password": "nope"}).status_code == 401
-    locked = client.post("/audit/login", data={"username": "ian", "password": PASSWORD})
-    assert locked.status_code == 401 and "locked" in locked.get_data(as_text=True)
+        assert log_in(attacker, "ada", "nope", ip="203.0.113.66").status_code == 401
+    throttled = log_in(attacker, "ada", PASSWORD, ip="203.0.113.66")
+    assert throttled.status_code == 429 and 0 < int(throttled.headers["Retry-After"]) <= 15 * 60
+    assert "cannot sign in now. Try again in 15 minutes." in throttled.get_data(as_text=True)
+    assert log_in(owner, "ada", PASSWORD, ip="198.51.100.7").status_code == 302  # the owner, elsewhere
+    assert log_in(attacker, "ian", PASSWORD, ip="203.0.113.66").status_code == 302  # another name, not yet
+
+
+STALE_FORMS = {
+    "no token": lambda client, form: {},
+    "a wrong token": lambda client, form: {"csrf": "0" * 32},
+    "another browser's token": lambda client, form: {"csrf": csrf_of(client.application.test_client().get(
+        "/audit/login").get_data(as_text=True))},
+    "a token without its cookie": lambda client, form: (client.delete_cookie("vaudit_login", path="/audit/login"),
+                                                        {"csrf": csrf_of(form)})[1],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", STALE_FORMS)
+def test_login_csrf_a_login_post_without_a_valid_token_is_refused_and_counts_nothing(audit_world, case):
+    client = audit_world["app"].test_client()
+    form = client.get("/audit/login").get_data(as_text=True)
+    extra = STALE_FORMS[case](client, form)
+    for password in ("nope", PASSWORD):
+        response = client.post("/audit/login", data={"username": "ada", "password": password, **extra})
+        assert response.status_code == 400 and "This form was not sent" in response.get_data(as_text=True)
+        assert "vaudit=" not in response.headers.get("Set-Cookie", "")
+    assert login_failures(audit_world) == 0
+    retry = {"username": "ada", "password": PASSWORD, "csrf": csrf_of(response.get_data(as_text=True))}
+    assert client.post("/audit/login", data=retry).status_code == 302  # the 400 page's own form works
+
+
+def test_login_csrf_the_cookie_is_strict_http_only_and_scoped_to_the_login_form(audit_world):
+    client = audit_world["app"].test_client()
+    first = client.get("/audit/login")
+    cookie = first.headers["Set-Cookie"]
+    assert cookie.startswith("vaudit_login=") and "HttpOnly" in cookie and "SameSite=Strict" in cookie
+    assert "Path=/audit/login" in cookie and "Max-Age=3600" in cookie
+    again = client.get("/audit/login")
+    page = first.get_data(as_text=True)
+    assert "Set-Cookie" not in again.headers and csrf_of(again.get_data(as_text=True)) == csrf_of(page)
+    assert "script" not in page and "default-src 'none'" in first.headers["Content-Security-Policy"]
+    done = log_in(client, "ada")
+    assert "vaudit_login=;" in " ".join(done.headers.getlist("Set-Cookie"))  # spent once it has served
 
 
 def test_admin_actions_need_csrf_and_are_logged(audit_world):

@@ -12,7 +12,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import auditlog, clients
+from . import auditlog, clients, store
 
 ROLES = ("admin", "inspector", "enterprise")
 # scrypt: memory-hard (128 * r * n bytes = 32 MiB here), about 0.1 s on this class of machine.
@@ -175,7 +175,7 @@ class LoginResult:
 
 def login(conn: sqlite3.Connection, username: str, password: str, now: dt.datetime, *, ip: str, key: bytes,
           check: PasswordChecker = check_password) -> LoginResult:  # fmt: skip
-    """One login attempt from address `ip` (inside a write transaction).
+    """One login attempt from address `ip`, in its own short write transactions (none around the check).
 
     An attempt that is not throttled runs `check` exactly once: against the account's hash, or
     against DUMMY_HASH for an unknown name; a disabled account fails like a wrong password. A
@@ -183,23 +183,27 @@ def login(conn: sqlite3.Connection, username: str, password: str, now: dt.dateti
     """
     client = clients.keyed_hash(key, "login-client", clients.rate_network(ip))
     name = clients.keyed_hash(key, "login-name", username)
-    conn.execute("DELETE FROM login_failures WHERE at <= ?", (auditlog.now_text(now - LOGIN_WINDOW),))
-    wait, own_fault = _login_wait(conn, client, name, now)
-    if wait:
-        if own_fault:  # an address that keeps trying a name it is throttled for uses up its own allowance
-            _count_failure(conn, now, client, None)
-        return LoginResult(retry_after=wait)
-    row = conn.execute("SELECT id, password_hash, disabled FROM users WHERE username = ?", (username,)).fetchone()
+    with store.transaction(conn):
+        conn.execute("DELETE FROM login_failures WHERE at <= ?", (auditlog.now_text(now - LOGIN_WINDOW),))
+        wait, own_fault = _login_wait(conn, client, name, now)
+        if wait:
+            if own_fault:  # an address that keeps trying a name it is throttled for uses up its own allowance
+                _count_failure(conn, now, client, None)
+            return LoginResult(retry_after=wait)
+        row = conn.execute("SELECT id, password_hash, disabled FROM users WHERE username = ?", (username,)).fetchone()
+        _count_failure(conn, now, client, name)  # counted before the check, forgiven if it succeeds
+    # scrypt runs outside the transaction: 0.1 s under the writer lock would stall every scan
     right = check(row[1] if row else DUMMY_HASH, password)
     if row is None or row[2] or not right:
-        _count_failure(conn, now, client, name)
         return LoginResult()
-    conn.execute("DELETE FROM login_failures WHERE client_hash = ? AND account_hash = ?", (client, name))
     session = secrets.token_urlsafe(32)
     now_s = auditlog.now_text(now)
-    conn.execute("INSERT INTO web_sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
-                 (_token_hash(session), row[0], now_s, now_s))  # fmt: skip
-    return LoginResult(_row_user(conn.execute(_USER_SQL + " WHERE users.id = ?", (row[0],)).fetchone()), session)
+    with store.transaction(conn):
+        conn.execute("DELETE FROM login_failures WHERE client_hash = ? AND account_hash = ?", (client, name))
+        conn.execute("INSERT INTO web_sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
+                     (_token_hash(session), row[0], now_s, now_s))  # fmt: skip
+        user = _row_user(conn.execute(_USER_SQL + " WHERE users.id = ?", (row[0],)).fetchone())
+    return LoginResult(user, session)
 
 
 def _login_wait(conn: sqlite3.Connection, client: str, name: str, now: dt.datetime) -> tuple[int, bool]:

@@ -1,7 +1,8 @@
 """The audit UI for inspectors, enterprises and admins: server-rendered pages, no scripts.
 
-Login with a password (throttled), a server-side session with idle and absolute timeouts, and a
-CSRF token on every form. The same object-level rules as the audit API (verifier/web/audit.py).
+Login with a password (throttled per address and per name), a server-side session with idle and
+absolute timeouts, and a CSRF token on every form, the login form included. The same object-level
+rules as the audit API (verifier/web/audit.py).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ import datetime as dt
 import functools
 import hashlib
 import hmac
+import re
+import secrets
 from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request
@@ -21,6 +24,9 @@ from .audit import (PAGE_MAX, BadFilter, _batch_for, _columns, anomalies_for, ba
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
 COOKIE = "vaudit"
+PRE_COOKIE = "vaudit_login"  # random, before login: what the login form's CSRF token is bound to
+PRE_COOKIE_SECONDS = 3600
+_PRE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 
 
 def session_user() -> accounts.User | None:
@@ -35,6 +41,11 @@ def session_user() -> accounts.User | None:
 def csrf_token() -> str:
     session = request.cookies.get(COOKIE, "")
     return hmac.new(state().hash_key, f"csrf\x00{session}".encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def login_csrf_token(pre: str) -> str:
+    """The login form's token: bound to the pre-login cookie (signed double submit)."""
+    return hmac.new(state().hash_key, f"login-csrf\x00{pre}".encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def login_required(*roles: str):
@@ -71,19 +82,45 @@ def forbidden(_error) -> Response:
     return render("audit/message.html", 403, title="Not allowed", message="Your role cannot do this.")
 
 
+LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
+LOGIN_FORM_STALE = ("This form was not sent: it has expired or did not come from this site's login page. "
+                    "Enter your user name and password again.")  # fmt: skip
+
+
+def login_page(status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> Response:
+    """The login form, with a CSRF token bound to the pre-login cookie (set here when missing)."""
+    pre = request.cookies.get(PRE_COOKIE, "")
+    fresh = not _PRE_RE.fullmatch(pre)
+    if fresh:
+        pre = secrets.token_urlsafe(32)
+    response = render("audit/login.html", status, error=error, login_csrf=login_csrf_token(pre))
+    response.headers.update(headers or {})
+    if fresh:
+        response.set_cookie(PRE_COOKIE, pre, max_age=PRE_COOKIE_SECONDS, httponly=True, samesite="Strict",
+                            secure=request.is_secure, path="/audit/login")  # fmt: skip
+    return response
+
+
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response:
     if request.method == "GET":
-        return render("audit/login.html")
-    conn = state().connection()
-    with store.transaction(conn):
-        result = accounts.login(conn, request.form.get("username", "")[:64], request.form.get("password", "")[:256],
-                                dt.datetime.now(dt.timezone.utc))  # fmt: skip
-    if result is None:
-        return render("audit/login.html", 401, error="Wrong user name or password, or the account is locked for a while.")
-    _, session = result
+        return login_page()
+    pre = request.cookies.get(PRE_COOKIE, "")
+    if not (_PRE_RE.fullmatch(pre) and hmac.compare_digest(request.form.get("csrf", ""), login_csrf_token(pre))):
+        return login_page(400, LOGIN_FORM_STALE)  # before the database: a forged form counts nothing
+    result = accounts.login(state().connection(), request.form.get("username", "")[:64],
+                            request.form.get("password", "")[:256], dt.datetime.now(dt.timezone.utc),
+                            ip=request.remote_addr or "", key=state().hash_key)  # fmt: skip
+    if result.user is None:
+        if result.retry_after:
+            minutes = -(-result.retry_after // 60)
+            return login_page(429, f"{LOGIN_FAILED} Try again in {minutes} minute{'s' * (minutes != 1)}.",
+                              {"Retry-After": str(result.retry_after)})  # fmt: skip
+        return login_page(401, LOGIN_FAILED)
     response = redirect("/audit/")
-    response.set_cookie(COOKIE, session, httponly=True, samesite="Strict", secure=request.is_secure, path="/audit")
+    response.set_cookie(COOKIE, result.session, httponly=True, samesite="Strict", secure=request.is_secure,
+                        path="/audit")  # fmt: skip
+    response.delete_cookie(PRE_COOKIE, path="/audit/login")
     return response
 
 
