@@ -160,7 +160,7 @@ FAILURES_PER_CLIENT_AND_NAME = 5  # one address guessing one name
 FAILURES_PER_CLIENT = 20  # one address, all names together
 FAILURES_PER_NAME = 100  # all addresses together: a distributed guess...
 NAME_BACKOFF = dt.timedelta(minutes=1)  # ...then one more try a minute, not a lock
-# Hashes the dummy check runs against: the same scrypt parameters as a real one, so the same cost.
+# What an unknown name is checked against: the same scrypt parameters as a real hash, the same cost.
 DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$" + "00" * 16 + "$" + "00" * 64
 
 
