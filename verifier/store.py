@@ -264,12 +264,19 @@ def _m005_reported_codes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_ratelimit(db: sqlite_utils.Database) -> None:
+    # Rate-limit counters moved to their own non-durable file (verifier/ratelimit.py): a request
+    # over the limit must cost no write, let alone an fsync, on the registry.
+    db.execute("DROP TABLE IF EXISTS rate_limits")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
     ("003_audit_log", _m003_audit_log),
     ("004_accounts", _m004_accounts),
     ("005_reported_codes", _m005_reported_codes),
+    ("006_ratelimit", _m006_ratelimit),
 ]
 
 

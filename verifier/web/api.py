@@ -60,14 +60,14 @@ def verify_post() -> Response:
 
 
 def _verify(text: str, pin: str | None) -> Response:
+    if over := rate_limited():
+        return _limited(over)
     st, client = state(), describe_request_client()
     settings = st.settings()
     typed = bool(_TYPED_RE.fullmatch(text)) or pin is not None
     verification = None if typed else lookup.examine_url(text, settings)
     conn = st.connection()
     with store.transaction(conn):
-        if over := rate_limited(conn, client):
-            return _limited(over)
         if typed:
             verdict = lookup.record_typed(conn, text[:64], pin, settings, client, "api", g.now)
         else:
