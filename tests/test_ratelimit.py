@@ -1,9 +1,10 @@
-"""Rate limits off the durable path."""
+"""Rate limits off the durable path, hostile API bodies, and HEAD requests that are not checks."""
 
 from __future__ import annotations
 
 import datetime as dt
 import fcntl
+import json
 import multiprocessing
 import os
 import sqlite3
@@ -172,3 +173,92 @@ def test_ratelimit_failing_counters_fail_open(app, world, monkeypatch):
     monkeypatch.setattr(ratelimit, "hit", broken)
     statuses = [limited.test_client().get(path_of(world["pin"][1][2]["url"])).status_code for _ in range(3)]
     assert statuses == [200, 200, 200]
+
+
+# --- 2. hostile JSON bodies are a 400 in the API's error shape, never a 500 ----------------
+
+DEEP = 5000
+HOSTILE_BODIES = {
+    "array 5,000 deep": "[" * DEEP + "]" * DEEP,
+    "object 5,000 deep": '{"a":' * DEEP + "1" + "}" * DEEP,
+    "deep array as the code": '{"code": ' + "[" * DEEP + "]" * DEEP + "}",
+    "deep array after brackets in a string": '{"code": "[[{{", "x": ' + "[" * DEEP + "]" * DEEP + "}",
+    "deep array after escaped quotes": '{"code": "\\"\\\\\\"[", "x": ' + "[" * DEEP + "]" * DEEP + "}",
+    "deep array after a closing excess": "]]]]" + "[" * DEEP,
+    "unclosed deep array": "[" * DEEP,
+    "17 levels": '{"a":' * 17 + "1" + "}" * 17,
+    "top-level array": '["code"]',
+    "top-level string": '"0123 4567 8901 2345 6"',
+    "top-level number": "42",
+    "null": "null",
+    "empty": "",
+    "not JSON": "{code: 1}",
+    "invalid UTF-8": b'{"code": "\xff\xfe"}',
+    "UTF-16 deep array": ("[" * DEEP + "]" * DEEP).encode("utf-16"),
+    "a 5,000-digit number": '{"code": "1", "pin": ' + "9" * DEEP + "}",
+    "NaN as the code": '{"code": NaN}',
+    "object as the code": '{"code": {"a": 1}}',
+}
+
+
+@pytest.mark.parametrize("body", HOSTILE_BODIES.values(), ids=HOSTILE_BODIES.keys())
+def test_api_post_refuses_deep_or_non_object_json(app, db_copy, body):
+    app.config["MAX_CONTENT_LENGTH"] = 1 << 20  # the depth check, not the size limit, refuses them
+    response = app.test_client().post("/api/v1/verify", data=body, content_type="application/json")
+    assert response.status_code == 400
+    answer = response.get_json()
+    assert answer["ok"] is False and answer["error"]["code"] in ("bad-request", "missing-parameter")
+    assert set(answer["error"]) == {"code", "message"}
+    assert scan_count(db_copy) == 0
+
+
+@pytest.mark.parametrize("content_type", ["application/json", "application/x-www-form-urlencoded"])
+@pytest.mark.parametrize("body", [HOSTILE_BODIES["object 5,000 deep"], "[" * 20_000])
+def test_api_post_refuses_a_body_too_large_in_the_error_shape(client, content_type, body):
+    response = client.post("/api/v1/verify", data=body, content_type=content_type)
+    assert response.status_code == 413
+    assert response.get_json() == {"ok": False, "error": {"code": "payload-too-large",
+                                                          "message": "the body is limited to 16384 bytes"}}
+
+
+def test_api_post_accepts_extra_fields_nested_a_little_and_a_byte_order_mark(client, world):
+    row = world["pin"][1][3]
+    body = json.dumps({"code": row["code"], "pin": row["pin"], "client": {"app": ["x", {"v": "[[[{"}]}})
+    answer = client.post("/api/v1/verify", data=body, content_type="application/json").get_json()
+    assert (answer["reason"], answer["pin"]) == ("genuine", "first")
+    with_bom = client.post("/api/v1/verify", data=b'\xef\xbb\xbf{"code": "1"}', content_type="application/json")
+    assert with_bom.get_json()["reason"] == "malformed"  # RFC 8259 lets a parser ignore a BOM; main did
+    form = client.post("/api/v1/verify", data={"code": row["code"], "pin": row["pin"]})  # a form is read as before
+    assert (form.get_json()["reason"], form.get_json()["pin"]) == ("pin-reused", "reused")
+
+
+# --- 3. HEAD and prefetches are not checks, on label URLs and on the API ------------------
+
+CHECKS = {
+    "label URL": lambda row: path_of(row["url"]),
+    "API": lambda row: "/api/v1/verify?code=" + row["code"].replace(" ", ""),
+}
+
+
+@pytest.mark.parametrize("route", CHECKS.keys())
+@pytest.mark.parametrize("method, headers, counts", [
+    ("GET", {}, True),
+    ("HEAD", {}, False),
+    ("GET", {"Sec-Purpose": "prefetch"}, False),
+    ("GET", {"Sec-Purpose": "prefetch;prerender"}, False),
+    ("GET", {"Purpose": "prefetch"}, False),
+    ("GET", {"X-Purpose": "preview"}, False),
+    ("GET", {"X-Moz": "prefetch"}, False),
+], ids=["GET", "HEAD", "Sec-Purpose", "prerender", "Purpose", "X-Purpose", "X-Moz"])  # fmt: skip
+def test_head_and_prefetch_are_not_checks(app, world, db_copy, route, method, headers, counts):
+    limited = limited_app(app, "1/minute")
+    row = world["pin"][1][4]
+    path = CHECKS[route](row)
+    response = limited.test_client().open(path, method=method, headers=headers)
+    if counts:
+        assert response.status_code == 200 and scan_count(db_copy) == 1
+        return
+    assert response.status_code == 204 and response.data == b"" and scan_count(db_copy) == 0
+    assert limited.test_client().get(path).status_code == 200  # nor did it use up the client's limit
+    with sqlite3.connect(db_copy) as conn:
+        assert conn.execute("SELECT checks FROM code_checks WHERE serial = ?", (int(row["serial"]),)).fetchone() == (1,)
