@@ -282,6 +282,12 @@ def _m006_login_throttle(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m007_ratelimit(db: sqlite_utils.Database) -> None:
+    # Rate-limit counters moved to their own non-durable file (verifier/ratelimit.py): a request
+    # over the limit must cost no write, let alone an fsync, on the registry.
+    db.execute("DROP TABLE IF EXISTS rate_limits")
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -289,6 +295,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("004_accounts", _m004_accounts),
     ("005_reported_codes", _m005_reported_codes),
     ("006_login_throttle", _m006_login_throttle),
+    ("007_ratelimit", _m007_ratelimit),
 ]
 
 

@@ -187,5 +187,10 @@ SESSION_COOKIE = "vsid"
 
 
 def is_prefetch() -> bool:
-    """Link previews and prefetches: they must not count as a consumer's check."""
-    return request.method == "HEAD" or "prefetch" in request.headers.get("Sec-Purpose", request.headers.get("Purpose", ""))
+    """HEAD requests, link previews and prefetches: they must not count as a consumer's check."""
+    if request.method == "HEAD":
+        return True
+    # Sec-Purpose (Fetch spec, Chrome's "prefetch;prerender"), Purpose (older Chrome), X-Purpose
+    # (Safari's "preview"), X-Moz (older Firefox's "prefetch").
+    hints = " ".join(request.headers.get(name, "") for name in ("Sec-Purpose", "Purpose", "X-Purpose", "X-Moz"))
+    return "prefetch" in hints.lower() or "preview" in hints.lower()

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import time
+import sqlite3
 
 from flask import Blueprint, Response, abort, current_app, g, make_response, render_template, request
 
-from .. import lookup, ratelimit, store
+from .. import clients, lookup, ratelimit, store
 from . import SESSION_COOKIE, describe_request_client, is_prefetch, state
 from .i18n import LANGUAGES, TEXT, format_date, format_time, verdict_text
 
@@ -43,12 +43,20 @@ def _other_language_link(lang: str) -> str:
     return request.path + "?" + "&".join(args + [f"lang={other}"])
 
 
-def rate_limited(conn, client) -> ratelimit.Outcome | None:
-    """Count the request against the client's limit; the outcome if it is over."""
-    limit = state().limit
-    if limit is None:
+def rate_limited() -> ratelimit.Outcome | None:
+    """Count the request against its client's limit; the outcome if it is over.
+
+    Runs before the signature check and the registry's writer lock: a request over the limit
+    costs one non-durable counter update and writes nothing to the registry."""
+    st = state()
+    if st.limit is None:
         return None
-    outcome = ratelimit.hit(conn, client.rate_key, limit, time.time())
+    key = clients.keyed_hash(st.hash_key, "rate", clients.rate_network(request.remote_addr or ""))
+    try:
+        outcome = ratelimit.hit(ratelimit.counters(st.database), key, st.limit, g.now.timestamp())
+    except sqlite3.DatabaseError as exc:  # the counters are protection, not the service: fail open
+        current_app.logger.error("rate-limit counters failed: %r", exc)
+        return None
     return None if outcome.allowed else outcome
 
 
@@ -98,13 +106,13 @@ def manual_form() -> Response:
 
 @bp.post("/check")
 def manual_check() -> Response:
+    if over := rate_limited():
+        return too_many(over)
     typed = request.form.get("code", "")[:64]
     pin = request.form.get("pin", "")[:32].strip() or None
     st, client = state(), describe_request_client()
     conn = st.connection()
     with store.transaction(conn):
-        if over := rate_limited(conn, client):
-            return too_many(over)
         verdict = lookup.record_typed(conn, typed, pin, st.settings(), client, "manual", g.now)
     return verdict_page(verdict, "manual")
 
@@ -133,6 +141,8 @@ def scanned(subpath: str) -> Response:
     st = state()
     if subpath.startswith(("static/", "api/", ".well-known/")):
         abort(404)
+    if over := rate_limited():
+        return too_many(over)
     query = request.query_string.decode("latin-1")
     text = f"{_host(st.base_urls[0])}/{subpath}" + (f"?{query}" if query else "")
     settings = st.settings()
@@ -140,8 +150,6 @@ def scanned(subpath: str) -> Response:
     client = describe_request_client()
     conn = st.connection()
     with store.transaction(conn):
-        if over := rate_limited(conn, client):
-            return too_many(over)
         verdict = lookup.record_url(conn, verification, settings, client, "qr", g.now)
     return verdict_page(verdict, "qr")
 
