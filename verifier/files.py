@@ -6,10 +6,13 @@ belongs to whoever runs us (and which can only take permissions away, never guar
 
 from __future__ import annotations
 
+import logging
 import os
 import stat
 import tempfile
 from pathlib import Path
+
+log = logging.getLogger("verifier.files")
 
 PRIVATE_FILE = 0o600
 PRIVATE_DIR = 0o700
@@ -52,7 +55,11 @@ def tighten(path: Path) -> None:
     except FileNotFoundError:
         return
     if stat.S_IMODE(mode) & (stat.S_IRWXG | stat.S_IRWXO):
-        os.chmod(path, PRIVATE_FILE)
+        try:
+            os.chmod(path, PRIVATE_FILE)
+        except PermissionError:  # only its owner (or root) may: say so, and go on as before
+            log.warning("%s is readable by others (mode %04o) and not ours to change: chmod 600 it",
+                        path, stat.S_IMODE(mode))  # fmt: skip
 
 
 def fsync_dir(folder: Path) -> None:
