@@ -290,11 +290,42 @@ def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp
     assert "max-age" in response.headers["Cache-Control"]
     [jwk] = response.get_json()["keys"]
     assert jwk["kid"] == world["kid"].hex() and "d" not in jwk
-    revoked = keys.KeyRecord("old", "abcd", jwk["x"], "revoked", "2026-01-01")
+    revoked = keys.KeyRecord("old", jwk["kid"], jwk["x"], "revoked", "2026-01-01")  # a served JWKS must be valid
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(keys.jwks([keys.KeyRecord(**{**revoked.__dict__, "status": "retired"})])))
     retired_app = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)})
     assert [k["status"] for k in retired_app.test_client().get("/.well-known/jwks.json").get_json()["keys"]] == ["retired"]
+
+
+def test_jwks_file_is_served_without_private_or_unknown_members(client, world, tmp_path):
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    seed = hashlib.sha256(b"jwks with secrets").digest()
+    raw = keys.raw_public(Ed25519PrivateKey.from_private_bytes(seed))
+    revoked = keys.raw_public(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"revoked").digest()))
+    kid = keys.kid_for(raw).hex()
+    [live] = client.get("/.well-known/jwks.json").get_json()["keys"]
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "d": b64(seed), "kid": kid, "use": "sig", "alg": "EdDSA",
+         "status": "active", "key_ops": ["sign"], "x5c": ["MII..."], "note": "<script>", "ext": True},
+        {"kty": "OKP", "crv": "Ed25519", "x": live["x"], "d": "c2VjcmV0", "status": "retired", "use": "enc"},
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "cHJpdmF0ZQ", "p": "AQ", "q": "AQ", "kid": "rsa-1"},
+        {"kty": "OKP", "crv": "Ed25519", "x": b64(revoked), "d": "AAAA", "status": "revoked"},
+    ], "private_note": "not for the public"}))  # fmt: skip
+    served = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)}).test_client()
+    response = served.get("/.well-known/jwks.json")
+    assert response.get_json() == {"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "kid": kid, "use": "sig", "alg": "EdDSA", "status": "active"},
+        {"kty": "OKP", "crv": "Ed25519", "x": live["x"], "kid": live["kid"], "status": "retired"},
+    ]}  # fmt: skip
+    assert b64(seed) not in response.get_data(as_text=True) and '"d"' not in response.get_data(as_text=True)
 
 
 def test_openapi_json_is_the_yaml_document(client):

@@ -14,6 +14,7 @@ import stat
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -266,6 +267,27 @@ def trust_from_jwks(data: object) -> dict[bytes, TrustedKey]:
     return trusted
 
 
+def public_jwks(data: object, include_revoked: bool = True) -> dict[str, list[dict[str, str]]]:
+    """The JWKS to publish from a parsed one: each Ed25519 key rebuilt from its public members
+    (kty, crv, x, kid, use and alg when present, status), so a private `d` or any member we do
+    not know is never republished. ValueError if `data` is not a usable JWKS."""
+    trusted = trust_from_jwks(data)
+    published = []
+    for jwk in data["keys"]:  # type: ignore[index]  # trust_from_jwks checked the shape
+        if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            continue
+        raw = _unb64url(str(jwk["x"]))
+        key = trusted[kid_for(raw)]
+        if not include_revoked and key.status == KEY_REVOKED_STATUS:
+            continue
+        entry = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": key.kid.hex()}
+        # the only meaningful values for an Ed25519 signing key; anything else is left out
+        entry.update({m: v for m, v in (("use", "sig"), ("alg", "EdDSA")) if jwk.get(m) == v})
+        entry["status"] = key.status
+        published.append(entry)
+    return {"keys": published}
+
+
 def trust_from_folder(folder: Path) -> dict[bytes, TrustedKey]:
     """Trusted keys by key id from a keyring folder."""
     return trust_from_jwks(jwks(read_keyring(folder)))
@@ -273,8 +295,20 @@ def trust_from_folder(folder: Path) -> dict[bytes, TrustedKey]:
 
 def load_jwks_file(path: Path) -> dict[bytes, TrustedKey]:
     """Trusted keys from a JWKS file; KeyringError with a readable message if it is unusable."""
+    return _from_jwks_file(path, trust_from_jwks)
+
+
+def public_jwks_file(path: Path, include_revoked: bool = True) -> dict[str, list[dict[str, str]]]:
+    """The public JWKS rebuilt from a JWKS file (see public_jwks); KeyringError if it is unusable."""
+    return _from_jwks_file(path, lambda data: public_jwks(data, include_revoked))
+
+
+_T = TypeVar("_T")
+
+
+def _from_jwks_file(path: Path, parse: Callable[[object], _T]) -> _T:
     try:
-        return trust_from_jwks(json.loads(Path(path).read_text("utf-8")))
+        return parse(json.loads(Path(path).read_text("utf-8")))
     except OSError as exc:
         raise KeyringError(f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:

@@ -146,10 +146,7 @@ class ServerState:
         """Active and retired public keys, as /.well-known/jwks.json serves them."""
         if self.keys_source.name == keys.KEYRING_FILE:
             return keys.jwks(keys.read_keyring(self.keys_source.parent), include_revoked=False)
-        import json
-
-        data = json.loads(self.keys_source.read_text("utf-8"))
-        return {"keys": [k for k in data.get("keys", []) if k.get("status") != codes.KEY_REVOKED_STATUS]}
+        return keys.public_jwks_file(self.keys_source, include_revoked=False)  # never the file verbatim
 
 
 def state() -> ServerState:
