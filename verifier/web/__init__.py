@@ -92,6 +92,17 @@ def _instance_secret(instance: Path) -> bytes:
     return secret
 
 
+def _trust_geo_headers(cfg: Mapping[str, object]) -> bool:
+    """X-Geo-* headers count only when a trusted proxy sets them: any client can send its own."""
+    if not cfg["TRUST_GEO_HEADERS"]:
+        return False
+    if not int(cfg["TRUSTED_PROXIES"]):
+        log.warning("VERIFIER_TRUST_GEO_HEADERS is ignored: X-Geo-* headers are trusted only from a proxy "
+                    "(set VERIFIER_TRUSTED_PROXIES)")  # fmt: skip
+        return False
+    return True
+
+
 class ServerState:
     """Per-process resources: one database connection, trusted keys reloaded when they change."""
 
@@ -108,7 +119,7 @@ class ServerState:
         self.pin_secret = cfg["PIN_SECRET"]
         self.limit = ratelimit.parse_limit(str(cfg["RATELIMIT"]))
         self.hash_key = cfg["SECRET_KEY"] or _instance_secret(Path(cfg["INSTANCE"]))
-        self.resolver = clients.RegionResolver(trust_headers=bool(cfg["TRUST_GEO_HEADERS"]))
+        self.resolver = clients.RegionResolver(trust_headers=_trust_geo_headers(cfg))
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._settings: lookup.Settings | None = None
