@@ -17,7 +17,7 @@ def lookups(world, db_copy, tmp_path, monkeypatch):
     monkeypatch.setenv("VERIFIER_DB", str(db_copy))
     app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
                       "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path),
-                      "TRUST_GEO_HEADERS": True})  # fmt: skip
+                      "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})  # fmt: skip
 
     def scan(url, region="Guangdong", country="CN"):
         return app.test_client().get("/" + url.split("/", 3)[3], headers={"X-Geo-Country": country, "X-Geo-Region": region})

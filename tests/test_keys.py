@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import datetime as dt
+import json
 import os
+import re
 import stat
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 
+from together import run_together
 from verifier import codes, keys
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
@@ -116,3 +119,98 @@ def test_keys_folder_gitignore_keeps_private_keys_out():
 
     ignore = (Path(__file__).parent.parent / ".gitignore").read_text()
     assert "*.pem" in ignore.split()
+
+
+# --- status changes under concurrency: the keyring is locked around every read-modify-write ---
+
+
+def key_status_log(db_path) -> list[tuple[str, str]]:
+    """(kid, status) of every key.status entry of the audit log, in log order."""
+    import sqlite3
+
+    with sqlite3.connect(db_path) as conn:
+        rows = conn.execute("SELECT body FROM audit_log WHERE kind = 'key.status' ORDER BY seq").fetchall()
+    return [(body["kid"], body["status"]) for body in (json.loads(text) for (text,) in rows)]
+
+
+def keyring_with(folder, count: int) -> list[keys.KeyRecord]:
+    return [keys.create_key(folder, f"k{i}", PASS, NOW) for i in range(count)]
+
+
+def test_concurrent_revocations_are_all_kept(instance):
+    from verifier import auditlog, store
+
+    records = keyring_with(instance / "keys", 6)
+    store.connect(instance / "verifier.db").close()
+    revoke = "from verifier.cli import cli", "cli.main(['keys', 'revoke', {!r}], prog_name='verifier')"
+    jobs = [(revoke[0], revoke[1].format(r.kid)) for r in records] + [(revoke[0], revoke[1].format("k0"))]
+    done = run_together(jobs)
+    assert sorted(p.returncode for p in done) == [0] * 6 + [1], [p.stderr for p in done]
+    [refused] = [p for p in done if p.returncode]
+    assert refused.stderr == f"Error: key k0 ({records[0].kid}) is already revoked\n"  # one line, no traceback
+    assert {r.kid: r.status for r in keys.read_keyring(instance / "keys")} == {r.kid: "revoked" for r in records}
+    assert sorted(key_status_log(instance / "verifier.db")) == sorted((r.kid, "revoked") for r in records)
+    assert auditlog.verify(store.connect(instance / "verifier.db").conn).ok
+    leftovers = set(os.listdir(instance / "keys")) - {"keyring.json", "keyring.lock"} - {f"k{i}.pem" for i in range(6)}
+    assert leftovers == set()  # no temporary file left behind
+
+
+def test_status_log_follows_the_keyring_order(instance, runner):
+    from verifier.cli import cli
+    from verifier import store
+
+    [record] = keyring_with(instance / "keys", 1)
+    store.connect(instance / "verifier.db").close()
+    assert runner.invoke(cli, ["keys", "retire", "k0"]).exit_code == 0
+    assert runner.invoke(cli, ["keys", "revoke", "k0"]).exit_code == 0
+    again = runner.invoke(cli, ["keys", "revoke", "k0"])
+    assert again.exit_code == 1 and again.stderr == f"Error: key k0 ({record.kid}) is already revoked\n"
+    assert key_status_log(instance / "verifier.db") == [(record.kid, "retired"), (record.kid, "revoked")]
+
+
+def test_a_failed_status_change_writes_no_log_entry(tmp_path):
+    [record] = keyring_with(tmp_path, 1)
+    written = []
+    keys.set_status(tmp_path, "k0", "revoked", NOW, written.append)
+    with pytest.raises(keys.KeyringError, match="already revoked"):
+        keys.set_status(tmp_path, "k0", "revoked", NOW, written.append)
+    assert [(r.kid, r.status) for r in written] == [(record.kid, "revoked")]
+
+
+def test_keyring_is_replaced_atomically_and_keeps_its_mode(tmp_path):
+    keyring_with(tmp_path, 1)
+    os.chmod(tmp_path / "keyring.json", 0o640)
+    keys.set_status(tmp_path, "k0", "retired", NOW)
+    assert stat.S_IMODE((tmp_path / "keyring.json").stat().st_mode) == 0o640
+    assert sorted(os.listdir(tmp_path)) == ["k0.pem", "keyring.json", "keyring.lock"]
+
+
+def test_concurrent_ui_revocations_never_fail(world, db_copy, tmp_path):
+    from verifier import accounts, store
+    from verifier.web import create_app
+    from verifier.web.audit_ui import COOKIE
+
+    from conftest import BASE_URL
+
+    records = keyring_with(tmp_path / "keys", 5)
+    with store.transaction(store.connect(db_copy)) as conn:
+        accounts.add_user(conn, "ada", "admin", "correct horse battery", None, "test", "2026-11-22T00:00:00.000+00:00")
+    config = {"DATABASE": str(db_copy), "KEYS_DIR": str(tmp_path / "keys"), "BASE_URLS": [BASE_URL],
+              "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path), "TESTING": True}  # fmt: skip
+    browser = create_app(config).test_client()
+    login = browser.post("/audit/login", data={"username": "ada", "password": "correct horse battery"})
+    assert login.status_code == 302
+    session = browser.get_cookie(COOKIE, path="/audit").value
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', browser.get("/audit/keys").get_data(as_text=True)).group(1)
+    setup = f"""
+        from verifier.web import create_app
+        client = create_app({config!r}).test_client()
+        client.set_cookie({COOKIE!r}, {session!r}, path="/audit")
+    """
+    post = "print(client.post('/audit/keys', data={{'kid': {!r}, 'csrf': {!r}}}).status_code)"
+    kids = [r.kid for r in records] + [records[0].kid]
+    done = run_together([(setup, post.format(kid, csrf)) for kid in kids])
+    assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]
+    assert sorted(p.stdout.strip() for p in done) == ["302"] * 5 + ["400"]  # the second revocation of one key
+    assert {r.status for r in keys.read_keyring(tmp_path / "keys")} == {"revoked"}
+    assert sorted(key_status_log(db_copy)) == sorted((r.kid, "revoked") for r in records)

@@ -210,6 +210,44 @@ def test_scan_log_never_holds_a_full_ip(app, world, db_copy):
     assert "2001:db8:1234:5678" not in dump and "2001:db8:1234::/48" in dump
 
 
+GEO = {"X-Geo-Country": "cn", "X-Geo-Region": "Guangdong", "X-Geo-City": "Shenzhen"}
+
+
+def test_geo_headers_are_ignored_without_a_trusted_proxy(app, world, db_copy, caplog):
+    with caplog.at_level("WARNING", logger="verifier.web"):
+        alone = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 0})
+    assert [r.getMessage() for r in caplog.records if "X-Geo" in r.getMessage()] == [
+        "VERIFIER_TRUST_GEO_HEADERS is ignored: X-Geo-* headers are trusted only from a proxy "
+        "(set VERIFIER_TRUSTED_PROXIES)"]  # fmt: skip
+    scan(alone.test_client(), world["pin"][1][30]["url"], **GEO)
+    assert {k: scans(db_copy)[-1][k] for k in ("country", "region", "city")} == {"country": None, "region": None,
+                                                                                 "city": None}  # fmt: skip
+    proxied = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})
+    scan(proxied.test_client(), world["pin"][1][31]["url"], **GEO)
+    assert {k: scans(db_copy)[-1][k] for k in ("country", "region", "city")} == {"country": "CN", "region": "Guangdong",
+                                                                                 "city": "Shenzhen"}  # fmt: skip
+
+
+@pytest.mark.parametrize("headers, stored", [
+    pytest.param({"X-Geo-Country": "cn", "X-Geo-Region": "广东省", "X-Geo-City": "深圳市"}, ("CN", "广东省", "深圳市"),
+                 id="cjk-as-text"),
+    pytest.param({"X-Geo-Country": "CN", "X-Geo-Region": "广东省".encode().decode("latin-1"), "X-Geo-City": "St. John's"},
+                 ("CN", "广东省", "St. John's"), id="utf-8-bytes-on-the-wire"),
+    pytest.param({"X-Geo-Country": "CHN", "X-Geo-Region": "=HYPERLINK(\"http://x\")", "X-Geo-City": "@SUM(A1)"},
+                 (None, None, None), id="formulas"),
+    pytest.param({"X-Geo-Country": "C1", "X-Geo-Region": "-1+1", "X-Geo-City": "Shen\u200bzhen"},
+                 (None, None, None), id="minus-digit-and-zero-width-space"),
+    pytest.param({"X-Geo-Country": "ÇN", "X-Geo-Region": "x" * 65, "X-Geo-City": "<script>"}, (None, None, None),
+                 id="non-ascii-country-too-long-and-markup"),
+    pytest.param({"X-Geo-Region": "\xff\xfe", "X-Geo-City": "a\tb"}, (None, None, None), id="not-utf-8-and-tab"),
+])  # fmt: skip
+def test_geo_headers_are_validated_before_they_are_stored(app, world, db_copy, headers, stored):
+    proxied = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})
+    scan(proxied.test_client(), world["pin"][1][32]["url"], **headers)
+    row = scans(db_copy)[-1]  # from 127.0.0.1: the offline table has no country for it
+    assert (row["country"], row["region"], row["city"]) == stored
+
+
 # --- the API ------------------------------------------------------------------------------
 
 
@@ -290,11 +328,42 @@ def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp
     assert "max-age" in response.headers["Cache-Control"]
     [jwk] = response.get_json()["keys"]
     assert jwk["kid"] == world["kid"].hex() and "d" not in jwk
-    revoked = keys.KeyRecord("old", "abcd", jwk["x"], "revoked", "2026-01-01")
+    revoked = keys.KeyRecord("old", jwk["kid"], jwk["x"], "revoked", "2026-01-01")  # a served JWKS must be valid
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(keys.jwks([keys.KeyRecord(**{**revoked.__dict__, "status": "retired"})])))
     retired_app = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)})
     assert [k["status"] for k in retired_app.test_client().get("/.well-known/jwks.json").get_json()["keys"]] == ["retired"]
+
+
+def test_jwks_file_is_served_without_private_or_unknown_members(client, world, tmp_path):
+    import base64
+    import hashlib
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+    seed = hashlib.sha256(b"jwks with secrets").digest()
+    raw = keys.raw_public(Ed25519PrivateKey.from_private_bytes(seed))
+    revoked = keys.raw_public(Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"revoked").digest()))
+    kid = keys.kid_for(raw).hex()
+    [live] = client.get("/.well-known/jwks.json").get_json()["keys"]
+    jwks_file = tmp_path / "jwks.json"
+    jwks_file.write_text(json.dumps({"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "d": b64(seed), "kid": kid, "use": "sig", "alg": "EdDSA",
+         "status": "active", "key_ops": ["sign"], "x5c": ["MII..."], "note": "<script>", "ext": True},
+        {"kty": "OKP", "crv": "Ed25519", "x": live["x"], "d": "c2VjcmV0", "status": "retired", "use": "enc"},
+        {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "cHJpdmF0ZQ", "p": "AQ", "q": "AQ", "kid": "rsa-1"},
+        {"kty": "OKP", "crv": "Ed25519", "x": b64(revoked), "d": "AAAA", "status": "revoked"},
+    ], "private_note": "not for the public"}))  # fmt: skip
+    served = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)}).test_client()
+    response = served.get("/.well-known/jwks.json")
+    assert response.get_json() == {"keys": [
+        {"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "kid": kid, "use": "sig", "alg": "EdDSA", "status": "active"},
+        {"kty": "OKP", "crv": "Ed25519", "x": live["x"], "kid": live["kid"], "status": "retired"},
+    ]}  # fmt: skip
+    assert b64(seed) not in response.get_data(as_text=True) and '"d"' not in response.get_data(as_text=True)
 
 
 def test_openapi_json_is_the_yaml_document(client):

@@ -8,19 +8,11 @@ import shutil
 import sqlite3
 from pathlib import Path
 
-from . import auditlog
+from . import auditlog, files
 
 
 class BackupError(Exception):
     """A backup or restore that cannot be done; the message is for the user."""
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def check(path: Path) -> auditlog.Report:
@@ -48,8 +40,13 @@ def backup(db_path: Path, target: Path) -> auditlog.Report:
         raise BackupError(f"no database at {db_path}")
     if target.exists():
         raise BackupError(f"{target} already exists; choose a new name")
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
+    try:
+        files.make_private_dir(target.parent)  # a folder we make for backups is 0700
+        tmp.unlink(missing_ok=True)  # left by a crashed run of a process with our pid
+        files.create_private_file(tmp)  # 0600 before a byte is in it; VACUUM INTO fills an empty file
+    except OSError as exc:
+        raise BackupError(f"cannot write {exc.filename or target}: {exc.strerror}") from None
     try:
         source = sqlite3.connect(db_path, timeout=30)
         try:
@@ -60,7 +57,7 @@ def backup(db_path: Path, target: Path) -> auditlog.Report:
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        files.fsync_dir(target.parent)
         return report
     except sqlite3.Error as exc:
         raise BackupError(f"backup failed: {exc}") from None
@@ -83,10 +80,15 @@ def restore(backup_path: Path, db_path: Path, now: dt.datetime | None = None) ->
         finally:
             source.close()
         os.replace(db_path, kept)
+        files.tighten(kept)
     for suffix in ("-wal", "-shm"):
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     tmp = db_path.with_name(f".{db_path.name}.restoring")
+    tmp.unlink(missing_ok=True)
+    files.create_private_file(tmp)  # the database is 0600 whatever the backup file's mode
     shutil.copyfile(backup_path, tmp)
+    with open(tmp, "rb+") as fh:
+        os.fsync(fh.fileno())
     os.replace(tmp, db_path)
-    _fsync_dir(db_path.parent)
+    files.fsync_dir(db_path.parent)
     return report, kept

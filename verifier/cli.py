@@ -146,8 +146,10 @@ def keys_export(out: str | None, public: bool) -> None:
 def _status_command(status: str):
     @click.argument("kid")
     def command(kid: str) -> None:
-        record = _keys_call(keys.set_status, config.keys_dir(), kid, status, _now())
-        _log_admin("key.status", {"kid": record.kid, "name": record.name, "status": record.status})
+        def log_change(record: keys.KeyRecord) -> None:  # under the keyring lock, once written
+            _log_admin("key.status", {"kid": record.kid, "name": record.name, "status": record.status})
+
+        record = _keys_call(keys.set_status, config.keys_dir(), kid, status, _now(), log_change)
         click.echo(f"Key {record.name} ({record.kid}) is now {record.status}")
 
     return command

@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -101,11 +102,12 @@ class RegionResolver:
         _ = self._table
 
     def resolve(self, ip: str | None, headers: Mapping[str, str]) -> Region:
+        """The client's region: the proxy's headers if trusted and valid, else the table's country."""
         country = region = city = None
         if self.trust_headers:
-            country = _clean(headers.get(self.HEADERS["country"]), 2)
-            region = _clean(headers.get(self.HEADERS["region"]), 64)
-            city = _clean(headers.get(self.HEADERS["city"]), 64)
+            country = clean_country(_header_text(headers.get(self.HEADERS["country"])))
+            region = clean_place(_header_text(headers.get(self.HEADERS["region"])))
+            city = clean_place(_header_text(headers.get(self.HEADERS["city"])))
         if country is None and ip and self._table is not None:
             try:
                 result = self._table.lookup(ip)
@@ -116,11 +118,48 @@ class RegionResolver:
         return Region(country, region, city)
 
 
-def _clean(value: str | None, limit: int) -> str | None:
-    if not value:
+PLACE_MAX = 64
+_PLACE_CHARACTERS = frozenset("0123456789 -.'")
+_FORMULA_STARTS = tuple("=+-@")  # a spreadsheet would run a cell starting so (scan exports are CSV)
+
+
+def _header_text(value: str | None) -> str | None:
+    """A header value as text: WSGI servers pass its bytes on as latin-1, proxies send UTF-8."""
+    if value is None:
         return None
-    value = value.strip()[:limit]
-    return value if value.isprintable() else None
+    try:
+        raw = value.encode("latin-1")
+    except UnicodeEncodeError:  # already decoded by the server
+        return value
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def clean_country(value: str | None) -> str | None:
+    """An ISO 3166-1 alpha-2 code: exactly two ASCII letters, upper-cased; anything else None."""
+    if value is None:
+        return None
+    value = value.strip()
+    return value.upper() if re.fullmatch(r"[A-Za-z]{2}", value) else None
+
+
+def clean_place(value: str | None) -> str | None:
+    """A province or city name, or None: letters of any script (with their combining marks),
+    digits, spaces, '-', '.' and "'", at most 64 characters, not starting like a formula."""
+    if value is None:
+        return None
+    value = unicodedata.normalize("NFC", value.strip())
+    if not value or len(value) > PLACE_MAX or value.startswith(_FORMULA_STARTS) or _is_mark(value[0]):
+        return None
+    if not all(ch.isalpha() or ch in _PLACE_CHARACTERS or _is_mark(ch) for ch in value):
+        return None
+    return value
+
+
+def _is_mark(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("M")  # a vowel sign or accent, part of the letter before it
 
 
 def describe_client(ip: str | None, user_agent: str, session_id: str | None, headers: Mapping[str, str],

@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import re
 import stat
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from . import files
 from .codes import KEY_ACTIVE, KEY_RETIRED, KEY_REVOKED_STATUS, KEY_STATUSES, KID_BYTES, TrustedKey
 
 KEYRING_FILE = "keyring.json"
+LOCK_FILE = "keyring.lock"  # held around every read-modify-write of the keyring, by every process
 PURPOSES = ("codes", "log")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
@@ -85,16 +91,41 @@ def read_keyring(folder: Path) -> list[KeyRecord]:
         raise KeyringError(f"{path} is not a valid keyring: {exc}") from None
 
 
+@contextlib.contextmanager
+def _keyring_lock(folder: Path) -> Iterator[None]:
+    """Exclusive use of the keyring in `folder` for one read-modify-write, across processes."""
+    try:
+        fd = os.open(Path(folder) / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise KeyringError(f"cannot lock the keyring in {folder}: {exc.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing the only descriptor releases the lock
+
+
 def _write_keyring(folder: Path, records: list[KeyRecord]) -> None:
+    """Replace the keyring durably; call with the keyring lock held."""
     path = Path(folder) / KEYRING_FILE
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"keys": [asdict(r) for r in records]}, indent=2) + "\n", "utf-8")
-    os.replace(tmp, path)
+    try:  # public data: the keyring keeps the mode it has (0644 when new)
+        mode = stat.S_IMODE(path.stat().st_mode)
+    except FileNotFoundError:
+        mode = 0o644
+    text = json.dumps({"keys": [asdict(r) for r in records]}, indent=2) + "\n"
+    try:
+        files.write_atomic(path, text.encode("utf-8"), mode)
+    except OSError as exc:
+        raise KeyringError(f"cannot write {path}: {exc.strerror}") from None
 
 
 def find_key(folder: Path, name_or_kid: str) -> KeyRecord:
     """The key called `name_or_kid` or with that key id."""
-    for record in read_keyring(folder):
+    return _find(read_keyring(folder), name_or_kid, folder)
+
+
+def _find(records: list[KeyRecord], name_or_kid: str, folder: Path) -> KeyRecord:
+    for record in records:
         if name_or_kid in (record.name, record.kid):
             return record
     raise KeyringError(f"no key named {name_or_kid!r} in {folder} (see `verifier keys list`)")
@@ -113,27 +144,30 @@ def create_key(folder: Path, name: str, passphrase: bytes, now: dt.datetime, pur
         raise KeyringError("a key name is 1-40 characters: a-z, 0-9, '-' and '_', starting with a letter or digit")
     if not passphrase:
         raise KeyringError("an empty passphrase would leave the private key unencrypted")
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    records = read_keyring(folder)
-    if any(r.name == name for r in records) or (folder / f"{name}.pem").exists():
-        raise KeyringError(f"a key named {name!r} already exists in {folder}")
-    taken = {r.kid for r in records}
-    while True:  # two-byte key ids: regenerate on the rare collision within one keyring
-        private = Ed25519PrivateKey.generate()
-        public_raw = raw_public(private)
-        kid = kid_for(public_raw).hex()
-        if kid not in taken:
-            break
-    pem = private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(passphrase),
-    )
-    fd = os.open(folder / f"{name}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    record = KeyRecord(name, kid, _b64url(public_raw), KEY_ACTIVE, _now_text(now), purpose=purpose)
-    _write_keyring(folder, records + [record])
+    files.make_private_dir(folder)
+    with _keyring_lock(folder):
+        records = read_keyring(folder)
+        if any(r.name == name for r in records) or (folder / f"{name}.pem").exists():
+            raise KeyringError(f"a key named {name!r} already exists in {folder}")
+        taken = {r.kid for r in records}
+        while True:  # two-byte key ids: regenerate on the rare collision within one keyring
+            private = Ed25519PrivateKey.generate()
+            public_raw = raw_public(private)
+            kid = kid_for(public_raw).hex()
+            if kid not in taken:
+                break
+        pem = private.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(passphrase),
+        )
+        fd = os.open(folder / f"{name}.pem", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+            fh.flush()
+            os.fsync(fh.fileno())
+        record = KeyRecord(name, kid, _b64url(public_raw), KEY_ACTIVE, _now_text(now), purpose=purpose)
+        _write_keyring(folder, records + [record])
     return record
 
 
@@ -174,16 +208,30 @@ def load_private_key_any_status(folder: Path, name: str, passphrase: bytes) -> t
 _TRANSITIONS = {KEY_RETIRED: {KEY_ACTIVE}, KEY_REVOKED_STATUS: {KEY_ACTIVE, KEY_RETIRED}}
 
 
-def set_status(folder: Path, name_or_kid: str, status: str, now: dt.datetime) -> KeyRecord:
-    """Retire or revoke a key. Revocation is final; a retired key never signs again."""
+def set_status(folder: Path, name_or_kid: str, status: str, now: dt.datetime,
+               on_written: Callable[[KeyRecord], None] | None = None) -> KeyRecord:  # fmt: skip
+    """Retire or revoke a key. Revocation is final; a retired key never signs again.
+
+    The keyring stays locked from the read to the write and through `on_written(record)`, which
+    runs only once the change is on disk: an audit-log entry made there records exactly what
+    was written, in the order the keyring changed. A change that changes nothing is an error.
+    """
     if status not in _TRANSITIONS:
         raise KeyringError(f"a key can be set to {' or '.join(_TRANSITIONS)}, not {status!r}")
-    target = find_key(folder, name_or_kid)
-    if target.status not in _TRANSITIONS[status]:
-        raise KeyringError(f"key {target.name} ({target.kid}) is {target.status}: it cannot become {status}")
-    updated = KeyRecord(**{**asdict(target), "status": status, "status_changed_at": _now_text(now)})
-    records = [updated if r.kid == target.kid else r for r in read_keyring(folder)]
-    _write_keyring(folder, records)
+    folder = Path(folder)
+    if not folder.is_dir():
+        find_key(folder, name_or_kid)  # no keyring: the usual "no key named ..." error
+    with _keyring_lock(folder):
+        records = read_keyring(folder)
+        target = _find(records, name_or_kid, folder)
+        if target.status == status:
+            raise KeyringError(f"key {target.name} ({target.kid}) is already {status}")
+        if target.status not in _TRANSITIONS[status]:
+            raise KeyringError(f"key {target.name} ({target.kid}) is {target.status}: it cannot become {status}")
+        updated = KeyRecord(**{**asdict(target), "status": status, "status_changed_at": _now_text(now)})
+        _write_keyring(folder, [updated if r.kid == target.kid else r for r in records])
+        if on_written is not None:
+            on_written(updated)
     return updated
 
 
@@ -219,6 +267,27 @@ def trust_from_jwks(data: object) -> dict[bytes, TrustedKey]:
     return trusted
 
 
+def public_jwks(data: object, include_revoked: bool = True) -> dict[str, list[dict[str, str]]]:
+    """The JWKS to publish from a parsed one: each Ed25519 key rebuilt from its public members
+    (kty, crv, x, kid, use and alg when present, status), so a private `d` or any member we do
+    not know is never republished. ValueError if `data` is not a usable JWKS."""
+    trusted = trust_from_jwks(data)
+    published = []
+    for jwk in data["keys"]:  # type: ignore[index]  # trust_from_jwks checked the shape
+        if not isinstance(jwk, dict) or jwk.get("kty") != "OKP" or jwk.get("crv") != "Ed25519":
+            continue
+        raw = _unb64url(str(jwk["x"]))
+        key = trusted[kid_for(raw)]
+        if not include_revoked and key.status == KEY_REVOKED_STATUS:
+            continue
+        entry = {"kty": "OKP", "crv": "Ed25519", "x": _b64url(raw), "kid": key.kid.hex()}
+        # the only meaningful values for an Ed25519 signing key; anything else is left out
+        entry.update({m: v for m, v in (("use", "sig"), ("alg", "EdDSA")) if jwk.get(m) == v})
+        entry["status"] = key.status
+        published.append(entry)
+    return {"keys": published}
+
+
 def trust_from_folder(folder: Path) -> dict[bytes, TrustedKey]:
     """Trusted keys by key id from a keyring folder."""
     return trust_from_jwks(jwks(read_keyring(folder)))
@@ -226,8 +295,20 @@ def trust_from_folder(folder: Path) -> dict[bytes, TrustedKey]:
 
 def load_jwks_file(path: Path) -> dict[bytes, TrustedKey]:
     """Trusted keys from a JWKS file; KeyringError with a readable message if it is unusable."""
+    return _from_jwks_file(path, trust_from_jwks)
+
+
+def public_jwks_file(path: Path, include_revoked: bool = True) -> dict[str, list[dict[str, str]]]:
+    """The public JWKS rebuilt from a JWKS file (see public_jwks); KeyringError if it is unusable."""
+    return _from_jwks_file(path, lambda data: public_jwks(data, include_revoked))
+
+
+_T = TypeVar("_T")
+
+
+def _from_jwks_file(path: Path, parse: Callable[[object], _T]) -> _T:
     try:
-        return trust_from_jwks(json.loads(Path(path).read_text("utf-8")))
+        return parse(json.loads(Path(path).read_text("utf-8")))
     except OSError as exc:
         raise KeyringError(f"cannot read {path}: {exc.strerror}") from None
     except ValueError as exc:

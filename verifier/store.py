@@ -13,7 +13,10 @@ from pathlib import Path
 
 import sqlite_utils
 
+from . import files
+
 BUSY_TIMEOUT_MS = 10_000
+WRITER_LOCK_SUFFIX = "-writer.lock"
 
 BATCH_ISSUING = "issuing"  # rows exist but the batch is not registered until its outputs are complete
 BATCH_ACTIVE = "active"
@@ -29,7 +32,13 @@ def connect(path: Path | str, *, create: bool = True) -> sqlite_utils.Database:
     path = Path(path)
     if not create and not path.exists():
         raise StoreError(f"no database at {path} (issue a batch first, or set VERIFIER_DB)")
-    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        files.make_private_dir(path.parent)
+        files.create_private_file(path)  # scans hold personal data: 0600 from the start (SQLite would use 0644)
+    except OSError as exc:
+        raise StoreError(f"cannot create the database {path}: {exc.strerror}") from None
+    for suffix in ("", "-wal", "-shm", WRITER_LOCK_SUFFIX):  # a database made by an older version: tighten
+        files.tighten(Path(f"{path}{suffix}"))  # SQLite gives -wal and -shm the database file's mode
     conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False,
                            factory=Connection)  # fmt: skip
     configure(conn)
@@ -346,7 +355,7 @@ def _writer_lock_fd(conn: sqlite3.Connection) -> int:
     key = (os.getpid(), path)  # flock belongs to an open file: never share one across fork
     fd = _writer_locks.get(key)
     if fd is None:
-        fd = os.open(path + "-writer.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
         _writer_locks[key] = fd
     return fd
 

@@ -12,6 +12,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +20,7 @@ from pathlib import Path
 from flask import Flask, Response, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from .. import clients, codes, config, keys, lookup, pins, ratelimit, store
+from .. import clients, codes, config, files, keys, lookup, pins, ratelimit, store
 
 log = logging.getLogger("verifier.web")
 
@@ -60,16 +61,46 @@ def _secret_from_env(env: Mapping[str, str], name: str) -> bytes | None:
 
 
 def _instance_secret(instance: Path) -> bytes:
-    """A random key kept in the instance folder (0600), made on first start, for keyed hashes."""
+    """A random key kept in the instance folder (0600), made on first start, for keyed hashes.
+
+    Made whole or not at all: the key is written and fsynced under a unique temporary name, then
+    linked to `secret.key`, which fails if another process starting at the same moment linked
+    its key first; then that key is the one. No process ever reads a partly written file.
+    """
     path = instance / "secret.key"
-    instance.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return path.read_bytes().strip()
-    with os.fdopen(fd, "w") as fh:
-        fh.write(secrets.token_hex(32))
-    return path.read_bytes().strip()
+    files.make_private_dir(instance)
+    if not path.exists():
+        fd, tmp = tempfile.mkstemp(dir=instance, prefix=".secret.key.", suffix=".tmp")  # 0600
+        try:
+            with os.fdopen(fd, "w") as fh:
+                os.fchmod(fh.fileno(), files.PRIVATE_FILE)
+                fh.write(secrets.token_hex(32))
+                fh.flush()
+                os.fsync(fh.fileno())
+            try:
+                os.link(tmp, path)
+            except FileExistsError:
+                pass
+            else:
+                files.fsync_dir(instance)
+        finally:
+            os.unlink(tmp)
+    files.tighten(path)
+    secret = path.read_bytes().strip()
+    if not secret:
+        raise ValueError(f"{path} is empty: delete it and a new key is made on the next start")
+    return secret
+
+
+def _trust_geo_headers(cfg: Mapping[str, object]) -> bool:
+    """X-Geo-* headers count only when a trusted proxy sets them: any client can send its own."""
+    if not cfg["TRUST_GEO_HEADERS"]:
+        return False
+    if not int(cfg["TRUSTED_PROXIES"]):
+        log.warning("VERIFIER_TRUST_GEO_HEADERS is ignored: X-Geo-* headers are trusted only from a proxy "
+                    "(set VERIFIER_TRUSTED_PROXIES)")  # fmt: skip
+        return False
+    return True
 
 
 class ServerState:
@@ -88,7 +119,7 @@ class ServerState:
         self.pin_secret = cfg["PIN_SECRET"]
         self.limit = ratelimit.parse_limit(str(cfg["RATELIMIT"]))
         self.hash_key = cfg["SECRET_KEY"] or _instance_secret(Path(cfg["INSTANCE"]))
-        self.resolver = clients.RegionResolver(trust_headers=bool(cfg["TRUST_GEO_HEADERS"]))
+        self.resolver = clients.RegionResolver(trust_headers=_trust_geo_headers(cfg))
         self._conn: sqlite3.Connection | None = None
         self._pid = 0
         self._settings: lookup.Settings | None = None
@@ -126,10 +157,7 @@ class ServerState:
         """Active and retired public keys, as /.well-known/jwks.json serves them."""
         if self.keys_source.name == keys.KEYRING_FILE:
             return keys.jwks(keys.read_keyring(self.keys_source.parent), include_revoked=False)
-        import json
-
-        data = json.loads(self.keys_source.read_text("utf-8"))
-        return {"keys": [k for k in data.get("keys", []) if k.get("status") != codes.KEY_REVOKED_STATUS]}
+        return keys.public_jwks_file(self.keys_source, include_revoked=False)  # never the file verbatim
 
 
 def state() -> ServerState:

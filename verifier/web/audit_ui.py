@@ -256,13 +256,15 @@ def key_list() -> Response:
         return render("audit/message.html", 409, title="Keys come from a JWKS file",
                       message="Revoke with `verifier keys revoke` where the keyring lives, then publish the JWKS again.")  # fmt: skip
     if request.method == "POST":
+        def log_change(record: keys.KeyRecord) -> None:  # under the keyring lock, once written
+            conn = st.connection()
+            with store.transaction(conn):
+                auditlog.append(conn, "key.status", {"kid": record.kid, "name": record.name, "status": record.status},
+                                auditlog.now_text(), f"ui:{g.user.username}")  # fmt: skip
+
         try:
-            record = keys.set_status(folder, request.form.get("kid", ""), "revoked", dt.datetime.now(dt.timezone.utc))
+            keys.set_status(folder, request.form.get("kid", ""), "revoked", g.now, log_change)
         except keys.KeyringError as exc:
             return render("audit/message.html", 400, title="Not revoked", message=str(exc))
-        conn = st.connection()
-        with store.transaction(conn):
-            auditlog.append(conn, "key.status", {"kid": record.kid, "name": record.name, "status": record.status},
-                            auditlog.now_text(), f"ui:{g.user.username}")  # fmt: skip
         return redirect("/audit/keys")
     return render("audit/keys.html", keys=keys.read_keyring(folder))

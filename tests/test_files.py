@@ -1,0 +1,95 @@
+"""Files with secrets or personal data are private: 0600 files in 0700 folders, whatever the umask."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from together import run_together
+from verifier import files, store
+from verifier.cli import cli
+from verifier.web import _instance_secret
+
+
+def mode_of(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.fixture
+def open_umask():
+    """umask 0: every mode asserted below is set by the code, not inherited from the umask."""
+    previous = os.umask(0)
+    yield
+    os.umask(previous)
+
+
+def test_database_files_are_private(instance, open_umask):
+    db = store.connect(instance / "verifier.db")
+    with store.transaction(db) as conn:
+        conn.execute("INSERT INTO enterprises (name, created_at) VALUES ('x', '2026-11-22')")
+    side = [Path(f"{instance / 'verifier.db'}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
+    assert {p.name: mode_of(p) for p in side} == {p.name: 0o600 for p in side}
+    assert mode_of(instance) == 0o700
+    db.close()
+
+
+def test_loose_database_is_tightened_on_connect(instance, open_umask):
+    store.connect(instance / "verifier.db").close()
+    side = [Path(f"{instance / 'verifier.db'}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
+    for path in side:
+        path.touch()
+        os.chmod(path, 0o666)
+    db = store.connect(instance / "verifier.db")  # open: SQLite removes -wal and -shm on the last close
+    assert {p.name: mode_of(p) for p in side} == {p.name: 0o600 for p in side}
+    db.close()
+
+
+def test_backups_are_private(instance, runner, open_umask, tmp_path):
+    store.connect(instance / "verifier.db").close()
+    target = tmp_path / "backups" / "daily" / "verifier.db"
+    result = runner.invoke(cli, ["db", "backup", str(target)])
+    assert result.exit_code == 0, result.stderr
+    assert mode_of(target) == 0o600
+    assert (mode_of(target.parent), mode_of(target.parent.parent)) == (0o700, 0o700)  # folders we made
+    os.chmod(target, 0o644)
+    assert runner.invoke(cli, ["db", "restore", str(target)]).exit_code == 0
+    assert mode_of(instance / "verifier.db") == 0o600  # the restored database, whatever the backup's mode
+
+
+def test_existing_folders_are_left_as_they_are(tmp_path, open_umask):
+    shared = tmp_path / "shared"
+    shared.mkdir(mode=0o755)
+    files.make_private_dir(shared / "instance")
+    assert (mode_of(shared), mode_of(shared / "instance")) == (0o755, 0o700)
+
+
+def test_secret_key_is_private(tmp_path, open_umask):
+    secret = _instance_secret(tmp_path / "instance")
+    assert len(secret) == 64 and mode_of(tmp_path / "instance" / "secret.key") == 0o600
+    assert mode_of(tmp_path / "instance") == 0o700
+
+
+def test_loose_secret_key_is_tightened(tmp_path):
+    (tmp_path / "secret.key").write_text("ab" * 32)
+    os.chmod(tmp_path / "secret.key", 0o644)
+    assert _instance_secret(tmp_path) == b"ab" * 32 and mode_of(tmp_path / "secret.key") == 0o600
+
+
+def test_empty_secret_key_is_a_clear_error(tmp_path):
+    (tmp_path / "secret.key").touch()
+    with pytest.raises(ValueError, match="secret.key is empty"):
+        _instance_secret(tmp_path)
+
+
+def test_processes_starting_at_once_read_the_same_secret(tmp_path):
+    instance = tmp_path / "instance"
+    job = "from pathlib import Path\nfrom verifier.web import _instance_secret", \
+        f"print(_instance_secret(Path({str(instance)!r})).decode())"  # fmt: skip
+    done = run_together([job] * 8)
+    assert [p.returncode for p in done] == [0] * 8, [p.stderr[-2000:] for p in done]
+    secrets_read = {p.stdout.strip() for p in done}
+    assert secrets_read == {(instance / "secret.key").read_text()} and len(secrets_read.pop()) == 64
+    assert os.listdir(instance) == ["secret.key"]  # no temporary file left
