@@ -267,3 +267,20 @@ def forged_url(url: str, bit: int = 0, base_url: str = BASE_URL) -> str:
     signature[bit // 8] ^= 1 << (bit % 8)
     code.signature = bytes(signature)
     return codes.encode_url(code, base_url)
+
+
+# --- the audit UI as a browser uses it ---------------------------------------------------------
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the first form on a page."""
+    import re
+
+    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
+
+
+def log_in(client, who, password="correct horse battery", ip="192.0.2.10"):
+    """Post the login form as a browser does: fetch it (cookie and token), then send it."""
+    form = client.get("/audit/login", environ_base={"REMOTE_ADDR": ip}).get_data(as_text=True)
+    return client.post("/audit/login", data={"username": who, "password": password, "csrf": csrf_of(form)},
+                       environ_base={"REMOTE_ADDR": ip})  # fmt: skip

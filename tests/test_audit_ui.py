@@ -5,21 +5,12 @@ from __future__ import annotations
 import re
 
 import pytest
+from conftest import csrf_of, log_in
 
 
 PASSWORD = "correct horse battery"
 LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
 
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([0-9a-f]+)"', html).group(1)
-
-
-def log_in(client, who, password=PASSWORD, ip="192.0.2.10"):
-    """Post the login form as a browser does: fetch it (cookie and token), then send it."""
-    form = client.get("/audit/login", environ_base={"REMOTE_ADDR": ip}).get_data(as_text=True)
-    return client.post("/audit/login", data={"username": who, "password": password, "csrf": csrf_of(form)},
-                       environ_base={"REMOTE_ADDR": ip})  # fmt: skip
 
 
 def logged_in(aw, who):

@@ -190,7 +190,7 @@ def test_concurrent_ui_revocations_never_fail(world, db_copy, tmp_path):
     from verifier.web import create_app
     from verifier.web.audit_ui import COOKIE
 
-    from conftest import BASE_URL
+    from conftest import BASE_URL, log_in
 
     records = keyring_with(tmp_path / "keys", 5)
     with store.transaction(store.connect(db_copy)) as conn:
@@ -198,7 +198,7 @@ def test_concurrent_ui_revocations_never_fail(world, db_copy, tmp_path):
     config = {"DATABASE": str(db_copy), "KEYS_DIR": str(tmp_path / "keys"), "BASE_URLS": [BASE_URL],
               "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path), "TESTING": True}  # fmt: skip
     browser = create_app(config).test_client()
-    login = browser.post("/audit/login", data={"username": "ada", "password": "correct horse battery"})
+    login = log_in(browser, "ada")
     assert login.status_code == 302
     session = browser.get_cookie(COOKIE, path="/audit").value
     csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', browser.get("/audit/keys").get_data(as_text=True)).group(1)
