@@ -45,11 +45,13 @@ def test_serve_answers_pages_api_and_keys(serve, world):
 
 @pytest.mark.parametrize("workers", [2, 4])
 def test_rate_limit_holds_across_workers_and_ignores_spoofed_forwarded_for(serve, world, workers):
-    if time.time() % 3600 > 3500:  # a fixed window must not end in the middle of the burst
-        time.sleep(3600 - time.time() % 3600 + 1)
     server = serve(workers=workers, VERIFIER_RATELIMIT="10/hour")
     url = world["pin"][1][1]["url"]
-    statuses = [api(server, url, headers={"X-Forwarded-For": f"198.51.100.{i}"})[0] for i in range(30)]
+    for _attempt in range(2):  # a burst that straddles the end of a window is run again in the new one
+        window = int(time.time() // 3600)
+        statuses = [api(server, url, headers={"X-Forwarded-For": f"198.51.100.{i}"})[0] for i in range(30)]
+        if int(time.time() // 3600) == window:
+            break
     assert statuses.count(200) == 10 and statuses.count(429) == 20, statuses
 
 

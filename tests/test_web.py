@@ -375,8 +375,9 @@ def test_openapi_json_is_the_yaml_document(client):
 
 
 def test_rate_limit_page_and_api(app, world):
-    limited = create_app({**app.config, "RATELIMIT": "3/minute"})
-    browser = limited.test_client()
+    from test_ratelimit import limited_app
+
+    browser = limited_app(app, "3/minute").test_client()  # a fixed request clock: no window can end mid-test
     url = world["pin"][1][17]["url"]
     statuses = [browser.get(path_of(url)).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429]
