@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import forged_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
@@ -77,7 +78,7 @@ def test_consumer_pages_on_a_phone(browser, serve, world, locale, words):
     context.close()
 
     context, page = phone_page(browser, locale)
-    forged = code_url[:-3] + ("AAA" if not code_url.endswith("AAA") else "BBB")
+    forged = server.url + path_of(forged_url(rows[20 if lang == "zh" else 21]["url"]))  # always a well-formed forgery
     assert words["forged"] in visit(page, forged, f"{lang}-3-forged")
 
     row = rows[22 if lang == "zh" else 23]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BASE_URL, PIN_SECRET
+from conftest import BASE_URL, PIN_SECRET, forged_url
 from verifier import codes, keys, pins
 from verifier.web import create_app
 
@@ -93,14 +93,12 @@ def test_recalled_and_expired_batches(app, world):
 
 def forged_variants(world) -> dict[str, str]:
     url = world["pin"][1][4]["url"]
-    payload = url.rsplit("/", 1)[1]
-    flipped = payload[:60] + ("A" if payload[60] != "A" else "B") + payload[61:]
     unregistered = codes.compact_signer(world["private"], world["kid"], codes.MARKS[0], 999, BASE_URL)(42)
     other_key = codes.compact_signer(
         __import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]).Ed25519PrivateKey.generate(),
         b"\xab\xcd", codes.MARKS[0], 1, BASE_URL)(42)  # fmt: skip
     return {
-        "bad-signature": BASE_URL + flipped,
+        "bad-signature": forged_url(url),
         "unknown-batch": unregistered,
         "unknown-key": other_key,
         "malformed": BASE_URL + "NOT-A-CODE",
