@@ -338,3 +338,39 @@ def test_server_needs_no_private_key(app, world, tmp_path):
 def test_pin_secret_derivation_matches_the_printer_file(world):
     row = world["pin"][1][0]
     assert pins.derive_pin(PIN_SECRET, int(row["serial"])) == row["pin"]
+
+
+# --- hardening round 2 ------------------------------------------------------------------------
+
+
+def report(db: Path, serial: int | str, note: str = "seen at a market stall") -> None:
+    """What `verifier audit report-code` does."""
+    from verifier import store
+    from verifier.web.audit_ui import report_code
+
+    database = store.connect(db)
+    with store.transaction(database) as conn:
+        report_code(conn, int(serial), note, "test")
+    database.close()
+
+
+def test_reported_counterfeit_code_is_red_on_every_channel(app, world, db_copy):
+    row = world["pin"][1][25]
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"
+    report(db_copy, row["serial"])
+    page = scan(fresh(app), row["url"])
+    html = page.get_data(as_text=True)
+    assert reason_of(page) == "reported-counterfeit" and 'class="verdict bad"' in html and "已被举报为假冒" in html
+    assert 'name="pin"' not in html and "12315" in html
+    assert reason_of(manual(fresh(app), row["code"])) == "reported-counterfeit"
+    assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "reported-counterfeit"  # a PIN does not clear it
+    answer = fresh(app).get("/api/v1/verify", query_string={"code": row["url"]}).get_json()
+    assert (answer["reason"], answer["tone"], answer["genuine"]) == ("reported-counterfeit", "bad", False)
+    posted = fresh(app).post("/api/v1/verify", json={"code": row["code"]}).get_json()
+    assert posted["reason"] == "reported-counterfeit"
+    english = scan(fresh(app), row["url"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Warning: reported counterfeit" in english
+    assert {r["reason"] for r in scans(db_copy)[1:]} == {"reported-counterfeit"}
+    recalled = world["recalled"][1][2]
+    report(db_copy, recalled["serial"])
+    assert reason_of(scan(fresh(app), recalled["url"])) == "reported-counterfeit"  # outranks the recall

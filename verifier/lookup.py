@@ -26,6 +26,7 @@ GENUINE_REPEAT = "genuine-repeat"  # checked before, within the repeat threshold
 SUSPICIOUS_REPEAT = "suspicious-repeat"  # checked more often than a genuine label would be
 PIN_REUSED = "pin-reused"  # the PIN was verified before
 RECALLED = "recalled"
+REPORTED = "reported-counterfeit"  # an inspector reported this code as used on counterfeits
 EXPIRED = "expired"
 MISTYPED = "mistyped"  # a typed code whose check digit does not match
 PIN_MISMATCH = "pin-mismatch"
@@ -39,7 +40,7 @@ MALFORMED = codes.MALFORMED
 TONE = {  # how a page presents each verdict: ok (green), warn (amber), bad (red)
     GENUINE: "ok", GENUINE_REPEAT: "ok",
     SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", RECALLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
-    PIN_MISMATCH: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad", BAD_SIGNATURE: "bad",
+    PIN_MISMATCH: "bad", REPORTED: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad", BAD_SIGNATURE: "bad",
     UNKNOWN_KEY: "bad", MALFORMED: "bad",
 }  # fmt: skip
 REASONS = tuple(TONE)
@@ -125,13 +126,13 @@ def examine_url(text: str, settings: Settings) -> codes.Verification:
 
 _BATCH_SQL = """
 SELECT b.id, b.status, b.mark, b.form, b.lot, b.gtin, b.production_date, b.expiry_date, b.pin,
-       b.recalled_at, b.recall_reason, e.name, p.name, p.spec
+       b.recalled_at, b.recall_reason, e.name, p.name, p.spec, r.reported_at
 FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
-JOIN products p ON p.id = b.product_id
+JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
 WHERE c.serial = ?
 """
 _BATCH_FIELDS = ("id", "status", "mark", "form", "lot", "gtin", "production_date", "expiry_date", "pin",
-                 "recalled_at", "recall_reason", "enterprise", "product", "spec")  # fmt: skip
+                 "recalled_at", "recall_reason", "enterprise", "product", "spec", "reported_at")  # fmt: skip
 
 
 def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
@@ -140,7 +141,8 @@ def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
         return None
     batch = dict(zip(_BATCH_FIELDS, row))
     mark = codes.mark_by_slug(batch["mark"])
-    batch.update(mark_zh=mark.name_zh, mark_en=mark.name_en, has_pin=bool(batch.pop("pin")))
+    batch.update(mark_zh=mark.name_zh, mark_en=mark.name_en, has_pin=bool(batch.pop("pin")),
+                 reported=batch.pop("reported_at") is not None)  # fmt: skip
     return batch
 
 
@@ -228,7 +230,9 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
             pin_state = "reused"
             verdict.pin_verified_at = _parse_time(pin_verified_at)
     verdict.pin = pin_state
-    if batch["status"] == "recalled":
+    if batch["reported"]:
+        verdict.reason = REPORTED  # whatever else holds: labels with this code are known fakes
+    elif batch["status"] == "recalled":
         verdict.reason = RECALLED
     elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(CHINA).date():
         verdict.reason = EXPIRED
