@@ -374,3 +374,44 @@ def test_reported_counterfeit_code_is_red_on_every_channel(app, world, db_copy):
     recalled = world["recalled"][1][2]
     report(db_copy, recalled["serial"])
     assert reason_of(scan(fresh(app), recalled["url"])) == "reported-counterfeit"  # outranks the recall
+
+
+def spaced(text: str, separator: str) -> str:
+    return separator.join(text)
+
+
+PIN_TYPINGS = {
+    "full-width digits": lambda pin: pin.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+    "nbsp": lambda pin: pin[:4] + "\u00a0" + pin[4:],
+    "zero-width space": lambda pin: spaced(pin, "\u200b"),
+    "zero-width joiner and bom": lambda pin: "\ufeff" + pin[:4] + "\u200d" + pin[4:],
+    "spaces": lambda pin: " " + spaced(pin, " ") + " ",
+    "ideographic space": lambda pin: pin[:4] + "\u3000" + pin[4:],
+    "hyphens": lambda pin: pin[:4] + "-" + pin[4:],
+    "full-width hyphen and en dash": lambda pin: pin[:2] + "－" + pin[2:5] + "–" + pin[5:],
+}
+
+
+@pytest.mark.parametrize("typing", list(PIN_TYPINGS))
+@pytest.mark.parametrize("channel", ["manual", "api"])
+def test_pin_normalised_like_codes_on_every_channel(app, world, typing, channel):
+    row = world["pin"][1][26 if channel == "manual" else 27]
+    pin, code = PIN_TYPINGS[typing](row["pin"]), row["code"][:4] + "\u200b" + row["code"][4:]
+    if channel == "manual":
+        reason = reason_of(manual(fresh(app), code, pin))
+    else:
+        reason = fresh(app).post("/api/v1/verify", json={"code": code, "pin": pin}).get_json()["reason"]
+    assert reason == "genuine"  # each case runs on a fresh database: the first verification of this PIN
+
+
+def test_pin_of_separators_only_is_no_pin(app, world):
+    row = world["pin"][1][28]
+    assert reason_of(manual(fresh(app), row["code"], " \u200b- ")) == "genuine"
+    answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": "\u3000"}).get_json()
+    assert (answer["reason"], answer["pin"]) == ("genuine-repeat", None)
+
+
+def test_api_get_recognises_a_typed_code_with_invisible_characters(client, world):
+    row = world["pin"][1][29]
+    answer = client.get("/api/v1/verify", query_string={"code": "\ufeff" + row["code"].replace(" ", "\u00a0")}).get_json()
+    assert (answer["reason"], answer["code"]) == ("genuine", row["code"])

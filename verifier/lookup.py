@@ -193,6 +193,7 @@ def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings
         verdict = Verdict(UNKNOWN_CODE, serial=serial)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
+    pin = codes.normalize_typed(pin) if pin else None  # as the code: full-width digits, spaces, zero-width...
     return _record_issued(conn, serial, batch, None, settings, client, channel, now, pin=pin or None)
 
 

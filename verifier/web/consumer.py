@@ -99,7 +99,7 @@ def manual_form() -> Response:
 @bp.post("/check")
 def manual_check() -> Response:
     typed = request.form.get("code", "")[:64]
-    pin = request.form.get("pin", "")[:32].strip() or None
+    pin = request.form.get("pin", "")[:64] or None  # normalised by the lookup, like the code
     st, client = state(), describe_request_client()
     conn = st.connection()
     with store.transaction(conn):
