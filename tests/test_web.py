@@ -415,3 +415,65 @@ def test_api_get_recognises_a_typed_code_with_invisible_characters(client, world
     row = world["pin"][1][29]
     answer = client.get("/api/v1/verify", query_string={"code": "\ufeff" + row["code"].replace(" ", "\u00a0")}).get_json()
     assert (answer["reason"], answer["code"]) == ("genuine", row["code"])
+
+
+def wrong_pin(pin: str) -> str:
+    return "00000000" if pin != "00000000" else "11111111"
+
+
+def test_wrong_pins_do_not_add_to_the_check_count(app, world, db_copy):
+    row = world["pin"][1][30]
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"
+    for _ in range(4):  # as many as the repeat threshold: counted, they would make the label "suspicious"
+        assert reason_of(manual(fresh(app), row["code"], wrong_pin(row["pin"]))) == "pin-mismatch"
+    second = scan(fresh(app), row["url"])
+    assert reason_of(second) == "genuine-repeat" and "已被查询 2 次" in second.get_data(as_text=True)
+    answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": wrong_pin(row["pin"])}).get_json()
+    assert (answer["reason"], answer["pin"], answer["checks"]) == ("pin-mismatch", "mismatch", 2)
+    assert [(r["pin"], r["counted"], r["checks"]) for r in scans(db_copy)] == [
+        (None, 1, 1), *[("mismatch", 0, 1)] * 4, (None, 1, 2), ("mismatch", 0, 2)]
+    assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "genuine"  # the right PIN still counts
+
+
+def test_wrong_pin_before_any_check_counts_nothing(app, world, db_copy):
+    row = world["pin"][1][31]
+    answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": wrong_pin(row["pin"])}).get_json()
+    assert (answer["reason"], answer["checks"], answer["first_checked_at"]) == ("pin-mismatch", None, None)
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"
+
+
+def form_values(html: str) -> dict[str, str | None]:
+    """The manual form's inputs on a page: name -> value attribute (None if absent)."""
+    return {m.group(1): m.group(3) for m in re.finditer(r'<input name="(\w+)"[^>]*?( value="([^"]*)")?>', html)}
+
+
+def test_wrong_pin_and_typo_pages_offer_the_form_again_with_the_typed_code(client, world):
+    row = world["pin"][1][32]
+    typed = row["code"].replace(" ", "-")
+    mismatch = manual(client, typed, wrong_pin(row["pin"])).get_data(as_text=True)
+    assert 'data-reason="pin-mismatch"' in mismatch and 'action="/check"' in mismatch
+    assert form_values(mismatch) == {"code": typed, "pin": None}  # the PIN is never echoed
+    assert wrong_pin(row["pin"]) not in mismatch
+    typo = row["code"][:3] + str((int(row["code"][3]) + 1) % 10) + row["code"][4:]
+    mistyped = manual(client, typo, "12345678").get_data(as_text=True)
+    assert 'data-reason="mistyped"' in mistyped and form_values(mistyped) == {"code": typo, "pin": None}
+    assert "12345678" not in mistyped
+    hostile = manual(client, '"><b>1234').get_data(as_text=True)
+    assert "<b>" not in hostile and "&#34;&gt;&lt;b&gt;1234" in hostile
+    genuine = manual(client, row["code"]).get_data(as_text=True)
+    assert 'name="code" inputmode' not in genuine  # a verdict that needs no retry has no form
+
+
+@pytest.mark.parametrize("length", ["too short", "one digit missing", "one digit too many", "letters"])
+def test_typed_code_of_the_wrong_length_gets_the_typo_page(client, world, length):
+    code = world["pin"][1][33]["code"]
+    typed = {"too short": "1234", "one digit missing": code[:-1], "one digit too many": code + "5",
+             "letters": code[:-1] + "O"}[length]  # fmt: skip
+    response = manual(client, typed)
+    html = response.get_data(as_text=True)
+    assert reason_of(response) == "mistyped" and 'class="verdict warn"' in html
+    assert "17 位数字" in html and "这不代表产品是假冒的" in html and form_values(html)["code"] == typed
+    answer = client.post("/api/v1/verify", json={"code": typed, "pin": "1"}).get_json()  # a PIN: a typed code
+    assert (answer["reason"], answer["detail"], answer["tone"]) == ("mistyped", "bad-length", "warn")
+    if length != "letters":
+        assert client.get("/api/v1/verify", query_string={"code": typed}).get_json()["reason"] == "mistyped"

@@ -28,7 +28,7 @@ PIN_REUSED = "pin-reused"  # the PIN was verified before
 RECALLED = "recalled"
 REPORTED = "reported-counterfeit"  # an inspector reported this code as used on counterfeits
 EXPIRED = "expired"
-MISTYPED = "mistyped"  # a typed code whose check digit does not match
+MISTYPED = "mistyped"  # a typed code with a wrong check digit or length (detail says which)
 PIN_MISMATCH = "pin-mismatch"
 UNKNOWN_BATCH = "unknown-batch"  # validly signed, but not a registered code of that batch
 UNKNOWN_CODE = "unknown-code"  # a typed code that was never issued
@@ -184,8 +184,9 @@ def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings
     try:
         serial = codes.parse_human_code(typed)
     except codes.InvalidCode as exc:
-        reason = MISTYPED if exc.detail == "bad-check-digit" else MALFORMED
-        verdict = Verdict(reason, exc.detail)
+        # Something typed cannot be a forgery: a wrong check digit or a wrong length is a typing error.
+        # Only a blank entry is malformed.
+        verdict = Verdict(MISTYPED if codes.normalize_typed(typed) else MALFORMED, exc.detail)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
     batch = _registered_batch(conn, serial)
@@ -199,12 +200,20 @@ def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings
 
 def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Settings, client: Client,
                    channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
-    """Count the check, apply recall, expiry, PIN and repeat rules, record the scan."""
+    """Check the PIN, count the check, apply report, recall, expiry, PIN and repeat rules, record the scan."""
     now_text = _utc_text(now)
     state = conn.execute("SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
                          (serial,)).fetchone()  # fmt: skip
+    pin_state = None
+    if pin is not None and batch["has_pin"]:
+        if settings.pin_secret is None or not pins.check_pin(settings.pin_secret, serial, pin):
+            pin_state = "mismatch"
+        else:
+            pin_state = "first" if state is None or state[3] is None else "reused"
     session = client.session_hash
-    counted = not (state and session and session in state[0].split())
+    # A wrong PIN is not a check of the label (it would push a genuine label towards "suspicious"),
+    # and a repeat view from the same browser counts once.
+    counted = pin_state != "mismatch" and not (state and session and session in state[0].split())
     if counted:
         sessions = " ".join(([session] if session else []) + (state[0].split()[: SESSIONS_KEPT - 1] if state else []))
         row = conn.execute(
@@ -216,21 +225,14 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
             (serial, now_text, now_text, sessions),
         ).fetchone()  # fmt: skip
     else:
-        row = state[1:]  # a repeat view from the same browser: nothing changes
+        row = state[1:] if state else (None, None, None)  # nothing changes
     checks, first_checked_at, pin_verified_at = row
     verdict = Verdict(GENUINE, serial=serial, checks=checks, first_checked_at=_parse_time(first_checked_at),
-                      batch=batch, kid=kid)  # fmt: skip
-    pin_state = None
-    if pin is not None and batch["has_pin"]:
-        if settings.pin_secret is None or not pins.check_pin(settings.pin_secret, serial, pin):
-            pin_state = "mismatch"
-        elif pin_verified_at is None:
-            pin_state = "first"
-            conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (now_text, serial))
-        else:
-            pin_state = "reused"
-            verdict.pin_verified_at = _parse_time(pin_verified_at)
-    verdict.pin = pin_state
+                      batch=batch, kid=kid, pin=pin_state)  # fmt: skip
+    if pin_state == "first":
+        conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (now_text, serial))
+    elif pin_state == "reused":
+        verdict.pin_verified_at = _parse_time(pin_verified_at)
     if batch["reported"]:
         verdict.reason = REPORTED  # whatever else holds: labels with this code are known fakes
     elif batch["status"] == "recalled":
@@ -241,7 +243,7 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
         verdict.reason = PIN_MISMATCH
     elif pin_state == "reused":
         verdict.reason = PIN_REUSED
-    elif pin_state == "first" or checks <= 1:
+    elif pin_state == "first" or (checks or 0) <= 1:
         verdict.reason = GENUINE  # the buyer's first PIN verification outweighs earlier scans
     elif checks <= settings.repeat_threshold:
         verdict.reason = GENUINE_REPEAT

@@ -59,9 +59,10 @@ def too_many(outcome: ratelimit.Outcome) -> Response:
     return response
 
 
-def verdict_page(verdict: lookup.Verdict, channel: str) -> Response:
+def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None) -> Response:
+    """The verdict; after a wrong PIN or a typing error, the form again with the typed code (never the PIN)."""
     lang = choose_language()
-    title, body = verdict_text(lang, verdict.reason, pin_first=verdict.pin == "first")
+    title, body = verdict_text(lang, verdict.reason, pin_first=verdict.pin == "first", detail=verdict.detail)
     batch = verdict.batch or {}
     values = {
         "checks": verdict.checks, "first": format_time(verdict.first_checked_at, lang),
@@ -84,9 +85,11 @@ def verdict_page(verdict: lookup.Verdict, channel: str) -> Response:
         ]  # fmt: skip
         details = [(key, value) for key, value in details if value]
     show_pin_form = bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone != "bad"
+    retry = typed is not None and verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
+    retry_code = typed.strip() if retry else None
     return page(
         "verdict.html", lang=lang, verdict=verdict, title=title.format(**values), body=body.format(**values),
-        details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok",
+        details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok", retry_code=retry_code,
         contact=current_app.config["REPORT_CONTACT"],
     )  # fmt: skip
 
@@ -106,7 +109,7 @@ def manual_check() -> Response:
         if over := rate_limited(conn, client):
             return too_many(over)
         verdict = lookup.record_typed(conn, typed, pin, st.settings(), client, "manual", g.now)
-    return verdict_page(verdict, "manual")
+    return verdict_page(verdict, "manual", typed=typed)
 
 
 @bp.get("/robots.txt")

@@ -17,7 +17,7 @@ TEXT: dict[str, dict[str, str]] = {
         "product": "产品", "enterprise": "企业", "mark": "标志", "lot": "批次", "production_date": "生产日期",
         "expiry_date": "有效期至", "code": "防伪码", "checks": "查询次数", "first_checked": "首次查询时间",
         "report": "如有疑问，请保留产品和包装，拨打 {contact} 举报，或联系品牌方。",
-        "again": "查询其他防伪码", "tz": "北京时间",
+        "again": "查询其他防伪码", "tz": "北京时间", "retry": "请对照标签核对后重新输入：",
         "rate_title": "查询过于频繁", "rate_body": "请稍候 {seconds} 秒再试。",
         "notfound_title": "页面不存在", "notfound_body": "请扫描标签上的二维码，或输入防伪码查询。",
         "error_title": "暂时无法查询", "error_body": "服务暂时出现问题，您的查询未能完成，请稍后再试。",
@@ -37,6 +37,7 @@ TEXT: dict[str, dict[str, str]] = {
         "expired.body": "该产品的标志有效期至 {expiry}，现已过期。",
         "mistyped.title": "防伪码输入有误",
         "mistyped.body": "校验位不符，可能是输入时打错了数字。请对照标签仔细核对后重新输入。这不代表产品是假冒的。",
+        "mistyped-length.body": "防伪码是 17 位数字，您输入的位数不对，可能漏输或多输了数字。请对照标签仔细核对后重新输入。这不代表产品是假冒的。",
         "pin-mismatch.title": "验证码不正确",
         "pin-mismatch.body": "刮开验证码与防伪码不符。请核对后重新输入；如仍不符，请谨防假冒。",
         "unknown-code.title": "查无此码",
@@ -57,7 +58,7 @@ TEXT: dict[str, dict[str, str]] = {
         "product": "Product", "enterprise": "Enterprise", "mark": "Mark", "lot": "Lot", "production_date": "Produced",
         "expiry_date": "Valid until", "code": "Code", "checks": "Checks", "first_checked": "First checked",
         "report": "If in doubt, keep the product and its packaging and report it by calling {contact}, or contact the brand.",
-        "again": "Check another code", "tz": "China Standard Time",
+        "again": "Check another code", "tz": "China Standard Time", "retry": "Compare with the label and type it again:",
         "rate_title": "Too many checks", "rate_body": "Please wait {seconds} seconds and try again.",
         "notfound_title": "Page not found", "notfound_body": "Scan the QR code on the label, or type the printed code.",
         "error_title": "Check unavailable", "error_body": "Something went wrong and your check did not complete. Please try again later.",
@@ -76,6 +77,7 @@ TEXT: dict[str, dict[str, str]] = {
         "expired.body": "The mark on this product was valid until {expiry}.",
         "mistyped.title": "Typing error",
         "mistyped.body": "The check digit does not match, so a digit was probably mistyped. Compare with the label and type it again. This does not mean the product is counterfeit.",
+        "mistyped-length.body": "A printed code has 17 digits and what you typed has a different number of them: a digit was probably left out or typed twice. Compare with the label and type it again. This does not mean the product is counterfeit.",
         "pin-mismatch.title": "Wrong PIN",
         "pin-mismatch.body": "The scratch-off PIN does not match this code. Check it and type it again; if it still does not match, beware of counterfeits.",
         "unknown-code.title": "No such code",
@@ -98,11 +100,13 @@ _VERDICT_KEYS = {  # reasons that share wording
 }
 
 
-def verdict_text(lang: str, reason: str, pin_first: bool = False) -> tuple[str, str]:
+def verdict_text(lang: str, reason: str, pin_first: bool = False, detail: str | None = None) -> tuple[str, str]:
     """The (title, body) templates of a verdict."""
     title_key, body_key = _VERDICT_KEYS.get(reason, (f"{reason}.title", f"{reason}.body"))
     if reason == "genuine" and pin_first:
         body_key = "genuine-pin.body"
+    if reason == "mistyped" and detail == "bad-length":
+        body_key = "mistyped-length.body"
     return TEXT[lang][title_key], TEXT[lang][body_key]
 
 
