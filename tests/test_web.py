@@ -424,14 +424,14 @@ def wrong_pin(pin: str) -> str:
 def test_wrong_pins_do_not_add_to_the_check_count(app, world, db_copy):
     row = world["pin"][1][30]
     assert reason_of(scan(fresh(app), row["url"])) == "genuine"
-    for _ in range(4):  # as many as the repeat threshold: counted, they would make the label "suspicious"
+    for _ in range(3):  # counted, these and the scan below would make the label "suspicious" (threshold 4)
         assert reason_of(manual(fresh(app), row["code"], wrong_pin(row["pin"]))) == "pin-mismatch"
     second = scan(fresh(app), row["url"])
     assert reason_of(second) == "genuine-repeat" and "已被查询 2 次" in second.get_data(as_text=True)
     answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": wrong_pin(row["pin"])}).get_json()
     assert (answer["reason"], answer["pin"], answer["checks"]) == ("pin-mismatch", "mismatch", 2)
     assert [(r["pin"], r["counted"], r["checks"]) for r in scans(db_copy)] == [
-        (None, 1, 1), *[("mismatch", 0, 1)] * 4, (None, 1, 2), ("mismatch", 0, 2)]
+        (None, 1, 1), *[("mismatch", 0, 1)] * 3, (None, 1, 2), ("mismatch", 0, 2)]
     assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "genuine"  # the right PIN still counts
 
 
@@ -477,3 +477,47 @@ def test_typed_code_of_the_wrong_length_gets_the_typo_page(client, world, length
     assert (answer["reason"], answer["detail"], answer["tone"]) == ("mistyped", "bad-length", "warn")
     if length != "letters":
         assert client.get("/api/v1/verify", query_string={"code": typed}).get_json()["reason"] == "mistyped"
+
+
+def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db_copy):
+    proxied = create_app({**app.config, "TRUSTED_PROXIES": 1})
+    row, other = world["pin"][1][34], world["pin"][1][35]
+
+    def attempt(pin, address, code=row["code"]):
+        return proxied.test_client().post("/check", data={"code": code, "pin": pin},
+                                          headers={"X-Forwarded-For": address})  # fmt: skip
+
+    reasons = [reason_of(attempt(wrong_pin(row["pin"]), f"198.51.100.{i}")) for i in range(5)]
+    assert reasons == ["pin-mismatch"] * 5
+    throttled = attempt(wrong_pin(row["pin"]), "203.0.113.1")
+    html = throttled.get_data(as_text=True)
+    assert reason_of(throttled) == "pin-throttled" and "验证码尝试次数过多" in html and 'class="verdict warn"' in html
+    assert reason_of(attempt(row["pin"], "203.0.113.2")) == "pin-throttled"  # not even checked
+    answer = proxied.test_client().post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]},
+                                        headers={"X-Forwarded-For": "203.0.113.3"}).get_json()  # fmt: skip
+    assert (answer["reason"], answer["pin"]) == ("pin-throttled", "throttled")
+    assert reason_of(attempt(other["pin"], "203.0.113.4", other["code"])) == "genuine"  # per code
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"  # the label itself is still genuine
+    rows = [(r["pin"], r["counted"]) for r in scans(db_copy) if r["serial"] == int(row["serial"])]
+    assert rows == [("mismatch", 0)] * 5 + [("throttled", 0)] * 3 + [(None, 1)]
+
+
+def test_pin_throttle_window_follows_the_injected_clock(world, db_copy):
+    from verifier import clients, lookup, store
+
+    settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
+    anyone = clients.Client(None, None, clients.Region(), "", None, "x")
+    db = store.connect(db_copy)
+    row, t0 = world["pin"][1][36], dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+
+    def attempt(pin, minutes):
+        with store.transaction(db) as conn:
+            return lookup.record_typed(conn, row["code"], pin, settings, anyone, "api", t0 + dt.timedelta(minutes=minutes))
+
+    wrong = wrong_pin(row["pin"])
+    assert [attempt(wrong, m).reason for m in (0, 10, 20, 30, 40)] == ["pin-mismatch"] * 5
+    assert [attempt(p, 59).reason for p in (wrong, row["pin"])] == ["pin-throttled"] * 2
+    assert attempt(row["pin"], 60).pin == "first"  # an hour after the first wrong PIN: checked again
+    assert [attempt(wrong, 61 + m).reason for m in range(6)] == ["pin-mismatch"] * 5 + ["pin-throttled"]
+    assert attempt(row["pin"], 121).reason == "pin-reused"
+    db.close()

@@ -30,6 +30,7 @@ REPORTED = "reported-counterfeit"  # an inspector reported this code as used on 
 EXPIRED = "expired"
 MISTYPED = "mistyped"  # a typed code with a wrong check digit or length (detail says which)
 PIN_MISMATCH = "pin-mismatch"
+PIN_THROTTLED = "pin-throttled"  # too many wrong PINs for this code lately: the PIN was not checked
 UNKNOWN_BATCH = "unknown-batch"  # validly signed, but not a registered code of that batch
 UNKNOWN_CODE = "unknown-code"  # a typed code that was never issued
 KEY_REVOKED = codes.KEY_REVOKED
@@ -39,7 +40,7 @@ MALFORMED = codes.MALFORMED
 
 TONE = {  # how a page presents each verdict: ok (green), warn (amber), bad (red)
     GENUINE: "ok", GENUINE_REPEAT: "ok",
-    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", RECALLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
+    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", PIN_THROTTLED: "warn", RECALLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
     PIN_MISMATCH: "bad", REPORTED: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad", BAD_SIGNATURE: "bad",
     UNKNOWN_KEY: "bad", MALFORMED: "bad",
 }  # fmt: skip
@@ -58,7 +59,7 @@ class Verdict:
     checks: int | None = None
     first_checked_at: dt.datetime | None = None
     batch: dict | None = None  # enterprise, product, spec, mark, lot, dates, recall, has PIN
-    pin: str | None = None  # first | reused | mismatch
+    pin: str | None = None  # first | reused | mismatch | throttled
     pin_verified_at: dt.datetime | None = None
     kid: str | None = None
 
@@ -99,6 +100,8 @@ class Settings:
     base_urls: tuple[str, ...]
     repeat_threshold: int = 4
     pin_secret: bytes | None = None
+    pin_failures: int = 5  # wrong PINs for one code, from anyone, before its PIN attempts wait...
+    pin_window: dt.timedelta = dt.timedelta(hours=1)  # ...until this long after the first of them
     _decoy: codes.TrustedKey = field(default_factory=lambda: _make_decoy())
 
 
@@ -206,14 +209,13 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
                          (serial,)).fetchone()  # fmt: skip
     pin_state = None
     if pin is not None and batch["has_pin"]:
-        if settings.pin_secret is None or not pins.check_pin(settings.pin_secret, serial, pin):
-            pin_state = "mismatch"
-        else:
+        pin_state = _check_pin(conn, serial, pin, settings, now)
+        if pin_state == "right":
             pin_state = "first" if state is None or state[3] is None else "reused"
     session = client.session_hash
-    # A wrong PIN is not a check of the label (it would push a genuine label towards "suspicious"),
-    # and a repeat view from the same browser counts once.
-    counted = pin_state != "mismatch" and not (state and session and session in state[0].split())
+    # A wrong (or unchecked) PIN is not a check of the label: it would push a genuine label towards
+    # "suspicious". A repeat view from the same browser counts once.
+    counted = pin_state not in ("mismatch", "throttled") and not (state and session and session in state[0].split())
     if counted:
         sessions = " ".join(([session] if session else []) + (state[0].split()[: SESSIONS_KEPT - 1] if state else []))
         row = conn.execute(
@@ -239,6 +241,8 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
         verdict.reason = RECALLED
     elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(CHINA).date():
         verdict.reason = EXPIRED
+    elif pin_state == "throttled":
+        verdict.reason = PIN_THROTTLED
     elif pin_state == "mismatch":
         verdict.reason = PIN_MISMATCH
     elif pin_state == "reused":
@@ -251,6 +255,22 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
         verdict.reason = SUSPICIOUS_REPEAT
     _insert_scan(conn, verdict, client, channel, now, batch_id=batch["id"], counted=counted)
     return verdict
+
+
+def _check_pin(conn: sqlite3.Connection, serial: int, pin: str, settings: Settings, now: dt.datetime) -> str:
+    """"right", "mismatch" (counted against the code), or "throttled": too many wrong PINs for this
+    code within the window, so this one is not even checked."""
+    attempts = conn.execute("SELECT window_start, failures FROM pin_attempts WHERE serial = ?", (serial,)).fetchone()
+    if attempts and now - dt.datetime.fromisoformat(attempts[0]) >= settings.pin_window:
+        attempts = None  # the window has passed: start afresh
+    if attempts and attempts[1] >= settings.pin_failures:
+        return "throttled"
+    if settings.pin_secret is not None and pins.check_pin(settings.pin_secret, serial, pin):
+        return "right"
+    window_start, failures = attempts if attempts else (_utc_text(now), 0)
+    conn.execute("INSERT OR REPLACE INTO pin_attempts (serial, window_start, failures) VALUES (?, ?, ?)",
+                 (serial, window_start, failures + 1))  # fmt: skip
+    return "mismatch"
 
 
 def _insert_scan(conn, verdict: Verdict, client: Client, channel: str, now: dt.datetime, batch_id: int | None,

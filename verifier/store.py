@@ -264,12 +264,27 @@ def _m005_reported_codes(db: sqlite_utils.Database) -> None:
     )
 
 
+def _m006_pin_attempts(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- Wrong scratch-off PINs per code in the current window (verifier/lookup.py), so a PIN cannot
+        -- be guessed from many addresses: past the limit, PIN attempts for that code wait.
+        CREATE TABLE pin_attempts (
+            serial INTEGER PRIMARY KEY,
+            window_start TEXT NOT NULL,       -- UTC: the first wrong PIN of the current window
+            failures INTEGER NOT NULL         -- wrong PINs since window_start
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
     ("003_audit_log", _m003_audit_log),
     ("004_accounts", _m004_accounts),
     ("005_reported_codes", _m005_reported_codes),
+    ("006_pin_attempts", _m006_pin_attempts),
 ]
 
 
