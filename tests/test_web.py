@@ -521,3 +521,47 @@ def test_pin_throttle_window_follows_the_injected_clock(world, db_copy):
     assert [attempt(wrong, 61 + m).reason for m in range(6)] == ["pin-mismatch"] * 5 + ["pin-throttled"]
     assert attempt(row["pin"], 121).reason == "pin-reused"
     db.close()
+
+
+NEW_BASE, OLD_BASE = "HTTPS://NEW.EXAMPLE.CN/", "https://old.example.cn/v/"
+
+
+@pytest.fixture
+def two_bases(world, db_copy, tmp_path):
+    """An app with two base URLs, and a compact and a GS1 batch issued under each."""
+    import csv
+
+    from verifier import issue
+
+    urls = {}
+    for name, base in (("new", NEW_BASE), ("old", OLD_BASE)):
+        for form, extra in (("compact", {}), ("gs1", {"gtin": "09506000134376", "lot": "B" + name,
+                                                         "expiry": dt.date(2030, 1, 31)})):  # fmt: skip
+            out = tmp_path / f"{name}-{form}"
+            request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Other Co", product="Soap", count=1, out_dir=out,
+                                         base_url=base, formats=("csv",), form=form, **extra)  # fmt: skip
+            issue.issue_batch(db_copy, request, world["private"], world["kid"])
+            with open(out / "codes.csv", encoding="utf-8") as fh:
+                urls[f"{name}-{form}"] = next(csv.DictReader(fh))["url"]
+    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [NEW_BASE, OLD_BASE],
+                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    return app, urls
+
+
+@pytest.mark.parametrize("issued", ["new-compact", "new-gs1", "old-compact", "old-gs1"])
+@pytest.mark.parametrize("host", ["its own host", "another host (a proxy)"])
+def test_codes_issued_under_every_base_url_are_genuine_on_the_page(two_bases, issued, host):
+    app, urls = two_bases
+    url = urls[issued]
+    own = url.split("://", 1)[1].split("/", 1)[0].lower()
+    assert own == ("new.example.cn" if issued.startswith("new") else "old.example.cn")
+    base_url = f"https://{own}" if host == "its own host" else "http://127.0.0.1:8000"
+    page = app.test_client().get(path_of(url), base_url=base_url)
+    assert reason_of(page) == "genuine"
+    assert app.test_client().get("/api/v1/verify", query_string={"code": url}).get_json()["reason"] == "genuine-repeat"
+
+
+def test_a_path_outside_every_base_is_still_malformed(two_bases):
+    app, urls = two_bases
+    payload = urls["old-compact"].rsplit("/", 1)[1]
+    assert reason_of(app.test_client().get(f"/w/{payload}", base_url="https://old.example.cn")) == "malformed"

@@ -6,7 +6,7 @@ import time
 
 from flask import Blueprint, Response, abort, current_app, g, make_response, render_template, request
 
-from .. import lookup, ratelimit, store
+from .. import codes, lookup, ratelimit, store
 from . import SESSION_COOKIE, describe_request_client, is_prefetch, state
 from .i18n import LANGUAGES, TEXT, format_date, format_time, verdict_text
 
@@ -137,7 +137,7 @@ def scanned(subpath: str) -> Response:
     if subpath.startswith(("static/", "api/", ".well-known/")):
         abort(404)
     query = request.query_string.decode("latin-1")
-    text = f"{_host(st.base_urls[0])}/{subpath}" + (f"?{query}" if query else "")
+    text = f"{_base_host(st.base_urls, request.host, subpath)}/{subpath}" + (f"?{query}" if query else "")
     settings = st.settings()
     verification = lookup.examine_url(text, settings)  # the signature check runs outside the write lock
     client = describe_request_client()
@@ -147,6 +147,19 @@ def scanned(subpath: str) -> Response:
             return too_many(over)
         verdict = lookup.record_url(conn, verification, settings, client, "qr", g.now)
     return verdict_page(verdict, "qr")
+
+
+def _base_host(base_urls: tuple[str, ...], host: str, subpath: str) -> str:
+    """The host of the base URL this request's label was issued under: among the bases whose path
+    starts the request's path, the longest path, then the request's host (behind a proxy it may be
+    another name, so the host alone never rules a base out)."""
+    host, subpath = host.lower(), subpath.lower()
+    candidates = []
+    for base in base_urls:
+        base_host, _, base_path = codes.normalize_base_url(base).split("://", 1)[1].partition("/")
+        if subpath.startswith(base_path.lower()):
+            candidates.append((len(base_path), base_host.lower() == host, base_host))
+    return max(candidates)[2] if candidates else _host(base_urls[0])
 
 
 def _host(base_url: str) -> str:
