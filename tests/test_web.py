@@ -565,3 +565,24 @@ def test_a_path_outside_every_base_is_still_malformed(two_bases):
     app, urls = two_bases
     payload = urls["old-compact"].rsplit("/", 1)[1]
     assert reason_of(app.test_client().get(f"/w/{payload}", base_url="https://old.example.cn")) == "malformed"
+
+
+def test_recall_has_its_own_look_no_pin_form_and_a_remedy(app, world, db_copy):
+    from verifier import store
+
+    db = store.connect(db_copy)
+    store.recall_batch(db, world["pin"][0], "glass fragments")  # a batch with PINs
+    db.close()
+    row = world["pin"][1][37]
+    page = scan(fresh(app), row["url"])
+    html = page.get_data(as_text=True)
+    assert reason_of(page) == "recalled" and 'class="verdict stop"' in html and "warn" not in html
+    assert 'name="pin"' not in html and "glass fragments" in html
+    assert "请立即停止使用该产品" in html and "退回购买处" in html and "「华茶集团」" in html and "12315" in html
+    english = scan(fresh(app), row["url"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Stop using the product now." in english and "where you bought it" in english and "(华茶集团)" in english
+    assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "recalled"
+    answer = fresh(app).get("/api/v1/verify", query_string={"code": row["url"]}).get_json()
+    assert (answer["reason"], answer["tone"]) == ("recalled", "stop")
+    css = app.test_client().get("/static/site.css").get_data(as_text=True)
+    assert re.search(r"\.stop\{background:(#[0-9a-f]{6})", css).group(1) not in ("#b25e00", "#b3261e")  # neither amber nor red

@@ -38,9 +38,9 @@ BAD_SIGNATURE = codes.BAD_SIGNATURE
 UNKNOWN_KEY = codes.UNKNOWN_KEY
 MALFORMED = codes.MALFORMED
 
-TONE = {  # how a page presents each verdict: ok (green), warn (amber), bad (red)
-    GENUINE: "ok", GENUINE_REPEAT: "ok",
-    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", PIN_THROTTLED: "warn", RECALLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
+TONE = {  # how a page presents each verdict: ok (green), warn (amber), stop (dark red: a recall), bad (red)
+    GENUINE: "ok", GENUINE_REPEAT: "ok", RECALLED: "stop",
+    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", PIN_THROTTLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
     PIN_MISMATCH: "bad", REPORTED: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad", BAD_SIGNATURE: "bad",
     UNKNOWN_KEY: "bad", MALFORMED: "bad",
 }  # fmt: skip

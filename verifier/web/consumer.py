@@ -84,14 +84,21 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
             ("first_checked", values["first"]),
         ]  # fmt: skip
         details = [(key, value) for key, value in details if value]
-    show_pin_form = bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone != "bad"
+    show_pin_form = bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone in ("ok", "warn")
     retry = typed is not None and verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
     retry_code = typed.strip() if retry else None
     return page(
         "verdict.html", lang=lang, verdict=verdict, title=title.format(**values), body=body.format(**values),
         details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok", retry_code=retry_code,
-        contact=current_app.config["REPORT_CONTACT"],
+        contact=current_app.config["REPORT_CONTACT"], enterprise=_enterprise_named(batch.get("enterprise"), lang),
     )  # fmt: skip
+
+
+def _enterprise_named(name: str | None, lang: str) -> str:
+    """The enterprise as the recall remedy names it: 「name」 in Chinese, " (name)" in English."""
+    if not name:
+        return ""
+    return f"「{name}」" if lang == "zh" else f" ({name})"
 
 
 @bp.get("/")
