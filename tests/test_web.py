@@ -586,3 +586,50 @@ def test_recall_has_its_own_look_no_pin_form_and_a_remedy(app, world, db_copy):
     assert (answer["reason"], answer["tone"]) == ("recalled", "stop")
     css = app.test_client().get("/static/site.css").get_data(as_text=True)
     assert re.search(r"\.stop\{background:(#[0-9a-f]{6})", css).group(1) not in ("#b25e00", "#b3261e")  # neither amber nor red
+
+
+def test_only_codes_may_wrap_anywhere_words_never_break(client, world):
+    css = client.get("/static/site.css").get_data(as_text=True)
+    assert "break-all" not in css
+    assert [rule.split("{")[0].strip() for rule in css.split("}") if "overflow-wrap:anywhere" in rule] == [".details dd.num"]
+    html = scan(client, world["gs1"][1][2]["url"]).get_data(as_text=True)
+    assert '<dd class="num">' + world["gs1"][1][2]["code"] + "</dd>" in html
+    assert "<dd>华茶集团</dd>" in html
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_no_doubled_closing_parentheses_in_either_language(app, world, lang):
+    from verifier.web.i18n import TEXT, format_time
+
+    url = world["pin"][1][38]["url"]
+    pages = [scan(fresh(app), url, **{"Accept-Language": lang}).get_data(as_text=True) for _ in range(6)]
+    assert "suspicious-repeat" in pages[-1] and ("北京时间" if lang == "zh" else "China Standard Time") in pages[-1]
+    for html in pages:
+        assert "））" not in html and "))" not in html
+    when = format_time(dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc), lang)
+    values = {"checks": 5, "first": when, "pin_time": when, "recalled": "2026年11月22日", "reason": "x", "expiry": "x",
+              "contact": "12315", "seconds": 3, "enterprise": "x"}  # fmt: skip
+    for key, template in TEXT[lang].items():
+        text = template.format(**values)
+        assert "））" not in text and "))" not in text, key
+
+
+@pytest.mark.parametrize("contact, link", [
+    ("12315", '<a href="tel:12315">12315</a>'),
+    ("+86 10 1234-5678", '<a href="tel:+861012345678">+86 10 1234-5678</a>'),
+    ("https://www.12315.cn/?a=1&b=2", '<a href="https://www.12315.cn/?a=1&amp;b=2" rel="noopener noreferrer">'),
+    ("report@example.cn", '<a href="mailto:report@example.cn">report@example.cn</a>'),
+    ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+    ("javascript:alert(1)", "javascript:alert(1)"),
+    ('12315" onclick="x', "12315&#34; onclick=&#34;x"),
+])  # fmt: skip
+def test_report_contact_is_a_tel_link_only_for_a_phone_number(app, world, contact, link):
+    configured = create_app({**app.config, "REPORT_CONTACT": contact})
+    html = configured.test_client().get(path_of(forged_url(world["pin"][1][39]["url"]))).get_data(as_text=True)
+    report = re.search(r'<p class="report">(.*?)</p>', html).group(1)
+    assert link in report
+    assert "<script" not in html and "onclick=" not in html.replace("onclick=&#34;", "")
+    assert ("href=" in report) == (contact in ("12315", "+86 10 1234-5678", "https://www.12315.cn/?a=1&b=2",
+                                               "report@example.cn"))  # fmt: skip
+    recall = configured.test_client().get(path_of(world["recalled"][1][3]["url"])).get_data(as_text=True)
+    assert link in re.search(r'<section class="remedy">(.*?)</section>', recall, re.S).group(1)

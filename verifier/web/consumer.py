@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 from flask import Blueprint, Response, abort, current_app, g, make_response, render_template, request
+from markupsafe import Markup, escape
 
 from .. import codes, lookup, ratelimit, store
 from . import SESSION_COOKIE, describe_request_client, is_prefetch, state
@@ -85,13 +87,40 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         ]  # fmt: skip
         details = [(key, value) for key, value in details if value]
     show_pin_form = bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone in ("ok", "warn")
+    contact = contact_link(str(current_app.config["REPORT_CONTACT"]))
     retry = typed is not None and verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
     retry_code = typed.strip() if retry else None
     return page(
         "verdict.html", lang=lang, verdict=verdict, title=title.format(**values), body=body.format(**values),
         details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok", retry_code=retry_code,
-        contact=current_app.config["REPORT_CONTACT"], enterprise=_enterprise_named(batch.get("enterprise"), lang),
+        report=_fill(TEXT[lang]["report"], contact=contact), recall_contact=_fill(TEXT[lang]["recall.contact"], contact=contact),
+        enterprise=_enterprise_named(batch.get("enterprise"), lang), number_keys=NUMBER_KEYS,
     )  # fmt: skip
+
+
+NUMBER_KEYS = frozenset({"code", "gtin", "credit_code", "lot"})  # long unbroken values: may wrap anywhere
+_PHONE_RE = re.compile(r"\+?[0-9][0-9 ()-]{1,30}")
+_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?")
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def contact_link(contact: str) -> Markup:
+    """The report contact as a link: tel: for a phone number (12315), the address of an http(s) URL,
+    mailto: for an email address; anything else as escaped text."""
+    contact = contact.strip()
+    if _PHONE_RE.fullmatch(contact):
+        number = ("+" if contact.startswith("+") else "") + "".join(ch for ch in contact if ch.isdigit())
+        return Markup('<a href="tel:{}">{}</a>').format(number, contact)
+    if _URL_RE.fullmatch(contact):
+        return Markup('<a href="{}" rel="noopener noreferrer">{}</a>').format(contact, contact)
+    if _EMAIL_RE.fullmatch(contact):
+        return Markup('<a href="mailto:{}">{}</a>').format(contact, contact)
+    return escape(contact)
+
+
+def _fill(template: str, **values: Markup) -> Markup:
+    """A sentence of ours with markup filled in; every value not already markup is escaped."""
+    return escape(template).format(**values)
 
 
 def _enterprise_named(name: str | None, lang: str) -> str:
