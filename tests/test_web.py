@@ -633,3 +633,30 @@ def test_report_contact_is_a_tel_link_only_for_a_phone_number(app, world, contac
                                                "report@example.cn"))  # fmt: skip
     recall = configured.test_client().get(path_of(world["recalled"][1][3]["url"])).get_data(as_text=True)
     assert link in re.search(r'<section class="remedy">(.*?)</section>', recall, re.S).group(1)
+
+
+CREDIT_CODE, GTIN = "91330100MA2A111108", "06901234567892"
+
+
+def test_enterprise_data_given_at_issue_is_on_the_page_and_in_the_api(app, world, db_copy, tmp_path):
+    import csv
+
+    from verifier import issue
+
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="浙江好茶有限公司", product="龙井", spec="250g", count=1,
+                                 out_dir=tmp_path / "uscc", base_url=BASE_URL, formats=("csv",), credit_code=CREDIT_CODE,
+                                 gtin=GTIN)  # fmt: skip
+    issue.issue_batch(db_copy, request, world["private"], world["kid"])
+    with open(tmp_path / "uscc" / "codes.csv", encoding="utf-8") as fh:
+        url = next(csv.DictReader(fh))["url"]
+    chinese = scan(fresh(app), url).get_data(as_text=True)
+    assert f'<dt>统一社会信用代码</dt><dd class="num">{CREDIT_CODE}</dd>' in chinese
+    assert f'<dt>商品条码</dt><dd class="num">{GTIN}</dd>' in chinese
+    english = scan(fresh(app), url, **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert f'<dt>Unified social credit code</dt><dd class="num">{CREDIT_CODE}</dd>' in english
+    assert f'<dt>GTIN (barcode number)</dt><dd class="num">{GTIN}</dd>' in english
+    product = fresh(app).get("/api/v1/verify", query_string={"code": url}).get_json()["product"]
+    assert (product["enterprise"], product["credit_code"], product["gtin"]) == ("浙江好茶有限公司", CREDIT_CODE, GTIN)
+    without = fresh(app).get("/api/v1/verify", query_string={"code": world["gs1"][1][3]["url"]}).get_json()["product"]
+    assert (without["credit_code"], without["gtin"]) == (None, "09506000134352")  # the GTIN a GS1 code signs
+    assert "统一社会信用代码" not in scan(fresh(app), world["pin"][1][0]["url"]).get_data(as_text=True)

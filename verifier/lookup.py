@@ -58,7 +58,7 @@ class Verdict:
     serial: int | None = None
     checks: int | None = None
     first_checked_at: dt.datetime | None = None
-    batch: dict | None = None  # enterprise, product, spec, mark, lot, dates, recall, has PIN
+    batch: dict | None = None  # enterprise (credit code), product (spec, GTIN), mark, lot, dates, recall, has PIN
     pin: str | None = None  # first | reused | mismatch | throttled
     pin_verified_at: dt.datetime | None = None
     kid: str | None = None
@@ -82,7 +82,7 @@ class Verdict:
             "reason": self.reason, "detail": self.detail, "genuine": self.genuine, "tone": self.tone,
             "checks": self.checks, "first_checked_at": _iso(self.first_checked_at),
             "code": self.human_code, "pin": self.pin, "pin_verified_at": _iso(self.pin_verified_at),
-            "product": {k: batch.get(k) for k in ("enterprise", "product", "spec", "mark", "lot", "gtin",
+            "product": {k: batch.get(k) for k in ("enterprise", "credit_code", "product", "spec", "mark", "lot", "gtin",
                                                   "production_date", "expiry_date", "recalled_at", "recall_reason")}
             if batch else None,
         }  # fmt: skip
@@ -127,15 +127,16 @@ def examine_url(text: str, settings: Settings) -> codes.Verification:
 
 # --- the recording part: call inside store.transaction() ----------------------------------
 
+# The GTIN: a GS1 batch's own (always set, and what _matches compares), else the product's.
 _BATCH_SQL = """
-SELECT b.id, b.status, b.mark, b.form, b.lot, b.gtin, b.production_date, b.expiry_date, b.pin,
-       b.recalled_at, b.recall_reason, e.name, p.name, p.spec, r.reported_at
+SELECT b.id, b.status, b.mark, b.form, b.lot, coalesce(b.gtin, p.gtin), b.production_date, b.expiry_date, b.pin,
+       b.recalled_at, b.recall_reason, e.name, e.credit_code, p.name, p.spec, r.reported_at
 FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
 JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
 WHERE c.serial = ?
 """
 _BATCH_FIELDS = ("id", "status", "mark", "form", "lot", "gtin", "production_date", "expiry_date", "pin",
-                 "recalled_at", "recall_reason", "enterprise", "product", "spec", "reported_at")  # fmt: skip
+                 "recalled_at", "recall_reason", "enterprise", "credit_code", "product", "spec", "reported_at")  # fmt: skip
 
 
 def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:

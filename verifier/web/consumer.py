@@ -76,7 +76,9 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
     if batch:
         details = [
             ("product", " ".join(x for x in (batch["product"], batch.get("spec")) if x)),
+            ("gtin", batch.get("gtin")),
             ("enterprise", batch["enterprise"]),
+            ("credit_code", batch.get("credit_code")),
             ("mark", batch["mark_zh"] if lang == "zh" else batch["mark_en"]),
             ("lot", batch.get("lot")),
             ("production_date", format_date(batch.get("production_date"), lang)),
