@@ -654,9 +654,25 @@ def test_enterprise_data_given_at_issue_is_on_the_page_and_in_the_api(app, world
     assert f'<dt>商品条码</dt><dd class="num">{GTIN}</dd>' in chinese
     english = scan(fresh(app), url, **{"Accept-Language": "en"}).get_data(as_text=True)
     assert f'<dt>Unified social credit code</dt><dd class="num">{CREDIT_CODE}</dd>' in english
-    assert f'<dt>GTIN (barcode number)</dt><dd class="num">{GTIN}</dd>' in english
+    assert f'<dt>GTIN</dt><dd class="num">{GTIN}</dd>' in english
     product = fresh(app).get("/api/v1/verify", query_string={"code": url}).get_json()["product"]
     assert (product["enterprise"], product["credit_code"], product["gtin"]) == ("浙江好茶有限公司", CREDIT_CODE, GTIN)
     without = fresh(app).get("/api/v1/verify", query_string={"code": world["gs1"][1][3]["url"]}).get_json()["product"]
     assert (without["credit_code"], without["gtin"]) == (None, "09506000134352")  # the GTIN a GS1 code signs
     assert "统一社会信用代码" not in scan(fresh(app), world["pin"][1][0]["url"]).get_data(as_text=True)
+
+
+def test_new_verdict_pages_stay_under_4_kb_with_the_stylesheet(app, world, db_copy):
+    css = len(fresh(app).get("/static/site.css").get_data())
+    report(db_copy, world["pin"][1][39]["serial"])
+    english = {"Accept-Language": "en"}
+    pages = [
+        scan(fresh(app), world["recalled"][1][4]["url"], **english),
+        scan(fresh(app), world["pin"][1][39]["url"], **english),
+        fresh(app).post("/check", data={"code": world["pin"][1][38]["code"], "pin": "1"}, headers=english),
+        fresh(app).post("/check", data={"code": "1234"}, headers=english),
+        scan(fresh(app), world["pin"][1][37]["url"]),  # genuine, with the PIN form
+    ]
+    for page in pages:
+        html = page.get_data()
+        assert len(html) + css < 4096 and b"<script" not in html and b"style=" not in html, reason_of(page)

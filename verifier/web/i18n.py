@@ -60,7 +60,7 @@ TEXT: dict[str, dict[str, str]] = {
         "manual_title": "Check a printed code", "manual_intro": "Type the 17-digit code printed on the label. If the label has a scratch-off layer, also type the 8-digit PIN under it.",
         "code_label": "Code (17 digits)", "pin_label": "Scratch-off PIN (if any)", "submit": "Check",
         "pin_prompt": "This label has a scratch-off PIN. Scratch it off and type it to confirm you are the first to check it.",
-        "product": "Product", "gtin": "GTIN (barcode number)", "enterprise": "Enterprise",
+        "product": "Product", "gtin": "GTIN", "enterprise": "Enterprise",
         "credit_code": "Unified social credit code", "mark": "Mark", "lot": "Lot", "production_date": "Produced",
         "expiry_date": "Valid until", "code": "Code", "checks": "Checks", "first_checked": "First checked",
         "report": "If in doubt, keep the product and its packaging and report it by calling {contact}, or contact the brand.",
