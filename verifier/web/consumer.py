@@ -88,14 +88,16 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
             ("first_checked", values["first"]),
         ]  # fmt: skip
         details = [(key, value) for key, value in details if value]
-    show_pin_form = bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone in ("ok", "warn")
+    show_pin_form = (bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr"
+                     and verdict.tone in ("ok", "warn"))  # not for a recall or a red verdict
     contact = contact_link(str(current_app.config["REPORT_CONTACT"]))
     retry = typed is not None and verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
     retry_code = typed.strip() if retry else None
     return page(
         "verdict.html", lang=lang, verdict=verdict, title=title.format(**values), body=body.format(**values),
         details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok", retry_code=retry_code,
-        report=_fill(TEXT[lang]["report"], contact=contact), recall_contact=_fill(TEXT[lang]["recall.contact"], contact=contact),
+        report=_fill(TEXT[lang]["report"], contact=contact),
+        recall_contact=_fill(TEXT[lang]["recall.contact"], contact=contact),
         enterprise=_enterprise_named(batch.get("enterprise"), lang), number_keys=NUMBER_KEYS,
     )  # fmt: skip
 
@@ -126,10 +128,11 @@ def _fill(template: str, **values: Markup) -> Markup:
 
 
 def _enterprise_named(name: str | None, lang: str) -> str:
-    """The enterprise as the recall remedy names it: 「name」 in Chinese, " (name)" in English."""
-    if not name:
-        return ""
-    return f"「{name}」" if lang == "zh" else f" ({name})"
+    """The enterprise as the recall remedy names it: 「name」 in Chinese, the name in English (no
+    parentheses around a name that may end with one)."""
+    if lang == "zh":
+        return f"「{name}」" if name else ""
+    return name or "the enterprise"
 
 
 @bp.get("/")

@@ -80,7 +80,7 @@ TEXT: dict[str, dict[str, str]] = {
         "recalled.title": "This batch has been recalled",
         "recalled.body": "The product's batch was recalled on {recalled}. Reason: {reason}.",
         "remedy": "What to do", "recall.stop": "Stop using the product now.",
-        "recall.return": "Return it with its packaging where you bought it, or contact the enterprise{enterprise} for a refund or replacement.",
+        "recall.return": "Return it with its packaging where you bought it, or contact {enterprise} for a refund or replacement.",
         "recall.contact": "If in doubt, or if it has harmed you, call {contact}.",
         "expired.title": "Past its validity",
         "expired.body": "The mark on this product was valid until {expiry}.",
