@@ -41,8 +41,8 @@ MALFORMED = codes.MALFORMED
 TONE = {  # how a page presents each verdict: ok (green), warn (amber), stop (dark red: a recall), bad (red)
     GENUINE: "ok", GENUINE_REPEAT: "ok", RECALLED: "stop",
     SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", PIN_THROTTLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
-    PIN_MISMATCH: "bad", REPORTED: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad", BAD_SIGNATURE: "bad",
-    UNKNOWN_KEY: "bad", MALFORMED: "bad",
+    PIN_MISMATCH: "bad", REPORTED: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad",
+    BAD_SIGNATURE: "bad", UNKNOWN_KEY: "bad", MALFORMED: "bad",
 }  # fmt: skip
 REASONS = tuple(TONE)
 CHANNELS = ("qr", "manual", "api")
@@ -202,8 +202,8 @@ def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings
     return _record_issued(conn, serial, batch, None, settings, client, channel, now, pin=pin or None)
 
 
-def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Settings, client: Client,
-                   channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
+def _record_issued(conn: sqlite3.Connection, serial: int, batch: dict, kid: str | None, settings: Settings,
+                   client: Client, channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
     """Check the PIN, count the check, apply report, recall, expiry, PIN and repeat rules, record the scan."""
     now_text = _utc_text(now)
     state = conn.execute("SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
