@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+from conftest import forged_url
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
@@ -77,7 +78,7 @@ def test_consumer_pages_on_a_phone(browser, serve, world, locale, words):
     context.close()
 
     context, page = phone_page(browser, locale)
-    forged = code_url[:-3] + ("AAA" if not code_url.endswith("AAA") else "BBB")
+    forged = server.url + path_of(forged_url(rows[20 if lang == "zh" else 21]["url"]))  # always a well-formed forgery
     assert words["forged"] in visit(page, forged, f"{lang}-3-forged")
 
     row = rows[22 if lang == "zh" else 23]
@@ -100,4 +101,63 @@ def test_language_switch_link(browser, serve, world):
     assert "Genuine" in page.locator("main").inner_text()
     page.goto(server.url + "/")
     assert "Check a printed code" in page.locator("main").inner_text()  # remembered
+    context.close()
+
+
+def report(db, serial) -> None:
+    """What `verifier audit report-code` does."""
+    from verifier import store
+    from verifier.web.audit_ui import report_code
+
+    database = store.connect(db)
+    with store.transaction(database) as conn:
+        report_code(conn, int(serial), "seen at a market stall", "test")
+    database.close()
+
+
+@pytest.mark.parametrize("locale, words", [
+    ("zh-CN", {"reported": "已被举报为假冒", "recalled": "请立即停止使用该产品", "mismatch": "验证码不正确",
+               "typo": "防伪码输入有误", "genuine": "刮开验证码正确"}),
+    ("en-US", {"reported": "Warning: reported counterfeit", "recalled": "Stop using the product now.",
+               "mismatch": "Wrong PIN", "typo": "Typing error", "genuine": "The PIN is correct"}),
+])  # fmt: skip
+def test_new_verdicts_on_a_phone(browser, serve, world, db_copy, locale, words):
+    lang = locale[:2]
+    rows = world["pin"][1]
+    reported, row = rows[30 if lang == "zh" else 31], rows[32 if lang == "zh" else 33]
+    report(db_copy, reported["serial"])
+    server = serve()
+    context, page = phone_page(browser, locale)
+
+    text = visit(page, server.url + path_of(reported["url"]), f"{lang}-6-reported")
+    assert words["reported"] in text and page.locator("section.verdict.bad").count() == 1
+    assert page.locator("input[name=pin]").count() == 0
+
+    text = visit(page, server.url + path_of(world["recalled"][1][0]["url"]), f"{lang}-7-recalled")
+    assert words["recalled"] in text and page.locator("section.verdict.stop").count() == 1
+    assert page.locator("section.remedy a[href='tel:12315']").count() == 1 and page.locator("input[name=pin]").count() == 0
+
+    visit(page, server.url + "/", f"{lang}-8-manual")
+    page.fill("input[name=code]", row["code"])
+    page.fill("input[name=pin]", "00000000" if row["pin"] != "00000000" else "11111111")
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(ARTIFACTS / f"{lang}-9-wrong-pin-retry.png"), full_page=True)
+    assert words["mismatch"] in page.locator("main").inner_text()
+    assert page.input_value("input[name=code]") == row["code"] and page.input_value("input[name=pin]") == ""
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    page.fill("input[name=pin]", row["pin"])  # the retry form, the code already filled in
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+    assert words["genuine"] in page.locator("main").inner_text()
+
+    visit(page, server.url + "/", f"{lang}-8-manual")
+    typo = row["code"][:-1]
+    page.fill("input[name=code]", typo)
+    page.click("button[type=submit]")
+    page.wait_for_load_state("load")
+    page.screenshot(path=str(ARTIFACTS / f"{lang}-10-typo.png"), full_page=True)
+    assert words["typo"] in page.locator("main").inner_text() and page.locator("section.verdict.warn").count() == 1
+    assert page.input_value("input[name=code]") == typo
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
     context.close()

@@ -128,3 +128,22 @@ def test_the_lookup_server_never_opens_a_private_key(world, db_copy, tmp_path):
     assert any(path.endswith("keyring.json") for path in opened)
     assert not [path for path in opened if path.endswith(".pem")]
     assert list(world["keys_dir"].glob("*.pem"))  # the private key was right there
+
+
+def test_serve_accepts_codes_issued_under_every_base_url(serve, world, db_copy, tmp_path):
+    """VERIFIER_BASE_URL with two bases: a label printed under the second one is genuine on the page."""
+    import csv
+
+    from verifier import codes, issue
+
+    old = "https://old.example.cn/v/"
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Other Co", product="Soap", count=1,
+                                 out_dir=tmp_path / "old", base_url=old, formats=("csv",))  # fmt: skip
+    issue.issue_batch(db_copy, request, world["private"], world["kid"])
+    with open(tmp_path / "old" / "codes.csv", encoding="utf-8") as fh:
+        old_url = next(csv.DictReader(fh))["url"]
+    server = serve(VERIFIER_BASE_URL=f"{BASE_URL},{old}")
+    for url, expected in ((old_url, "正品：首次查询"), (world["pin"][1][2]["url"], "正品：首次查询")):
+        status, _, body = get(server.url + "/" + url.split("/", 3)[3])
+        assert status == 200 and expected.encode() in body, url
+    assert api(server, old_url)[1]["reason"] == "genuine-repeat"

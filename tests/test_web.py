@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import BASE_URL, PIN_SECRET
+from conftest import BASE_URL, PIN_SECRET, forged_url
 from verifier import codes, keys, pins
 from verifier.web import create_app
 
@@ -93,14 +93,12 @@ def test_recalled_and_expired_batches(app, world):
 
 def forged_variants(world) -> dict[str, str]:
     url = world["pin"][1][4]["url"]
-    payload = url.rsplit("/", 1)[1]
-    flipped = payload[:60] + ("A" if payload[60] != "A" else "B") + payload[61:]
     unregistered = codes.compact_signer(world["private"], world["kid"], codes.MARKS[0], 999, BASE_URL)(42)
     other_key = codes.compact_signer(
         __import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]).Ed25519PrivateKey.generate(),
         b"\xab\xcd", codes.MARKS[0], 1, BASE_URL)(42)  # fmt: skip
     return {
-        "bad-signature": BASE_URL + flipped,
+        "bad-signature": forged_url(url),
         "unknown-batch": unregistered,
         "unknown-key": other_key,
         "malformed": BASE_URL + "NOT-A-CODE",
@@ -410,3 +408,341 @@ def test_server_needs_no_private_key(app, world, tmp_path):
 def test_pin_secret_derivation_matches_the_printer_file(world):
     row = world["pin"][1][0]
     assert pins.derive_pin(PIN_SECRET, int(row["serial"])) == row["pin"]
+
+
+# --- hardening round 2 ------------------------------------------------------------------------
+
+
+def report(db: Path, serial: int | str, note: str = "seen at a market stall") -> None:
+    """What `verifier audit report-code` does."""
+    from verifier import store
+    from verifier.web.audit_ui import report_code
+
+    database = store.connect(db)
+    with store.transaction(database) as conn:
+        report_code(conn, int(serial), note, "test")
+    database.close()
+
+
+def test_reported_counterfeit_code_is_red_on_every_channel(app, world, db_copy):
+    row = world["pin"][1][25]
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"
+    report(db_copy, row["serial"])
+    page = scan(fresh(app), row["url"])
+    html = page.get_data(as_text=True)
+    assert reason_of(page) == "reported-counterfeit" and 'class="verdict bad"' in html and "已被举报为假冒" in html
+    assert 'name="pin"' not in html and "12315" in html
+    assert reason_of(manual(fresh(app), row["code"])) == "reported-counterfeit"
+    assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "reported-counterfeit"  # a PIN does not clear it
+    answer = fresh(app).get("/api/v1/verify", query_string={"code": row["url"]}).get_json()
+    assert (answer["reason"], answer["tone"], answer["genuine"]) == ("reported-counterfeit", "bad", False)
+    posted = fresh(app).post("/api/v1/verify", json={"code": row["code"]}).get_json()
+    assert posted["reason"] == "reported-counterfeit"
+    english = scan(fresh(app), row["url"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Warning: reported counterfeit" in english
+    assert {r["reason"] for r in scans(db_copy)[1:]} == {"reported-counterfeit"}
+    recalled = world["recalled"][1][2]
+    report(db_copy, recalled["serial"])
+    assert reason_of(scan(fresh(app), recalled["url"])) == "reported-counterfeit"  # outranks the recall
+
+
+def spaced(text: str, separator: str) -> str:
+    return separator.join(text)
+
+
+PIN_TYPINGS = {
+    "full-width digits": lambda pin: pin.translate(str.maketrans("0123456789", "０１２３４５６７８９")),
+    "nbsp": lambda pin: pin[:4] + "\u00a0" + pin[4:],
+    "zero-width space": lambda pin: spaced(pin, "\u200b"),
+    "zero-width joiner and bom": lambda pin: "\ufeff" + pin[:4] + "\u200d" + pin[4:],
+    "spaces": lambda pin: " " + spaced(pin, " ") + " ",
+    "ideographic space": lambda pin: pin[:4] + "\u3000" + pin[4:],
+    "hyphens": lambda pin: pin[:4] + "-" + pin[4:],
+    "full-width hyphen and en dash": lambda pin: pin[:2] + "－" + pin[2:5] + "–" + pin[5:],
+}
+
+
+@pytest.mark.parametrize("typing", list(PIN_TYPINGS))
+@pytest.mark.parametrize("channel", ["manual", "api"])
+def test_pin_normalised_like_codes_on_every_channel(app, world, typing, channel):
+    row = world["pin"][1][26 if channel == "manual" else 27]
+    pin, code = PIN_TYPINGS[typing](row["pin"]), row["code"][:4] + "\u200b" + row["code"][4:]
+    if channel == "manual":
+        reason = reason_of(manual(fresh(app), code, pin))
+    else:
+        reason = fresh(app).post("/api/v1/verify", json={"code": code, "pin": pin}).get_json()["reason"]
+    assert reason == "genuine"  # each case runs on a fresh database: the first verification of this PIN
+
+
+def test_pin_of_separators_only_is_no_pin(app, world):
+    row = world["pin"][1][28]
+    assert reason_of(manual(fresh(app), row["code"], " \u200b- ")) == "genuine"
+    answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": "\u3000"}).get_json()
+    assert (answer["reason"], answer["pin"]) == ("genuine-repeat", None)
+
+
+def test_api_get_recognises_a_typed_code_with_invisible_characters(client, world):
+    row = world["pin"][1][29]
+    answer = client.get("/api/v1/verify", query_string={"code": "\ufeff" + row["code"].replace(" ", "\u00a0")}).get_json()
+    assert (answer["reason"], answer["code"]) == ("genuine", row["code"])
+
+
+def wrong_pin(pin: str) -> str:
+    return "00000000" if pin != "00000000" else "11111111"
+
+
+def test_wrong_pins_do_not_add_to_the_check_count(app, world, db_copy):
+    row = world["pin"][1][30]
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"
+    for _ in range(3):  # counted, these and the scan below would make the label "suspicious" (threshold 4)
+        assert reason_of(manual(fresh(app), row["code"], wrong_pin(row["pin"]))) == "pin-mismatch"
+    second = scan(fresh(app), row["url"])
+    assert reason_of(second) == "genuine-repeat" and "已被查询 2 次" in second.get_data(as_text=True)
+    answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": wrong_pin(row["pin"])}).get_json()
+    assert (answer["reason"], answer["pin"], answer["checks"]) == ("pin-mismatch", "mismatch", 2)
+    assert [(r["pin"], r["counted"], r["checks"]) for r in scans(db_copy)] == [
+        (None, 1, 1), *[("mismatch", 0, 1)] * 3, (None, 1, 2), ("mismatch", 0, 2)]
+    assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "genuine"  # the right PIN still counts
+
+
+def test_wrong_pin_before_any_check_counts_nothing(app, world, db_copy):
+    row = world["pin"][1][31]
+    answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": wrong_pin(row["pin"])}).get_json()
+    assert (answer["reason"], answer["checks"], answer["first_checked_at"]) == ("pin-mismatch", None, None)
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"
+
+
+def form_values(html: str) -> dict[str, str | None]:
+    """The manual form's inputs on a page: name -> value attribute (None if absent)."""
+    return {m.group(1): m.group(3) for m in re.finditer(r'<input name="(\w+)"[^>]*?( value="([^"]*)")?>', html)}
+
+
+def test_wrong_pin_and_typo_pages_offer_the_form_again_with_the_typed_code(client, world):
+    row = world["pin"][1][32]
+    typed = row["code"].replace(" ", "-")
+    mismatch = manual(client, typed, wrong_pin(row["pin"])).get_data(as_text=True)
+    assert 'data-reason="pin-mismatch"' in mismatch and 'action="/check"' in mismatch
+    assert form_values(mismatch) == {"code": typed, "pin": None}  # the PIN is never echoed
+    assert wrong_pin(row["pin"]) not in mismatch
+    typo = row["code"][:3] + str((int(row["code"][3]) + 1) % 10) + row["code"][4:]
+    mistyped = manual(client, typo, "12345678").get_data(as_text=True)
+    assert 'data-reason="mistyped"' in mistyped and form_values(mistyped) == {"code": typo, "pin": None}
+    assert "12345678" not in mistyped
+    hostile = manual(client, '"><b>1234').get_data(as_text=True)
+    assert "<b>" not in hostile and "&#34;&gt;&lt;b&gt;1234" in hostile
+    genuine = manual(client, row["code"]).get_data(as_text=True)
+    assert 'name="code" inputmode' not in genuine  # a verdict that needs no retry has no form
+
+
+@pytest.mark.parametrize("length", ["too short", "one digit missing", "one digit too many", "letters"])
+def test_typed_code_of_the_wrong_length_gets_the_typo_page(client, world, length):
+    code = world["pin"][1][33]["code"]
+    typed = {"too short": "1234", "one digit missing": code[:-1], "one digit too many": code + "5",
+             "letters": code[:-1] + "O"}[length]  # fmt: skip
+    response = manual(client, typed)
+    html = response.get_data(as_text=True)
+    assert reason_of(response) == "mistyped" and 'class="verdict warn"' in html
+    assert "17 位数字" in html and "这不代表产品是假冒的" in html and form_values(html)["code"] == typed
+    answer = client.post("/api/v1/verify", json={"code": typed, "pin": "1"}).get_json()  # a PIN: a typed code
+    assert (answer["reason"], answer["detail"], answer["tone"]) == ("mistyped", "bad-length", "warn")
+    if length != "letters":
+        assert client.get("/api/v1/verify", query_string={"code": typed}).get_json()["reason"] == "mistyped"
+
+
+def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db_copy):
+    proxied = create_app({**app.config, "TRUSTED_PROXIES": 1})
+    row, other = world["pin"][1][34], world["pin"][1][35]
+
+    def attempt(pin, address, code=row["code"]):
+        return proxied.test_client().post("/check", data={"code": code, "pin": pin},
+                                          headers={"X-Forwarded-For": address})  # fmt: skip
+
+    reasons = [reason_of(attempt(wrong_pin(row["pin"]), f"198.51.100.{i}")) for i in range(5)]
+    assert reasons == ["pin-mismatch"] * 5
+    throttled = attempt(wrong_pin(row["pin"]), "203.0.113.1")
+    html = throttled.get_data(as_text=True)
+    assert reason_of(throttled) == "pin-throttled" and "验证码尝试次数过多" in html and 'class="verdict warn"' in html
+    assert reason_of(attempt(row["pin"], "203.0.113.2")) == "pin-throttled"  # not even checked
+    answer = proxied.test_client().post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]},
+                                        headers={"X-Forwarded-For": "203.0.113.3"}).get_json()  # fmt: skip
+    assert (answer["reason"], answer["pin"]) == ("pin-throttled", "throttled")
+    assert reason_of(attempt(other["pin"], "203.0.113.4", other["code"])) == "genuine"  # per code
+    assert reason_of(scan(fresh(app), row["url"])) == "genuine"  # the label itself is still genuine
+    rows = [(r["pin"], r["counted"]) for r in scans(db_copy) if r["serial"] == int(row["serial"])]
+    assert rows == [("mismatch", 0)] * 5 + [("throttled", 0)] * 3 + [(None, 1)]
+
+
+def test_pin_throttle_window_follows_the_injected_clock(world, db_copy):
+    from verifier import clients, lookup, store
+
+    settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
+    anyone = clients.Client(None, None, clients.Region(), "", None, "x")
+    db = store.connect(db_copy)
+    row, t0 = world["pin"][1][36], dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+
+    def attempt(pin, minutes):
+        with store.transaction(db) as conn:
+            return lookup.record_typed(conn, row["code"], pin, settings, anyone, "api", t0 + dt.timedelta(minutes=minutes))
+
+    wrong = wrong_pin(row["pin"])
+    assert [attempt(wrong, m).reason for m in (0, 10, 20, 30, 40)] == ["pin-mismatch"] * 5
+    assert [attempt(p, 59).reason for p in (wrong, row["pin"])] == ["pin-throttled"] * 2
+    assert attempt(row["pin"], 60).pin == "first"  # an hour after the first wrong PIN: checked again
+    assert [attempt(wrong, 61 + m).reason for m in range(6)] == ["pin-mismatch"] * 5 + ["pin-throttled"]
+    assert attempt(row["pin"], 121).reason == "pin-reused"
+    db.close()
+
+
+NEW_BASE, OLD_BASE = "HTTPS://NEW.EXAMPLE.CN/", "https://old.example.cn/v/"
+
+
+@pytest.fixture
+def two_bases(world, db_copy, tmp_path):
+    """An app with two base URLs, and a compact and a GS1 batch issued under each."""
+    import csv
+
+    from verifier import issue
+
+    urls = {}
+    for name, base in (("new", NEW_BASE), ("old", OLD_BASE)):
+        for form, extra in (("compact", {}), ("gs1", {"gtin": "09506000134376", "lot": "B" + name,
+                                                         "expiry": dt.date(2030, 1, 31)})):  # fmt: skip
+            out = tmp_path / f"{name}-{form}"
+            request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Other Co", product="Soap", count=1, out_dir=out,
+                                         base_url=base, formats=("csv",), form=form, **extra)  # fmt: skip
+            issue.issue_batch(db_copy, request, world["private"], world["kid"])
+            with open(out / "codes.csv", encoding="utf-8") as fh:
+                urls[f"{name}-{form}"] = next(csv.DictReader(fh))["url"]
+    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [NEW_BASE, OLD_BASE],
+                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    return app, urls
+
+
+@pytest.mark.parametrize("issued", ["new-compact", "new-gs1", "old-compact", "old-gs1"])
+@pytest.mark.parametrize("host", ["its own host", "another host (a proxy)"])
+def test_codes_issued_under_every_base_url_are_genuine_on_the_page(two_bases, issued, host):
+    app, urls = two_bases
+    url = urls[issued]
+    own = url.split("://", 1)[1].split("/", 1)[0].lower()
+    assert own == ("new.example.cn" if issued.startswith("new") else "old.example.cn")
+    base_url = f"https://{own}" if host == "its own host" else "http://127.0.0.1:8000"
+    page = app.test_client().get(path_of(url), base_url=base_url)
+    assert reason_of(page) == "genuine"
+    assert app.test_client().get("/api/v1/verify", query_string={"code": url}).get_json()["reason"] == "genuine-repeat"
+
+
+def test_a_path_outside_every_base_is_still_malformed(two_bases):
+    app, urls = two_bases
+    payload = urls["old-compact"].rsplit("/", 1)[1]
+    assert reason_of(app.test_client().get(f"/w/{payload}", base_url="https://old.example.cn")) == "malformed"
+
+
+def test_recall_has_its_own_look_no_pin_form_and_a_remedy(app, world, db_copy):
+    from verifier import store
+
+    db = store.connect(db_copy)
+    store.recall_batch(db, world["pin"][0], "glass fragments")  # a batch with PINs
+    db.close()
+    row = world["pin"][1][37]
+    page = scan(fresh(app), row["url"])
+    html = page.get_data(as_text=True)
+    assert reason_of(page) == "recalled" and 'class="verdict stop"' in html and "warn" not in html
+    assert 'name="pin"' not in html and "glass fragments" in html
+    assert "请立即停止使用该产品" in html and "退回购买处" in html and "「华茶集团」" in html and "12315" in html
+    english = scan(fresh(app), row["url"], **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert "Stop using the product now." in english and "where you bought it, or contact 华茶集团 for" in english
+    assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "recalled"
+    answer = fresh(app).get("/api/v1/verify", query_string={"code": row["url"]}).get_json()
+    assert (answer["reason"], answer["tone"]) == ("recalled", "stop")
+    css = app.test_client().get("/static/site.css").get_data(as_text=True)
+    assert re.search(r"\.stop\{background:(#[0-9a-f]{6})", css).group(1) not in ("#b25e00", "#b3261e")  # neither amber nor red
+
+
+def test_only_codes_may_wrap_anywhere_words_never_break(client, world):
+    css = client.get("/static/site.css").get_data(as_text=True)
+    assert "break-all" not in css
+    assert [rule.split("{")[0].strip() for rule in css.split("}") if "overflow-wrap:anywhere" in rule] == [".details dd.num"]
+    html = scan(client, world["gs1"][1][2]["url"]).get_data(as_text=True)
+    assert '<dd class="num">' + world["gs1"][1][2]["code"] + "</dd>" in html
+    assert "<dd>华茶集团</dd>" in html
+
+
+@pytest.mark.parametrize("lang", ["zh", "en"])
+def test_no_doubled_closing_parentheses_in_either_language(app, world, lang):
+    from verifier.web.i18n import TEXT, format_time
+
+    url = world["pin"][1][38]["url"]
+    pages = [scan(fresh(app), url, **{"Accept-Language": lang}).get_data(as_text=True) for _ in range(6)]
+    assert "suspicious-repeat" in pages[-1] and ("北京时间" if lang == "zh" else "China Standard Time") in pages[-1]
+    for html in pages:
+        assert "））" not in html and "))" not in html
+    when = format_time(dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc), lang)
+    values = {"checks": 5, "first": when, "pin_time": when, "recalled": "2026年11月22日", "reason": "x", "expiry": "x",
+              "contact": "12315", "seconds": 3, "enterprise": "x"}  # fmt: skip
+    for key, template in TEXT[lang].items():
+        text = template.format(**values)
+        assert "））" not in text and "))" not in text, key
+
+
+@pytest.mark.parametrize("contact, link", [
+    ("12315", '<a href="tel:12315">12315</a>'),
+    ("+86 10 1234-5678", '<a href="tel:+861012345678">+86 10 1234-5678</a>'),
+    ("https://www.12315.cn/?a=1&b=2", '<a href="https://www.12315.cn/?a=1&amp;b=2" rel="noopener noreferrer">'),
+    ("report@example.cn", '<a href="mailto:report@example.cn">report@example.cn</a>'),
+    ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+    ("javascript:alert(1)", "javascript:alert(1)"),
+    ('12315" onclick="x', "12315&#34; onclick=&#34;x"),
+])  # fmt: skip
+def test_report_contact_is_a_tel_link_only_for_a_phone_number(app, world, contact, link):
+    configured = create_app({**app.config, "REPORT_CONTACT": contact})
+    html = configured.test_client().get(path_of(forged_url(world["pin"][1][39]["url"]))).get_data(as_text=True)
+    report = re.search(r'<p class="report">(.*?)</p>', html).group(1)
+    assert link in report
+    assert "<script" not in html and "onclick=" not in html.replace("onclick=&#34;", "")
+    assert ("href=" in report) == (contact in ("12315", "+86 10 1234-5678", "https://www.12315.cn/?a=1&b=2",
+                                               "report@example.cn"))  # fmt: skip
+    recall = configured.test_client().get(path_of(world["recalled"][1][3]["url"])).get_data(as_text=True)
+    assert link in re.search(r'<section class="remedy">(.*?)</section>', recall, re.S).group(1)
+
+
+CREDIT_CODE, GTIN = "91330100MA2A111108", "06901234567892"
+
+
+def test_enterprise_data_given_at_issue_is_on_the_page_and_in_the_api(app, world, db_copy, tmp_path):
+    import csv
+
+    from verifier import issue
+
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="浙江好茶有限公司", product="龙井", spec="250g", count=1,
+                                 out_dir=tmp_path / "uscc", base_url=BASE_URL, formats=("csv",), credit_code=CREDIT_CODE,
+                                 gtin=GTIN)  # fmt: skip
+    issue.issue_batch(db_copy, request, world["private"], world["kid"])
+    with open(tmp_path / "uscc" / "codes.csv", encoding="utf-8") as fh:
+        url = next(csv.DictReader(fh))["url"]
+    chinese = scan(fresh(app), url).get_data(as_text=True)
+    assert f'<dt>统一社会信用代码</dt><dd class="num">{CREDIT_CODE}</dd>' in chinese
+    assert f'<dt>商品条码</dt><dd class="num">{GTIN}</dd>' in chinese
+    english = scan(fresh(app), url, **{"Accept-Language": "en"}).get_data(as_text=True)
+    assert f'<dt>Unified social credit code</dt><dd class="num">{CREDIT_CODE}</dd>' in english
+    assert f'<dt>GTIN</dt><dd class="num">{GTIN}</dd>' in english
+    product = fresh(app).get("/api/v1/verify", query_string={"code": url}).get_json()["product"]
+    assert (product["enterprise"], product["credit_code"], product["gtin"]) == ("浙江好茶有限公司", CREDIT_CODE, GTIN)
+    without = fresh(app).get("/api/v1/verify", query_string={"code": world["gs1"][1][3]["url"]}).get_json()["product"]
+    assert (without["credit_code"], without["gtin"]) == (None, "09506000134352")  # the GTIN a GS1 code signs
+    assert "统一社会信用代码" not in scan(fresh(app), world["pin"][1][0]["url"]).get_data(as_text=True)
+
+
+def test_new_verdict_pages_stay_under_4_kb_with_the_stylesheet(app, world, db_copy):
+    css = len(fresh(app).get("/static/site.css").get_data())
+    report(db_copy, world["pin"][1][39]["serial"])
+    english = {"Accept-Language": "en"}
+    pages = [
+        scan(fresh(app), world["recalled"][1][4]["url"], **english),
+        scan(fresh(app), world["pin"][1][39]["url"], **english),
+        fresh(app).post("/check", data={"code": world["pin"][1][38]["code"], "pin": "1"}, headers=english),
+        fresh(app).post("/check", data={"code": "1234"}, headers=english),
+        scan(fresh(app), world["pin"][1][37]["url"]),  # genuine, with the PIN form
+    ]
+    for page in pages:
+        html = page.get_data()
+        assert len(html) + css < 4096 and b"<script" not in html and b"style=" not in html, reason_of(page)

@@ -254,9 +254,20 @@ def human_code(serial: int) -> str:
     return "{:04d} {:04d} {:04d} {:04d}{}".format(*groups, state)
 
 
+def normalize_typed(text: str) -> str:
+    """What a person typed from a label, as plain characters: NFKC (full-width digits become ASCII),
+    then without spaces of any kind, dashes and invisible format characters (zero-width space, BOM...)."""
+    return "".join(ch for ch in unicodedata.normalize("NFKC", text) if not _typed_separator(ch))
+
+
+def _typed_separator(ch: str) -> bool:
+    return ch.isspace() or unicodedata.category(ch) in ("Zs", "Zl", "Zp", "Cf", "Pd")
+
+
 def parse_human_code(text: str) -> int:
-    """The serial of a typed code; spaces, dashes and full-width digits are accepted. InvalidCode if mistyped."""
-    digits = re.sub(r"[\s-]", "", unicodedata.normalize("NFKC", text).strip())
+    """The serial of a typed code; separators and full-width digits are accepted (`normalize_typed`).
+    InvalidCode if mistyped."""
+    digits = normalize_typed(text)
     if not _DIGITS_RE.fullmatch(digits or "x") or len(digits) != SERIAL_DIGITS + 1:
         raise _malformed("bad-length", f"a printed code has {SERIAL_DIGITS + 1} digits")
     if damm_digit(digits) != 0:

@@ -26,9 +26,11 @@ GENUINE_REPEAT = "genuine-repeat"  # checked before, within the repeat threshold
 SUSPICIOUS_REPEAT = "suspicious-repeat"  # checked more often than a genuine label would be
 PIN_REUSED = "pin-reused"  # the PIN was verified before
 RECALLED = "recalled"
+REPORTED = "reported-counterfeit"  # an inspector reported this code as used on counterfeits
 EXPIRED = "expired"
-MISTYPED = "mistyped"  # a typed code whose check digit does not match
+MISTYPED = "mistyped"  # a typed code with a wrong check digit or length (detail says which)
 PIN_MISMATCH = "pin-mismatch"
+PIN_THROTTLED = "pin-throttled"  # too many wrong PINs for this code lately: the PIN was not checked
 UNKNOWN_BATCH = "unknown-batch"  # validly signed, but not a registered code of that batch
 UNKNOWN_CODE = "unknown-code"  # a typed code that was never issued
 KEY_REVOKED = codes.KEY_REVOKED
@@ -36,11 +38,11 @@ BAD_SIGNATURE = codes.BAD_SIGNATURE
 UNKNOWN_KEY = codes.UNKNOWN_KEY
 MALFORMED = codes.MALFORMED
 
-TONE = {  # how a page presents each verdict: ok (green), warn (amber), bad (red)
-    GENUINE: "ok", GENUINE_REPEAT: "ok",
-    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", RECALLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
-    PIN_MISMATCH: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad", BAD_SIGNATURE: "bad",
-    UNKNOWN_KEY: "bad", MALFORMED: "bad",
+TONE = {  # how a page presents each verdict: ok (green), warn (amber), stop (dark red: a recall), bad (red)
+    GENUINE: "ok", GENUINE_REPEAT: "ok", RECALLED: "stop",
+    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", PIN_THROTTLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
+    PIN_MISMATCH: "bad", REPORTED: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad",
+    BAD_SIGNATURE: "bad", UNKNOWN_KEY: "bad", MALFORMED: "bad",
 }  # fmt: skip
 REASONS = tuple(TONE)
 CHANNELS = ("qr", "manual", "api")
@@ -56,8 +58,8 @@ class Verdict:
     serial: int | None = None
     checks: int | None = None
     first_checked_at: dt.datetime | None = None
-    batch: dict | None = None  # enterprise, product, spec, mark, lot, dates, recall, has PIN
-    pin: str | None = None  # first | reused | mismatch
+    batch: dict | None = None  # enterprise (credit code), product (spec, GTIN), mark, lot, dates, recall, has PIN
+    pin: str | None = None  # first | reused | mismatch | throttled
     pin_verified_at: dt.datetime | None = None
     kid: str | None = None
 
@@ -80,7 +82,7 @@ class Verdict:
             "reason": self.reason, "detail": self.detail, "genuine": self.genuine, "tone": self.tone,
             "checks": self.checks, "first_checked_at": _iso(self.first_checked_at),
             "code": self.human_code, "pin": self.pin, "pin_verified_at": _iso(self.pin_verified_at),
-            "product": {k: batch.get(k) for k in ("enterprise", "product", "spec", "mark", "lot", "gtin",
+            "product": {k: batch.get(k) for k in ("enterprise", "credit_code", "product", "spec", "mark", "lot", "gtin",
                                                   "production_date", "expiry_date", "recalled_at", "recall_reason")}
             if batch else None,
         }  # fmt: skip
@@ -98,6 +100,8 @@ class Settings:
     base_urls: tuple[str, ...]
     repeat_threshold: int = 4
     pin_secret: bytes | None = None
+    pin_failures: int = 5  # wrong PINs for one code, from anyone, before its PIN attempts wait...
+    pin_window: dt.timedelta = dt.timedelta(hours=1)  # ...until this long after the first of them
     _decoy: codes.TrustedKey = field(default_factory=lambda: _make_decoy())
 
 
@@ -123,15 +127,16 @@ def examine_url(text: str, settings: Settings) -> codes.Verification:
 
 # --- the recording part: call inside store.transaction() ----------------------------------
 
+# The GTIN: a GS1 batch's own (always set, and what _matches compares), else the product's.
 _BATCH_SQL = """
-SELECT b.id, b.status, b.mark, b.form, b.lot, b.gtin, b.production_date, b.expiry_date, b.pin,
-       b.recalled_at, b.recall_reason, e.name, p.name, p.spec
+SELECT b.id, b.status, b.mark, b.form, b.lot, coalesce(b.gtin, p.gtin), b.production_date, b.expiry_date, b.pin,
+       b.recalled_at, b.recall_reason, e.name, e.credit_code, p.name, p.spec, r.reported_at
 FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
-JOIN products p ON p.id = b.product_id
+JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
 WHERE c.serial = ?
 """
 _BATCH_FIELDS = ("id", "status", "mark", "form", "lot", "gtin", "production_date", "expiry_date", "pin",
-                 "recalled_at", "recall_reason", "enterprise", "product", "spec")  # fmt: skip
+                 "recalled_at", "recall_reason", "enterprise", "credit_code", "product", "spec", "reported_at")  # fmt: skip
 
 
 def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
@@ -140,7 +145,8 @@ def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
         return None
     batch = dict(zip(_BATCH_FIELDS, row))
     mark = codes.mark_by_slug(batch["mark"])
-    batch.update(mark_zh=mark.name_zh, mark_en=mark.name_en, has_pin=bool(batch.pop("pin")))
+    batch.update(mark_zh=mark.name_zh, mark_en=mark.name_en, has_pin=bool(batch.pop("pin")),
+                 reported=batch.pop("reported_at") is not None)  # fmt: skip
     return batch
 
 
@@ -182,8 +188,9 @@ def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings
     try:
         serial = codes.parse_human_code(typed)
     except codes.InvalidCode as exc:
-        reason = MISTYPED if exc.detail == "bad-check-digit" else MALFORMED
-        verdict = Verdict(reason, exc.detail)
+        # Something typed cannot be a forgery: a wrong check digit or a wrong length is a typing error.
+        # Only a blank entry is malformed.
+        verdict = Verdict(MISTYPED if codes.normalize_typed(typed) else MALFORMED, exc.detail)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
     batch = _registered_batch(conn, serial)
@@ -191,17 +198,25 @@ def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings
         verdict = Verdict(UNKNOWN_CODE, serial=serial)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
+    pin = codes.normalize_typed(pin) if pin else None  # as the code: full-width digits, spaces, zero-width...
     return _record_issued(conn, serial, batch, None, settings, client, channel, now, pin=pin or None)
 
 
-def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Settings, client: Client,
-                   channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
-    """Count the check, apply recall, expiry, PIN and repeat rules, record the scan."""
+def _record_issued(conn: sqlite3.Connection, serial: int, batch: dict, kid: str | None, settings: Settings,
+                   client: Client, channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
+    """Check the PIN, count the check, apply report, recall, expiry, PIN and repeat rules, record the scan."""
     now_text = _utc_text(now)
     state = conn.execute("SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
                          (serial,)).fetchone()  # fmt: skip
+    pin_state = None
+    if pin is not None and batch["has_pin"]:
+        pin_state = _check_pin(conn, serial, pin, settings, now)
+        if pin_state == "right":
+            pin_state = "first" if state is None or state[3] is None else "reused"
     session = client.session_hash
-    counted = not (state and session and session in state[0].split())
+    # A wrong (or unchecked) PIN is not a check of the label: it would push a genuine label towards
+    # "suspicious". A repeat view from the same browser counts once.
+    counted = pin_state not in ("mismatch", "throttled") and not (state and session and session in state[0].split())
     if counted:
         sessions = " ".join(([session] if session else []) + (state[0].split()[: SESSIONS_KEPT - 1] if state else []))
         row = conn.execute(
@@ -213,30 +228,27 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
             (serial, now_text, now_text, sessions),
         ).fetchone()  # fmt: skip
     else:
-        row = state[1:]  # a repeat view from the same browser: nothing changes
+        row = state[1:] if state else (None, None, None)  # nothing changes
     checks, first_checked_at, pin_verified_at = row
     verdict = Verdict(GENUINE, serial=serial, checks=checks, first_checked_at=_parse_time(first_checked_at),
-                      batch=batch, kid=kid)  # fmt: skip
-    pin_state = None
-    if pin is not None and batch["has_pin"]:
-        if settings.pin_secret is None or not pins.check_pin(settings.pin_secret, serial, pin):
-            pin_state = "mismatch"
-        elif pin_verified_at is None:
-            pin_state = "first"
-            conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (now_text, serial))
-        else:
-            pin_state = "reused"
-            verdict.pin_verified_at = _parse_time(pin_verified_at)
-    verdict.pin = pin_state
-    if batch["status"] == "recalled":
+                      batch=batch, kid=kid, pin=pin_state)  # fmt: skip
+    if pin_state == "first":
+        conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (now_text, serial))
+    elif pin_state == "reused":
+        verdict.pin_verified_at = _parse_time(pin_verified_at)
+    if batch["reported"]:
+        verdict.reason = REPORTED  # whatever else holds: labels with this code are known fakes
+    elif batch["status"] == "recalled":
         verdict.reason = RECALLED
     elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(CHINA).date():
         verdict.reason = EXPIRED
+    elif pin_state == "throttled":
+        verdict.reason = PIN_THROTTLED
     elif pin_state == "mismatch":
         verdict.reason = PIN_MISMATCH
     elif pin_state == "reused":
         verdict.reason = PIN_REUSED
-    elif pin_state == "first" or checks <= 1:
+    elif pin_state == "first" or (checks or 0) <= 1:
         verdict.reason = GENUINE  # the buyer's first PIN verification outweighs earlier scans
     elif checks <= settings.repeat_threshold:
         verdict.reason = GENUINE_REPEAT
@@ -244,6 +256,22 @@ def _record_issued(conn, serial: int, batch: dict, kid: str | None, settings: Se
         verdict.reason = SUSPICIOUS_REPEAT
     _insert_scan(conn, verdict, client, channel, now, batch_id=batch["id"], counted=counted)
     return verdict
+
+
+def _check_pin(conn: sqlite3.Connection, serial: int, pin: str, settings: Settings, now: dt.datetime) -> str:
+    """"right", "mismatch" (counted against the code), or "throttled": too many wrong PINs for this
+    code within the window, so this one is not even checked."""
+    attempts = conn.execute("SELECT window_start, failures FROM pin_attempts WHERE serial = ?", (serial,)).fetchone()
+    if attempts and now - dt.datetime.fromisoformat(attempts[0]) >= settings.pin_window:
+        attempts = None  # the window has passed: start afresh
+    if attempts and attempts[1] >= settings.pin_failures:
+        return "throttled"
+    if settings.pin_secret is not None and pins.check_pin(settings.pin_secret, serial, pin):
+        return "right"
+    window_start, failures = attempts if attempts else (_utc_text(now), 0)
+    conn.execute("INSERT OR REPLACE INTO pin_attempts (serial, window_start, failures) VALUES (?, ?, ?)",
+                 (serial, window_start, failures + 1))  # fmt: skip
+    return "mismatch"
 
 
 def _insert_scan(conn, verdict: Verdict, client: Client, channel: str, now: dt.datetime, batch_id: int | None,

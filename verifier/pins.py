@@ -8,6 +8,8 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
+from . import codes
+
 PIN_DIGITS = 8
 MIN_SECRET_BYTES = 16
 _CONTEXT = b"verifier.pin\x00"
@@ -24,8 +26,9 @@ def derive_pin(secret: bytes, serial: int, digits: int = PIN_DIGITS) -> str:
 
 
 def check_pin(secret: bytes, serial: int, typed: str) -> bool:
-    """Whether `typed` (spaces and dashes ignored) is the PIN of `serial`; constant time."""
-    cleaned = typed.replace(" ", "").replace("-", "").strip()
+    """Whether `typed` is the PIN of `serial`, normalised as codes are (full-width digits, spaces,
+    dashes and zero-width characters); constant time."""
+    cleaned = codes.normalize_typed(typed)
     return hmac.compare_digest(cleaned.encode("ascii", "replace"), derive_pin(secret, serial).encode("ascii"))
 
 

@@ -297,6 +297,20 @@ def _m007_ratelimit(db: sqlite_utils.Database) -> None:
     db.execute("DROP TABLE IF EXISTS rate_limits")
 
 
+def _m008_pin_attempts(db: sqlite_utils.Database) -> None:
+    db.executescript(
+        """
+        -- Wrong scratch-off PINs per code in the current window (verifier/lookup.py), so a PIN cannot
+        -- be guessed from many addresses: past the limit, PIN attempts for that code wait.
+        CREATE TABLE pin_attempts (
+            serial INTEGER PRIMARY KEY,
+            window_start TEXT NOT NULL,       -- UTC: the first wrong PIN of the current window
+            failures INTEGER NOT NULL         -- wrong PINs since window_start
+        );
+        """
+    )
+
+
 MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -305,6 +319,7 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite_utils.Database], None]]] = [
     ("005_reported_codes", _m005_reported_codes),
     ("006_login_throttle", _m006_login_throttle),
     ("007_ratelimit", _m007_ratelimit),
+    ("008_pin_attempts", _m008_pin_attempts),
 ]
 
 

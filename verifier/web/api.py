@@ -14,12 +14,12 @@ from importlib import resources
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import lookup, store
+from .. import codes, lookup, store
 from . import describe_request_client, is_prefetch, state
 from .consumer import rate_limited
 
 bp = Blueprint("api", __name__)
-_TYPED_RE = re.compile(r"[\s0-9０-９-]+")  # a printed code, possibly typed with full-width digits
+_DIGITS_RE = re.compile(r"[0-9]*")  # a printed code once normalised (full-width digits, separators); blank too
 
 
 def api_error(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
@@ -60,7 +60,7 @@ def verify_post() -> Response:
         return api_error("missing-parameter", "'code' is required", 400)
     if pin is not None and not isinstance(pin, str):
         return api_error("bad-request", "'pin' must be a string", 400)
-    return _verify(text, pin=pin.strip() or None if pin else None)
+    return _verify(text, pin=pin[:64] if pin and codes.normalize_typed(pin) else None)
 
 
 MAX_JSON_DEPTH = 16  # {"code", "pin"} needs 1; deeper bodies are refused before they are parsed
@@ -122,7 +122,7 @@ def _verify(text: str, pin: str | None) -> Response:
         return _limited(over)
     st, client = state(), describe_request_client()
     settings = st.settings()
-    typed = bool(_TYPED_RE.fullmatch(text)) or pin is not None
+    typed = pin is not None or _DIGITS_RE.fullmatch(codes.normalize_typed(text[:2048])) is not None
     verification = None if typed else lookup.examine_url(text, settings)
     conn = st.connection()
     with store.transaction(conn):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 
 from flask import Blueprint, Response, abort, current_app, g, make_response, render_template, request
+from markupsafe import Markup, escape
 
-from .. import clients, lookup, ratelimit, store
+from .. import clients, codes, lookup, ratelimit, store
 from . import SESSION_COOKIE, describe_request_client, is_prefetch, state
 from .i18n import LANGUAGES, TEXT, format_date, format_time, verdict_text
 
@@ -67,9 +69,10 @@ def too_many(outcome: ratelimit.Outcome) -> Response:
     return response
 
 
-def verdict_page(verdict: lookup.Verdict, channel: str) -> Response:
+def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None) -> Response:
+    """The verdict; after a wrong PIN or a typing error, the form again with the typed code (never the PIN)."""
     lang = choose_language()
-    title, body = verdict_text(lang, verdict.reason, pin_first=verdict.pin == "first")
+    title, body = verdict_text(lang, verdict.reason, pin_first=verdict.pin == "first", detail=verdict.detail)
     batch = verdict.batch or {}
     values = {
         "checks": verdict.checks, "first": format_time(verdict.first_checked_at, lang),
@@ -81,7 +84,9 @@ def verdict_page(verdict: lookup.Verdict, channel: str) -> Response:
     if batch:
         details = [
             ("product", " ".join(x for x in (batch["product"], batch.get("spec")) if x)),
+            ("gtin", batch.get("gtin")),
             ("enterprise", batch["enterprise"]),
+            ("credit_code", batch.get("credit_code")),
             ("mark", batch["mark_zh"] if lang == "zh" else batch["mark_en"]),
             ("lot", batch.get("lot")),
             ("production_date", format_date(batch.get("production_date"), lang)),
@@ -91,12 +96,51 @@ def verdict_page(verdict: lookup.Verdict, channel: str) -> Response:
             ("first_checked", values["first"]),
         ]  # fmt: skip
         details = [(key, value) for key, value in details if value]
-    show_pin_form = bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone != "bad"
+    show_pin_form = (bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr"
+                     and verdict.tone in ("ok", "warn"))  # not for a recall or a red verdict
+    contact = contact_link(str(current_app.config["REPORT_CONTACT"]))
+    retry = typed is not None and verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
+    retry_code = typed.strip() if retry else None
     return page(
         "verdict.html", lang=lang, verdict=verdict, title=title.format(**values), body=body.format(**values),
-        details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok",
-        contact=current_app.config["REPORT_CONTACT"],
+        details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok", retry_code=retry_code,
+        report=_fill(TEXT[lang]["report"], contact=contact),
+        recall_contact=_fill(TEXT[lang]["recall.contact"], contact=contact),
+        enterprise=_enterprise_named(batch.get("enterprise"), lang), number_keys=NUMBER_KEYS,
     )  # fmt: skip
+
+
+NUMBER_KEYS = frozenset({"code", "gtin", "credit_code", "lot"})  # long unbroken values: may wrap anywhere
+_PHONE_RE = re.compile(r"\+?[0-9][0-9 ()-]{1,30}")
+_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?")
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+def contact_link(contact: str) -> Markup:
+    """The report contact as a link: tel: for a phone number (12315), the address of an http(s) URL,
+    mailto: for an email address; anything else as escaped text."""
+    contact = contact.strip()
+    if _PHONE_RE.fullmatch(contact):
+        number = ("+" if contact.startswith("+") else "") + "".join(ch for ch in contact if ch.isdigit())
+        return Markup('<a href="tel:{}">{}</a>').format(number, contact)
+    if _URL_RE.fullmatch(contact):
+        return Markup('<a href="{}" rel="noopener noreferrer">{}</a>').format(contact, contact)
+    if _EMAIL_RE.fullmatch(contact):
+        return Markup('<a href="mailto:{}">{}</a>').format(contact, contact)
+    return escape(contact)
+
+
+def _fill(template: str, **values: Markup) -> Markup:
+    """A sentence of ours with markup filled in; every value not already markup is escaped."""
+    return escape(template).format(**values)
+
+
+def _enterprise_named(name: str | None, lang: str) -> str:
+    """The enterprise as the recall remedy names it: 「name」 in Chinese, the name in English (no
+    parentheses around a name that may end with one)."""
+    if lang == "zh":
+        return f"「{name}」" if name else ""
+    return name or "the enterprise"
 
 
 @bp.get("/")
@@ -109,12 +153,12 @@ def manual_check() -> Response:
     if over := rate_limited():
         return too_many(over)
     typed = request.form.get("code", "")[:64]
-    pin = request.form.get("pin", "")[:32].strip() or None
+    pin = request.form.get("pin", "")[:64] or None  # normalised by the lookup, like the code
     st, client = state(), describe_request_client()
     conn = st.connection()
     with store.transaction(conn):
         verdict = lookup.record_typed(conn, typed, pin, st.settings(), client, "manual", g.now)
-    return verdict_page(verdict, "manual")
+    return verdict_page(verdict, "manual", typed=typed)
 
 
 @bp.get("/robots.txt")
@@ -144,7 +188,7 @@ def scanned(subpath: str) -> Response:
     if over := rate_limited():
         return too_many(over)
     query = request.query_string.decode("latin-1")
-    text = f"{_host(st.base_urls[0])}/{subpath}" + (f"?{query}" if query else "")
+    text = f"{_base_host(st.base_urls, request.host, subpath)}/{subpath}" + (f"?{query}" if query else "")
     settings = st.settings()
     verification = lookup.examine_url(text, settings)  # the signature check runs outside the write lock
     client = describe_request_client()
@@ -152,6 +196,19 @@ def scanned(subpath: str) -> Response:
     with store.transaction(conn):
         verdict = lookup.record_url(conn, verification, settings, client, "qr", g.now)
     return verdict_page(verdict, "qr")
+
+
+def _base_host(base_urls: tuple[str, ...], host: str, subpath: str) -> str:
+    """The host of the base URL this request's label was issued under: among the bases whose path
+    starts the request's path, the longest path, then the request's host (behind a proxy it may be
+    another name, so the host alone never rules a base out)."""
+    host, subpath = host.lower(), subpath.lower()
+    candidates = []
+    for base in base_urls:
+        base_host, _, base_path = codes.normalize_base_url(base).split("://", 1)[1].partition("/")
+        if subpath.startswith(base_path.lower()):
+            candidates.append((len(base_path), base_host.lower() == host, base_host))
+    return max(candidates)[2] if candidates else _host(base_urls[0])
 
 
 def _host(base_url: str) -> str:
