@@ -6,18 +6,28 @@ short transactions, so lookups keep flowing. Outputs go to a hidden `.partial` f
 every file is written and hashed is the folder renamed into place and the batch made `active`.
 An interrupted run is rolled back at once; a killed one is rolled back or forward by
 `recover_interrupted` the next time a batch command runs.
+
+Whether an issuer is alive is told by a lock, not by its process id (which means nothing across
+PID namespaces, e.g. containers sharing an instance volume): the issuer holds an exclusive flock
+on `<database>-batch-<id>.lock` from before its row is visible until the batch is active or
+forgotten, and recovery only touches a batch whose lock it can take without waiting.
 """
 
 from __future__ import annotations
 
 import array
+import ctypes
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
+import sys
 import tempfile
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -114,6 +124,39 @@ def _init_worker(settings: dict) -> None:
     _worker.update(settings, signer=signer, private_raw=None)
 
 
+def _init_pool_worker(settings: dict) -> None:
+    """Set up a pool process: it dies with its issuer and does not keep the batch lock alive."""
+    _die_with_parent(settings["parent_pid"])
+    try:  # forked with the issuer's descriptors: a copy of the lock's would outlive a killed issuer
+        os.close(settings["lock_fd"])
+    except OSError:
+        pass
+    _init_worker(settings)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux), or watch for it elsewhere."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        threading.Event().wait(1.0)
+    os._exit(1)
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -170,12 +213,17 @@ def chunk_size(layout: labels.SheetLayout, target: int = 4000) -> int:
 _RANDOM_LIMIT = (2**56 // codes.SERIAL_LIMIT) * codes.SERIAL_LIMIT  # rejection bound: uniform mod 10^16
 
 
-def _draw_serials(count: int, avoid: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """`count` distinct uniformly random serials (from the OS CSPRNG), none of them in `avoid`."""
+RandomBytes = Callable[[int], bytes]  # n -> n random bytes; os.urandom in production
+
+
+def _draw_serials(count: int, random_bytes: RandomBytes = os.urandom,
+                  avoid: set[int] | frozenset[int] = frozenset()) -> list[int]:  # fmt: skip
+    """`count` distinct uniformly random serials from `random_bytes`, none of them in `avoid`."""
     out: list[int] = []
     seen = set(avoid)
     while len(out) < count:
-        for value in array.array("Q", os.urandom(8 * (count - len(out) + 8))):
+        block = random_bytes(8 * (count - len(out) + 8))
+        for value in array.array("Q", block[: len(block) // 8 * 8]):
             value &= 0xFF_FFFF_FFFF_FFFF  # 56 bits
             if value >= _RANDOM_LIMIT:
                 continue
@@ -189,21 +237,30 @@ def _draw_serials(count: int, avoid: set[int] | frozenset[int] = frozenset()) ->
 
 
 REGISTER_PER_TRANSACTION = 50_000  # measured: 4,000 a commit costs 2x (WAL page rewrites); ~0.3 s a lock
+MAX_REDRAWS = 8  # a redraw collides again with probability < 10^-3 even at 10^13 codes issued
 
 
-def _register_serials(db, batch_id: int, count: int) -> list[int]:
+def _register_serials(db, batch_id: int, count: int, random_bytes: RandomBytes = os.urandom) -> list[int]:
     """Draw and register `count` new serials in one short transaction; the registry's primary
     key keeps them unique across all batches, so nothing of the batch is held in memory."""
-    serials = sorted(_draw_serials(count))  # neighbouring keys share B-tree pages
-    while True:
+    serials = sorted(_draw_serials(count, random_bytes))  # neighbouring keys share B-tree pages
+    for _ in range(MAX_REDRAWS + 1):
         try:
             with store.transaction(db) as conn:
                 store.insert_codes(conn, batch_id, serials)
             return serials
-        except sqlite3.IntegrityError:  # about 1 in 10^9 a code per 10^7 issued: redraw those
+        except sqlite3.IntegrityError as exc:  # about 1 in 10^9 a code per 10^7 issued: redraw those
             taken = store.serials_taken(db.conn, serials)
-            fresh = iter(_draw_serials(len(taken), avoid=set(serials)))
+            if not taken:  # not a collision: retrying could never succeed
+                if not db.execute("SELECT 1 FROM batches WHERE id = ? AND status = ?",
+                                  [batch_id, store.BATCH_ISSUING]).fetchone():  # fmt: skip
+                    raise IssueError(f"batch {batch_id} was removed from the registry while it was being "
+                                     "issued; nothing of it is registered") from None  # fmt: skip
+                raise IssueError(f"the registry refused the serials of batch {batch_id}: {exc}") from None
+            fresh = iter(_draw_serials(len(taken), random_bytes, avoid=set(serials)))
             serials = sorted(next(fresh) if s in taken else s for s in serials)
+    raise IssueError(f"new serials collided with issued ones {MAX_REDRAWS + 1} times in a row: "
+                     "the source of random serials is not random")  # fmt: skip
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:
@@ -235,16 +292,21 @@ def issue_batch(
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
     now: dt.datetime | None = None,
+    random_bytes: RandomBytes = os.urandom,
 ) -> BatchResult:
-    """Issue a batch: register it, sign and render every code, write outputs; all or nothing."""
+    """Issue a batch: register it, sign and render every code, write outputs; all or nothing.
+
+    `random_bytes` is where serials come from: the OS CSPRNG; tests pass a seeded one.
+    """
     request.validate()
     if request.pin and not pin_secret:
         raise IssueError("--pin needs a PIN secret (VERIFIER_PIN_SECRET or VERIFIER_PIN_SECRET_FILE)")
     out_dir = _prepare_out_dir(request.out_dir)
     started = dt.datetime.now(dt.timezone.utc)
     db = store.connect(db_path)
-    recover_interrupted(db)
+    lock: BatchLock | None = None
     try:
+        recover_interrupted(db)
         with store.transaction(db):
             enterprise_id = store.ensure_enterprise(db, request.enterprise, request.credit_code)
             product_id = store.ensure_product(db, enterprise_id, request.product, request.spec, request.gtin)
@@ -257,24 +319,88 @@ def issue_batch(
                  codes.normalize_base_url(request.base_url), int(request.pin), store.BATCH_ISSUING,
                  str(out_dir), os.getpid(), store.now_text(now), request.created_by or _user(), request.note],
             ).lastrowid  # fmt: skip
+            # Locked before the row is committed, so no other process ever sees it unlocked.
+            lock = BatchLock.acquire(db, batch_id, wait=True)
     except store.StoreError as exc:
+        _close(db, lock)
         raise IssueError(str(exc)) from None
-    if batch_id >= codes.BATCH_LIMIT:
-        _roll_back(db, batch_id, None)
-        raise IssueError("batch numbers are exhausted (2^32 - 1)")
-    partial = _partial_dir(out_dir, batch_id)
-    try:
-        pages, counts = _produce(db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers)
-        _write_manifest(db, batch_id, request, partial, counts, pages)
-        _move_into_place(partial, out_dir)
-        _activate(db, batch_id)
     except BaseException:
-        _roll_back(db, batch_id, partial)
+        _close(db, lock)
         raise
+    assert lock is not None
+    try:
+        if batch_id >= codes.BATCH_LIMIT:
+            _roll_back(db, batch_id, None)
+            raise IssueError("batch numbers are exhausted (2^32 - 1)")
+        partial = _partial_dir(out_dir, batch_id)
+        try:
+            pages, counts = _produce(db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers,
+                                     random_bytes, lock.fd)  # fmt: skip
+            _write_manifest(db, batch_id, request, partial, counts, pages)
+            _move_into_place(partial, out_dir)
+            _activate(db, batch_id)
+        except BaseException:
+            _roll_back(db, batch_id, partial)
+            raise
     finally:
-        db.close()
+        _close(db, lock)
     seconds = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
     return BatchResult(batch_id, request.count, out_dir, sum(counts.values()) + 1, pages, seconds)
+
+
+def _close(db, lock: "BatchLock | None") -> None:
+    if lock is not None:
+        lock.release()
+    db.close()
+
+
+class BatchLock:
+    """The exclusive flock an issuer holds on `<database>-batch-<id>.lock` while it issues.
+
+    The file is removed by whoever holds the lock, before releasing it; so a process that
+    locks it checks afterwards that the path still names the file it locked, else tries again.
+    """
+
+    def __init__(self, path: str, fd: int):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, db, batch_id: int, wait: bool) -> "BatchLock | None":
+        """The lock of batch `batch_id`; None if another process holds it and `wait` is false."""
+        path = f"{_db_file(db)}-batch-{batch_id}.lock"
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                held = os.fstat(fd)
+                current = os.stat(path)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except FileNotFoundError:  # removed by its last holder after we opened it
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                return cls(path, fd)
+            os.close(fd)
+
+    def release(self) -> None:
+        """Remove the lock file, then let go of it."""
+        if self.fd < 0:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _db_file(db) -> str:
+    return db.conn.execute("PRAGMA database_list").fetchone()[2]
 
 
 def _activate(db, batch_id: int) -> None:
@@ -306,8 +432,8 @@ def _user() -> str:
         return "unknown"
 
 
-def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path, progress,
-             workers) -> tuple[int, dict[str, int]]:  # fmt: skip
+def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path, progress, workers,
+             random_bytes: RandomBytes, lock_fd: int) -> tuple[int, dict[str, int]]:  # fmt: skip
     """Sign and render every chunk, writing codes.csv in order; (PDF pages, files by kind)."""
     partial.mkdir()
     for fmt in ("png", "svg"):
@@ -319,7 +445,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
         "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 else None,
         "pin_secret": pin_secret if request.pin else None, "formats": request.formats, "folder": str(partial),
         "layout": request.layout, "qr_mm": request.layout.qr_mm, "mark_title": request.mark.name_zh,
-        "subtitle": f"{request.product} {request.lot or ''}".strip(),
+        "subtitle": f"{request.product} {request.lot or ''}".strip(), "parent_pid": os.getpid(), "lock_fd": lock_fd,
     }  # fmt: skip
     size = chunk_size(request.layout)
     chunks = -(-request.count // size)
@@ -349,7 +475,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
             count = min(size, request.count - index * size)
             if len(registered) < count:
                 wanted = min(max(REGISTER_PER_TRANSACTION, count), request.count - index * size) - len(registered)
-                registered += _register_serials(db, batch_id, wanted)
+                registered += _register_serials(db, batch_id, wanted, random_bytes)
             chunk, registered = registered[:count], registered[count:]
             return chunk
 
@@ -359,7 +485,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
                 serials = next_chunk(index)
                 collect(_work_chunk(part_names[index], serials), len(serials))
         else:
-            with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), initializer=_init_worker,
+            with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), initializer=_init_pool_worker,
                                      initargs=(settings,)) as pool:  # fmt: skip
                 pending: deque[tuple[Future, int]] = deque()
                 window = 2 * (workers or os.cpu_count() or 1)
@@ -415,32 +541,31 @@ def _roll_back(db, batch_id: int, partial: Path | None) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_interrupted(db) -> list[tuple[int, str]]:
-    """Finish or forget batches whose issuing process died: [(batch id, 'completed'|'rolled back')]."""
+    """Finish or forget batches whose issuer is gone: [(batch id, 'completed'|'rolled back')].
+
+    A batch whose lock is held is being issued, whatever process id it records (PIDs mean
+    nothing across PID namespaces); one whose lock can be taken has no issuer left.
+    """
     outcomes = []
-    for row in db.execute("SELECT id, output_dir, issuing_pid FROM batches WHERE status = ?", [store.BATCH_ISSUING]).fetchall():
-        batch_id, out_dir, pid = row
-        if _alive(pid) and pid != os.getpid():
+    for (batch_id,) in db.execute("SELECT id FROM batches WHERE status = ?", [store.BATCH_ISSUING]).fetchall():
+        lock = BatchLock.acquire(db, batch_id, wait=False)
+        if lock is None:
             continue
-        out = Path(out_dir)
-        if _outputs_complete(out, batch_id):
-            _activate(db, batch_id)
-            outcomes.append((batch_id, "completed"))
-        else:
-            _roll_back(db, batch_id, _partial_dir(out, batch_id))
-            outcomes.append((batch_id, "rolled back"))
+        try:
+            row = db.execute("SELECT output_dir FROM batches WHERE id = ? AND status = ?",
+                             [batch_id, store.BATCH_ISSUING]).fetchone()  # fmt: skip
+            if row is None:  # its issuer finished (or another recovery did) before we locked it
+                continue
+            out = Path(row[0])
+            if _outputs_complete(out, batch_id):
+                _activate(db, batch_id)
+                outcomes.append((batch_id, "completed"))
+            else:
+                _roll_back(db, batch_id, _partial_dir(out, batch_id))
+                outcomes.append((batch_id, "rolled back"))
+        finally:
+            lock.release()
     return outcomes
 
 
