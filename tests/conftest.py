@@ -179,10 +179,8 @@ def world(tmp_path_factory) -> dict:
         request = issue.BatchRequest(enterprise="华茶集团", product="绿茶", spec="500g", out_dir=root / name,
                                      base_url=BASE_URL, formats=("csv",), **fields)  # fmt: skip
         result = issue.issue_batch(db_path, request, private, kid, pin_secret=PIN_SECRET, random_bytes=random_bytes)
-        with open(root / name / "codes.csv", encoding="utf-8") as fh:
-            import csv
-
-            return result.batch_id, list(csv.DictReader(fh))
+        with open(root / name / "codes.csv", encoding="utf-8", newline="") as fh:
+            return result.batch_id, list(issue.read_codes_csv(fh))
 
     sq, tr, ac = codes.MARKS
     world = {"root": root, "keys_dir": keys_dir, "db": db_path, "private": private, "kid": kid}
@@ -316,8 +314,6 @@ def serve(server_env):
 @pytest.fixture
 def audit_world(world, db_copy, tmp_path):
     """Scans of two enterprises' batches, and one account (with a token) per principal."""
-    import csv
-
     from verifier import accounts, codes, issue, store
     from verifier.web import create_app
 
@@ -328,8 +324,8 @@ def audit_world(world, db_copy, tmp_path):
                               random_bytes=seeded_random_bytes("audit_world"))  # fmt: skip
     app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
                       "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
-    with open(tmp_path / "other" / "codes.csv", encoding="utf-8") as fh:
-        other_rows = list(csv.DictReader(fh))
+    with open(tmp_path / "other" / "codes.csv", encoding="utf-8", newline="") as fh:
+        other_rows = list(issue.read_codes_csv(fh))
     for url in [world["pin"][1][0]["url"]] * 2 + [other_rows[0]["url"]] * 2:
         app.test_client().get("/" + url.split("/", 3)[3])
     db = store.connect(db_copy)

@@ -37,8 +37,9 @@ def issue_cli(runner, out: Path, *extra: str, count: int = 40):
 
 
 def read_csv(path: Path) -> list[dict]:
+    """codes.csv as a label printer's software reads it: exact serials and PINs."""
     with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+        return list(issue.read_codes_csv(fh))
 
 
 def registry(instance: Path) -> sqlite3.Connection:
@@ -349,7 +350,7 @@ def test_list_show_recall_export(issuer, runner, tmp_path):
     no_reason = runner.invoke(cli, ["batch", "recall", "2", "--reason", " "])
     assert no_reason.exit_code == 1 and "needs a reason" in no_reason.stderr
     exported = runner.invoke(cli, ["batch", "export", "1", "--key", "dev"])
-    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    rows = list(issue.read_codes_csv(io.StringIO(exported.stdout)))
     issued = read_csv(tmp_path / "a" / "codes.csv")
     assert sorted((r["serial"], r["url"]) for r in rows) == sorted((r["serial"], r["url"]) for r in issued)
     assert {r["status"] for r in rows} == {"recalled"}
@@ -420,3 +421,69 @@ def test_serials_are_repeatable_from_the_test_seed(issuer, tmp_path, keypair):
         drawn.append([r["serial"] for r in read_csv(tmp_path / name / "out" / "codes.csv")])
     assert drawn[0] == drawn[1]
     assert issue._draw_serials(4) != issue._draw_serials(4)  # production: the OS CSPRNG
+
+
+def test_codes_csv_keeps_serials_and_pins_exact_in_spreadsheets_and_is_owner_only(issuer, tmp_path, keypair):
+    """Serials and PINs are text digits (a leading tab: no lost zeros, no rounding past 15 digits),
+    every field is quoted, rows are what csvcells.SafeWriter writes; folder 0700, files 0600."""
+    import stat
+    import struct
+
+    from verifier import csvcells
+
+    kid, private = keypair
+    small = [42, 7_000_000_000_000_001]  # 0000000000000042 and a 16-digit number beyond float precision
+    block = b"".join(struct.pack("<Q", s) for s in small) + bytes(range(256)) * 4
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=2, pin=True,
+                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+                                 formats=("csv", "png", "pdf"))  # fmt: skip
+    issue.issue_batch(issuer / "verifier.db", request, private, kid, pin_secret=PIN_SECRET.encode(),
+                      random_bytes=lambda n: block[:n])  # fmt: skip
+    raw = (tmp_path / "out" / "codes.csv").read_bytes().decode("utf-8")
+    lines = raw.split("\r\n")
+    assert lines[0] == '"serial","code","url","pin"' and lines[-1] == ""
+    assert lines[1].startswith('"\t0000000000000042","0000 0000 0000 0042') and lines[2].startswith('"\t7000000000000001"')
+    rows = read_csv(tmp_path / "out" / "codes.csv")
+    assert [r["serial"] for r in rows] == ["0000000000000042", "7000000000000001"]
+    expected = io.StringIO()
+    writer = csvcells.writer(expected)
+    writer.writerow(["serial", "code", "url", "pin"])
+    for r in rows:
+        writer.writerow([r["serial"], r["code"], r["url"], r["pin"]], text_columns=frozenset({0, 3}))
+    assert raw == expected.getvalue()
+    assert all(pins.check_pin(PIN_SECRET.encode(), int(r["serial"]), r["pin"]) for r in rows)
+    out = tmp_path / "out"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700 and stat.S_IMODE((out / "png").stat().st_mode) == 0o700
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()}
+    assert len(modes) == 5 and set(modes.values()) == {0o600}, modes
+
+
+def test_batch_export_writes_serials_as_text_and_an_owner_only_file(issuer, runner, tmp_path):
+    import stat
+
+    assert issue_cli(runner, tmp_path / "a", count=3).exit_code == 0
+    target = tmp_path / "export.csv"
+    result = runner.invoke(cli, ["batch", "export", "1", "--key", "dev", "--out", str(target)])
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    raw = target.read_bytes().decode("utf-8")
+    assert raw.startswith('"serial","code","batch","status","url"\r\n"\t')
+    with open(target, encoding="utf-8", newline="") as fh:
+        exported = list(issue.read_codes_csv(fh))
+    assert {r["serial"] for r in exported} == {r["serial"] for r in read_csv(tmp_path / "a" / "codes.csv")}
+    assert all(len(r["serial"]) == 16 and r["batch"] == "1" and r["status"] == "active" for r in exported)
+    unwritable = runner.invoke(cli, ["batch", "export", "1", "--out", str(tmp_path / "missing" / "x.csv")])
+    assert unwritable.exit_code == 1 and unwritable.stderr.startswith("Error: cannot write ")
+
+
+def test_reading_codes_csv_undoes_formula_neutralisation():
+    from verifier import csvcells
+
+    buffer = io.StringIO()
+    writer = csvcells.writer(buffer)
+    writer.writerow(["serial", "code", "note"])
+    writer.writerow(["0000000000000001", "=HYPERLINK(\"x\")", "-5"], text_columns=frozenset({0}))
+    raw = buffer.getvalue()
+    assert '"\'=HYPERLINK(""x"")"' in raw and "\"'-5\"" in raw
+    assert list(issue.read_codes_csv(io.StringIO(raw, newline=""))) == [
+        {"serial": "0000000000000001", "code": '=HYPERLINK("x")', "note": "-5"}]

@@ -472,11 +472,11 @@ def batch_recall(batch_id: int, reason: str) -> None:
 def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> None:
     """Export a batch's codes as CSV: serial, printed code, status (and URL with --key).
 
+    The format of codes.csv: every field quoted, the serial as text digits (docs/batches.md).
+
     Example: verifier batch export 3 --out batch-3.csv
     """
-    import csv
-
-    from . import store
+    from . import csvcells, store
 
     db = _open_db()
     batch = _get_batch(db, batch_id)
@@ -492,13 +492,17 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
             signer = codes.gs1_signer(private, kid, mark, batch["gtin"], batch["lot"], expiry, batch["base_url"])
         else:
             signer = codes.compact_signer(private, kid, mark, batch_id, batch["base_url"])
-    out = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout
+    try:  # owner-only, like the batch folder: with --key it holds every label's URL
+        out = os.fdopen(os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8",
+                        newline="") if out_file else sys.stdout  # fmt: skip
+    except OSError as exc:
+        raise CliError(f"cannot write {out_file}: {exc.strerror}") from None
     try:
-        writer = csv.writer(out)
+        writer = csvcells.writer(out)
         writer.writerow(["serial", "code", "batch", "status"] + (["url"] if signer else []))
         for serial in store.batch_serials(db, batch_id):
             row = [f"{serial:016d}", codes.human_code(serial), batch_id, batch["status"]]
-            writer.writerow(row + ([signer(serial)] if signer else []))
+            writer.writerow(row + ([signer(serial)] if signer else []), text_columns=frozenset({0}))
     finally:
         if out_file:
             out.close()
