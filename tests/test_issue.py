@@ -48,7 +48,7 @@ def registry(instance: Path) -> sqlite3.Connection:
 
 def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_path):
     out = tmp_path / "labels"
-    result = issue_cli(runner, out, "--format", "csv,png,svg,pdf", "--production-date", "2026-11-01",
+    result = issue_cli(runner, out, "--format", "csv,png,label-png,svg,pdf", "--production-date", "2026-11-01",
                        "--expiry", "2028-10-31", "--credit-code", "91350100M000100Y43")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "Issued batch 1: 40 codes" in result.stdout
@@ -61,10 +61,12 @@ def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_p
         assert verdict.genuine and verdict.code.batch == 1 and f"{verdict.code.serial:016d}" == row["serial"]
         assert codes.parse_human_code(row["code"]) == int(row["serial"])
         assert (out / "png" / f"{row['serial']}.png").is_file() and (out / "svg" / f"{row['serial']}.svg").is_file()
+        assert (out / "label-png" / f"{row['serial']}.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     assert manifest["batch"]["enterprise"] == "华茶集团" and manifest["batch"]["count"] == 40
-    assert manifest["counts"] == {"codes": 40, "png_files": 40, "svg_files": 40, "pdf_files": 1, "pdf_pages": 2}
-    assert len(manifest["files"]) == 82 and issue.verify_outputs(out) == []
+    assert manifest["counts"] == {"codes": 40, "png_files": 40, "label_png_files": 40, "svg_files": 40, "pdf_files": 1,
+                                  "pdf_pages": 2}  # fmt: skip
+    assert len(manifest["files"]) == 122 and issue.verify_outputs(out) == []
     db = registry(issuer)
     assert db.execute("SELECT count(*) FROM codes WHERE batch_id = 1").fetchone() == (40,)
     assert db.execute("SELECT status, mark, expiry_date FROM batches").fetchall() == [("active", "stable-qualified", "2028-10-31")]
@@ -295,7 +297,9 @@ def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer
     (("--gtin", "9506000134353", "--lot", "L", "--expiry", "2028-01-01"), "Error: GTIN check digit is wrong"),
     (("--count", "0"), "Error: --count must be between 1 and 100,000,000"),
     (("--count", "-5"), "Error: --count must be between 1 and 100,000,000"),
-    (("--format", "csv,docx"), "Error: --format takes a comma-separated list of csv, png, svg, pdf"),
+    (("--format", "csv,docx"), "Error: --format takes a comma-separated list of csv, png, label-png, svg, pdf"),
+    (("--label-size", "25x20"), "Error: a 25 x 20 mm label cannot hold its text and a scannable QR code: it needs at "
+                                "least 30 x 27 mm (--label-size)"),
     (("--gtin", "9506000134352"), "Error: a GS1 Digital Link batch needs --gtin, --lot and --expiry"),
     (("--label-size", "10x10"), "Error: a label must be at least 15 x 20 mm"),
     (("--credit-code", "91350100M000100Y44"), "Error: unified social credit code 91350100M000100Y44 has a wrong check character"),

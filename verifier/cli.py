@@ -321,7 +321,8 @@ def _split_formats(value: str) -> tuple[str, ...]:
 @click.option("--spec", default="", help="Product specification, e.g. '500 ml'.")
 @click.option("--count", required=True, type=int, help="Number of codes.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
-@click.option("--format", "formats", default="csv,pdf", show_default=True, help="Any of csv,png,svg,pdf.")
+@click.option("--format", "formats", default="csv,pdf", show_default=True,
+              help="Any of csv,png,label-png,svg,pdf (label-png: QR code with its printed code and mark).")  # fmt: skip
 @click.option("--form", type=click.Choice(["auto", "compact", "gs1"]), default="auto", show_default=True,
               help="URL form: gs1 (Digital Link) when --gtin is given, else compact.")  # fmt: skip
 @click.option("--gtin", help="GTIN-8/12/13/14 of the product.")
@@ -376,8 +377,9 @@ def batch_issue(key_name, mark, enterprise, credit_code, product, spec, count, o
     click.echo(f"Issued batch {result.batch_id}: {result.count:,} codes in {result.seconds:.1f} s ({rate:,.0f} codes/s)")
     click.echo(f"Output: {result.out_dir} ({result.files:,} files" + (f", {result.pdf_pages:,} PDF pages)" if result.pdf_pages else ")"))
     if pin:
-        click.echo("PINs are in codes.csv only: they are never stored; print them under a scratch-off layer, "
-                   "then keep codes.csv as safe as the labels themselves.")  # fmt: skip
+        where = "codes.csv and the PDF labels' scratch-off boxes" if "pdf" in request.formats else "codes.csv"
+        click.echo(f"PINs are in {where} only: they are never stored; print them under a scratch-off layer, "
+                   "then keep these files as safe as the labels themselves.")  # fmt: skip
     if not labels.label_font()[1] and "pdf" in request.formats:
         click.echo("Note: no CJK TrueType font found, so the PDF references STSong-Light without embedding it; "
                    "set VERIFIER_LABEL_FONT to a .ttf/.ttc to embed one.", err=True)  # fmt: skip

@@ -40,7 +40,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from . import auditlog, codes, csvcells, labels, pins, qr, store
 
-FORMATS = ("csv", "png", "svg", "pdf")
+FORMATS = ("csv", "png", "label-png", "svg", "pdf")
+IMAGE_QR_MM = 20.0  # the QR code in PNG, label PNG and SVG files, with quiet zone
 MAX_COUNT = 100_000_000
 MANIFEST_FORMAT = "verifier-batch-manifest/1"
 
@@ -81,6 +82,8 @@ class BatchRequest:
         try:
             codes.normalize_base_url(self.base_url)
             self.layout.validate()
+            if "pdf" in self.formats:
+                self.label_plan()
         except ValueError as exc:
             raise IssueError(str(exc)) from None
         if self.form == codes.FORM_GS1:
@@ -96,6 +99,16 @@ class BatchRequest:
             raise IssueError(f"unknown URL form {self.form!r} (compact or gs1)")
         if self.production_date and self.expiry and self.expiry < self.production_date:
             raise IssueError("the expiry date is before the production date")
+
+
+    def label_text(self) -> labels.LabelText:
+        """What every label of the batch prints besides its code."""
+        return labels.LabelText(self.mark.name_zh, self.enterprise, f"{self.product} {self.spec}".strip(),
+                                self.lot or "", labels.lookup_host(self.base_url), self.pin)  # fmt: skip
+
+    def label_plan(self) -> labels.LabelPlan:
+        """The PDF label's layout; ValueError if `layout.label_mm` cannot hold it."""
+        return labels.plan_label(self.layout.label_mm, self.label_text())
 
 
 @dataclass(frozen=True)
@@ -173,27 +186,31 @@ def _work_chunk(part: str, serials: list[int]) -> tuple[str, list[tuple[str, str
     signer, formats, folder = w["signer"], w["formats"], Path(w["folder"])
     urls = [signer(s) for s in serials]
     humans = [codes.human_code(s) for s in serials]
-    if w["pin_secret"]:
-        secret = w["pin_secret"]
-        rows = [csv_row(s, h, u, pins.derive_pin(secret, s)) for s, h, u in zip(serials, humans, urls)]
+    secret = w["pin_secret"]
+    if secret:
+        codes_pins = [pins.derive_pin(secret, s) for s in serials]
+        rows = [csv_row(s, h, u, p) for s, h, u, p in zip(serials, humans, urls, codes_pins)]
     else:
+        codes_pins = [None] * len(serials)
         rows = [csv_row(s, h, u) for s, h, u in zip(serials, humans, urls)]
     written: list[tuple[str, str]] = []
     pages = 0
-    if {"png", "svg", "pdf"} & set(formats):
+    if {"png", "label-png", "svg", "pdf"} & set(formats):
         matrices = [qr.encode(u) for u in urls]
-        qr_mm = w["qr_mm"]
-        for serial, url, matrix in zip(serials, urls, matrices):
+        for serial, human, url, matrix in zip(serials, humans, urls, matrices):
             if "png" in formats:
-                data = labels.png_bytes(matrix, qr_mm)
+                data = labels.png_bytes(matrix, IMAGE_QR_MM)
                 written.append(_write_bytes(folder, f"png/{serial:016d}.png", data))
+            if "label-png" in formats:
+                data = labels.label_png_bytes(matrix, human, w["png_text"], IMAGE_QR_MM)
+                written.append(_write_bytes(folder, f"label-png/{serial:016d}.png", data))
             if "svg" in formats:
-                data = labels.svg_text(matrix, qr_mm, title=url).encode("utf-8")
+                data = labels.svg_text(matrix, IMAGE_QR_MM, title=url).encode("utf-8")
                 written.append(_write_bytes(folder, f"svg/{serial:016d}.svg", data))
         if "pdf" in formats:
             path = folder / part
-            items = (labels.Label(u, h, m) for u, h, m in zip(urls, humans, matrices))
-            pages = labels.write_pdf(path, items, w["layout"], w["mark_title"], w["subtitle"])
+            items = (labels.Label(u, h, m, p) for u, h, m, p in zip(urls, humans, matrices, codes_pins))
+            pages = labels.write_pdf(path, items, w["layout"], w["plan"], w["mark_title"])
             os.chmod(path, SECRET_FILE_MODE)
             written.append((part, _sha256_file(path)))
     return "".join(rows), written, pages
@@ -486,7 +503,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
              random_bytes: RandomBytes, lock_fd: int) -> tuple[int, dict[str, int]]:  # fmt: skip
     """Sign and render every chunk, writing codes.csv in order; (PDF pages, files by kind)."""
     _mkdir_secret(partial)
-    for fmt in ("png", "svg"):
+    for fmt in ("png", "label-png", "svg"):
         if fmt in request.formats:
             _mkdir_secret(partial / fmt)
     settings = {
@@ -494,15 +511,16 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
         "batch_id": batch_id, "base_url": request.base_url, "gtin": request.gtin, "lot": request.lot,
         "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 else None,
         "pin_secret": pin_secret if request.pin else None, "formats": request.formats, "folder": str(partial),
-        "layout": request.layout, "qr_mm": request.layout.qr_mm, "mark_title": request.mark.name_zh,
-        "subtitle": f"{request.product} {request.lot or ''}".strip(), "parent_pid": os.getpid(), "lock_fd": lock_fd,
+        "layout": request.layout, "plan": request.label_plan() if "pdf" in request.formats else None,
+        "mark_title": request.mark.name_zh, "png_text": labels.label_png_text(request.label_text(), request.mark.name_en),
+        "parent_pid": os.getpid(), "lock_fd": lock_fd,
     }  # fmt: skip
     size = chunk_size(request.layout)
     chunks = -(-request.count // size)
     part_names = ["labels.pdf"] if chunks == 1 else [f"labels-{i + 1:05d}.pdf" for i in range(chunks)]
     manifest_lines = partial / ".files"
     pages = 0
-    counts = {"csv": 1, "png": 0, "svg": 0, "pdf": 0}
+    counts = {"csv": 1, "png": 0, "label-png": 0, "svg": 0, "pdf": 0}
     header = CSV_HEADER if request.pin else CSV_HEADER[:3]
     with _create_secret(partial / "codes.csv") as out, open(manifest_lines, "w") as listing:
         csvcells.writer(out).writerow(header)
@@ -513,7 +531,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
             out.write(text)
             for name, digest in written:
                 listing.write(f"{digest}  {name}\n")
-                counts[name.rsplit(".", 1)[-1]] += 1
+                counts[name.split("/", 1)[0] if "/" in name else name.rsplit(".", 1)[-1]] += 1
             pages += chunk_pages
             if progress:
                 progress(count)
@@ -562,10 +580,11 @@ def _write_manifest(db, batch_id: int, request: BatchRequest, partial: Path, cou
         "format": MANIFEST_FORMAT,
         "batch": batch,
         "mark": {"slug": request.mark.slug, "zh": request.mark.name_zh, "en": request.mark.name_en},
-        "counts": {"codes": request.count, "png_files": counts["png"], "svg_files": counts["svg"],
-                   "pdf_files": counts["pdf"], "pdf_pages": pages},
-        "layout": {**asdict(request.layout), "qr_mm": request.layout.qr_mm, "labels_per_page": request.layout.per_page},
-        "pins": "in codes.csv only; never stored" if request.pin else None,
+        "counts": {"codes": request.count, "png_files": counts["png"], "label_png_files": counts["label-png"],
+                   "svg_files": counts["svg"], "pdf_files": counts["pdf"], "pdf_pages": pages},
+        "layout": {**asdict(request.layout), "labels_per_page": request.layout.per_page, "image_qr_mm": IMAGE_QR_MM,
+                   "pdf_qr_mm": round(request.label_plan().qr_mm, 2) if "pdf" in request.formats else None},
+        "pins": "in codes.csv and the PDF labels' scratch-off boxes only; never stored" if request.pin else None,
     }  # fmt: skip
     listing = partial / ".files"
     with _create_secret(partial / "manifest.json") as out:
