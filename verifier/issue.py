@@ -100,7 +100,6 @@ class BatchRequest:
         if self.production_date and self.expiry and self.expiry < self.production_date:
             raise IssueError("the expiry date is before the production date")
 
-
     def label_text(self) -> labels.LabelText:
         """What every label of the batch prints besides its code."""
         return labels.LabelText(self.mark.name_zh, self.enterprise, f"{self.product} {self.spec}".strip(),
