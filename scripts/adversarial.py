@@ -59,8 +59,9 @@ def main() -> int:
     request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=args.codes,
                                  out_dir=tmp / "batch", base_url=BASE, formats=("csv",))  # fmt: skip
     issue.issue_batch(tmp / "verifier.db", request, private, bytes.fromhex(record.kid))
-    rows = [line.rstrip("\r\n").split(",") for line in open(tmp / "batch" / "codes.csv", encoding="utf-8")][1:]
-    urls, printed = [r[2] for r in rows], [r[1] for r in rows]
+    with open(tmp / "batch" / "codes.csv", encoding="utf-8", newline="") as fh:
+        rows = list(issue.read_codes_csv(fh))
+    urls, printed = [r["url"] for r in rows], [r["code"] for r in rows]
     app = create_app({"DATABASE": str(tmp / "verifier.db"), "KEYS_DIR": str(tmp / "keys"), "BASE_URLS": [BASE],
                       "RATELIMIT": "off", "INSTANCE": str(tmp), "SECRET_KEY": b"adv"})  # fmt: skip
     client = app.test_client()

@@ -12,7 +12,6 @@ Target (issue 4): lookup rps / hello-world rps >= 0.5, p99 well under 300 ms.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import os
 import re
@@ -112,8 +111,8 @@ def main() -> None:
                                      out_dir=tmp_path / "batch", base_url=base, formats=("csv",))  # fmt: skip
         issue.issue_batch(tmp_path / "verifier.db", request, private, bytes.fromhex(record.kid))
         paths_file = tmp_path / "paths.txt"
-        with open(tmp_path / "batch" / "codes.csv", encoding="utf-8") as fh, open(paths_file, "w") as out:
-            for row in csv.DictReader(fh):
+        with open(tmp_path / "batch" / "codes.csv", encoding="utf-8", newline="") as fh, open(paths_file, "w") as out:
+            for row in issue.read_codes_csv(fh):
                 out.write("/" + row["url"][len(base):] + "\n")
         script = tmp_path / "codes.lua"
         script.write_text(textwrap.dedent(WRK_SCRIPT))

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import random
+import signal
 from pathlib import Path
 
 import pytest
@@ -13,6 +16,94 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from verifier import keys
 
 VECTORS = Path(__file__).parent / "vectors"
+
+# One seed for everything random in the suite (serials of test batches): a failure is repeated by
+# running again with the seed the header printed, e.g. VERIFIER_TEST_SEED=7 ./scripts/test -k ...
+TEST_SEED = int(os.environ.get("VERIFIER_TEST_SEED", "20261122"))
+
+
+def pytest_report_header(config) -> str:
+    return f"VERIFIER_TEST_SEED={TEST_SEED} (serials of test batches; set it to repeat a run)"
+
+
+def seeded_random_bytes(label: str):
+    """A deterministic stand-in for os.urandom, from TEST_SEED and `label` (the test or fixture)."""
+    return random.Random(f"{TEST_SEED}:{label}").randbytes
+
+
+@pytest.fixture(autouse=True)
+def seeded_serials(request, monkeypatch):
+    """Batches issued by a test without their own source of randomness draw serials from the test seed."""
+    from verifier import issue
+
+    real = issue.issue_batch
+    source = seeded_random_bytes(request.node.nodeid)
+
+    def issue_batch(*args, **kwargs):
+        kwargs.setdefault("random_bytes", source)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(issue, "issue_batch", issue_batch)
+
+
+# --- processes: nothing the suite starts may outlive it -----------------------------------------
+
+
+def process_table() -> dict[int, tuple[int, str, str]]:
+    """Live processes on this machine (Linux /proc): pid -> (parent pid, state letter, command line)."""
+    table = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat") as fh:
+                stat = fh.read()
+            with open(f"/proc/{entry.name}/cmdline", "rb") as fh:
+                cmdline = fh.read().replace(b"\0", b" ").decode("utf-8", "replace").strip()
+        except OSError:  # gone meanwhile
+            continue
+        state, ppid = stat[stat.rindex(")") + 2 :].split()[:2]
+        table[int(entry.name)] = (int(ppid), state, cmdline)
+    return table
+
+
+def running_descendants(pid: int, table: dict | None = None) -> set[int]:
+    """Processes below `pid` that are still running (zombies are dead: only their exit status is left)."""
+    table = process_table() if table is None else table
+    found, frontier = set(), [pid]
+    while frontier:
+        parent = frontier.pop()
+        for child, (ppid, _, _) in table.items():
+            if ppid == parent and child not in found:
+                found.add(child)
+                frontier.append(child)
+    return {p for p in found if table[p][1] not in "ZX"}
+
+
+def leftover_processes(root_pid: int, marker: str) -> dict[int, str]:
+    """Running processes below `root_pid`, or anywhere with `marker` (the suite's temporary folder)
+    in their command line, as orphans reparented away from the suite have: pid -> command line."""
+    table = process_table()
+    pids = running_descendants(root_pid, table)
+    pids |= {p for p, (_, state, cmd) in table.items() if marker in cmd and state not in "ZX" and p != root_pid}
+    return {p: table[p][2] for p in sorted(pids)}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_leftover_processes(tmp_path_factory):
+    """Fail the run if a process started by the suite is still alive at its end (then kill it)."""
+    yield
+    if not os.path.isdir("/proc/self/task"):
+        return
+    left = leftover_processes(os.getpid(), str(tmp_path_factory.getbasetemp()) + os.sep)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    if left:
+        listing = "; ".join(f"{pid}: {cmd[:160]}" for pid, cmd in left.items())
+        pytest.fail(f"{len(left)} process(es) started by the tests outlived them (now killed): {listing}", pytrace=False)
 
 
 def load_vector(path: Path) -> dict:
@@ -82,14 +173,14 @@ def world(tmp_path_factory) -> dict:
     kid = bytes.fromhex(record.kid)
     db_path = root / "verifier.db"
 
+    random_bytes = seeded_random_bytes("world")
+
     def batch(name, **fields):
         request = issue.BatchRequest(enterprise="华茶集团", product="绿茶", spec="500g", out_dir=root / name,
                                      base_url=BASE_URL, formats=("csv",), **fields)  # fmt: skip
-        result = issue.issue_batch(db_path, request, private, kid, pin_secret=PIN_SECRET)
-        with open(root / name / "codes.csv", encoding="utf-8") as fh:
-            import csv
-
-            return result.batch_id, list(csv.DictReader(fh))
+        result = issue.issue_batch(db_path, request, private, kid, pin_secret=PIN_SECRET, random_bytes=random_bytes)
+        with open(root / name / "codes.csv", encoding="utf-8", newline="") as fh:
+            return result.batch_id, list(issue.read_codes_csv(fh))
 
     sq, tr, ac = codes.MARKS
     world = {"root": root, "keys_dir": keys_dir, "db": db_path, "private": private, "kid": kid}
@@ -223,19 +314,18 @@ def serve(server_env):
 @pytest.fixture
 def audit_world(world, db_copy, tmp_path):
     """Scans of two enterprises' batches, and one account (with a token) per principal."""
-    import csv
-
     from verifier import accounts, codes, issue, store
     from verifier.web import create_app
 
     NOW = "2026-11-22T00:00:00.000+00:00"
     request = issue.BatchRequest(mark=codes.MARKS[1], enterprise="Other Co", product="Soap", count=3,
                                  out_dir=tmp_path / "other", base_url=BASE_URL, formats=("csv",))  # fmt: skip
-    other = issue.issue_batch(db_copy, request, world["private"], world["kid"])
+    other = issue.issue_batch(db_copy, request, world["private"], world["kid"],
+                              random_bytes=seeded_random_bytes("audit_world"))  # fmt: skip
     app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
                       "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
-    with open(tmp_path / "other" / "codes.csv", encoding="utf-8") as fh:
-        other_rows = list(csv.DictReader(fh))
+    with open(tmp_path / "other" / "codes.csv", encoding="utf-8", newline="") as fh:
+        other_rows = list(issue.read_codes_csv(fh))
     for url in [world["pin"][1][0]["url"]] * 2 + [other_rows[0]["url"]] * 2:
         app.test_client().get("/" + url.split("/", 3)[3])
     db = store.connect(db_copy)

@@ -155,3 +155,75 @@ def test_installed_command_exit_codes_and_no_traceback(instance, tmp_path):
     assert bad.returncode == 2 and bad.stderr == "Error: No such option '--no-such-flag'.\n"
     forged = subprocess.run(exe + ["verify", "HTTPS://VERIFY.EXAMPLE.CN/" + "A" * 127], capture_output=True, text=True, env=env)
     assert forged.returncode == 1 and forged.stdout.startswith("NOT GENUINE") and forged.stderr == ""
+
+
+def test_demo_honours_its_port_in_codes_links_and_server(tmp_path):
+    """VERIFIER_DEMO_PORT=N ./scripts/demo: the issued codes, the printed links and the server all use port N."""
+    import re
+    import signal
+    import sqlite3
+    import threading
+    import time
+    import urllib.request
+    from pathlib import Path
+
+    from conftest import free_port
+
+    root = Path(__file__).resolve().parent.parent
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFIER_")}
+    env.update(VERIFIER_INSTANCE=str(tmp_path / "instance"), VERIFIER_DEMO_PORT=str(port),
+               VERIFIER_SECRET_KEY="demo-test", VERIFIER_BASE_URL="HTTP://127.0.0.1:8000/")  # fmt: skip
+    proc = subprocess.Popen(["bash", str(root / "scripts" / "demo")], env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    watchdog = threading.Timer(180, lambda: os.killpg(proc.pid, signal.SIGKILL))
+    watchdog.start()
+    try:
+        lines = []
+        for line in proc.stdout:  # until the links are printed (or the demo exits)
+            lines.append(line.rstrip("\n"))
+            if "manual entry:" in line:
+                break
+        output = "\n".join(lines)
+        assert "manual entry:" in output, output + proc.stderr.read() if proc.poll() is not None else output
+        base = f"HTTP://127.0.0.1:{port}/"
+        assert f"Serving the lookup on http://127.0.0.1:{port}/" in output
+        assert f"manual entry: http://127.0.0.1:{port}/  (code " in output
+        link = re.search(r"^  (HTTP://\S+)$", output, re.M).group(1)
+        assert link.startswith(base) and ":8000" not in output
+        assert "GENUINE" in output
+        db = sqlite3.connect(tmp_path / "instance" / "verifier.db")
+        assert db.execute("SELECT base_url FROM batches").fetchall() == [(base,)]
+        deadline = time.monotonic() + 60
+        while True:  # the server the demo started, on that port
+            try:
+                with urllib.request.urlopen(link.replace("HTTP://", "http://", 1), timeout=5) as response:
+                    page = response.read().decode("utf-8")
+                break
+            except OSError:
+                assert proc.poll() is None and time.monotonic() < deadline, "the demo's server did not answer"
+                time.sleep(0.1)
+        assert response.status == 200 and ("真品" in page or "genuine" in page.lower()), page[:500]
+    finally:
+        watchdog.cancel()
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+            proc.wait(timeout=20)
+        except ProcessLookupError:
+            pass
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_demo_refuses_a_port_that_is_not_a_number(tmp_path):
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "VERIFIER_INSTANCE": str(tmp_path / "instance"), "VERIFIER_DEMO_PORT": "80a"}
+    result = subprocess.run(["bash", str(root / "scripts" / "demo")], env=env, capture_output=True, text=True,
+                            timeout=120)  # fmt: skip
+    assert result.returncode == 2 and result.stderr == "Error: VERIFIER_DEMO_PORT must be a port number (1-65535), not '80a'\n"
+    assert not (tmp_path / "instance").exists()

@@ -37,8 +37,9 @@ def issue_cli(runner, out: Path, *extra: str, count: int = 40):
 
 
 def read_csv(path: Path) -> list[dict]:
+    """codes.csv as a label printer's software reads it: exact serials and PINs."""
     with open(path, encoding="utf-8", newline="") as fh:
-        return list(csv.DictReader(fh))
+        return list(issue.read_codes_csv(fh))
 
 
 def registry(instance: Path) -> sqlite3.Connection:
@@ -47,7 +48,7 @@ def registry(instance: Path) -> sqlite3.Connection:
 
 def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_path):
     out = tmp_path / "labels"
-    result = issue_cli(runner, out, "--format", "csv,png,svg,pdf", "--production-date", "2026-11-01",
+    result = issue_cli(runner, out, "--format", "csv,png,label-png,svg,pdf", "--production-date", "2026-11-01",
                        "--expiry", "2028-10-31", "--credit-code", "91350100M000100Y43")  # fmt: skip
     assert result.exit_code == 0, result.stderr
     assert "Issued batch 1: 40 codes" in result.stdout
@@ -60,10 +61,12 @@ def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_p
         assert verdict.genuine and verdict.code.batch == 1 and f"{verdict.code.serial:016d}" == row["serial"]
         assert codes.parse_human_code(row["code"]) == int(row["serial"])
         assert (out / "png" / f"{row['serial']}.png").is_file() and (out / "svg" / f"{row['serial']}.svg").is_file()
+        assert (out / "label-png" / f"{row['serial']}.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     assert manifest["batch"]["enterprise"] == "华茶集团" and manifest["batch"]["count"] == 40
-    assert manifest["counts"] == {"codes": 40, "png_files": 40, "svg_files": 40, "pdf_files": 1, "pdf_pages": 2}
-    assert len(manifest["files"]) == 82 and issue.verify_outputs(out) == []
+    assert manifest["counts"] == {"codes": 40, "png_files": 40, "label_png_files": 40, "svg_files": 40, "pdf_files": 1,
+                                  "pdf_pages": 2}  # fmt: skip
+    assert len(manifest["files"]) == 122 and issue.verify_outputs(out) == []
     db = registry(issuer)
     assert db.execute("SELECT count(*) FROM codes WHERE batch_id = 1").fetchone() == (40,)
     assert db.execute("SELECT status, mark, expiry_date FROM batches").fetchall() == [("active", "stable-qualified", "2028-10-31")]
@@ -130,32 +133,154 @@ def test_interrupted_issue_registers_nothing_and_leaves_no_output(issuer, tmp_pa
     assert sorted(p.name for p in tmp_path.iterdir()) == ["instance"]
 
 
-def test_killed_issue_is_rolled_back_by_the_next_command(issuer, tmp_path):
-    """kill -9 in the middle of a run: the next batch command forgets the half batch."""
-    out = tmp_path / "killed"
-    env = {**os.environ, "VERIFIER_DEBUG": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "verifier", "batch", "issue", "--key", "dev", "--mark",
+def start_issuer(out: Path, *extra: str) -> subprocess.Popen:
+    """`verifier batch issue` of 400,000 codes in its own session (so its whole group can be killed)."""
+    return subprocess.Popen([sys.executable, "-m", "verifier", "batch", "issue", "--key", "dev", "--mark",
                              "traceability", "--enterprise", "E", "--product", "P", "--count", "400000",
-                             "--out", str(out), "--format", "csv"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
-    db_path = issuer / "verifier.db"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:  # wait until codes are being registered
-        time.sleep(0.2)
-        try:
-            if sqlite3.connect(db_path).execute("SELECT count(*) FROM codes").fetchone()[0] > 0:
-                break
-        except sqlite3.Error:
-            pass
-    proc.send_signal(signal.SIGKILL)
+                             "--out", str(out), "--format", "csv", *extra], env={**os.environ, "VERIFIER_DEBUG": ""},
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+
+
+def wait_for(condition, what: str, timeout: float = 60) -> None:
+    """Poll `condition` until it holds (readiness of another process, not a time window)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def codes_registered(db_path: Path) -> int:
+    try:
+        return sqlite3.connect(db_path).execute("SELECT count(*) FROM codes").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
     proc.wait()
+
+
+def assert_rolled_back_by_the_next_command(db_path: Path, out: Path) -> None:
     assert sqlite3.connect(db_path).execute("SELECT status FROM batches").fetchall() == [("issuing",)]
-    listing = subprocess.run([sys.executable, "-m", "verifier", "batch", "list"], env=env, capture_output=True, text=True)
+    listing = subprocess.run([sys.executable, "-m", "verifier", "batch", "list"], capture_output=True, text=True)
     assert listing.returncode == 0 and "No batches yet" in listing.stdout
     db = sqlite3.connect(db_path)
     assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM codes").fetchone() == (0,)
-    assert not out.exists() and not list(tmp_path.glob(".killed.partial-*"))
+    assert not out.exists() and not list(out.parent.glob(f".{out.name}.partial-*"))
+    assert not list(db_path.parent.glob("*-batch-*.lock"))
+
+
+def test_killed_issue_is_rolled_back_by_the_next_command(issuer, tmp_path):
+    """kill -9 of the issuer and its workers in the middle of a run: the next batch command forgets the half batch."""
+    out, db_path = tmp_path / "killed", issuer / "verifier.db"
+    proc = start_issuer(out)
+    try:
+        wait_for(lambda: codes_registered(db_path) > 0, "codes being registered")
+    finally:
+        kill_group(proc)
+    assert_rolled_back_by_the_next_command(db_path, out)
+
+
+def test_pool_workers_die_with_their_issuer_and_do_not_hold_its_lock(issuer, tmp_path):
+    """kill -9 of the issuer alone: its pool workers die too, and its batch lock is free at once."""
+    from conftest import running_descendants
+
+    out, db_path = tmp_path / "orphans", issuer / "verifier.db"
+    proc = start_issuer(out, "--workers", "2")
+    try:
+        wait_for(lambda: len(running_descendants(proc.pid)) >= 2, "two pool workers")
+        workers = running_descendants(proc.pid)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        lock = issue.BatchLock.acquire(store.connect(db_path), 1, wait=False)
+        assert lock is not None, "a worker still holds the dead issuer's batch lock"
+        lock.release()
+        wait_for(lambda: not workers & running_pids(), "the workers to die with their parent", timeout=20)
+    finally:
+        kill_group(proc)
+    assert_rolled_back_by_the_next_command(db_path, out)
+
+
+def running_pids() -> set[int]:
+    from conftest import process_table
+
+    return {pid for pid, (_, state, _) in process_table().items() if state not in "ZX"}
+
+
+@pytest.mark.parametrize("recorded_pid", ["dead", "the-recoverers-own"])
+def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(issuer, tmp_path, keypair, monkeypatch, recorded_pid):
+    """An issuer in another PID namespace records a pid that is dead, or is ours, here: its lock says it is alive."""
+    kid, private = keypair
+    monkeypatch.setattr(issue, "REGISTER_PER_TRANSACTION", 1)  # register chunk by chunk: more after the recovery
+    db_path = issuer / "verifier.db"
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=9000,
+                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    recoveries = []
+
+    def meanwhile_another_container_runs_a_batch_command(count):
+        if recoveries:
+            return
+        other = store.connect(db_path)
+        pid = 999_999_999 if recorded_pid == "dead" else os.getpid()
+        with store.transaction(other) as conn:
+            conn.execute("UPDATE batches SET issuing_pid = ?", [pid])
+        recoveries.append(issue.recover_interrupted(other))
+        other.close()
+
+    result = issue.issue_batch(db_path, request, private, kid, progress=meanwhile_another_container_runs_a_batch_command,
+                               workers=1)  # fmt: skip
+    assert recoveries == [[]]
+    db = registry(issuer)
+    assert db.execute("SELECT id, status FROM batches").fetchall() == [(result.batch_id, "active")]
+    assert db.execute("SELECT count(*) FROM codes").fetchone() == (9000,)
+    assert len(read_csv(tmp_path / "out" / "codes.csv")) == 9000
+
+
+def test_a_batch_removed_while_being_issued_fails_at_once_with_a_clear_error(issuer, tmp_path, keypair, monkeypatch):
+    """What a wrongful recovery did: the issuer's next registration violates the foreign key. No endless retry."""
+    kid, private = keypair
+    monkeypatch.setattr(issue, "REGISTER_PER_TRANSACTION", 1)
+    db_path = issuer / "verifier.db"
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=9000,
+                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+
+    def delete_the_batch_behind_its_back(count):
+        other = store.connect(db_path)
+        with store.transaction(other) as conn:
+            conn.execute("DELETE FROM codes")
+            conn.execute("DELETE FROM batches")
+        other.close()
+
+    with pytest.raises(issue.IssueError, match="batch 1 was removed from the registry while it was being issued"):
+        issue.issue_batch(db_path, request, private, kid, progress=delete_the_batch_behind_its_back, workers=1)
+    assert registry(issuer).execute("SELECT count(*) FROM codes").fetchone() == (0,)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["instance"]
+
+
+def test_serial_collision_redraws_are_bounded(issuer, tmp_path, keypair):
+    """A random source that keeps hitting issued serials ends in an IssueError, not in a busy loop."""
+    import struct
+
+    kid, private = keypair
+    db_path = issuer / "verifier.db"
+    first = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=2,
+                               out_dir=tmp_path / "first", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    issue.issue_batch(db_path, first, private, kid)
+    taken = [int(r["serial"]) for r in read_csv(tmp_path / "first" / "codes.csv")]
+    block = b"".join(struct.pack("<Q", s) for s in taken) * 8  # only ever the two issued serials
+
+    second = issue.BatchRequest(**{**first.__dict__, "out_dir": tmp_path / "second", "count": 1})
+    with pytest.raises(issue.IssueError, match=f"collided with issued ones {issue.MAX_REDRAWS + 1} times"):
+        issue.issue_batch(db_path, second, private, kid, random_bytes=lambda n: block[:n])
+    db = registry(issuer)
+    assert db.execute("SELECT count(*) FROM codes").fetchone() == (2,)
+    assert db.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+    assert not (tmp_path / "second").exists()
 
 
 def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer, runner, tmp_path):
@@ -172,7 +297,9 @@ def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer
     (("--gtin", "9506000134353", "--lot", "L", "--expiry", "2028-01-01"), "Error: GTIN check digit is wrong"),
     (("--count", "0"), "Error: --count must be between 1 and 100,000,000"),
     (("--count", "-5"), "Error: --count must be between 1 and 100,000,000"),
-    (("--format", "csv,docx"), "Error: --format takes a comma-separated list of csv, png, svg, pdf"),
+    (("--format", "csv,docx"), "Error: --format takes a comma-separated list of csv, png, label-png, svg, pdf"),
+    (("--label-size", "25x20"), "Error: a 25 x 20 mm label cannot hold its text and a scannable QR code: it needs at "
+                                "least 30 x 27 mm (--label-size)"),
     (("--gtin", "9506000134352"), "Error: a GS1 Digital Link batch needs --gtin, --lot and --expiry"),
     (("--label-size", "10x10"), "Error: a label must be at least 15 x 20 mm"),
     (("--credit-code", "91350100M000100Y44"), "Error: unified social credit code 91350100M000100Y44 has a wrong check character"),
@@ -227,7 +354,7 @@ def test_list_show_recall_export(issuer, runner, tmp_path):
     no_reason = runner.invoke(cli, ["batch", "recall", "2", "--reason", " "])
     assert no_reason.exit_code == 1 and "needs a reason" in no_reason.stderr
     exported = runner.invoke(cli, ["batch", "export", "1", "--key", "dev"])
-    rows = list(csv.DictReader(io.StringIO(exported.stdout)))
+    rows = list(issue.read_codes_csv(io.StringIO(exported.stdout)))
     issued = read_csv(tmp_path / "a" / "codes.csv")
     assert sorted((r["serial"], r["url"]) for r in rows) == sorted((r["serial"], r["url"]) for r in issued)
     assert {r["status"] for r in rows} == {"recalled"}
@@ -266,23 +393,101 @@ def test_migrations_are_recorded_and_idempotent(tmp_path):
     assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
-def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, tmp_path, keypair, monkeypatch):
+def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, tmp_path, keypair):
+    """The same random stream twice: the second batch's first three serials are all taken, and redrawn."""
+    from conftest import seeded_random_bytes
+
     kid, private = keypair
     request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=3,
                                  out_dir=tmp_path / "first", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
-    issue.issue_batch(issuer / "verifier.db", request, private, kid)
-    taken = int(read_csv(tmp_path / "first" / "codes.csv")[0]["serial"])
-    real_draw = issue._draw_serials
-    calls = []
-
-    def draw_with_a_collision(count, avoid=frozenset()):
-        calls.append(count)
-        drawn = real_draw(count, avoid)
-        return [taken] + drawn[1:] if len(calls) == 1 else drawn
-
-    monkeypatch.setattr(issue, "_draw_serials", draw_with_a_collision)
+    issue.issue_batch(issuer / "verifier.db", request, private, kid, random_bytes=seeded_random_bytes("same"))
+    taken = {int(r["serial"]) for r in read_csv(tmp_path / "first" / "codes.csv")}
     second = issue.BatchRequest(**{**request.__dict__, "out_dir": tmp_path / "second", "count": 5})
-    issue.issue_batch(issuer / "verifier.db", second, private, kid)
-    serials = [int(r["serial"]) for r in read_csv(tmp_path / "second" / "codes.csv")]
-    assert len(set(serials)) == 5 and taken not in serials and calls == [5, 1]
-    assert registry(issuer).execute("SELECT batch_id FROM codes WHERE serial = ?", [taken]).fetchone() == (1,)
+    issue.issue_batch(issuer / "verifier.db", second, private, kid, random_bytes=seeded_random_bytes("same"))
+    serials = {int(r["serial"]) for r in read_csv(tmp_path / "second" / "codes.csv")}
+    assert len(serials) == 5 and not serials & taken
+    batches = registry(issuer).execute("SELECT batch_id, count(*) FROM codes GROUP BY batch_id").fetchall()
+    assert batches == [(1, 3), (2, 5)]
+
+
+def test_serials_are_repeatable_from_the_test_seed(issuer, tmp_path, keypair):
+    """Serials come from the injected source (the suite's seed), so a failing run can be repeated."""
+    from conftest import seeded_random_bytes
+
+    kid, private = keypair
+    drawn = []
+    for name in ("a", "b"):
+        db_path = tmp_path / name / "verifier.db"
+        request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=4,
+                                     out_dir=tmp_path / name / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+                                     formats=("csv",))  # fmt: skip
+        issue.issue_batch(db_path, request, private, kid, random_bytes=seeded_random_bytes("repeat"))
+        drawn.append([r["serial"] for r in read_csv(tmp_path / name / "out" / "codes.csv")])
+    assert drawn[0] == drawn[1]
+    assert issue._draw_serials(4) != issue._draw_serials(4)  # production: the OS CSPRNG
+
+
+def test_codes_csv_keeps_serials_and_pins_exact_in_spreadsheets_and_is_owner_only(issuer, tmp_path, keypair):
+    """Serials and PINs are text digits (a leading tab: no lost zeros, no rounding past 15 digits),
+    every field is quoted, rows are what csvcells.SafeWriter writes; folder 0700, files 0600."""
+    import stat
+    import struct
+
+    from verifier import csvcells
+
+    kid, private = keypair
+    small = [42, 7_000_000_000_000_001]  # 0000000000000042 and a 16-digit number beyond float precision
+    block = b"".join(struct.pack("<Q", s) for s in small) + bytes(range(256)) * 4
+    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=2, pin=True,
+                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+                                 formats=("csv", "png", "pdf"))  # fmt: skip
+    issue.issue_batch(issuer / "verifier.db", request, private, kid, pin_secret=PIN_SECRET.encode(),
+                      random_bytes=lambda n: block[:n])  # fmt: skip
+    raw = (tmp_path / "out" / "codes.csv").read_bytes().decode("utf-8")
+    lines = raw.split("\r\n")
+    assert lines[0] == '"serial","code","url","pin"' and lines[-1] == ""
+    assert lines[1].startswith('"\t0000000000000042","0000 0000 0000 0042') and lines[2].startswith('"\t7000000000000001"')
+    rows = read_csv(tmp_path / "out" / "codes.csv")
+    assert [r["serial"] for r in rows] == ["0000000000000042", "7000000000000001"]
+    expected = io.StringIO()
+    writer = csvcells.writer(expected)
+    writer.writerow(["serial", "code", "url", "pin"])
+    for r in rows:
+        writer.writerow([r["serial"], r["code"], r["url"], r["pin"]], text_columns=frozenset({0, 3}))
+    assert raw == expected.getvalue()
+    assert all(pins.check_pin(PIN_SECRET.encode(), int(r["serial"]), r["pin"]) for r in rows)
+    out = tmp_path / "out"
+    assert stat.S_IMODE(out.stat().st_mode) == 0o700 and stat.S_IMODE((out / "png").stat().st_mode) == 0o700
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode) for p in out.rglob("*") if p.is_file()}
+    assert len(modes) == 5 and set(modes.values()) == {0o600}, modes
+
+
+def test_batch_export_writes_serials_as_text_and_an_owner_only_file(issuer, runner, tmp_path):
+    import stat
+
+    assert issue_cli(runner, tmp_path / "a", count=3).exit_code == 0
+    target = tmp_path / "export.csv"
+    result = runner.invoke(cli, ["batch", "export", "1", "--key", "dev", "--out", str(target)])
+    assert result.exit_code == 0, result.stderr
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    raw = target.read_bytes().decode("utf-8")
+    assert raw.startswith('"serial","code","batch","status","url"\r\n"\t')
+    with open(target, encoding="utf-8", newline="") as fh:
+        exported = list(issue.read_codes_csv(fh))
+    assert {r["serial"] for r in exported} == {r["serial"] for r in read_csv(tmp_path / "a" / "codes.csv")}
+    assert all(len(r["serial"]) == 16 and r["batch"] == "1" and r["status"] == "active" for r in exported)
+    unwritable = runner.invoke(cli, ["batch", "export", "1", "--out", str(tmp_path / "missing" / "x.csv")])
+    assert unwritable.exit_code == 1 and unwritable.stderr.startswith("Error: cannot write ")
+
+
+def test_reading_codes_csv_undoes_formula_neutralisation():
+    from verifier import csvcells
+
+    buffer = io.StringIO()
+    writer = csvcells.writer(buffer)
+    writer.writerow(["serial", "code", "note"])
+    writer.writerow(["0000000000000001", "=HYPERLINK(\"x\")", "-5"], text_columns=frozenset({0}))
+    raw = buffer.getvalue()
+    assert '"\'=HYPERLINK(""x"")"' in raw and "\"'-5\"" in raw
+    assert list(issue.read_codes_csv(io.StringIO(raw, newline=""))) == [
+        {"serial": "0000000000000001", "code": '=HYPERLINK("x")', "note": "-5"}]

@@ -114,23 +114,133 @@ def test_svg_has_print_size_and_the_same_modules(signed_url):
     assert decode_all(image) == [signed_url]
 
 
-def test_pdf_sheet_labels_decode_at_300_dpi(keypair, tmp_path):
+TEXT = labels.LabelText(codes.MARKS[1].name_zh, "华茶集团", "绿茶 500g", "L2026-11", labels.lookup_host(BASE), pin=True)
+
+
+def sheet(keypair, tmp_path, layout: labels.SheetLayout, text: labels.LabelText = TEXT, count: int = 40):
+    """A PDF of `count` labels with PINs: (its path, the URLs, the labels)."""
     kid, private = keypair
     signer = codes.compact_signer(private, kid, codes.MARKS[1], 5, BASE)
-    urls = [signer(serial) for serial in range(1000, 1040)]  # 32 on the first page, 8 on the second
-    items = [labels.Label(u, codes.human_code(1000 + i), qr.encode(u)) for i, u in enumerate(urls)]
+    urls = [signer(serial) for serial in range(1000, 1000 + count)]
+    items = [labels.Label(u, codes.human_code(1000 + i), qr.encode(u), f"{12345670 + i:08d}" if text.pin else None)
+             for i, u in enumerate(urls)]  # fmt: skip
+    path = tmp_path / "sheet.pdf"
+    pages = labels.write_pdf(path, items, layout, labels.plan_label(layout.label_mm, text), text.mark_title)
+    assert pages == -(-count // layout.per_page)
+    return path, urls, items
+
+
+def cell_of(layout: labels.SheetLayout, x_pt: float, y_pt: float) -> tuple[float, float, float, float] | None:
+    """The label cell (left, bottom, right, top in points) that holds the point, if any."""
+    mm = labels.PT_PER_MM
+    page_h = layout.page_mm[1]
+    for row in range(layout.rows):
+        for col in range(layout.columns):
+            left = layout.margin_mm + col * (layout.label_mm[0] + layout.gap_mm)
+            top = page_h - layout.margin_mm - row * (layout.label_mm[1] + layout.gap_mm)
+            box = (left * mm, (top - layout.label_mm[1]) * mm, (left + layout.label_mm[0]) * mm, top * mm)
+            if box[0] <= x_pt <= box[2] and box[1] <= y_pt <= box[3]:
+                return box
+    return None
+
+
+def assert_every_character_inside_its_label(document, layout: labels.SheetLayout) -> int:
+    """Each glyph's box, as pdfium reads it back, lies inside the label cell its centre is in."""
+    checked = 0
+    for page in document:
+        textpage = page.get_textpage()
+        for index in range(textpage.count_chars()):
+            left, bottom, right, top = textpage.get_charbox(index)
+            if right - left <= 0:  # spaces and line ends have no box
+                continue
+            cell = cell_of(layout, (left + right) / 2, (bottom + top) / 2)
+            assert cell is not None, f"a character at {left:.1f},{bottom:.1f} pt is in no label"
+            slack = 0.01
+            assert cell[0] - slack <= left and right <= cell[2] + slack and cell[1] - slack <= bottom and top <= cell[3] + slack
+            checked += 1
+    return checked
+
+
+def test_pdf_sheet_labels_decode_at_300_dpi(keypair, tmp_path):
     layout = labels.SheetLayout()
-    pages = labels.write_pdf(tmp_path / "sheet.pdf", items, layout, codes.MARKS[1].name_zh, "绿茶 500g")
-    assert pages == 2 and layout.per_page == 32
-    document = pypdfium2.PdfDocument(tmp_path / "sheet.pdf")
+    path, urls, items = sheet(keypair, tmp_path, layout)  # 32 on the first page, 8 on the second
+    assert layout.per_page == 32
+    document = pypdfium2.PdfDocument(path)
     width_pt, height_pt = document[0].get_size()
     assert (round(width_pt / 72 * 25.4), round(height_pt / 72 * 25.4)) == (210, 297)  # A4
     found = []
     for page in document:
         found += decode_all(page.render(scale=300 / 72).to_pil())
     assert sorted(found) == sorted(urls)
-    text = document[0].get_textpage().get_text_range()
-    assert codes.MARKS[1].name_zh in text and codes.human_code(1000) in text
+
+
+def test_pdf_label_has_enterprise_lookup_address_and_pin_box(keypair, tmp_path):
+    path, urls, items = sheet(keypair, tmp_path, labels.SheetLayout())
+    text = pypdfium2.PdfDocument(path)[0].get_textpage().get_text_range()
+    for expected in (codes.MARKS[1].name_zh, "华茶集团", "绿茶 500g", "批号 L2026-11", "刮开涂层",
+                     "扫码或登录 verify.example.cn 输入防伪码查询", items[0].human_code, items[0].pin):  # fmt: skip
+        assert expected in text, expected
+    assert text.count("扫码或登录") == 32 and text.count("华茶集团") == 32
+    no_pin = labels.LabelText(TEXT.mark_title, TEXT.enterprise, TEXT.product, TEXT.lot, TEXT.lookup_host)
+    path, _, items = sheet(keypair, tmp_path, labels.SheetLayout(), no_pin)
+    assert "刮开涂层" not in pypdfium2.PdfDocument(path)[0].get_textpage().get_text_range()
+
+
+@pytest.mark.parametrize("size", [(40.0, 30.0), (35.0, 27.0), (60.0, 40.0), (100.0, 30.0)], ids=lambda s: f"{s[0]:g}x{s[1]:g}")
+def test_pdf_label_text_stays_inside_each_label(keypair, tmp_path, size):
+    """Every line fits its label by reportlab's metrics, and every glyph drawn is inside its cell."""
+    from reportlab.pdfbase.pdfmetrics import stringWidth
+
+    layout = labels.SheetLayout(label_mm=size)
+    plan = labels.plan_label(size, TEXT)
+    assert plan.qr_mm >= labels.MIN_QR_MM
+    for line in plan.lines + (plan.code, plan.pin):
+        width = stringWidth(line.text, line.font, line.size) / labels.PT_PER_MM
+        left = line.x - width / 2 if line.centred else line.x
+        assert labels.PAD_MM - 1e-6 <= left and left + width <= size[0] - labels.PAD_MM + 1e-6, line
+        assert 0 < line.y <= size[1] - labels.PAD_MM, line
+    assert plan.qr_x + plan.qr_mm <= size[0] and plan.qr_y + plan.qr_mm <= size[1]
+    path, urls, _ = sheet(keypair, tmp_path, layout, count=min(layout.per_page, 12))
+    document = pypdfium2.PdfDocument(path)
+    assert assert_every_character_inside_its_label(document, layout) > 12 * 60
+    assert sorted(decode_all(document[0].render(scale=300 / 72).to_pil())) == sorted(urls)
+
+
+@pytest.mark.parametrize("size", [(25.0, 20.0), (40.0, 20.0), (30.0, 30.0)], ids=lambda s: f"{s[0]:g}x{s[1]:g}")
+def test_label_too_small_for_its_content_is_refused_naming_the_minimum(size):
+    with pytest.raises(ValueError, match=r"cannot hold its text and a scannable QR code: it needs at least (\d+) x (\d+) mm") as caught:
+        labels.plan_label(size, TEXT)
+    least = tuple(float(v) for v in re.search(r"at least (\d+) x (\d+)", str(caught.value)).groups())
+    labels.plan_label(least, TEXT)  # the size it names is enough
+    with pytest.raises(ValueError):
+        labels.plan_label((least[0] - 1, least[1]), TEXT)
+    with pytest.raises(ValueError):
+        labels.plan_label((least[0], least[1] - 1), TEXT)
+
+
+def test_a_long_enterprise_name_needs_a_wider_label():
+    long_name = labels.LabelText(TEXT.mark_title, "杭州西湖区龙井村明前特级茶叶产销合作社有限公司", TEXT.product, TEXT.lot,
+                                 TEXT.lookup_host, pin=True)  # fmt: skip
+    with pytest.raises(ValueError, match=r"a 40 x 30 mm label cannot hold .* at least (4[1-9]|[5-9]\d) x 27 mm"):
+        labels.plan_label((40, 30), long_name)
+
+
+def test_label_png_holds_the_qr_code_the_printed_code_and_the_mark(signed_url):
+    from PIL import ImageFont
+
+    human = codes.human_code(3141592653589793)
+    data = labels.label_png_bytes(qr.encode(signed_url), human, TEXT)
+    image = Image.open(io.BytesIO(data))
+    assert image.info["dpi"] == pytest.approx((300, 300), abs=0.1)
+    assert decode_all(image) == [signed_url]
+    bare = print_size_png(signed_url)
+    assert image.width >= bare.width and image.height > bare.height + 60  # text above and below
+    for line, font in ((TEXT.mark_title, labels._pil_font("cjk", 27)), (human, labels._pil_font("mono", 31)),
+                       (TEXT.lookup_line(), labels._pil_font("cjk", 19))):  # fmt: skip
+        assert isinstance(font, ImageFont.FreeTypeFont) and font.getlength(line) <= image.width - 2 * 14
+    pixels = image.convert("L").load()
+    assert all(pixels[x, y] == 255 for x in (0, image.width - 1) for y in range(image.height))  # nothing cut off
+    assert decode_all(jpeg(rotated(scaled_to(image, 2, image.width // 5), 10), 40)) == [signed_url]
 
 
 @pytest.mark.parametrize("text, size", [("40x30", (40.0, 30.0)), ("50 X 35.5 mm", (50.0, 35.5)), ("25×20", (25.0, 20.0))])
@@ -144,7 +254,7 @@ def test_bad_label_size_is_a_value_error(text):
         labels.parse_label_size(text)
 
 
-def test_layout_refuses_labels_too_small_or_too_large():
+def test_layout_refuses_labels_too_small_or_too_large():  # before any text is measured
     with pytest.raises(ValueError, match="at least"):
         labels.SheetLayout(label_mm=(10, 10)).validate()
     with pytest.raises(ValueError, match="does not fit"):

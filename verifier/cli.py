@@ -323,7 +323,8 @@ def _split_formats(value: str) -> tuple[str, ...]:
 @click.option("--spec", default="", help="Product specification, e.g. '500 ml'.")
 @click.option("--count", required=True, type=int, help="Number of codes.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
-@click.option("--format", "formats", default="csv,pdf", show_default=True, help="Any of csv,png,svg,pdf.")
+@click.option("--format", "formats", default="csv,pdf", show_default=True,
+              help="Any of csv,png,label-png,svg,pdf (label-png: QR code with its printed code and mark).")  # fmt: skip
 @click.option("--form", type=click.Choice(["auto", "compact", "gs1"]), default="auto", show_default=True,
               help="URL form: gs1 (Digital Link) when --gtin is given, else compact.")  # fmt: skip
 @click.option("--gtin", help="GTIN-8/12/13/14 of the product.")
@@ -378,8 +379,9 @@ def batch_issue(key_name, mark, enterprise, credit_code, product, spec, count, o
     click.echo(f"Issued batch {result.batch_id}: {result.count:,} codes in {result.seconds:.1f} s ({rate:,.0f} codes/s)")
     click.echo(f"Output: {result.out_dir} ({result.files:,} files" + (f", {result.pdf_pages:,} PDF pages)" if result.pdf_pages else ")"))
     if pin:
-        click.echo("PINs are in codes.csv only: they are never stored; print them under a scratch-off layer, "
-                   "then keep codes.csv as safe as the labels themselves.")  # fmt: skip
+        where = "codes.csv and the PDF labels' scratch-off boxes" if "pdf" in request.formats else "codes.csv"
+        click.echo(f"PINs are in {where} only: they are never stored; print them under a scratch-off layer, "
+                   "then keep these files as safe as the labels themselves.")  # fmt: skip
     if not labels.label_font()[1] and "pdf" in request.formats:
         click.echo("Note: no CJK TrueType font found, so the PDF references STSong-Light without embedding it; "
                    "set VERIFIER_LABEL_FONT to a .ttf/.ttc to embed one.", err=True)  # fmt: skip
@@ -474,11 +476,11 @@ def batch_recall(batch_id: int, reason: str) -> None:
 def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> None:
     """Export a batch's codes as CSV: serial, printed code, status (and URL with --key).
 
+    The format of codes.csv: every field quoted, the serial as text digits (docs/batches.md).
+
     Example: verifier batch export 3 --out batch-3.csv
     """
-    import csv
-
-    from . import store
+    from . import csvcells, store
 
     db = _open_db()
     batch = _get_batch(db, batch_id)
@@ -494,13 +496,17 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
             signer = codes.gs1_signer(private, kid, mark, batch["gtin"], batch["lot"], expiry, batch["base_url"])
         else:
             signer = codes.compact_signer(private, kid, mark, batch_id, batch["base_url"])
-    out = open(out_file, "w", encoding="utf-8", newline="") if out_file else sys.stdout
+    try:  # owner-only, like the batch folder: with --key it holds every label's URL
+        out = os.fdopen(os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8",
+                        newline="") if out_file else sys.stdout  # fmt: skip
+    except OSError as exc:
+        raise CliError(f"cannot write {out_file}: {exc.strerror}") from None
     try:
-        writer = csv.writer(out)
+        writer = csvcells.writer(out)
         writer.writerow(["serial", "code", "batch", "status"] + (["url"] if signer else []))
         for serial in store.batch_serials(db, batch_id):
             row = [f"{serial:016d}", codes.human_code(serial), batch_id, batch["status"]]
-            writer.writerow(row + ([signer(serial)] if signer else []))
+            writer.writerow(row + ([signer(serial)] if signer else []), text_columns=frozenset({0}))
     finally:
         if out_file:
             out.close()

@@ -6,29 +6,42 @@ short transactions, so lookups keep flowing. Outputs go to a hidden `.partial` f
 every file is written and hashed is the folder renamed into place and the batch made `active`.
 An interrupted run is rolled back at once; a killed one is rolled back or forward by
 `recover_interrupted` the next time a batch command runs.
+
+Whether an issuer is alive is told by a lock, not by its process id (which means nothing across
+PID namespaces, e.g. containers sharing an instance volume): the issuer holds an exclusive flock
+on `<database>-batch-<id>.lock` from before its row is visible until the batch is active or
+forgotten, and recovery only touches a batch whose lock it can take without waiting.
 """
 
 from __future__ import annotations
 
 import array
+import csv
+import ctypes
 import datetime as dt
+import fcntl
 import hashlib
 import json
 import os
 import shutil
+import signal
 import sqlite3
+import sys
 import tempfile
+import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import IO
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, codes, labels, pins, qr, store
+from . import auditlog, codes, csvcells, labels, pins, qr, store
 
-FORMATS = ("csv", "png", "svg", "pdf")
+FORMATS = ("csv", "png", "label-png", "svg", "pdf")
+IMAGE_QR_MM = 20.0  # the QR code in PNG, label PNG and SVG files, with quiet zone
 MAX_COUNT = 100_000_000
 MANIFEST_FORMAT = "verifier-batch-manifest/1"
 
@@ -69,6 +82,8 @@ class BatchRequest:
         try:
             codes.normalize_base_url(self.base_url)
             self.layout.validate()
+            if "pdf" in self.formats:
+                self.label_plan()
         except ValueError as exc:
             raise IssueError(str(exc)) from None
         if self.form == codes.FORM_GS1:
@@ -84,6 +99,15 @@ class BatchRequest:
             raise IssueError(f"unknown URL form {self.form!r} (compact or gs1)")
         if self.production_date and self.expiry and self.expiry < self.production_date:
             raise IssueError("the expiry date is before the production date")
+
+    def label_text(self) -> labels.LabelText:
+        """What every label of the batch prints besides its code."""
+        return labels.LabelText(self.mark.name_zh, self.enterprise, f"{self.product} {self.spec}".strip(),
+                                self.lot or "", labels.lookup_host(self.base_url), self.pin)  # fmt: skip
+
+    def label_plan(self) -> labels.LabelPlan:
+        """The PDF label's layout; ValueError if `layout.label_mm` cannot hold it."""
+        return labels.plan_label(self.layout.label_mm, self.label_text())
 
 
 @dataclass(frozen=True)
@@ -114,6 +138,39 @@ def _init_worker(settings: dict) -> None:
     _worker.update(settings, signer=signer, private_raw=None)
 
 
+def _init_pool_worker(settings: dict) -> None:
+    """Set up a pool process: it dies with its issuer and does not keep the batch lock alive."""
+    _die_with_parent(settings["parent_pid"])
+    try:  # forked with the issuer's descriptors: a copy of the lock's would outlive a killed issuer
+        os.close(settings["lock_fd"])
+    except OSError:
+        pass
+    _init_worker(settings)
+
+
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Have the kernel kill this process when its parent dies (Linux), or watch for it elsewhere."""
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:  # the parent died before the signal was armed
+        os._exit(1)
+    if not armed:
+        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        threading.Event().wait(1.0)
+    os._exit(1)
+
+
 def _sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
@@ -128,35 +185,87 @@ def _work_chunk(part: str, serials: list[int]) -> tuple[str, list[tuple[str, str
     signer, formats, folder = w["signer"], w["formats"], Path(w["folder"])
     urls = [signer(s) for s in serials]
     humans = [codes.human_code(s) for s in serials]
-    # No field ever needs CSV quoting (digits, spaces, URL characters), so rows are joined directly.
-    if w["pin_secret"]:
-        secret = w["pin_secret"]
-        rows = [f"{s:016d},{h},{u},{pins.derive_pin(secret, s)}\r\n" for s, h, u in zip(serials, humans, urls)]
+    secret = w["pin_secret"]
+    if secret:
+        codes_pins = [pins.derive_pin(secret, s) for s in serials]
+        rows = [csv_row(s, h, u, p) for s, h, u, p in zip(serials, humans, urls, codes_pins)]
     else:
-        rows = [f"{s:016d},{h},{u}\r\n" for s, h, u in zip(serials, humans, urls)]
+        codes_pins = [None] * len(serials)
+        rows = [csv_row(s, h, u) for s, h, u in zip(serials, humans, urls)]
     written: list[tuple[str, str]] = []
     pages = 0
-    if {"png", "svg", "pdf"} & set(formats):
+    if {"png", "label-png", "svg", "pdf"} & set(formats):
         matrices = [qr.encode(u) for u in urls]
-        qr_mm = w["qr_mm"]
-        for serial, url, matrix in zip(serials, urls, matrices):
+        for serial, human, url, matrix in zip(serials, humans, urls, matrices):
             if "png" in formats:
-                data = labels.png_bytes(matrix, qr_mm)
+                data = labels.png_bytes(matrix, IMAGE_QR_MM)
                 written.append(_write_bytes(folder, f"png/{serial:016d}.png", data))
+            if "label-png" in formats:
+                data = labels.label_png_bytes(matrix, human, w["png_text"], IMAGE_QR_MM)
+                written.append(_write_bytes(folder, f"label-png/{serial:016d}.png", data))
             if "svg" in formats:
-                data = labels.svg_text(matrix, qr_mm, title=url).encode("utf-8")
+                data = labels.svg_text(matrix, IMAGE_QR_MM, title=url).encode("utf-8")
                 written.append(_write_bytes(folder, f"svg/{serial:016d}.svg", data))
         if "pdf" in formats:
             path = folder / part
-            items = (labels.Label(u, h, m) for u, h, m in zip(urls, humans, matrices))
-            pages = labels.write_pdf(path, items, w["layout"], w["mark_title"], w["subtitle"])
+            items = (labels.Label(u, h, m, p) for u, h, m, p in zip(urls, humans, matrices, codes_pins))
+            pages = labels.write_pdf(path, items, w["layout"], w["plan"], w["mark_title"])
+            os.chmod(path, SECRET_FILE_MODE)
             written.append((part, _sha256_file(path)))
     return "".join(rows), written, pages
 
 
+CSV_HEADER = ("serial", "code", "url", "pin")
+CSV_TEXT_DIGITS = ("serial", "pin")  # written with csvcells.text_digits: a leading tab
+
+
+def csv_row(serial: int, human: str, url: str, pin: str | None = None) -> str:
+    """One line of codes.csv, exactly as csvcells.SafeWriter writes it (every field quoted, serial
+    and PIN as text digits, text cells neutralised), without the csv module's 5 µs a row (~8 % of
+    signing): no field can hold a quote (digits, spaces, an http(s) URL of A-Z a-z 0-9 . _ - / ~ ? = &)."""
+    cells = [csvcells.text_digits(f"{serial:016d}"), csvcells.safe_cell(human), csvcells.safe_cell(url)]
+    if pin is not None:
+        cells.append(csvcells.text_digits(pin))
+    return '"' + '","'.join(cells) + '"\r\n'
+
+
+def read_codes_csv(fh: IO[str]) -> Iterator[dict[str, str]]:
+    """Rows of a codes.csv (or `batch export`) opened with newline="", with the exact values:
+    the leading tab of text digits and the apostrophe of neutralised cells taken off again."""
+    for row in csv.DictReader(fh):
+        yield {name: _plain_cell(name, value) for name, value in row.items()}
+
+
+def _plain_cell(name: str, value: str) -> str:
+    if name in CSV_TEXT_DIGITS and value.startswith("\t"):
+        return value[1:]
+    if value.startswith("'") and value[1:].startswith(csvcells.FORMULA_PREFIXES):
+        return value[1:]
+    return value
+
+
 def _write_bytes(folder: Path, name: str, data: bytes) -> tuple[str, str]:
-    (folder / name).write_bytes(data)
+    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+    with open(fd, "wb") as fh:
+        fh.write(data)
     return name, hashlib.sha256(data).hexdigest()
+
+
+# Labels are secrets until printed (a copy of them is a genuine label; codes.csv holds the PINs):
+# the output folder is the owner's only, and so is every file in it.
+SECRET_DIR_MODE = 0o700
+SECRET_FILE_MODE = 0o600
+
+
+def _create_secret(path: Path) -> IO[str]:
+    """A new text file only its owner can read (umask cannot widen it), for writing CSV."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, SECRET_FILE_MODE)
+    return open(fd, "w", encoding="utf-8", newline="")
+
+
+def _mkdir_secret(path: Path) -> None:
+    path.mkdir(mode=SECRET_DIR_MODE)
+    os.chmod(path, SECRET_DIR_MODE)  # exactly, whatever the umask
 
 
 # --- the coordinating process -------------------------------------------------------------
@@ -170,12 +279,17 @@ def chunk_size(layout: labels.SheetLayout, target: int = 4000) -> int:
 _RANDOM_LIMIT = (2**56 // codes.SERIAL_LIMIT) * codes.SERIAL_LIMIT  # rejection bound: uniform mod 10^16
 
 
-def _draw_serials(count: int, avoid: set[int] | frozenset[int] = frozenset()) -> list[int]:
-    """`count` distinct uniformly random serials (from the OS CSPRNG), none of them in `avoid`."""
+RandomBytes = Callable[[int], bytes]  # n -> n random bytes; os.urandom in production
+
+
+def _draw_serials(count: int, random_bytes: RandomBytes = os.urandom,
+                  avoid: set[int] | frozenset[int] = frozenset()) -> list[int]:  # fmt: skip
+    """`count` distinct uniformly random serials from `random_bytes`, none of them in `avoid`."""
     out: list[int] = []
     seen = set(avoid)
     while len(out) < count:
-        for value in array.array("Q", os.urandom(8 * (count - len(out) + 8))):
+        block = random_bytes(8 * (count - len(out) + 8))
+        for value in array.array("Q", block[: len(block) // 8 * 8]):
             value &= 0xFF_FFFF_FFFF_FFFF  # 56 bits
             if value >= _RANDOM_LIMIT:
                 continue
@@ -189,21 +303,30 @@ def _draw_serials(count: int, avoid: set[int] | frozenset[int] = frozenset()) ->
 
 
 REGISTER_PER_TRANSACTION = 50_000  # measured: 4,000 a commit costs 2x (WAL page rewrites); ~0.3 s a lock
+MAX_REDRAWS = 8  # a redraw collides again with probability < 10^-3 even at 10^13 codes issued
 
 
-def _register_serials(db, batch_id: int, count: int) -> list[int]:
+def _register_serials(db, batch_id: int, count: int, random_bytes: RandomBytes = os.urandom) -> list[int]:
     """Draw and register `count` new serials in one short transaction; the registry's primary
     key keeps them unique across all batches, so nothing of the batch is held in memory."""
-    serials = sorted(_draw_serials(count))  # neighbouring keys share B-tree pages
-    while True:
+    serials = sorted(_draw_serials(count, random_bytes))  # neighbouring keys share B-tree pages
+    for _ in range(MAX_REDRAWS + 1):
         try:
             with store.transaction(db) as conn:
                 store.insert_codes(conn, batch_id, serials)
             return serials
-        except sqlite3.IntegrityError:  # about 1 in 10^9 a code per 10^7 issued: redraw those
+        except sqlite3.IntegrityError as exc:  # about 1 in 10^9 a code per 10^7 issued: redraw those
             taken = store.serials_taken(db.conn, serials)
-            fresh = iter(_draw_serials(len(taken), avoid=set(serials)))
+            if not taken:  # not a collision: retrying could never succeed
+                if not db.execute("SELECT 1 FROM batches WHERE id = ? AND status = ?",
+                                  [batch_id, store.BATCH_ISSUING]).fetchone():  # fmt: skip
+                    raise IssueError(f"batch {batch_id} was removed from the registry while it was being "
+                                     "issued; nothing of it is registered") from None  # fmt: skip
+                raise IssueError(f"the registry refused the serials of batch {batch_id}: {exc}") from None
+            fresh = iter(_draw_serials(len(taken), random_bytes, avoid=set(serials)))
             serials = sorted(next(fresh) if s in taken else s for s in serials)
+    raise IssueError(f"new serials collided with issued ones {MAX_REDRAWS + 1} times in a row: "
+                     "the source of random serials is not random")  # fmt: skip
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:
@@ -235,16 +358,21 @@ def issue_batch(
     progress: Callable[[int], None] | None = None,
     workers: int | None = None,
     now: dt.datetime | None = None,
+    random_bytes: RandomBytes = os.urandom,
 ) -> BatchResult:
-    """Issue a batch: register it, sign and render every code, write outputs; all or nothing."""
+    """Issue a batch: register it, sign and render every code, write outputs; all or nothing.
+
+    `random_bytes` is where serials come from: the OS CSPRNG; tests pass a seeded one.
+    """
     request.validate()
     if request.pin and not pin_secret:
         raise IssueError("--pin needs a PIN secret (VERIFIER_PIN_SECRET or VERIFIER_PIN_SECRET_FILE)")
     out_dir = _prepare_out_dir(request.out_dir)
     started = dt.datetime.now(dt.timezone.utc)
     db = store.connect(db_path)
-    recover_interrupted(db)
+    lock: BatchLock | None = None
     try:
+        recover_interrupted(db)
         with store.transaction(db):
             enterprise_id = store.ensure_enterprise(db, request.enterprise, request.credit_code)
             product_id = store.ensure_product(db, enterprise_id, request.product, request.spec, request.gtin)
@@ -257,24 +385,88 @@ def issue_batch(
                  codes.normalize_base_url(request.base_url), int(request.pin), store.BATCH_ISSUING,
                  str(out_dir), os.getpid(), store.now_text(now), request.created_by or _user(), request.note],
             ).lastrowid  # fmt: skip
+            # Locked before the row is committed, so no other process ever sees it unlocked.
+            lock = BatchLock.acquire(db, batch_id, wait=True)
     except store.StoreError as exc:
+        _close(db, lock)
         raise IssueError(str(exc)) from None
-    if batch_id >= codes.BATCH_LIMIT:
-        _roll_back(db, batch_id, None)
-        raise IssueError("batch numbers are exhausted (2^32 - 1)")
-    partial = _partial_dir(out_dir, batch_id)
-    try:
-        pages, counts = _produce(db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers)
-        _write_manifest(db, batch_id, request, partial, counts, pages)
-        _move_into_place(partial, out_dir)
-        _activate(db, batch_id)
     except BaseException:
-        _roll_back(db, batch_id, partial)
+        _close(db, lock)
         raise
+    assert lock is not None
+    try:
+        if batch_id >= codes.BATCH_LIMIT:
+            _roll_back(db, batch_id, None)
+            raise IssueError("batch numbers are exhausted (2^32 - 1)")
+        partial = _partial_dir(out_dir, batch_id)
+        try:
+            pages, counts = _produce(db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers,
+                                     random_bytes, lock.fd)  # fmt: skip
+            _write_manifest(db, batch_id, request, partial, counts, pages)
+            _move_into_place(partial, out_dir)
+            _activate(db, batch_id)
+        except BaseException:
+            _roll_back(db, batch_id, partial)
+            raise
     finally:
-        db.close()
+        _close(db, lock)
     seconds = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
     return BatchResult(batch_id, request.count, out_dir, sum(counts.values()) + 1, pages, seconds)
+
+
+def _close(db, lock: "BatchLock | None") -> None:
+    if lock is not None:
+        lock.release()
+    db.close()
+
+
+class BatchLock:
+    """The exclusive flock an issuer holds on `<database>-batch-<id>.lock` while it issues.
+
+    The file is removed by whoever holds the lock, before releasing it; so a process that
+    locks it checks afterwards that the path still names the file it locked, else tries again.
+    """
+
+    def __init__(self, path: str, fd: int):
+        self.path, self.fd = path, fd
+
+    @classmethod
+    def acquire(cls, db, batch_id: int, wait: bool) -> "BatchLock | None":
+        """The lock of batch `batch_id`; None if another process holds it and `wait` is false."""
+        path = f"{_db_file(db)}-batch-{batch_id}.lock"
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+                held = os.fstat(fd)
+                current = os.stat(path)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except FileNotFoundError:  # removed by its last holder after we opened it
+                os.close(fd)
+                continue
+            except BaseException:
+                os.close(fd)
+                raise
+            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
+                return cls(path, fd)
+            os.close(fd)
+
+    def release(self) -> None:
+        """Remove the lock file, then let go of it."""
+        if self.fd < 0:
+            return
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+        os.close(self.fd)
+        self.fd = -1
+
+
+def _db_file(db) -> str:
+    return db.conn.execute("PRAGMA database_list").fetchone()[2]
 
 
 def _activate(db, batch_id: int) -> None:
@@ -306,30 +498,31 @@ def _user() -> str:
         return "unknown"
 
 
-def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path, progress,
-             workers) -> tuple[int, dict[str, int]]:  # fmt: skip
+def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path, progress, workers,
+             random_bytes: RandomBytes, lock_fd: int) -> tuple[int, dict[str, int]]:  # fmt: skip
     """Sign and render every chunk, writing codes.csv in order; (PDF pages, files by kind)."""
-    partial.mkdir()
-    for fmt in ("png", "svg"):
+    _mkdir_secret(partial)
+    for fmt in ("png", "label-png", "svg"):
         if fmt in request.formats:
-            (partial / fmt).mkdir()
+            _mkdir_secret(partial / fmt)
     settings = {
         "private_raw": private_key.private_bytes_raw(), "kid": kid, "mark": request.mark, "form": request.form,
         "batch_id": batch_id, "base_url": request.base_url, "gtin": request.gtin, "lot": request.lot,
         "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 else None,
         "pin_secret": pin_secret if request.pin else None, "formats": request.formats, "folder": str(partial),
-        "layout": request.layout, "qr_mm": request.layout.qr_mm, "mark_title": request.mark.name_zh,
-        "subtitle": f"{request.product} {request.lot or ''}".strip(),
+        "layout": request.layout, "plan": request.label_plan() if "pdf" in request.formats else None,
+        "mark_title": request.mark.name_zh, "png_text": labels.label_png_text(request.label_text(), request.mark.name_en),
+        "parent_pid": os.getpid(), "lock_fd": lock_fd,
     }  # fmt: skip
     size = chunk_size(request.layout)
     chunks = -(-request.count // size)
     part_names = ["labels.pdf"] if chunks == 1 else [f"labels-{i + 1:05d}.pdf" for i in range(chunks)]
     manifest_lines = partial / ".files"
     pages = 0
-    counts = {"csv": 1, "png": 0, "svg": 0, "pdf": 0}
-    header = ["serial", "code", "url"] + (["pin"] if request.pin else [])
-    with open(partial / "codes.csv", "w", encoding="utf-8", newline="") as out, open(manifest_lines, "w") as listing:
-        out.write(",".join(header) + "\r\n")
+    counts = {"csv": 1, "png": 0, "label-png": 0, "svg": 0, "pdf": 0}
+    header = CSV_HEADER if request.pin else CSV_HEADER[:3]
+    with _create_secret(partial / "codes.csv") as out, open(manifest_lines, "w") as listing:
+        csvcells.writer(out).writerow(header)
 
         def collect(result: tuple[str, list[tuple[str, str]], int], count: int) -> None:
             nonlocal pages
@@ -337,7 +530,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
             out.write(text)
             for name, digest in written:
                 listing.write(f"{digest}  {name}\n")
-                counts[name.rsplit(".", 1)[-1]] += 1
+                counts[name.split("/", 1)[0] if "/" in name else name.rsplit(".", 1)[-1]] += 1
             pages += chunk_pages
             if progress:
                 progress(count)
@@ -349,7 +542,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
             count = min(size, request.count - index * size)
             if len(registered) < count:
                 wanted = min(max(REGISTER_PER_TRANSACTION, count), request.count - index * size) - len(registered)
-                registered += _register_serials(db, batch_id, wanted)
+                registered += _register_serials(db, batch_id, wanted, random_bytes)
             chunk, registered = registered[:count], registered[count:]
             return chunk
 
@@ -359,7 +552,7 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
                 serials = next_chunk(index)
                 collect(_work_chunk(part_names[index], serials), len(serials))
         else:
-            with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), initializer=_init_worker,
+            with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), initializer=_init_pool_worker,
                                      initargs=(settings,)) as pool:  # fmt: skip
                 pending: deque[tuple[Future, int]] = deque()
                 window = 2 * (workers or os.cpu_count() or 1)
@@ -386,13 +579,14 @@ def _write_manifest(db, batch_id: int, request: BatchRequest, partial: Path, cou
         "format": MANIFEST_FORMAT,
         "batch": batch,
         "mark": {"slug": request.mark.slug, "zh": request.mark.name_zh, "en": request.mark.name_en},
-        "counts": {"codes": request.count, "png_files": counts["png"], "svg_files": counts["svg"],
-                   "pdf_files": counts["pdf"], "pdf_pages": pages},
-        "layout": {**asdict(request.layout), "qr_mm": request.layout.qr_mm, "labels_per_page": request.layout.per_page},
-        "pins": "in codes.csv only; never stored" if request.pin else None,
+        "counts": {"codes": request.count, "png_files": counts["png"], "label_png_files": counts["label-png"],
+                   "svg_files": counts["svg"], "pdf_files": counts["pdf"], "pdf_pages": pages},
+        "layout": {**asdict(request.layout), "labels_per_page": request.layout.per_page, "image_qr_mm": IMAGE_QR_MM,
+                   "pdf_qr_mm": round(request.label_plan().qr_mm, 2) if "pdf" in request.formats else None},
+        "pins": "in codes.csv and the PDF labels' scratch-off boxes only; never stored" if request.pin else None,
     }  # fmt: skip
     listing = partial / ".files"
-    with open(partial / "manifest.json", "w", encoding="utf-8") as out:
+    with _create_secret(partial / "manifest.json") as out:
         text = json.dumps(head, indent=2, ensure_ascii=False)
         out.write(text[:-2] + ',\n  "files": {\n')
         entries = [("codes.csv", _sha256_file(partial / "codes.csv"))]
@@ -415,32 +609,31 @@ def _roll_back(db, batch_id: int, partial: Path | None) -> None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def recover_interrupted(db) -> list[tuple[int, str]]:
-    """Finish or forget batches whose issuing process died: [(batch id, 'completed'|'rolled back')]."""
+    """Finish or forget batches whose issuer is gone: [(batch id, 'completed'|'rolled back')].
+
+    A batch whose lock is held is being issued, whatever process id it records (PIDs mean
+    nothing across PID namespaces); one whose lock can be taken has no issuer left.
+    """
     outcomes = []
-    for row in db.execute("SELECT id, output_dir, issuing_pid FROM batches WHERE status = ?", [store.BATCH_ISSUING]).fetchall():
-        batch_id, out_dir, pid = row
-        if _alive(pid) and pid != os.getpid():
+    for (batch_id,) in db.execute("SELECT id FROM batches WHERE status = ?", [store.BATCH_ISSUING]).fetchall():
+        lock = BatchLock.acquire(db, batch_id, wait=False)
+        if lock is None:
             continue
-        out = Path(out_dir)
-        if _outputs_complete(out, batch_id):
-            _activate(db, batch_id)
-            outcomes.append((batch_id, "completed"))
-        else:
-            _roll_back(db, batch_id, _partial_dir(out, batch_id))
-            outcomes.append((batch_id, "rolled back"))
+        try:
+            row = db.execute("SELECT output_dir FROM batches WHERE id = ? AND status = ?",
+                             [batch_id, store.BATCH_ISSUING]).fetchone()  # fmt: skip
+            if row is None:  # its issuer finished (or another recovery did) before we locked it
+                continue
+            out = Path(row[0])
+            if _outputs_complete(out, batch_id):
+                _activate(db, batch_id)
+                outcomes.append((batch_id, "completed"))
+            else:
+                _roll_back(db, batch_id, _partial_dir(out, batch_id))
+                outcomes.append((batch_id, "rolled back"))
+        finally:
+            lock.release()
     return outcomes
 
 
