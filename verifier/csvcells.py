@@ -27,6 +27,15 @@ def text_digits(digits: str) -> str:
     return "\t" + digits
 
 
+def plain_cell(value: str, *, digits: bool = False) -> str:
+    """The exact value of a cell this module wrote: `text_digits`' tab or `safe_cell`'s apostrophe undone."""
+    if digits and value.startswith("\t"):
+        return value[1:]
+    if value.startswith("'") and value[1:].startswith(FORMULA_PREFIXES):
+        return value[1:]
+    return value
+
+
 def writer(fh: IO[str]) -> "SafeWriter":
     """A csv writer whose rows are neutralised cell by cell."""
     return SafeWriter(fh)

@@ -233,15 +233,7 @@ def read_codes_csv(fh: IO[str]) -> Iterator[dict[str, str]]:
     """Rows of a codes.csv (or `batch export`) opened with newline="", with the exact values:
     the leading tab of text digits and the apostrophe of neutralised cells taken off again."""
     for row in csv.DictReader(fh):
-        yield {name: _plain_cell(name, value) for name, value in row.items()}
-
-
-def _plain_cell(name: str, value: str) -> str:
-    if name in CSV_TEXT_DIGITS and value.startswith("\t"):
-        return value[1:]
-    if value.startswith("'") and value[1:].startswith(csvcells.FORMULA_PREFIXES):
-        return value[1:]
-    return value
+        yield {name: csvcells.plain_cell(value, digits=name in CSV_TEXT_DIGITS) for name, value in row.items()}
 
 
 def _write_bytes(folder: Path, name: str, data: bytes) -> tuple[str, str]:
