@@ -484,3 +484,9 @@ def recall(batch: str) -> Response:
 
 def _json(data: dict) -> Response:
     return jsonify(data)
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST"])
+def not_found(rest: str) -> Response:
+    """Anything else under /api/v1/audit/: the API's error shape, not the consumer's page."""
+    return api_error("not-found", "no such audit API route", 404)

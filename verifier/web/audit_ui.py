@@ -248,3 +248,9 @@ def key_list() -> Response:
                             auditlog.now_text(), f"ui:{g.user.username}")  # fmt: skip
         return redirect("/audit/keys")
     return render("audit/keys.html", keys=keys.read_keyring(folder))
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST"])
+def not_found(rest: str) -> Response:
+    """Anything else under /audit/ (e.g. a code with a slash): not a consumer lookup, not a page."""
+    return render("audit/message.html", 404, title="Not found", message="There is no such audit page.")
