@@ -1,12 +1,18 @@
 #!/usr/bin/env python3
 """Adversarial inputs on every surface: the invalid vectors plus mutations of valid codes.
 
-    .venv/bin/python scripts/adversarial.py [--codes 1000] [--json]
+    .venv/bin/python scripts/adversarial.py [--codes 1000] [--audit-random 20] [--json]
 
 Every character of each valid URL and printed code is flipped (XOR 1, which never only changes
 case or adds whitespace), each is truncated at every length and extended with 'A', '0' and '/'.
 The inputs go through the consumer page, the JSON API, the manual-entry form and
 `verifier verify`. Reported: inputs tried, accepted (any genuine verdict), server errors.
+
+The audit API and UI get hostile values (superscript and full-width digits, integers past
+2^63, negative numbers, impossible dates, overlong strings, control characters, NUL, formula
+prefixes, path traversal), plus `--audit-random` seeded random strings, in every parameter of
+every route, as an admin and as an enterprise. There "accepted" is a 200 answer to a value
+the parameter rules (docs/audit.md, re-stated here independently) call invalid.
 """
 
 from __future__ import annotations
@@ -14,10 +20,14 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
+import random
+import re
 import sys
 import tempfile
 import time
+import unicodedata
 from pathlib import Path
+from urllib.parse import quote
 
 from click.testing import CliRunner
 
@@ -51,6 +61,7 @@ def invalid_vectors() -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--codes", type=int, default=1000)
+    parser.add_argument("--audit-random", type=int, default=20, help="Random strings per audit parameter.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="adversarial-"))
@@ -110,6 +121,10 @@ def main() -> int:
             reason = "usage-error" if result.exit_code == 2 else "crash"
         cli_out.append((500 if reason == "crash" or result.exit_code not in (0, 1, 2) else 200, reason))
     tally("verifier verify", cli_out)
+    audit_api, audit_ui = audit_outcomes(app, tmp, args.audit_random)
+    for surface, outcomes in (("audit API", audit_api), ("audit UI", audit_ui)):
+        report[surface] = {"tried": len(outcomes), "accepted": sum(1 for status, bad in outcomes if bad and status == 200),
+                           "server_errors": sum(status >= 500 for status, _ in outcomes)}  # fmt: skip
     total = {k: sum(r[k] for r in report.values()) for k in ("tried", "accepted", "server_errors")}
     report["total"] = total
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -121,6 +136,122 @@ def main() -> int:
                 print(f"{surface:<16} tried {r['tried']:>9,}  accepted {r['accepted']}  server errors {r['server_errors']}")
         print(f"({report['seconds']} s, {args.codes} valid codes mutated)")
     return 0 if total["accepted"] == 0 and total["server_errors"] == 0 else 1
+
+
+# --- the audit API and UI -------------------------------------------------------------------
+
+HOSTILE = ["²", "¹²³", "１２", "٣", "߁", str(2**63), str(2**64), "9" * 30, "9" * 5000, "-1", "-0", "+1", "1e3", "0x10",
+           " 1", "1 ", "1.0", "NaN", "2026-02-30", "2026-13-01", "2026-11-01T25:00", "2026-11-01T00:00+99:00",
+           "0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00", "２０２６-１１-０１", "2026-11-01\x00", "x" * 10000,
+           "\x00", "a\x00b", "\x07", "\r\n", "\t", "\u202e", "=cmd|' /C calc'!A0", "+SUM(1)", "-2+3", "@A1",
+           "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%00", "'; DROP TABLE scans; --", "ＣＮ", "cn", "<script>"]  # fmt: skip
+INT64_MAX = 2**63 - 1
+REASONS = ("genuine", "genuine-repeat", "suspicious-repeat", "pin-reused", "pin-mismatch", "malformed", "bad-signature")
+
+
+def _int_ok(low: int, high: int):
+    return lambda v: bool(re.fullmatch(r"[0-9]{1,19}", v, re.ASCII)) and low <= int(v) <= high
+
+
+def _time_ok(v: str) -> bool:
+    if not re.fullmatch(r"\d{4}-\d\d-\d\d([T ]\d\d:\d\d(:\d\d(\.\d{1,6})?)?)?(Z|[+-]\d\d:\d\d)?", v, re.ASCII):
+        return False
+    try:
+        value = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace(" ", "T"))
+        (value if value.tzinfo else value.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))).astimezone(dt.timezone.utc)
+    except (ValueError, OverflowError):
+        return False
+    return True
+
+
+def _text_ok(limit: int):
+    return lambda v: len(v) <= limit and not any(unicodedata.category(c).startswith("C") for c in v)
+
+
+def _code_ok(v: str) -> bool:
+    digits = v.replace(" ", "").replace("-", "")
+    if len(v) > 40 or not re.fullmatch(r"[0-9]+", digits, re.ASCII):
+        return False
+    if len(digits) == 16:
+        return True
+    try:
+        codes.parse_human_code(digits)
+        return len(digits) == 17
+    except codes.InvalidCode:
+        return False
+
+
+FILTERS = {"enterprise": _text_ok(200), "batch": _int_ok(1, INT64_MAX), "code": _code_ok,
+           "reason": lambda v: v in REASONS, "channel": lambda v: v in ("qr", "manual", "api"),
+           "country": lambda v: bool(re.fullmatch(r"[A-Z]{2}", v, re.ASCII)), "region": _text_ok(64),
+           "since": _time_ok, "until": _time_ok}  # fmt: skip
+PAGING = {"after": _int_ok(1, INT64_MAX), "limit": _int_ok(1, 500)}
+
+
+def random_values(rng: random.Random, count: int) -> list[str]:
+    """Seeded random strings from digits of many scripts, ASCII, controls, formula prefixes and CJK."""
+    alphabet = "0123456789²³¹１２３٣߁०-+=@ :.T/\\%\x00\x1f\x7f\u200b\u202eZaé中"
+    return ["".join(rng.choice(alphabet) for _ in range(rng.randint(1, 24))) for _ in range(count)]
+
+
+def audit_requests(values: list[str], batch_id: int, serial: str, ui: bool) -> list[tuple[str, str, dict, bool]]:
+    """(method, path, options, invalid?) for every parameter of every audit route, with each value."""
+    prefix = "/audit" if ui else "/api/v1/audit"
+    scans = "/audit/" if ui else "/api/v1/audit/scans"
+    out = []
+    for value in values:
+        for name, ok in {**FILTERS, **PAGING}.items():
+            if name == "limit" and ui:
+                continue
+            out.append(("GET", scans, {"query_string": {name: value}}, value != "" and not ok(value)))
+            if name in FILTERS:
+                out.append(("GET", f"{prefix}/scans.csv", {"query_string": {name: value}}, value != "" and not ok(value)))
+        out.append(("GET", f"{prefix}/anomalies", {"query_string": {"days": value}}, value != "" and not _int_ok(1, 3650)(value)))
+        path_value = quote(value, safe="")
+        out.append(("GET", f"{prefix}/batches/{path_value}", {}, not _int_ok(1, INT64_MAX)(value)))
+        out.append(("GET", f"{prefix}/codes/{path_value}", {}, not _code_ok(value)))
+        if not _text_ok(500)(value):  # never a valid reason: nothing is recalled
+            if ui:
+                out.append(("POST", f"/audit/batches/{batch_id}", {"data": {"reason": value}}, True))
+                out.append(("POST", f"/audit/codes/{serial}", {"data": {"note": value}}, True))
+            else:
+                out.append(("POST", f"/api/v1/audit/batches/{batch_id}/recall", {"json": {"reason": value}}, True))
+    return out
+
+
+def audit_outcomes(app, tmp: Path, random_count: int) -> tuple[list[tuple[int, bool]], list[tuple[int, bool]]]:
+    """(status, invalid?) of every hostile audit request, API and UI, as an admin and as an enterprise."""
+    from verifier import accounts, store
+
+    now = "2026-11-22T00:00:00.000+00:00"
+    db = store.connect(tmp / "verifier.db")
+    with store.transaction(db) as conn:
+        enterprise, batch_id = conn.execute("SELECT enterprise_id, id FROM batches ORDER BY id LIMIT 1").fetchone()
+        serial = f"{conn.execute('SELECT serial FROM codes LIMIT 1').fetchone()[0]:016d}"
+        tokens = {}
+        for name, role, owner in (("adv-admin", "admin", None), ("adv-enterprise", "enterprise", enterprise)):
+            accounts.add_user(conn, name, role, "adversarial password", owner, "adversarial", now)
+            tokens[name] = accounts.issue_token(conn, name, "adversarial", "adversarial", now)[1]
+    db.close()
+    values = HOSTILE + random_values(random.Random(20261122), random_count)
+    api, ui = [], []
+    for name, token in tokens.items():
+        client = app.test_client()
+        for method, path, options, invalid in audit_requests(values, batch_id, serial, ui=False):
+            response = client.open(path, method=method, headers={"Authorization": f"Bearer {token}"}, **options)
+            response.get_data()  # a streamed export fails, if at all, while it is read
+            api.append((response.status_code, invalid))
+        browser = app.test_client()
+        assert browser.post("/audit/login", data={"username": name, "password": "adversarial password"}).status_code == 302
+        page = browser.get("/audit/batches").get_data(as_text=True)
+        csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
+        for method, path, options, invalid in audit_requests(values, batch_id, serial, ui=True):
+            if "data" in options:
+                options = {"data": {**options["data"], "csrf": csrf}}
+            response = browser.open(path, method=method, **options)
+            response.get_data()
+            ui.append((response.status_code, invalid))
+    return api, ui
 
 
 if __name__ == "__main__":

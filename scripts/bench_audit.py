@@ -1,28 +1,42 @@
 #!/usr/bin/env python3
 """Audit queries and CSV export over a generated scan log (default 10,000,000 scans).
 
-    .venv/bin/python scripts/bench_audit.py [--scans 10000000] [--keep DIR]
+    .venv/bin/python scripts/bench_audit.py [--scans 10000000] [--keep DIR] [--lookup-seconds 15] [--no-serve]
 
 Generates scans spread over 90 days, 200 batches of 5 enterprises, realistic verdict and
 region mixes, straight into SQLite (the hash chain is not the subject here), then measures,
-through the audit API in-process: filtered first pages, a deep keyset page, and the streamed
-CSV export of one enterprise (rows/s and the peak memory of the exporting process).
+through the audit API in-process: filtered first pages, a deep keyset page, anomalies, and the
+streamed CSV export of one enterprise (rows/s and the peak memory of the exporting process).
+
+Then the starvation test: a real `verifier serve` (2 sync workers) on that database, loaded
+with lookups of genuine codes (keep-alive HTTP clients, no rate limit), first alone and then
+while an inspector requests /api/v1/audit/anomalies?days=30 back to back: lookup p50/p99 and
+rate of both phases, same run, and what the anomaly requests answered.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
+import http.client
+import os
 import random
 import resource
+import signal
+import socket
 import statistics
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
-from verifier import accounts, store
+from verifier import accounts, codes, issue, keys, store
 from verifier.web import create_app
+
+BASE = "HTTPS://V.CN/"
 
 REASONS = ["genuine"] * 60 + ["genuine-repeat"] * 30 + ["suspicious-repeat"] * 4 + ["bad-signature"] * 2 + \
           ["unknown-batch", "malformed", "recalled", "mistyped"]  # fmt: skip
@@ -44,7 +58,8 @@ def generate(db_path: Path, total: int) -> None:
         accounts.add_user(conn, "ian", "inspector", "bench password", None, "bench", "2026-01-01")
         accounts.add_user(conn, "eve", "enterprise", "bench password", 3, "bench", "2026-01-01")
     rng = random.Random(7)
-    start = dt.datetime(2026, 8, 1, tzinfo=dt.timezone.utc)
+    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - dt.timedelta(days=89)  # the log ends today: anomaly windows (days before now) cover it
     step = 90 * 86400 / total
     conn.execute("PRAGMA synchronous = OFF")  # generated data: durability is not what is measured
     begun = time.perf_counter()
@@ -57,12 +72,14 @@ def generate(db_path: Path, total: int) -> None:
             country, region = rng.choice(REGIONS)
             batch = rng.randint(1, 200)
             serial = batch * 10**10 + rng.randrange(100000)
-            rows.append((i, at, rng.choice(("qr", "qr", "qr", "manual", "api")), reason, serial, batch, 1, 1, country,
-                         region, f"203.0.{i % 256}.0/24", f"{i:016x}", "WeChat/Android"))  # fmt: skip
+            channel = rng.choice(("qr", "qr", "qr", "manual", "api"))
+            pin = rng.choice(("first", "first", "mismatch", "reused")) if channel == "manual" and rng.random() < 0.2 else None
+            rows.append((i, at, channel, reason, serial, batch, 1, 1, pin, country, region, f"203.0.{i % 256}.0/24",
+                         f"{i:016x}", "WeChat/Android", f"{rng.getrandbits(64):016x}"))  # fmt: skip
         with store.transaction(conn):
-            conn.executemany("""INSERT INTO scans (id, at, channel, reason, serial, batch_id, counted, checks, country,
-                                region, ip_prefix, ip_hash, user_agent) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                             rows)  # fmt: skip
+            conn.executemany("""INSERT INTO scans (id, at, channel, reason, serial, batch_id, counted, checks, pin, country,
+                                region, ip_prefix, ip_hash, user_agent, session_hash)
+                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", rows)  # fmt: skip
         done = min(first + chunk - 1, total)
         rate = done / (time.perf_counter() - begun)
         print(f"\r  generated {done:,}/{total:,} scans ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
@@ -86,6 +103,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scans", type=int, default=10_000_000)
     parser.add_argument("--keep", type=Path, help="Generate into (or reuse) this folder.")
+    parser.add_argument("--lookup-seconds", type=float, default=15, help="Length of each lookup load phase.")
+    parser.add_argument("--connections", type=int, default=4, help="Concurrent lookup clients.")
+    parser.add_argument("--no-serve", action="store_true", help="Skip the lookup-under-audit-load test.")
     args = parser.parse_args()
     folder = args.keep or Path(tempfile.mkdtemp(prefix="bench-audit-"))
     folder.mkdir(parents=True, exist_ok=True)
@@ -102,20 +122,25 @@ def main() -> None:
     total = conn.execute("SELECT max(id) FROM scans").fetchone()[0]
     client = app.test_client()
     serial = conn.execute("SELECT serial FROM scans WHERE id = ?", (total // 2,)).fetchone()[0]
-    print(f"{total:,} scans, database {size / 1e9:.2f} GB")
+    first = dt.date.fromisoformat(conn.execute("SELECT min(at) FROM scans").fetchone()[0][:10])
+    day = lambda n: (first + dt.timedelta(days=n)).isoformat()  # noqa: E731
+    print(f"{total:,} scans from {first} to {day(89)}, database {size / 1e9:.2f} GB")
     queries = {
         "newest page (no filter)": "/api/v1/audit/scans?limit=100",
         "batch filter": "/api/v1/audit/scans?batch=42&limit=100",
         "code filter": f"/api/v1/audit/scans?code={serial:016d}",
         "verdict bad-signature": "/api/v1/audit/scans?reason=bad-signature&limit=100",
-        "time range (one day, 2 months back)": "/api/v1/audit/scans?since=2026-09-15&until=2026-09-16&limit=100",
+        "time range (one day, 2 months back)": f"/api/v1/audit/scans?since={day(45)}&until={day(46)}&limit=100",
         "region + channel": "/api/v1/audit/scans?country=CN&region=Yunnan&channel=manual&limit=100",
         "deep keyset page (id 1,000)": "/api/v1/audit/scans?after=1000&limit=100",
         "enterprise account, first page": "/api/v1/audit/scans?limit=100",
     }
+    queries["anomalies, 7 days"] = "/api/v1/audit/anomalies?days=7"
+    queries["anomalies, 30 days"] = "/api/v1/audit/anomalies?days=30"
+    queries["enterprise anomalies, 30 days"] = "/api/v1/audit/anomalies?days=30"
     for label, path in queries.items():
         token = eve if label.startswith("enterprise") else ian
-        ms, status = timed(client, path, token)
+        ms, status = timed(client, path, token, repeat=3 if "anomalies" in path else 7)
         print(f"  {label:<38} {ms:8.1f} ms  (HTTP {status})")
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
@@ -124,15 +149,131 @@ def main() -> None:
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    response = client.get("/api/v1/audit/scans.csv?since=2026-09-01&until=2026-09-21", headers={"Authorization": f"Bearer {ian}"})
+    response = client.get(f"/api/v1/audit/scans.csv?since={day(31)}&until={day(52)}", headers={"Authorization": f"Bearer {ian}"})
     big_rows = sum(chunk.count(b"\n") for chunk in response.response) - 1
     big_seconds = time.perf_counter() - t
     peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     print(f"CSV export, one batch (enterprise account): {rows:,} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s")
     print(f"CSV export, three weeks (inspector): {big_rows:,} rows in {big_seconds:.1f} s = {big_rows / big_seconds:,.0f} rows/s")
     print(f"peak RSS of this process: {peak / 1024:.0f} MiB (before the exports: {before / 1024:.0f} MiB)")
+    if not args.no_serve:
+        lookup_under_audit(folder, db_path, ian, args.lookup_seconds, args.connections)
     if not args.keep:
         print(f"(generated database left in {folder}; delete it or pass --keep to reuse it)")
+
+
+# --- lookups while the audit works ---------------------------------------------------------
+
+
+def genuine_paths(folder: Path, db_path: Path, count: int = 500) -> list[str]:
+    """Paths of `count` genuine codes of a batch issued (once) into the bench database."""
+    listing = folder / "lookup-codes" / "codes.csv"
+    if not listing.exists():
+        now = dt.datetime.now(dt.timezone.utc)
+        record = keys.create_key(folder / "keys", "bench", b"bench", now)
+        _, private = keys.load_private_key(folder / "keys", "bench", b"bench")
+        request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Enterprise 1", product="P", count=count,
+                                     out_dir=folder / "lookup-codes", base_url=BASE, formats=("csv",))  # fmt: skip
+        issue.issue_batch(db_path, request, private, bytes.fromhex(record.kid))
+    with open(listing, encoding="utf-8") as fh:
+        return ["/" + row["url"][len(BASE):] for row in csv.DictReader(fh)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def load(port: int, paths: list[str], seconds: float, connections: int, headers: dict | None = None) -> list[tuple[float, int]]:
+    """(latency ms, status) of every request of `connections` keep-alive clients for `seconds`."""
+    results: list[tuple[float, int]] = []
+    stop = time.monotonic() + seconds
+
+    def client(offset: int) -> None:
+        conn, i, mine = http.client.HTTPConnection("127.0.0.1", port, timeout=60), offset, []
+        while time.monotonic() < stop:
+            t = time.perf_counter()
+            try:
+                conn.request("GET", paths[i % len(paths)], headers=headers or {})
+                response = conn.getresponse()
+                response.read()
+                status = response.status
+            except OSError:
+                conn.close()
+                conn, status = http.client.HTTPConnection("127.0.0.1", port, timeout=60), 599
+            mine.append(((time.perf_counter() - t) * 1000, status))
+            i += connections
+        conn.close()
+        results.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(connections)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def summary(results: list[tuple[float, int]], seconds: float) -> str:
+    times = sorted(ms for ms, _ in results)
+    p = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")  # noqa: E731
+    errors = sum(status >= 500 for _, status in results)
+    return f"{len(times) / seconds:7.0f} req/s  p50 {p(0.5):6.1f} ms  p99 {p(0.99):7.1f} ms  max {p(1.0):7.1f} ms  5xx {errors}"
+
+
+def lookup_under_audit(folder: Path, db_path: Path, token: str, seconds: float, connections: int) -> None:
+    paths = genuine_paths(folder, db_path)
+    port = free_port()
+    env = {**os.environ, "VERIFIER_DB": str(db_path), "VERIFIER_KEYS": str(folder / "keys"), "VERIFIER_BASE_URL": BASE,
+           "VERIFIER_RATELIMIT": "off", "VERIFIER_SECRET_KEY": "bench", "VERIFIER_INSTANCE": str(folder)}  # fmt: skip
+    server = subprocess.Popen([sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", "2"], env=env,
+                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", port), timeout=1):
+                    break
+            except OSError:
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise SystemExit("verifier serve did not start")
+                time.sleep(0.2)
+        load(port, paths, 2, connections)  # warm-up
+        alone = load(port, paths, seconds, connections)
+        audit: list[tuple[float, int]] = []
+        done = threading.Event()
+
+        def inspector() -> None:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+            while not done.is_set():
+                t = time.perf_counter()
+                conn.request("GET", "/api/v1/audit/anomalies?days=30", headers={"Authorization": f"Bearer {token}"})
+                response = conn.getresponse()
+                response.read()
+                audit.append(((time.perf_counter() - t) * 1000, response.status))
+            conn.close()
+
+        thread = threading.Thread(target=inspector)
+        thread.start()
+        busy = load(port, paths, seconds, connections)
+        done.set()
+        thread.join()
+        statuses = {s: sum(1 for _, x in audit if x == s) for s in sorted({x for _, x in audit})}
+        print(f"lookups under `verifier serve` (2 sync workers), {connections} keep-alive clients, {seconds:.0f} s each:")
+        print(f"  lookups alone:               {summary(alone, seconds)}")
+        print(f"  lookups while anomalies run: {summary(busy, seconds)}")
+        print(f"  anomalies?days=30 requests: {len(audit)}, HTTP {statuses}, "
+              f"median {statistics.median(ms for ms, _ in audit) if audit else 0:.0f} ms")
+        a, b = (sorted(ms for ms, _ in r) for r in (alone, busy))
+        print(f"  lookup p99 ratio (with / without anomalies): {b[int(0.99 * len(b))] / a[int(0.99 * len(a))]:.2f}")
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait()
 
 
 if __name__ == "__main__":

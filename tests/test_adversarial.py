@@ -17,3 +17,18 @@ def test_no_mutated_or_invalid_code_is_accepted_and_nothing_errors():
     assert report["total"]["tried"] > 2000
     assert report["total"]["accepted"] == 0 and report["total"]["server_errors"] == 0
     assert result.returncode == 0
+
+
+def test_audit_api_and_ui_hostile_parameters_no_5xx_none_accepted(audit_world, tmp_path):
+    import importlib.util
+
+    script = Path(__file__).parent.parent / "scripts" / "adversarial.py"
+    spec = importlib.util.spec_from_file_location("adversarial", script)
+    adversarial = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(adversarial)
+    api, ui = adversarial.audit_outcomes(audit_world["app"], tmp_path, random_count=3)  # the fixture's verifier.db
+    for outcomes in (api, ui):
+        assert len(outcomes) > 1000 and sum(bad for _, bad in outcomes) > 500
+        assert [s for s, _ in outcomes if s >= 500] == []
+        assert [s for s, bad in outcomes if bad and s == 200] == []  # no invalid parameter answered 200
+    assert sum(s == 200 for s, _ in api) > 100  # valid text values are still searched

@@ -9,7 +9,7 @@ import pytest
 from verifier.cli import cli
 from verifier.web import create_app
 
-from conftest import BASE_URL, PIN_SECRET
+from conftest import BASE_URL, PIN_SECRET, forged_url
 
 
 @pytest.fixture
@@ -22,8 +22,8 @@ def lookups(world, db_copy, tmp_path, monkeypatch):
     def scan(url, region="Guangdong", country="CN"):
         return app.test_client().get("/" + url.split("/", 3)[3], headers={"X-Geo-Country": country, "X-Geo-Region": region})
 
-    def typed(code, pin):
-        return app.test_client().post("/check", data={"code": code, "pin": pin})
+    def typed(code, pin, ip="127.0.0.1"):
+        return app.test_client().post("/check", data={"code": code, "pin": pin}, environ_base={"REMOTE_ADDR": ip})
 
     return scan, typed
 
@@ -42,7 +42,7 @@ def test_each_rule_fires_on_its_pattern(lookups, world, runner):
     traveller = world["pin"][1][1]["url"]
     scan(traveller, region="Guangdong")
     scan(traveller, region="Heilongjiang")
-    forged = BASE_URL + clone.rsplit("/", 1)[1][:-4] + "AAAA"
+    forged = forged_url(clone)  # a flipped signature bit: always bad-signature, never malformed
     for _ in range(3):
         scan(forged, region="Yunnan")
     scan(world["recalled"][1][0]["url"])
@@ -82,3 +82,172 @@ def test_report_code_cli(lookups, world, runner):
 
     conn = sqlite3.connect(os.environ["VERIFIER_DB"])
     assert conn.execute("SELECT note FROM reported_codes WHERE serial = ?", (int(row["serial"]),)).fetchone() == ("market stall",)
+
+
+def test_forged_code_in_the_fixture_is_a_bad_signature_not_malformed(lookups, world, db_copy):
+    import sqlite3
+
+    scan, _ = lookups
+    for bit in range(0, 512, 37):  # whichever bit is flipped, the verdict is the same
+        scan(forged_url(world["pin"][1][0]["url"], bit))
+    reasons = {r for (r,) in sqlite3.connect(db_copy).execute("SELECT reason FROM scans")}
+    assert reasons == {"bad-signature"}
+
+
+# --- pin-guessing -----------------------------------------------------------------------
+
+
+def test_pin_guessing_fires_on_many_wrong_pins_from_several_clients(lookups, world, runner, db_copy):
+    import sqlite3
+
+    _, typed = lookups
+    row = world["pin"][1][6]
+    for i in range(5):
+        assert typed(row["code"], "00000000", ip=f"198.51.100.{i % 3}").status_code == 200
+    found = [a for a in anomalies(runner) if a["rule"] == "pin-guessing"]
+    assert len(found) == 1 and found[0]["serial"] == int(row["serial"]) and found[0]["count"] == 5
+    assert found[0]["subject"] == f"code {row['serial']}: 3 clients"
+    ids = [i for (i,) in sqlite3.connect(db_copy).execute("SELECT id FROM scans WHERE pin = 'mismatch' ORDER BY id")]
+    assert found[0]["evidence"] == ids
+
+
+def test_pin_guessing_counts_throttled_attempts(lookups, world, runner, db_copy):
+    import sqlite3
+
+    _, typed = lookups
+    row = world["pin"][1][7]
+    for i in range(2):
+        typed(row["code"], "00000000", ip=f"198.51.100.{i}")
+    conn = sqlite3.connect(db_copy)
+    conn.execute("DROP TRIGGER scans_only_purge")  # stand-in for the throttle, which records pin = 'throttled'
+    conn.execute("UPDATE scans SET pin = 'throttled' WHERE pin = 'mismatch'")
+    conn.commit()
+    for i in range(3):
+        typed(row["code"], "00000000", ip=f"198.51.100.{i}")
+    found = [a for a in anomalies(runner) if a["rule"] == "pin-guessing"]
+    assert [a["count"] for a in found] == [5]
+
+
+def test_pin_guessing_is_quiet_for_one_client_or_few_guesses(lookups, world, runner):
+    _, typed = lookups
+    one, few = world["pin"][1][8], world["pin"][1][9]
+    for _ in range(8):
+        typed(one["code"], "00000000", ip="198.51.100.7")  # one client: the lookup's throttle handles it
+    for i in range(4):
+        typed(few["code"], "00000000", ip=f"198.51.100.{i}")
+    assert [a for a in anomalies(runner) if a["rule"] == "pin-guessing"] == []
+    tuned = anomalies(runner, "--pin-guesses", "4", "--pin-clients", "4")
+    assert [(a["rule"], a["serial"]) for a in tuned if a["rule"] == "pin-guessing"] == [("pin-guessing", int(few["serial"]))]
+
+
+def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
+    from verifier import accounts, store
+
+    _, typed = lookups
+    row = world["pin"][1][10]
+    for i in range(6):
+        typed(row["code"], "11111111", ip=f"198.51.100.{i}")
+    db = store.connect(db_copy)
+    with store.transaction(db) as conn:
+        accounts.add_user(conn, "ian", "inspector", "correct horse battery", None, "test", "2026-11-22T00:00:00Z")
+        token = accounts.issue_token(conn, "ian", "t", "test", "2026-11-22T00:00:00Z")[1]
+    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
+                      "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    client = app.test_client()
+    api = client.get("/api/v1/audit/anomalies?days=1", headers={"Authorization": f"Bearer {token}"}).get_json()
+    assert [a["serial"] for a in api["anomalies"] if a["rule"] == "pin-guessing"] == [int(row["serial"])]
+    client.post("/audit/login", data={"username": "ian", "password": "correct horse battery"})
+    page = client.get("/audit/anomalies").get_data(as_text=True)
+    assert "pin-guessing" in page and f"/audit/codes/{row['serial']}" in page
+
+
+# --- query plans and the budget ------------------------------------------------------------
+
+# Statistics of a generated 2,000,000-scan log (scripts/bench_audit.py): with them, SQLite prefers
+# walking the serial index (no sort for GROUP BY serial) over the time index, whatever the window.
+BIG_LOG_STATS = [("scans", "scans_reason", "200257 33377 1"), ("scans", "scans_serial", "2000000 1 1"),
+                 ("scans", "scans_batch", "2000000 10000 1"), ("scans", "scans_at", "2000000 1")]  # fmt: skip
+
+
+@pytest.fixture
+def planner(db_copy):
+    import sqlite3
+
+    conn = sqlite3.connect(db_copy)
+    conn.execute("ANALYZE")
+    conn.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'scans'")
+    conn.executemany("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", BIG_LOG_STATS)
+    conn.commit()
+    conn.close()
+    conn = sqlite3.connect(db_copy)  # statistics are read when a connection opens
+    yield conn
+    conn.close()
+
+
+def plan(conn, sql, params) -> list[str]:
+    return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+
+
+def test_query_plans_use_the_time_index_never_a_full_scan(planner):
+    import re
+
+    from verifier import anomalies as rules
+
+    params = rules.parameters("2026-11-01T00:00:00.000+00:00", rules.Thresholds())
+    assert set(rules.QUERIES) == set(rules.RULES)
+    for rule, sql in rules.QUERIES.items():
+        steps = plan(planner, sql, params)
+        assert any("USING INDEX scans_at" in s or "USING COVERING INDEX scans_at" in s for s in steps), (rule, steps)
+        assert not [s for s in steps if re.match(r"SCAN scans\b", s)], (rule, steps)  # no full scan of the table
+        assert not [s for s in steps if "scans_serial (serial>?)" in s], (rule, steps)  # the plan of the 15 s query
+
+
+def test_the_unhinted_query_would_walk_the_serial_index(planner):
+    """The regression itself: without the hint, the planner picks the serial index for a 30-day window."""
+    sql = """SELECT serial, max(checks) FROM scans WHERE at >= ? AND serial IS NOT NULL GROUP BY serial"""
+    assert any("scans_serial" in s for s in plan(planner, sql, ("2026-11-01",)))
+
+
+def test_audit_filter_queries_use_an_index(planner):
+    from verifier.web.audit import SCAN_COLUMNS
+
+    select = f"SELECT {', '.join('s.' + c for c in SCAN_COLUMNS)} FROM scans s WHERE "
+    window = ("s.id >= coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62) "
+              "AND s.id < coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)")
+    cases = {
+        "time range": (window, ["2026-11-01", "2026-11-02"], "INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
+        "batch": ("s.batch_id = ?", [3], "scans_batch"),
+        "code": ("s.serial = ?", [3], "scans_serial"),
+        "rare verdict": ("s.reason = ? AND s.reason NOT IN ('genuine', 'genuine-repeat')", ["bad-signature"], "scans_reason"),
+    }  # fmt: skip
+    for name, (where, params, index) in cases.items():
+        steps = plan(planner, select + where + " ORDER BY s.id DESC LIMIT 101", params)
+        assert any(index in s for s in steps), (name, steps)
+        assert not [s for s in steps if s == "SCAN s"], (name, steps)
+    assert any("scans_at" in s for s in plan(planner, select + window, ["2026-11-01", "2026-11-02"]))
+
+
+def test_budget_stops_a_query_that_reads_too_much(lookups, world, db_copy, monkeypatch):
+    import sqlite3
+
+    from verifier import anomalies as rules
+    from verifier import budget
+
+    scan, _ = lookups
+    for row in world["pin"][1][:20]:
+        scan(row["url"])
+    monkeypatch.setattr(budget, "GRAIN", 10)  # a tiny log: count in tens of instructions
+    conn = sqlite3.connect(db_copy)
+    since = "2000-01-01T00:00:00.000+00:00"
+    with budget.limited(conn, None) as meter:
+        expected = rules.find(conn, since)
+    assert meter.used > 100 and not meter.exceeded
+    with pytest.raises(budget.OverBudget):
+        with budget.limited(conn, meter.used // 2):  # deterministic: instructions, not seconds
+            rules.find(conn, since)
+    ticks = iter([0.0] + [10.0] * 1000)  # the clock passes the deadline at the first tick
+    monkeypatch.setattr(budget, "clock", lambda: next(ticks))
+    with pytest.raises(budget.OverBudget):
+        with budget.limited(conn, None, seconds=1.0):
+            rules.find(conn, since)
+    assert rules.find(conn, since) == expected  # the handler is gone: the connection works as before

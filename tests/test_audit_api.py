@@ -116,3 +116,125 @@ def test_batch_dashboard_and_code_history(audit_world):
     assert dashboard["top_codes"][0]["checks"] == 2 and sum(d["scans"] for d in dashboard["scans_per_day"]) == 2
     history = call(audit_world, "eve", "GET", f"/api/v1/audit/codes/{audit_world['my_serial']}").get_json()
     assert history["checks"] == 2 and [s["reason"] for s in history["scans"]] == ["genuine", "genuine-repeat"]
+
+
+# --- hostile parameters: 400 with the one error shape, never a 500 ---------------------------
+
+INT64 = 2**63
+BAD_PARAMETERS = {
+    "superscript limit": "scans?limit=²",
+    "superscript after": "scans?after=¹²",
+    "full-width batch": "scans?batch=１２",
+    "after at 2^63": f"scans?after={INT64}",
+    "batch at 2^63": f"scans?batch={INT64}",
+    "batch of 4,400 digits": "scans?batch=" + "9" * 4400,
+    "negative after": "scans?after=-1",
+    "impossible date": "scans?since=2026-02-30",
+    "impossible time": "scans?until=2026-11-01T25:00",
+    "offset of 99 hours": "scans?since=2026-11-01T00:00:00+99:00",
+    "year 1 in UTC+8": "scans?since=0001-01-01T00:00:00+08:00",
+    "full-width date": "scans?since=２０２６-１１-０１",
+    "superscript code": "scans?code=" + "²" * 16,
+    "full-width code": "scans?code=" + "１" * 16,
+    "NUL in region": "scans?region=Guang%00dong",
+    "control character in enterprise": "scans?enterprise=A%07",
+    "overlong region": "scans?region=" + "x" * 65,
+    "lower-case country": "scans?country=cn",
+    "csv batch 9...9": "scans.csv?batch=" + "9" * 30,
+    "csv impossible date": "scans.csv?since=2026-02-30",
+    "days superscript": "anomalies?days=³",
+    "days zero": "anomalies?days=0",
+    "days 2^63": f"anomalies?days={INT64}",
+    "batch path 2^63": f"batches/{INT64}",
+    "batch path full-width": "batches/１２",
+    "batch path superscript": "batches/²",
+    "code path superscript": "codes/" + "²" * 16,
+    "code path overlong": "codes/" + "1" * 100,
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("path", BAD_PARAMETERS.values(), ids=BAD_PARAMETERS.keys())
+def test_hostile_parameters_are_400_never_500(audit_world, path):
+    response = call(audit_world, "ian", "GET", f"/api/v1/audit/{path}")
+    assert response.status_code == 400, response.get_data(as_text=True)[:300]
+    error = response.get_json()
+    assert error["ok"] is False and error["error"]["code"] == "bad-filter" and error["error"]["message"]
+    assert response.headers["X-Content-Type-Options"] == "nosniff"  # the app answered, with its headers
+
+
+def test_hostile_recall_reason_and_batch_are_400(audit_world):
+    their = audit_world["theirs"][0]
+    for path, body in ((f"/api/v1/audit/batches/{INT64}/recall", {"reason": "x"}),
+                       (f"/api/v1/audit/batches/{their}/recall", {"reason": "a\x00b"}),
+                       (f"/api/v1/audit/batches/{their}/recall", {"reason": "x" * 501})):  # fmt: skip
+        response = call(audit_world, "ada", "POST", path, json=body)
+        assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad-filter"
+
+
+def test_valid_edge_values_still_work(audit_world):
+    for path in (f"scans?after={INT64 - 1}", "scans?batch=0001", "scans?since=2024-02-29", "scans?limit=500",
+                 "scans?since=2026-11-01T08:00:00.5%2B08:00", "scans?region=广东", f"batches/{INT64 - 1}"):  # fmt: skip
+        assert call(audit_world, "ian", "GET", f"/api/v1/audit/{path}").status_code in (200, 404), path
+
+
+# --- the budget: audit reads never starve the lookup ----------------------------------------
+
+
+def test_audit_budget_answers_narrow_the_time_range(audit_world, monkeypatch):
+    from verifier import budget
+
+    monkeypatch.setattr(budget, "GRAIN", 1)
+    audit_world["app"].config["AUDIT_BUDGET"] = 5  # instructions: nothing fits
+    for path in ("/api/v1/audit/anomalies", "/api/v1/audit/scans", "/api/v1/audit/scans.csv",
+                 f"/api/v1/audit/batches/{audit_world['mine'][0]}", f"/api/v1/audit/codes/{audit_world['my_serial']}"):  # fmt: skip
+        response = call(audit_world, "ian", "GET", path)
+        assert response.status_code == 400, path
+        assert response.get_json()["error"] == {"code": "too-broad", "message": response.get_json()["error"]["message"]}
+        assert "narrow the time range" in response.get_json()["error"]["message"]
+    audit_world["app"].config["AUDIT_BUDGET"] = None
+    assert call(audit_world, "ian", "GET", "/api/v1/audit/anomalies").status_code == 200
+
+
+def test_heavy_audit_requests_are_limited_to_their_slots(audit_world):
+    import fcntl
+    import os
+
+    lock = f"{audit_world['app'].config['DATABASE']}-audit0.lock"
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker runs anomalies
+    try:
+        for path in ("/api/v1/audit/anomalies", "/api/v1/audit/scans.csv"):
+            response = call(audit_world, "ian", "GET", path)
+            assert response.status_code == 503 and response.headers["Retry-After"] == "5"
+            assert response.get_json()["error"]["code"] == "busy"
+        assert call(audit_world, "ian", "GET", "/api/v1/audit/scans").status_code == 200  # light reads go on
+        audit_world["app"].config["AUDIT_HEAVY_SLOTS"] = 2
+        assert call(audit_world, "ian", "GET", "/api/v1/audit/anomalies").status_code == 200
+    finally:
+        os.close(fd)
+    audit_world["app"].config["AUDIT_HEAVY_SLOTS"] = 1
+    for _ in range(3):  # each export and anomaly list gives its slot back
+        assert call(audit_world, "ian", "GET", "/api/v1/audit/scans.csv").status_code == 200
+        assert call(audit_world, "ian", "GET", "/api/v1/audit/anomalies").status_code == 200
+
+
+# --- CSV cells -------------------------------------------------------------------------------
+
+
+def test_csv_export_neutralises_formulas_and_keeps_serials_as_text(audit_world):
+    import sqlite3
+
+    db = audit_world["app"].config["DATABASE"]
+    conn = sqlite3.connect(db)
+    conn.execute("DROP TRIGGER scans_only_purge")  # plant hostile cells, as a crafted User-Agent would
+    conn.execute("UPDATE scans SET user_agent = '=HYPERLINK(\"http://evil/\",\"x\")', detail = '+1+1', "
+                 "region = '@SUM(A1)', city = '-2', serial = 42 WHERE id = 1")  # fmt: skip
+    conn.commit()
+    text = call(audit_world, "ian", "GET", "/api/v1/audit/scans.csv").get_data(as_text=True)
+    rows = list(csv.DictReader(io.StringIO(text)))
+    first = next(r for r in rows if r["id"] == "1")
+    assert first["user_agent"] == "'=HYPERLINK(\"http://evil/\",\"x\")" and first["detail"] == "'+1+1"
+    assert first["region"] == "'@SUM(A1)" and first["city"] == "'-2"
+    assert first["serial"] == "\t0000000000000042"  # 16 digits with leading zeros, kept as text
+    assert all(r["serial"].startswith("\t") and len(r["serial"]) == 17 for r in rows)
+    assert text.startswith('"id","at",') and "\r\n" in text

@@ -157,3 +157,62 @@ def test_inspector_cannot_recall_and_logout_ends_the_session(audit_world):
 def test_export_link_works_with_the_ui_session(audit_world):
     csv_text = logged_in(audit_world, "eve").get("/audit/scans.csv").get_data(as_text=True)
     assert csv_text.count("\n") == 3  # header and this enterprise's two scans
+
+
+UI_BAD = {
+    "superscript after": "/audit/?after=²",
+    "after at 2^63": f"/audit/?after={2**63}",
+    "impossible date": "/audit/?since=2026-02-30",
+    "batch filter at 2^63": f"/audit/?batch={2**63}",
+    "csv batch 9...9": "/audit/scans.csv?batch=" + "9" * 30,
+    "days superscript": "/audit/anomalies?days=²",
+    "days too many": "/audit/anomalies?days=3651",
+    "batch page 2^63": f"/audit/batches/{2**63}",
+    "batch page full-width": "/audit/batches/１",
+    "code page superscript": "/audit/codes/" + "²" * 16,
+}  # fmt: skip
+
+
+def test_hostile_parameters_are_a_400_page_never_500(audit_world):
+    client = logged_in(audit_world, "ian")
+    for name, path in UI_BAD.items():
+        response = client.get(path)
+        assert response.status_code == 400, (name, response.status_code)
+        assert "text/html" in response.content_type and "<h1>Bad filter</h1>" in response.get_data(as_text=True), name
+        assert response.headers["Content-Security-Policy"].startswith("default-src 'none'"), name
+
+
+def test_hostile_form_fields_are_a_400_page(audit_world):
+    admin = logged_in(audit_world, "ada")
+    page = admin.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
+    for path, data in ((f"/audit/batches/{audit_world['mine'][0]}", {"reason": "x\x00"}),
+                       (f"/audit/codes/{audit_world['my_serial']}", {"note": "n" * 501})):  # fmt: skip
+        assert admin.post(path, data={**data, "csrf": csrf_of(page)}).status_code == 400, path
+
+
+def test_ui_over_budget_and_busy_are_message_pages(audit_world, monkeypatch):
+    import fcntl
+    import os
+
+    from verifier import budget
+
+    client = logged_in(audit_world, "ian")
+    monkeypatch.setattr(budget, "GRAIN", 1)
+    audit_world["app"].config["AUDIT_BUDGET"] = 5
+    for path in ("/audit/", "/audit/anomalies", "/audit/scans.csv", f"/audit/codes/{audit_world['my_serial']}"):
+        response = client.get(path)
+        assert response.status_code == 400 and "narrow the time range" in response.get_data(as_text=True), path
+    audit_world["app"].config["AUDIT_BUDGET"] = None
+    fd = os.open(f"{audit_world['app'].config['DATABASE']}-audit0.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        busy = client.get("/audit/anomalies")
+        assert busy.status_code == 503 and "<h1>Busy</h1>" in busy.get_data(as_text=True)
+    finally:
+        os.close(fd)
+    assert client.get("/audit/anomalies").status_code == 200
+
+
+def test_ui_csv_export_uses_safe_cells(audit_world):
+    text = logged_in(audit_world, "ian").get("/audit/scans.csv").get_data(as_text=True)
+    assert text.splitlines()[1].split(",")[5].startswith('"\t')  # the serial column, as text

@@ -159,3 +159,51 @@ def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runne
     assert code == 0 and report["ok"]
     kinds = [k for (k,) in sqlite3.connect(logged).execute("SELECT kind FROM audit_log")]
     assert kinds.count("audit.purged") == 2
+
+
+def _good_checkpoint(runner, tmp_path) -> dict:
+    out = tmp_path / "good.json"
+    assert runner.invoke(cli, ["audit", "checkpoint", "--key", "audit", "--out", str(out)]).exit_code == 0
+    return json.loads(out.read_text())
+
+
+MALFORMED_CHECKPOINTS = {
+    "not JSON": lambda c: "{not json",
+    "not UTF-8": lambda c: b"\xff\xfe{}",
+    "a JSON list": lambda c: [c],
+    "missing seq": lambda c: {k: v for k, v in c.items() if k != "seq"},
+    "missing signature": lambda c: {k: v for k, v in c.items() if k != "signature"},
+    "missing everything": lambda c: {},
+    "seq is a string": lambda c: {**c, "seq": str(c["seq"])},
+    "seq is a boolean": lambda c: {**c, "seq": True},
+    "seq is negative": lambda c: {**c, "seq": -1},
+    "head is a number": lambda c: {**c, "head": 12},
+    "head is not hex": lambda c: {**c, "head": "z" * 64},
+    "head is short": lambda c: {**c, "head": c["head"][:10]},
+    "signature is not hex": lambda c: {**c, "signature": "g" * 128},
+    "signature is base64": lambda c: {**c, "signature": "A" * 86 + "=="},
+    "signature is null": lambda c: {**c, "signature": None},
+    "kid is a list": lambda c: {**c, "kid": ["x"]},
+    "at is missing": lambda c: {k: v for k, v in c.items() if k != "at"},
+    "another format": lambda c: {**c, "format": "something-else/9"},
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("malform", MALFORMED_CHECKPOINTS.values(), ids=MALFORMED_CHECKPOINTS.keys())
+def test_malformed_checkpoint_file_is_error_exit_2_not_tampered(logged, runner, tmp_path, malform):
+    bad = malform(_good_checkpoint(runner, tmp_path))
+    path = tmp_path / "bad.json"
+    if isinstance(bad, bytes):
+        path.write_bytes(bad)
+    else:
+        path.write_text(bad if isinstance(bad, str) else json.dumps(bad))
+    result = runner.invoke(cli, ["audit", "verify", "--checkpoint", str(path)])
+    assert result.exit_code == 2, result.output
+    assert result.stderr.startswith(f"Error: {path} is not a checkpoint file: ") and result.stderr.count("\n") == 1
+    assert "unexpected" not in result.stderr and result.stdout == ""
+
+
+def test_a_wellformed_checkpoint_file_still_verifies(logged, runner, tmp_path):
+    _good_checkpoint(runner, tmp_path)
+    code, report = verify(runner, "--checkpoint", str(tmp_path / "good.json"))
+    assert code == 0 and report["ok"]

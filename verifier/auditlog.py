@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 import secrets
 import sqlite3
 from collections.abc import Iterator, Mapping
@@ -161,12 +162,40 @@ def checkpoint_message(seq: int, head_hash: str, at: str) -> bytes:
     return CHECKPOINT_CONTEXT + canonical({"seq": seq, "head": head_hash, "at": at}).encode()
 
 
+CHECKPOINT_FORMAT = "verifier-log-checkpoint/1"
+_HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
+_HEX128 = re.compile(r"[0-9a-f]{128}", re.ASCII)
+
+
+def parse_checkpoint(data: object) -> dict:
+    """A checkpoint read from a file, checked field by field; ValueError says what is wrong."""
+    if not isinstance(data, dict):
+        raise ValueError("expected a JSON object")
+    if "format" in data and data["format"] != CHECKPOINT_FORMAT:
+        raise ValueError(f"format is {data['format']!r}, expected {CHECKPOINT_FORMAT!r}")
+    missing = [k for k in ("seq", "head", "at", "kid", "signature") if k not in data]
+    if missing:
+        raise ValueError(f"missing {', '.join(missing)}")
+    seq, head, at, kid, signature = (data[k] for k in ("seq", "head", "at", "kid", "signature"))
+    if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+        raise ValueError("seq is not a sequence number")
+    if not isinstance(head, str) or not _HEX64.fullmatch(head):
+        raise ValueError("head is not a SHA-256 in lower-case hex")
+    if not isinstance(at, str) or not at:
+        raise ValueError("at is not a time")
+    if not isinstance(kid, str) or not kid:
+        raise ValueError("kid is not a key id")
+    if not isinstance(signature, str) or not _HEX128.fullmatch(signature):
+        raise ValueError("signature is not an Ed25519 signature in lower-case hex")
+    return {"seq": seq, "head": head, "at": at, "kid": kid, "signature": signature}
+
+
 def sign_checkpoint(conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime | None = None) -> dict:
     """A signed statement of the log's current head; store it and export it off the host."""
     seq, head = _head(conn)
     at = now_text(now)
     signature = private_key.sign(checkpoint_message(seq, head, at)).hex()
-    return {"format": "verifier-log-checkpoint/1", "seq": seq, "head": head, "at": at, "kid": kid,
+    return {"format": CHECKPOINT_FORMAT, "seq": seq, "head": head, "at": at, "kid": kid,
             "signature": signature}  # fmt: skip
 
 

@@ -557,7 +557,7 @@ def _log_public_keys() -> dict:
               help="A checkpoint exported off the host (repeatable): detects truncation and rewriting.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
-    """Recompute the hash chain and check every scan, stored and exported checkpoint. Exit 1 if tampered.
+    """Recompute the hash chain and check every scan, stored and exported checkpoint. Exit 1 if tampered, 2 on a bad file.
 
     Example: verifier audit verify --checkpoint /mnt/offsite/checkpoint-000120.json
     """
@@ -567,8 +567,8 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
     checkpoints = [dict(r) for r in db.query("SELECT seq, head, at, kid, signature FROM audit_checkpoints")]
     for path in checkpoint_files:
         try:
-            checkpoints.append(json.loads(Path(path).read_text("utf-8")))
-        except ValueError as exc:
+            checkpoints.append(auditlog.parse_checkpoint(json.loads(Path(path).read_text("utf-8"))))
+        except (ValueError, UnicodeDecodeError) as exc:  # exit 2: a bad file, never "tampered" (1)
             raise CliError(f"{path} is not a checkpoint file: {exc}", 2) from None
     report = auditlog.verify(db.conn, checkpoints, _log_public_keys())
     if as_json:
@@ -642,16 +642,21 @@ def audit_purge(days: int) -> None:
               help="Two regions within this many hours are suspicious.")  # fmt: skip
 @click.option("--cluster", default=3, show_default=True, type=click.IntRange(1, None),
               help="Not-genuine scans in one region on one day that make a cluster.")  # fmt: skip
+@click.option("--pin-guesses", default=5, show_default=True, type=click.IntRange(1, None),
+              help="Wrong or throttled PINs for one code that make guessing.")  # fmt: skip
+@click.option("--pin-clients", default=2, show_default=True, type=click.IntRange(1, None),
+              help="...from at least this many clients.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, as_json) -> None:
+def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, pin_guesses, pin_clients, as_json) -> None:
     """List cloned-label and counterfeit signals in the scan log, with the scans as evidence.
 
     Example: verifier audit anomalies --days 7 --json
     """
-    from . import anomalies, auditlog
+    from . import anomalies
 
-    since = auditlog.now_text(_now() - dt.timedelta(days=days))
-    found = anomalies.find(_open_db().conn, since, anomalies.Thresholds(repeat_checks, sessions, distant_hours, cluster))
+    since = anomalies.since_days(days, _now())
+    thresholds = anomalies.Thresholds(repeat_checks, sessions, distant_hours, cluster, pin_guesses, pin_clients)
+    found = anomalies.find(_open_db().conn, since, thresholds)
     if as_json:
         click.echo(json.dumps([a.as_dict() for a in found], indent=2, ensure_ascii=False))
         return

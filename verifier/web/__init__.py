@@ -49,6 +49,11 @@ def settings_from_env(env: Mapping[str, str] = os.environ) -> dict[str, object]:
         "PIN_SECRET": pins.load_secret(env, required=False),
         "REPORT_CONTACT": env.get("VERIFIER_REPORT_CONTACT", "12315"),
         "INSTANCE": str(config.instance_dir(env)),
+        # Audit reads: SQLite instructions and seconds a request may use, and how many heavy ones
+        # (anomalies, CSV exports) may run at once across the workers (docs/audit.md).
+        "AUDIT_BUDGET": int(env.get("VERIFIER_AUDIT_BUDGET", "100000000")),
+        "AUDIT_SECONDS": float(env.get("VERIFIER_AUDIT_SECONDS", "5")),
+        "AUDIT_HEAVY_SLOTS": int(env.get("VERIFIER_AUDIT_HEAVY_SLOTS", "1")),
     }
 
 

@@ -17,16 +17,18 @@ from urllib.parse import urlencode
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request
 
-from .. import accounts, anomalies, auditlog, codes, keys, lookup, store
+from .. import accounts, anomalies, auditlog, budget, codes, keys, lookup, store
 from . import state
-from .audit import (PAGE_MAX, BadFilter, _batch_for, _columns, anomalies_for, batch_stats, scan_filters, scans_csv,
-                    serial_of, store_db)  # fmt: skip
+from .audit import (BUSY, DAYS_MAX, PAGE_MAX, TOO_BROAD, BadFilter, Busy, _batch_for, _columns, _int, anomalies_for,
+                    RECALL_REASON_MAX, batch_id_of, batch_stats, heavy_reads, limited_reads, parse_text, scan_filters,
+                    scans_csv, serial_of, store_db)  # fmt: skip
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
 COOKIE = "vaudit"
 PRE_COOKIE = "vaudit_login"  # random, before login: what the login form's CSRF token is bound to
 PRE_COOKIE_SECONDS = 3600
 _PRE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
+NOTE_MAX = 500
 
 
 def session_user() -> accounts.User | None:
@@ -75,6 +77,18 @@ def render(template: str, status: int = 200, **context) -> Response:
 @bp.errorhandler(BadFilter)
 def bad_filter(error: BadFilter) -> Response:
     return render("audit/message.html", 400, title="Bad filter", message=str(error))
+
+
+@bp.errorhandler(budget.OverBudget)
+def over_budget(_error: budget.OverBudget) -> Response:
+    return render("audit/message.html", 400, title="Too much to read at once", message=TOO_BROAD[0].upper() + TOO_BROAD[1:] + ".")
+
+
+@bp.errorhandler(Busy)
+def busy(_error: Busy) -> Response:
+    response = render("audit/message.html", 503, title="Busy", message=BUSY[0].upper() + BUSY[1:] + ".")
+    response.headers["Retry-After"] = "5"
+    return response
 
 
 @bp.errorhandler(403)
@@ -142,15 +156,15 @@ FILTERS = ("enterprise", "batch", "code", "reason", "channel", "since", "until",
 @login_required()
 def scans() -> Response:
     where, params = scan_filters(g.user)
-    after = request.args.get("after", "")
-    if after.isdigit():
+    if (after := _int("after", 1)) is not None:
         where += " AND s.id < ?"
-        params.append(int(after))
+        params.append(after)
     columns = _columns(g.user)
-    rows = state().connection().execute(
-        f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
-        [*params, 101],
-    ).fetchall()
+    with limited_reads():
+        rows = state().connection().execute(
+            f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
+            [*params, 101],
+        ).fetchall()
     items = [dict(zip(columns, row)) for row in rows[:100]]
     current = {k: request.args[k] for k in FILTERS if request.args.get(k)}
     next_link = f"/audit/?{urlencode({**current, 'after': items[-1]['id']})}" if len(rows) > 100 else None
@@ -190,9 +204,10 @@ def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160
             f'<text x="0" y="10">max {top}/day</text>{bars}{labels}</svg>')  # fmt: skip
 
 
-@bp.route("/batches/<int:batch_id>", methods=["GET", "POST"])
+@bp.route("/batches/<batch>", methods=["GET", "POST"])
 @login_required()
-def batch(batch_id: int) -> Response:
+def batch(batch: str) -> Response:
+    batch_id = batch_id_of(batch)
     found = _batch_for(g.user, batch_id)
     if found is None:
         abort(404)
@@ -200,11 +215,13 @@ def batch(batch_id: int) -> Response:
         if g.user.role != "admin":
             abort(403)
         try:
-            store.recall_batch(store_db(), batch_id, request.form.get("reason", ""), actor=f"ui:{g.user.username}")
+            reason = parse_text("reason", request.form.get("reason", ""), RECALL_REASON_MAX)
+            store.recall_batch(store_db(), batch_id, reason, actor=f"ui:{g.user.username}")
         except store.StoreError as exc:
             return render("audit/message.html", 400, title="Recall not done", message=str(exc))
         return redirect(f"/audit/batches/{batch_id}")
-    stats = batch_stats(batch_id)
+    with limited_reads():
+        stats = batch_stats(batch_id)
     return render("audit/batch.html", batch=found, chart=bar_chart(stats["per_day"]), mix=stats["verdicts"],
                   top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in stats["top_codes"]])  # fmt: skip
 
@@ -221,11 +238,12 @@ def code(code: str) -> Response:
         if g.user.role != "admin":
             abort(403)
         with store.transaction(conn):
-            report_code(conn, serial, request.form.get("note", ""), f"ui:{g.user.username}")
+            report_code(conn, serial, parse_text("note", request.form.get("note", ""), NOTE_MAX), f"ui:{g.user.username}")
         return redirect(f"/audit/codes/{serial:016d}")
     columns = _columns(g.user)
-    history = [dict(zip(columns, r)) for r in conn.execute(
-        f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,))]  # fmt: skip
+    with limited_reads():
+        history = [dict(zip(columns, r)) for r in conn.execute(
+            f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,))]  # fmt: skip
     reported = conn.execute("SELECT reported_at, reported_by, note FROM reported_codes WHERE serial = ?", (serial,)).fetchone()
     return render("audit/code.html", serial=f"{serial:016d}", human=codes.human_code(serial), batch_id=row[0],
                   scans=history, columns=columns, reported=reported)  # fmt: skip
@@ -235,15 +253,16 @@ def report_code(conn, serial: int, note: str, actor: str) -> None:
     """Mark a code as reported counterfeit (inside a write transaction), and log it."""
     now = auditlog.now_text()
     conn.execute("INSERT OR IGNORE INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?)",
-                 (serial, now, actor, note.strip()[:500]))  # fmt: skip
-    auditlog.append(conn, "code.reported", {"serial": serial, "note": note.strip()[:500]}, now, actor)
+                 (serial, now, actor, note.strip()[:NOTE_MAX]))  # fmt: skip
+    auditlog.append(conn, "code.reported", {"serial": serial, "note": note.strip()[:NOTE_MAX]}, now, actor)
 
 
 @bp.get("/anomalies")
 @login_required()
 def anomaly_list() -> Response:
-    days = int(request.args.get("days", "30")) if request.args.get("days", "30").isdigit() else 30
-    _, found = anomalies_for(g.user, max(1, min(days, 3650)))
+    days = _int("days", 1, DAYS_MAX) or 30
+    with heavy_reads():
+        _, found = anomalies_for(g.user, days, g.now)
     return render("audit/anomalies.html", anomalies=found, rules=anomalies.RULES, days=days)
 
 
@@ -260,7 +279,7 @@ def key_list() -> Response:
             conn = st.connection()
             with store.transaction(conn):
                 auditlog.append(conn, "key.status", {"kid": record.kid, "name": record.name, "status": record.status},
-                                auditlog.now_text(), f"ui:{g.user.username}")  # fmt: skip
+                                auditlog.now_text(g.now), f"ui:{g.user.username}")  # fmt: skip
 
         try:
             keys.set_status(folder, request.form.get("kid", ""), "revoked", g.now, log_change)
@@ -268,3 +287,9 @@ def key_list() -> Response:
             return render("audit/message.html", 400, title="Not revoked", message=str(exc))
         return redirect("/audit/keys")
     return render("audit/keys.html", keys=keys.read_keyring(folder))
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST"])
+def not_found(rest: str) -> Response:
+    """Anything else under /audit/ (e.g. a code with a slash): not a consumer lookup, not a page."""
+    return render("audit/message.html", 404, title="Not found", message="There is no such audit page.")
