@@ -242,7 +242,10 @@ def audit_outcomes(app, tmp: Path, random_count: int) -> tuple[list[tuple[int, b
             response.get_data()  # a streamed export fails, if at all, while it is read
             api.append((response.status_code, invalid))
         browser = app.test_client()
-        assert browser.post("/audit/login", data={"username": name, "password": "adversarial password"}).status_code == 302
+        form = browser.get("/audit/login").get_data(as_text=True)  # its CSRF token is bound to a pre-login cookie
+        login_csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form).group(1)
+        login = {"username": name, "password": "adversarial password", "csrf": login_csrf}
+        assert browser.post("/audit/login", data=login).status_code == 302
         page = browser.get("/audit/batches").get_data(as_text=True)
         csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', page).group(1)
         for method, path, options, invalid in audit_requests(values, batch_id, serial, ui=True):

@@ -9,7 +9,7 @@ import pytest
 from verifier.cli import cli
 from verifier.web import create_app
 
-from conftest import BASE_URL, PIN_SECRET, forged_url
+from conftest import BASE_URL, PIN_SECRET, forged_url, log_in
 
 
 @pytest.fixture
@@ -156,7 +156,7 @@ def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
     client = app.test_client()
     api = client.get("/api/v1/audit/anomalies?days=1", headers={"Authorization": f"Bearer {token}"}).get_json()
     assert [a["serial"] for a in api["anomalies"] if a["rule"] == "pin-guessing"] == [int(row["serial"])]
-    client.post("/audit/login", data={"username": "ian", "password": "correct horse battery"})
+    assert log_in(client, "ian").status_code == 302
     page = client.get("/audit/anomalies").get_data(as_text=True)
     assert "pin-guessing" in page and f"/audit/codes/{row['serial']}" in page
 
