@@ -65,16 +65,31 @@ def main() -> int:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="adversarial-"))
-    record = keys.create_key(tmp / "keys", "adv", b"adv", dt.datetime.now(dt.timezone.utc))
+    record = keys.create_key(tmp / "keys", "adv", b"adv", dt.datetime.now(dt.UTC))
     _, private = keys.load_private_key(tmp / "keys", "adv", b"adv")
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=args.codes,
-                                 out_dir=tmp / "batch", base_url=BASE, formats=("csv",))  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="E",
+        product="P",
+        count=args.codes,
+        out_dir=tmp / "batch",
+        base_url=BASE,
+        formats=("csv",),
+    )
     issue.issue_batch(tmp / "verifier.db", request, private, bytes.fromhex(record.kid))
     with open(tmp / "batch" / "codes.csv", encoding="utf-8", newline="") as fh:
         rows = list(issue.read_codes_csv(fh))
     urls, printed = [r["url"] for r in rows], [r["code"] for r in rows]
-    app = create_app({"DATABASE": str(tmp / "verifier.db"), "KEYS_DIR": str(tmp / "keys"), "BASE_URLS": [BASE],
-                      "RATELIMIT": "off", "INSTANCE": str(tmp), "SECRET_KEY": b"adv"})  # fmt: skip
+    app = create_app(
+        {
+            "DATABASE": str(tmp / "verifier.db"),
+            "KEYS_DIR": str(tmp / "keys"),
+            "BASE_URLS": [BASE],
+            "RATELIMIT": "off",
+            "INSTANCE": str(tmp),
+            "SECRET_KEY": b"adv",
+        }
+    )
     client = app.test_client()
     url_inputs = invalid_vectors() + [m for u in urls for m in mutations(u)]
     typed_inputs = [m for p in printed for m in mutations(p)]
@@ -84,13 +99,16 @@ def main() -> int:
     started = time.perf_counter()
 
     def tally(surface: str, outcomes: list[tuple[int, str]]) -> None:
-        report[surface] = {"tried": len(outcomes), "accepted": sum(r in GENUINE for _, r in outcomes),
-                           "server_errors": sum(status >= 500 for status, _ in outcomes)}  # fmt: skip
+        report[surface] = {
+            "tried": len(outcomes),
+            "accepted": sum(r in GENUINE for _, r in outcomes),
+            "server_errors": sum(status >= 500 for status, _ in outcomes),
+        }
 
     page = []
     for text in url_inputs:
         if text.upper().startswith(BASE) and "#" not in text:
-            rest = text[len(BASE):]
+            rest = text[len(BASE) :]
             path, _, query = rest.partition("?")
             wsgi = lambda value: value.encode("utf-8").decode("latin-1")  # noqa: E731 - PEP 3333 strings
             response = client.get("/", environ_overrides={"PATH_INFO": wsgi("/" + path), "QUERY_STRING": wsgi(query)})
@@ -123,8 +141,11 @@ def main() -> int:
     tally("verifier verify", cli_out)
     audit_api, audit_ui = audit_outcomes(app, tmp, args.audit_random)
     for surface, outcomes in (("audit API", audit_api), ("audit UI", audit_ui)):
-        report[surface] = {"tried": len(outcomes), "accepted": sum(1 for status, bad in outcomes if bad and status == 200),
-                           "server_errors": sum(status >= 500 for status, _ in outcomes)}  # fmt: skip
+        report[surface] = {
+            "tried": len(outcomes),
+            "accepted": sum(1 for status, bad in outcomes if bad and status == 200),
+            "server_errors": sum(status >= 500 for status, _ in outcomes),
+        }
     total = {k: sum(r[k] for r in report.values()) for k in ("tried", "accepted", "server_errors")}
     report["total"] = total
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -133,18 +154,60 @@ def main() -> int:
     else:
         for surface, r in report.items():
             if surface != "seconds":
-                print(f"{surface:<16} tried {r['tried']:>9,}  accepted {r['accepted']}  server errors {r['server_errors']}")
+                tried, accepted, errors = r["tried"], r["accepted"], r["server_errors"]
+                print(f"{surface:<16} tried {tried:>9,}  accepted {accepted}  server errors {errors}")
         print(f"({report['seconds']} s, {args.codes} valid codes mutated)")
     return 0 if total["accepted"] == 0 and total["server_errors"] == 0 else 1
 
 
 # --- the audit API and UI -------------------------------------------------------------------
 
-HOSTILE = ["²", "¹²³", "１２", "٣", "߁", str(2**63), str(2**64), "9" * 30, "9" * 5000, "-1", "-0", "+1", "1e3", "0x10",
-           " 1", "1 ", "1.0", "NaN", "2026-02-30", "2026-13-01", "2026-11-01T25:00", "2026-11-01T00:00+99:00",
-           "0001-01-01T00:00:00+08:00", "9999-12-31T23:59:59-08:00", "２０２６-１１-０１", "2026-11-01\x00", "x" * 10000,
-           "\x00", "a\x00b", "\x07", "\r\n", "\t", "\u202e", "=cmd|' /C calc'!A0", "+SUM(1)", "-2+3", "@A1",
-           "../../etc/passwd", "..%2F..%2Fetc%2Fpasswd", "%00", "'; DROP TABLE scans; --", "ＣＮ", "cn", "<script>"]  # fmt: skip
+HOSTILE = [
+    "²",
+    "¹²³",
+    "１２",
+    "٣",
+    "߁",
+    str(2**63),
+    str(2**64),
+    "9" * 30,
+    "9" * 5000,
+    "-1",
+    "-0",
+    "+1",
+    "1e3",
+    "0x10",
+    " 1",
+    "1 ",
+    "1.0",
+    "NaN",
+    "2026-02-30",
+    "2026-13-01",
+    "2026-11-01T25:00",
+    "2026-11-01T00:00+99:00",
+    "0001-01-01T00:00:00+08:00",
+    "9999-12-31T23:59:59-08:00",
+    "２０２６-１１-０１",
+    "2026-11-01\x00",
+    "x" * 10000,
+    "\x00",
+    "a\x00b",
+    "\x07",
+    "\r\n",
+    "\t",
+    "\u202e",
+    "=cmd|' /C calc'!A0",
+    "+SUM(1)",
+    "-2+3",
+    "@A1",
+    "../../etc/passwd",
+    "..%2F..%2Fetc%2Fpasswd",
+    "%00",
+    "'; DROP TABLE scans; --",
+    "ＣＮ",
+    "cn",
+    "<script>",
+]
 INT64_MAX = 2**63 - 1
 REASONS = ("genuine", "genuine-repeat", "suspicious-repeat", "pin-reused", "pin-mismatch", "malformed", "bad-signature")
 
@@ -158,7 +221,7 @@ def _time_ok(v: str) -> bool:
         return False
     try:
         value = dt.datetime.fromisoformat(v.replace("Z", "+00:00").replace(" ", "T"))
-        (value if value.tzinfo else value.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))).astimezone(dt.timezone.utc)
+        (value if value.tzinfo else value.replace(tzinfo=dt.timezone(dt.timedelta(hours=8)))).astimezone(dt.UTC)
     except (ValueError, OverflowError):
         return False
     return True
@@ -181,10 +244,17 @@ def _code_ok(v: str) -> bool:
         return False
 
 
-FILTERS = {"enterprise": _text_ok(200), "batch": _int_ok(1, INT64_MAX), "code": _code_ok,
-           "reason": lambda v: v in REASONS, "channel": lambda v: v in ("qr", "manual", "api"),
-           "country": lambda v: bool(re.fullmatch(r"[A-Z]{2}", v, re.ASCII)), "region": _text_ok(64),
-           "since": _time_ok, "until": _time_ok}  # fmt: skip
+FILTERS = {
+    "enterprise": _text_ok(200),
+    "batch": _int_ok(1, INT64_MAX),
+    "code": _code_ok,
+    "reason": lambda v: v in REASONS,
+    "channel": lambda v: v in ("qr", "manual", "api"),
+    "country": lambda v: bool(re.fullmatch(r"[A-Z]{2}", v, re.ASCII)),
+    "region": _text_ok(64),
+    "since": _time_ok,
+    "until": _time_ok,
+}
 PAGING = {"after": _int_ok(1, INT64_MAX), "limit": _int_ok(1, 500)}
 
 
@@ -205,8 +275,17 @@ def audit_requests(values: list[str], batch_id: int, serial: str, ui: bool) -> l
                 continue
             out.append(("GET", scans, {"query_string": {name: value}}, value != "" and not ok(value)))
             if name in FILTERS:
-                out.append(("GET", f"{prefix}/scans.csv", {"query_string": {name: value}}, value != "" and not ok(value)))
-        out.append(("GET", f"{prefix}/anomalies", {"query_string": {"days": value}}, value != "" and not _int_ok(1, 3650)(value)))
+                out.append(
+                    ("GET", f"{prefix}/scans.csv", {"query_string": {name: value}}, value != "" and not ok(value))
+                )
+        out.append(
+            (
+                "GET",
+                f"{prefix}/anomalies",
+                {"query_string": {"days": value}},
+                value != "" and not _int_ok(1, 3650)(value),
+            )
+        )
         path_value = quote(value, safe="")
         out.append(("GET", f"{prefix}/batches/{path_value}", {}, not _int_ok(1, INT64_MAX)(value)))
         out.append(("GET", f"{prefix}/codes/{path_value}", {}, not _code_ok(value)))

@@ -38,9 +38,21 @@ from verifier.web import create_app
 
 BASE = "HTTPS://V.CN/"
 
-REASONS = ["genuine"] * 60 + ["genuine-repeat"] * 30 + ["suspicious-repeat"] * 4 + ["bad-signature"] * 2 + \
-          ["unknown-batch", "malformed", "recalled", "mistyped"]  # fmt: skip
-REGIONS = [("CN", "Guangdong"), ("CN", "Zhejiang"), ("CN", "Beijing"), ("CN", "Sichuan"), ("CN", "Yunnan"), ("US", None)]
+REASONS = (
+    ["genuine"] * 60
+    + ["genuine-repeat"] * 30
+    + ["suspicious-repeat"] * 4
+    + ["bad-signature"] * 2
+    + ["unknown-batch", "malformed", "recalled", "mistyped"]
+)
+REGIONS = [
+    ("CN", "Guangdong"),
+    ("CN", "Zhejiang"),
+    ("CN", "Beijing"),
+    ("CN", "Sichuan"),
+    ("CN", "Yunnan"),
+    ("US", None),
+]
 
 
 def generate(db_path: Path, total: int) -> None:
@@ -48,17 +60,24 @@ def generate(db_path: Path, total: int) -> None:
     conn = db.conn
     with store.transaction(conn):
         for e in range(1, 6):
-            conn.execute("INSERT INTO enterprises (id, name, created_at) VALUES (?, ?, '2026-01-01')", (e, f"Enterprise {e}"))
-            conn.execute("INSERT INTO products (id, enterprise_id, name, created_at) VALUES (?, ?, 'P', '2026-01-01')", (e, e))
+            conn.execute(
+                "INSERT INTO enterprises (id, name, created_at) VALUES (?, ?, '2026-01-01')", (e, f"Enterprise {e}")
+            )
+            conn.execute(
+                "INSERT INTO products (id, enterprise_id, name, created_at) VALUES (?, ?, 'P', '2026-01-01')", (e, e)
+            )
         for b in range(1, 201):
             e = (b - 1) % 5 + 1
-            conn.execute("""INSERT INTO batches (id, enterprise_id, product_id, mark, form, count, kid, base_url, status,
+            conn.execute(
+                """INSERT INTO batches (id, enterprise_id, product_id, mark, form, count, kid, base_url, status,
                             created_at, created_by) VALUES (?, ?, ?, 'traceability', 'compact', 100000, 'abcd',
-                            'HTTPS://V.CN/', 'active', '2026-01-01', 'bench')""", (b, e, e))  # fmt: skip
+                            'HTTPS://V.CN/', 'active', '2026-01-01', 'bench')""",
+                (b, e, e),
+            )
         accounts.add_user(conn, "ian", "inspector", "bench password", None, "bench", "2026-01-01")
         accounts.add_user(conn, "eve", "enterprise", "bench password", 3, "bench", "2026-01-01")
     rng = random.Random(7)
-    today = dt.datetime.now(dt.timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
+    today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - dt.timedelta(days=89)  # the log ends today: anomaly windows (days before now) cover it
     step = 90 * 86400 / total
     conn.execute("PRAGMA synchronous = OFF")  # generated data: durability is not what is measured
@@ -73,13 +92,37 @@ def generate(db_path: Path, total: int) -> None:
             batch = rng.randint(1, 200)
             serial = batch * 10**10 + rng.randrange(100000)
             channel = rng.choice(("qr", "qr", "qr", "manual", "api"))
-            pin = rng.choice(("first", "first", "mismatch", "reused")) if channel == "manual" and rng.random() < 0.2 else None
-            rows.append((i, at, channel, reason, serial, batch, 1, 1, pin, country, region, f"203.0.{i % 256}.0/24",
-                         f"{i:016x}", "WeChat/Android", f"{rng.getrandbits(64):016x}"))  # fmt: skip
+            pin = (
+                rng.choice(("first", "first", "mismatch", "reused"))
+                if channel == "manual" and rng.random() < 0.2
+                else None
+            )
+            rows.append(
+                (
+                    i,
+                    at,
+                    channel,
+                    reason,
+                    serial,
+                    batch,
+                    1,
+                    1,
+                    pin,
+                    country,
+                    region,
+                    f"203.0.{i % 256}.0/24",
+                    f"{i:016x}",
+                    "WeChat/Android",
+                    f"{rng.getrandbits(64):016x}",
+                )
+            )
         with store.transaction(conn):
-            conn.executemany("""INSERT INTO scans (id, at, channel, reason, serial, batch_id, counted, checks, pin, country,
+            conn.executemany(
+                """INSERT INTO scans (id, at, channel, reason, serial, batch_id, counted, checks, pin, country,
                                 region, ip_prefix, ip_hash, user_agent, session_hash)
-                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""", rows)  # fmt: skip
+                                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                rows,
+            )
         done = min(first + chunk - 1, total)
         rate = done / (time.perf_counter() - begun)
         print(f"\r  generated {done:,}/{total:,} scans ({rate:,.0f}/s)", end="", file=sys.stderr, flush=True)
@@ -113,8 +156,16 @@ def main() -> None:
     if not db_path.exists():
         generate(db_path, args.scans)
     size = db_path.stat().st_size
-    app = create_app({"DATABASE": str(db_path), "KEYS_DIR": str(folder / "keys"), "BASE_URLS": ["HTTPS://V.CN/"],
-                      "RATELIMIT": "off", "INSTANCE": str(folder), "SECRET_KEY": b"bench"})  # fmt: skip
+    app = create_app(
+        {
+            "DATABASE": str(db_path),
+            "KEYS_DIR": str(folder / "keys"),
+            "BASE_URLS": ["HTTPS://V.CN/"],
+            "RATELIMIT": "off",
+            "INSTANCE": str(folder),
+            "SECRET_KEY": b"bench",
+        }
+    )
     conn = app.extensions["verifier"].connection()
     with store.transaction(conn):
         ian = accounts.issue_token(conn, "ian", "bench", "bench", "2026-01-01")[1]
@@ -149,12 +200,19 @@ def main() -> None:
     seconds = time.perf_counter() - t
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     t = time.perf_counter()
-    response = client.get(f"/api/v1/audit/scans.csv?since={day(31)}&until={day(52)}", headers={"Authorization": f"Bearer {ian}"})
+    response = client.get(
+        f"/api/v1/audit/scans.csv?since={day(31)}&until={day(52)}", headers={"Authorization": f"Bearer {ian}"}
+    )
     big_rows = sum(chunk.count(b"\n") for chunk in response.response) - 1
     big_seconds = time.perf_counter() - t
     peak = max(peak, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    print(f"CSV export, one batch (enterprise account): {rows:,} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s")
-    print(f"CSV export, three weeks (inspector): {big_rows:,} rows in {big_seconds:.1f} s = {big_rows / big_seconds:,.0f} rows/s")
+    print(
+        f"CSV export, one batch (enterprise account): {rows:,} rows in {seconds:.1f} s = {rows / seconds:,.0f} rows/s"
+    )
+    print(
+        f"CSV export, three weeks (inspector): {big_rows:,} rows in {big_seconds:.1f} s"
+        f" = {big_rows / big_seconds:,.0f} rows/s"
+    )
     print(f"peak RSS of this process: {peak / 1024:.0f} MiB (before the exports: {before / 1024:.0f} MiB)")
     if not args.no_serve:
         lookup_under_audit(folder, db_path, ian, args.lookup_seconds, args.connections)
@@ -169,14 +227,21 @@ def genuine_paths(folder: Path, db_path: Path, count: int = 500) -> list[str]:
     """Paths of `count` genuine codes of a batch issued (once) into the bench database."""
     listing = folder / "lookup-codes" / "codes.csv"
     if not listing.exists():
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         record = keys.create_key(folder / "keys", "bench", b"bench", now)
         _, private = keys.load_private_key(folder / "keys", "bench", b"bench")
-        request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Enterprise 1", product="P", count=count,
-                                     out_dir=folder / "lookup-codes", base_url=BASE, formats=("csv",))  # fmt: skip
+        request = issue.BatchRequest(
+            mark=codes.MARKS[0],
+            enterprise="Enterprise 1",
+            product="P",
+            count=count,
+            out_dir=folder / "lookup-codes",
+            base_url=BASE,
+            formats=("csv",),
+        )
         issue.issue_batch(db_path, request, private, bytes.fromhex(record.kid))
     with open(listing, encoding="utf-8") as fh:
-        return ["/" + row["url"][len(BASE):] for row in csv.DictReader(fh)]
+        return ["/" + row["url"][len(BASE) :] for row in csv.DictReader(fh)]
 
 
 def free_port() -> int:
@@ -185,7 +250,9 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def load(port: int, paths: list[str], seconds: float, connections: int, headers: dict | None = None) -> list[tuple[float, int]]:
+def load(
+    port: int, paths: list[str], seconds: float, connections: int, headers: dict | None = None
+) -> list[tuple[float, int]]:
     """(latency ms, status) of every request of `connections` keep-alive clients for `seconds`."""
     results: list[tuple[float, int]] = []
     stop = time.monotonic() + seconds
@@ -219,16 +286,31 @@ def summary(results: list[tuple[float, int]], seconds: float) -> str:
     times = sorted(ms for ms, _ in results)
     p = lambda q: times[min(len(times) - 1, int(q * len(times)))] if times else float("nan")  # noqa: E731
     errors = sum(status >= 500 for _, status in results)
-    return f"{len(times) / seconds:7.0f} req/s  p50 {p(0.5):6.1f} ms  p99 {p(0.99):7.1f} ms  max {p(1.0):7.1f} ms  5xx {errors}"
+    return (
+        f"{len(times) / seconds:7.0f} req/s  p50 {p(0.5):6.1f} ms  p99 {p(0.99):7.1f} ms"
+        f"  max {p(1.0):7.1f} ms  5xx {errors}"
+    )
 
 
 def lookup_under_audit(folder: Path, db_path: Path, token: str, seconds: float, connections: int) -> None:
     paths = genuine_paths(folder, db_path)
     port = free_port()
-    env = {**os.environ, "VERIFIER_DB": str(db_path), "VERIFIER_KEYS": str(folder / "keys"), "VERIFIER_BASE_URL": BASE,
-           "VERIFIER_RATELIMIT": "off", "VERIFIER_SECRET_KEY": "bench", "VERIFIER_INSTANCE": str(folder)}  # fmt: skip
-    server = subprocess.Popen([sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", "2"], env=env,
-                              start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    env = {
+        **os.environ,
+        "VERIFIER_DB": str(db_path),
+        "VERIFIER_KEYS": str(folder / "keys"),
+        "VERIFIER_BASE_URL": BASE,
+        "VERIFIER_RATELIMIT": "off",
+        "VERIFIER_SECRET_KEY": "bench",
+        "VERIFIER_INSTANCE": str(folder),
+    }
+    server = subprocess.Popen(
+        [sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -237,7 +319,7 @@ def lookup_under_audit(folder: Path, db_path: Path, token: str, seconds: float, 
                     break
             except OSError:
                 if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("verifier serve did not start")
+                    raise SystemExit("verifier serve did not start") from None
                 time.sleep(0.2)
         load(port, paths, 2, connections)  # warm-up
         alone = load(port, paths, seconds, connections)
@@ -260,11 +342,15 @@ def lookup_under_audit(folder: Path, db_path: Path, token: str, seconds: float, 
         done.set()
         thread.join()
         statuses = {s: sum(1 for _, x in audit if x == s) for s in sorted({x for _, x in audit})}
-        print(f"lookups under `verifier serve` (2 sync workers), {connections} keep-alive clients, {seconds:.0f} s each:")
+        print(
+            f"lookups under `verifier serve` (2 sync workers), {connections} keep-alive clients, {seconds:.0f} s each:"
+        )
         print(f"  lookups alone:               {summary(alone, seconds)}")
         print(f"  lookups while anomalies run: {summary(busy, seconds)}")
-        print(f"  anomalies?days=30 requests: {len(audit)}, HTTP {statuses}, "
-              f"median {statistics.median(ms for ms, _ in audit) if audit else 0:.0f} ms")
+        print(
+            f"  anomalies?days=30 requests: {len(audit)}, HTTP {statuses}, "
+            f"median {statistics.median(ms for ms, _ in audit) if audit else 0:.0f} ms"
+        )
         a, b = (sorted(ms for ms, _ in r) for r in (alone, busy))
         print(f"  lookup p99 ratio (with / without anomalies): {b[int(0.99 * len(b))] / a[int(0.99 * len(a))]:.2f}")
     finally:

@@ -73,9 +73,33 @@ def run_issue(env: dict, out: Path, count: int, formats: str, extra: list[str] =
     """Seconds and peak RSS (KiB, largest process) of one `verifier batch issue` run."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "verifier", "batch", "issue", "--key", "bench", "--mark", "anti-counterfeit",
-                    "--enterprise", "Bench", "--product", "P", "--count", str(count), "--out", str(out),
-                    "--format", formats, *extra], env=env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "verifier",
+            "batch",
+            "issue",
+            "--key",
+            "bench",
+            "--mark",
+            "anti-counterfeit",
+            "--enterprise",
+            "Bench",
+            "--product",
+            "P",
+            "--count",
+            str(count),
+            "--out",
+            str(out),
+            "--format",
+            formats,
+            *extra,
+        ],
+        env=env,
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     seconds = time.perf_counter() - start
     return seconds, max(before, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
 
@@ -95,10 +119,15 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="bench-issue-") as tmp:
         tmp_path = Path(tmp)
-        env = {**os.environ, "VERIFIER_INSTANCE": str(tmp_path / "instance"), "VERIFIER_KEY_PASSPHRASE": "bench",
-               "VERIFIER_BASE_URL": "HTTPS://VERIFY.EXAMPLE.CN/"}  # fmt: skip
-        subprocess.run([sys.executable, "-m", "verifier", "keys", "new", "bench"], env=env, check=True,
-                       stdout=subprocess.DEVNULL)  # fmt: skip
+        env = {
+            **os.environ,
+            "VERIFIER_INSTANCE": str(tmp_path / "instance"),
+            "VERIFIER_KEY_PASSPHRASE": "bench",
+            "VERIFIER_BASE_URL": "HTTPS://VERIFY.EXAMPLE.CN/",
+        }
+        subprocess.run(
+            [sys.executable, "-m", "verifier", "keys", "new", "bench"], env=env, check=True, stdout=subprocess.DEVNULL
+        )
         db = tmp_path / "instance" / "verifier.db"
 
         raw = raw_sign_rate()
@@ -108,10 +137,14 @@ def main() -> None:
         seconds, peak = run_issue(env, tmp_path / "csv", args.codes, "csv")
         growth = db_bytes(db) - size_before
         rate = args.codes / seconds
-        print(f"signing to CSV: {args.codes:,} codes in {seconds:.1f} s = {rate:,.0f} codes/s; "
-              f"ratio {rate / (raw * cores):.2f} (target >= 0.70)")  # fmt: skip
-        print(f"  peak RSS (largest process): {peak / 1024:.0f} MiB; database growth "
-              f"{growth / 1e6:.1f} MB = {growth / args.codes:.1f} bytes a code = {growth / args.codes:.0f} MB per million")  # fmt: skip
+        print(
+            f"signing to CSV: {args.codes:,} codes in {seconds:.1f} s = {rate:,.0f} codes/s; "
+            f"ratio {rate / (raw * cores):.2f} (target >= 0.70)"
+        )
+        print(
+            f"  peak RSS (largest process): {peak / 1024:.0f} MiB; database growth "
+            f"{growth / 1e6:.1f} MB = {growth / args.codes:.1f} bytes a code = {growth / args.codes:.0f} MB per million"
+        )
         print(f"  codes.csv: {(tmp_path / 'csv' / 'codes.csv').stat().st_size / 1e6:.0f} MB")
 
         if not args.labels:
@@ -120,16 +153,23 @@ def main() -> None:
         print(f"baseline: zxing-cpp encoder + PNG on one core: {baseline:,.0f} labels/s")
         seconds, _ = run_issue(env, tmp_path / "png", args.labels, "png")
         png_rate = args.labels / seconds
-        print(f"PNG labels (all cores, incl. signing, registry, CSV): {png_rate:,.0f}/s; ratio {png_rate / baseline:.2f} (target >= 0.50)")
+        print(
+            f"PNG labels (all cores, incl. signing, registry, CSV): {png_rate:,.0f}/s;"
+            f" ratio {png_rate / baseline:.2f} (target >= 0.50)"
+        )
         seconds, _ = run_issue(env, tmp_path / "pdf", args.labels, "pdf")
         pdf_rate = args.labels / seconds
         pages = -(-args.labels // 32)
-        print(f"PDF labels (all cores): {pdf_rate:,.0f}/s = {pages / seconds:,.1f} A4 pages/s of 32; "
-              f"ratio {pdf_rate / baseline:.2f} (target >= 0.50)")  # fmt: skip
+        print(
+            f"PDF labels (all cores): {pdf_rate:,.0f}/s = {pages / seconds:,.1f} A4 pages/s of 32; "
+            f"ratio {pdf_rate / baseline:.2f} (target >= 0.50)"
+        )
 
         auto, fixed = qrcode_costs()
-        print(f"for comparison, the qrcode library: {auto:.1f} ms a code with its mask search, {fixed:.1f} ms "
-              f"with a fixed mask; zxing-cpp: {1000 / baseline:.2f} ms including PNG")  # fmt: skip
+        print(
+            f"for comparison, the qrcode library: {auto:.1f} ms a code with its mask search, {fixed:.1f} ms "
+            f"with a fixed mask; zxing-cpp: {1000 / baseline:.2f} ms including PNG"
+        )
 
 
 if __name__ == "__main__":

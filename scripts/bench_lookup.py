@@ -104,27 +104,57 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-lookup-") as tmp:
         tmp_path = Path(tmp)
         base = "HTTPS://VERIFY.EXAMPLE.CN/"
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         record = keys.create_key(tmp_path / "keys", "bench", b"bench", now)
         _, private = keys.load_private_key(tmp_path / "keys", "bench", b"bench")
-        request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Bench", product="Tea", count=args.codes,
-                                     out_dir=tmp_path / "batch", base_url=base, formats=("csv",))  # fmt: skip
+        request = issue.BatchRequest(
+            mark=codes.MARKS[0],
+            enterprise="Bench",
+            product="Tea",
+            count=args.codes,
+            out_dir=tmp_path / "batch",
+            base_url=base,
+            formats=("csv",),
+        )
         issue.issue_batch(tmp_path / "verifier.db", request, private, bytes.fromhex(record.kid))
         paths_file = tmp_path / "paths.txt"
         with open(tmp_path / "batch" / "codes.csv", encoding="utf-8", newline="") as fh, open(paths_file, "w") as out:
             for row in issue.read_codes_csv(fh):
-                out.write("/" + row["url"][len(base):] + "\n")
+                out.write("/" + row["url"][len(base) :] + "\n")
         script = tmp_path / "codes.lua"
         script.write_text(textwrap.dedent(WRK_SCRIPT))
         (tmp_path / "hello.py").write_text(HELLO)
-        env = {**os.environ, "BENCH_PATHS": str(paths_file), "VERIFIER_DB": str(tmp_path / "verifier.db"),
-               "VERIFIER_KEYS": str(tmp_path / "keys"), "VERIFIER_BASE_URL": base, "VERIFIER_RATELIMIT": "off",
-               "VERIFIER_INSTANCE": str(tmp_path / "instance")}  # fmt: skip
+        env = {
+            **os.environ,
+            "BENCH_PATHS": str(paths_file),
+            "VERIFIER_DB": str(tmp_path / "verifier.db"),
+            "VERIFIER_KEYS": str(tmp_path / "keys"),
+            "VERIFIER_BASE_URL": base,
+            "VERIFIER_RATELIMIT": "off",
+            "VERIFIER_INSTANCE": str(tmp_path / "instance"),
+        }
 
         port = free_port()
-        hello = subprocess.Popen([sys.executable, "-m", "gunicorn", "-w", str(workers), "-k", "sync", "-b",
-                                  f"127.0.0.1:{port}", "--chdir", str(tmp_path), "hello:app"], env=env,
-                                 start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+        hello = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-w",
+                str(workers),
+                "-k",
+                "sync",
+                "-b",
+                f"127.0.0.1:{port}",
+                "--chdir",
+                str(tmp_path),
+                "hello:app",
+            ],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/")
             baseline = run_wrk(f"http://127.0.0.1:{port}/", args.seconds, args.connections, None, env)
@@ -132,8 +162,12 @@ def main() -> None:
             stop(hello)
 
         port = free_port()
-        lookup = subprocess.Popen([sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers",
-                                   str(workers)], env=env, start_new_session=True, stdout=subprocess.DEVNULL)  # fmt: skip
+        lookup = subprocess.Popen(
+            [sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", str(workers)],
+            env=env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz")
             result = run_wrk(f"http://127.0.0.1:{port}", args.seconds, args.connections, script, env)
@@ -141,14 +175,22 @@ def main() -> None:
             stop(lookup)
         import sqlite3
 
-        scans = sqlite3.connect(tmp_path / "verifier.db").execute("SELECT count(*), sum(reason = 'genuine') FROM scans").fetchone()
+        scans = (
+            sqlite3.connect(tmp_path / "verifier.db")
+            .execute("SELECT count(*), sum(reason = 'genuine') FROM scans")
+            .fetchone()
+        )
 
     print(f"gunicorn sync workers: {workers}; wrk -c{args.connections} for {args.seconds} s on 127.0.0.1")
     print(f"hello-world: {baseline['rps']:,.0f} rps  p50 {baseline['p50']:.1f} ms  p99 {baseline['p99']:.1f} ms")
-    print(f"lookup:      {result['rps']:,.0f} rps  p50 {result['p50']:.1f} ms  p99 {result['p99']:.1f} ms  "
-          f"(non-2xx: {result['non2xx']:.0f}; scans recorded: {scans[0]:,}, first checks: {scans[1]:,})")  # fmt: skip
-    print(f"ratio lookup / hello-world: {result['rps'] / baseline['rps']:.2f} (target >= 0.50); "
-          f"p99 {result['p99']:.1f} ms (EU FMD bar: 95 % within 300 ms)")  # fmt: skip
+    print(
+        f"lookup:      {result['rps']:,.0f} rps  p50 {result['p50']:.1f} ms  p99 {result['p99']:.1f} ms  "
+        f"(non-2xx: {result['non2xx']:.0f}; scans recorded: {scans[0]:,}, first checks: {scans[1]:,})"
+    )
+    print(
+        f"ratio lookup / hello-world: {result['rps'] / baseline['rps']:.2f} (target >= 0.50); "
+        f"p99 {result['p99']:.1f} ms (EU FMD bar: 95 % within 300 ms)"
+    )
 
 
 if __name__ == "__main__":

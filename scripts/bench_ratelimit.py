@@ -74,21 +74,37 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-ratelimit-") as tmp:
         tmp_path = Path(tmp)
         base = "HTTPS://VERIFY.EXAMPLE.CN/"
-        now = dt.datetime.now(dt.timezone.utc)
+        now = dt.datetime.now(dt.UTC)
         record = keys.create_key(tmp_path / "keys", "bench", b"bench", now)
         _, private = keys.load_private_key(tmp_path / "keys", "bench", b"bench")
-        request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Bench", product="Tea", count=10,
-                                     out_dir=tmp_path / "batch", base_url=base, formats=("csv",))  # fmt: skip
+        request = issue.BatchRequest(
+            mark=codes.MARKS[0],
+            enterprise="Bench",
+            product="Tea",
+            count=10,
+            out_dir=tmp_path / "batch",
+            base_url=base,
+            formats=("csv",),
+        )
         db_path = tmp_path / "verifier.db"
         issue.issue_batch(db_path, request, private, bytes.fromhex(record.kid))
         with open(tmp_path / "batch" / "codes.csv", encoding="utf-8") as fh:
-            path = "/" + next(csv.DictReader(fh))["url"][len(base):]
-        env = {**os.environ, "VERIFIER_DB": str(db_path), "VERIFIER_KEYS": str(tmp_path / "keys"),
-               "VERIFIER_BASE_URL": base, "VERIFIER_RATELIMIT": "1/day", "VERIFIER_SECRET_KEY": "bench",
-               "VERIFIER_INSTANCE": str(tmp_path / "instance")}  # fmt: skip
+            path = "/" + next(csv.DictReader(fh))["url"][len(base) :]
+        env = {
+            **os.environ,
+            "VERIFIER_DB": str(db_path),
+            "VERIFIER_KEYS": str(tmp_path / "keys"),
+            "VERIFIER_BASE_URL": base,
+            "VERIFIER_RATELIMIT": "1/day",
+            "VERIFIER_SECRET_KEY": "bench",
+            "VERIFIER_INSTANCE": str(tmp_path / "instance"),
+        }
         port = free_port()
-        server = subprocess.Popen([sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers",
-                                   str(args.workers)], env=env, start_new_session=True)  # fmt: skip
+        server = subprocess.Popen(
+            [sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", str(args.workers)],
+            env=env,
+            start_new_session=True,
+        )
         try:
             wait_ready(f"http://127.0.0.1:{port}/healthz")
 
@@ -121,13 +137,19 @@ def main() -> None:
 
     statuses = {status for status, _ in results}
     latencies = sorted(seconds for _, seconds in results)
-    print(f"{args.requests} requests over the limit, {args.concurrency} at a time, {args.workers} sync workers, "
-          f"127.0.0.1; statuses {sorted(statuses)}")  # fmt: skip
-    print(f"throughput {args.requests / elapsed:,.0f} rps; latency p50 {statistics.median(latencies) * 1000:.2f} ms, "
-          f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms")  # fmt: skip
+    print(
+        f"{args.requests} requests over the limit, {args.concurrency} at a time, {args.workers} sync workers, "
+        f"127.0.0.1; statuses {sorted(statuses)}"
+    )
+    print(
+        f"throughput {args.requests / elapsed:,.0f} rps; latency p50 {statistics.median(latencies) * 1000:.2f} ms, "
+        f"p99 {latencies[int(len(latencies) * 0.99)] * 1000:.2f} ms"
+    )
     print(f"worker CPU per request {cpu / args.requests * 1e6:,.0f} µs")
-    print(f"registry: WAL grew {wal_growth:,} bytes ({wal_growth / args.requests:,.0f} a request); "
-          f"data_version {'changed' if changed else 'unchanged'}")  # fmt: skip
+    print(
+        f"registry: WAL grew {wal_growth:,} bytes ({wal_growth / args.requests:,.0f} a request); "
+        f"data_version {'changed' if changed else 'unchanged'}"
+    )
 
 
 if __name__ == "__main__":

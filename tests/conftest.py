@@ -104,7 +104,9 @@ def no_leftover_processes(tmp_path_factory):
             pass
     if left:
         listing = "; ".join(f"{pid}: {cmd[:160]}" for pid, cmd in left.items())
-        pytest.fail(f"{len(left)} process(es) started by the tests outlived them (now killed): {listing}", pytrace=False)
+        pytest.fail(
+            f"{len(left)} process(es) started by the tests outlived them (now killed): {listing}", pytrace=False
+        )
 
 
 def load_vector(path: Path) -> dict:
@@ -169,7 +171,7 @@ def world(tmp_path_factory) -> dict:
 
     root = tmp_path_factory.mktemp("world")
     keys_dir = root / "keys"
-    record = keys.create_key(keys_dir, "dev", b"pw", dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc))
+    record = keys.create_key(keys_dir, "dev", b"pw", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     _, private = keys.load_private_key(keys_dir, "dev", b"pw")
     kid = bytes.fromhex(record.kid)
     db_path = root / "verifier.db"
@@ -177,21 +179,37 @@ def world(tmp_path_factory) -> dict:
     random_bytes = seeded_random_bytes("world")
 
     def batch(name, **fields):
-        request = issue.BatchRequest(enterprise="华茶集团", product="绿茶", spec="500g", out_dir=root / name,
-                                     base_url=BASE_URL, formats=("csv",), **fields)  # fmt: skip
+        request = issue.BatchRequest(
+            enterprise="华茶集团",
+            product="绿茶",
+            spec="500g",
+            out_dir=root / name,
+            base_url=BASE_URL,
+            formats=("csv",),
+            **fields,
+        )
         result = issue.issue_batch(db_path, request, private, kid, pin_secret=PIN_SECRET, random_bytes=random_bytes)
         with open(root / name / "codes.csv", encoding="utf-8", newline="") as fh:
             return result.batch_id, list(issue.read_codes_csv(fh))
 
     sq, tr, ac = codes.MARKS
     world = {"root": root, "keys_dir": keys_dir, "db": db_path, "private": private, "kid": kid}
-    world["pin"] = batch("pin", mark=sq, count=40, pin=True, lot="L2026-11", production_date=dt.date(2026, 11, 1),
-                         expiry=dt.date(2030, 10, 31))  # fmt: skip
-    world["gs1"] = batch("gs1", mark=ac, count=10, form="gs1", gtin="09506000134352", lot="L7",
-                         expiry=dt.date(2030, 1, 31))  # fmt: skip
+    world["pin"] = batch(
+        "pin",
+        mark=sq,
+        count=40,
+        pin=True,
+        lot="L2026-11",
+        production_date=dt.date(2026, 11, 1),
+        expiry=dt.date(2030, 10, 31),
+    )
+    world["gs1"] = batch(
+        "gs1", mark=ac, count=10, form="gs1", gtin="09506000134352", lot="L7", expiry=dt.date(2030, 1, 31)
+    )
     world["recalled"] = batch("recalled", mark=tr, count=5)
-    world["expired"] = batch("expired", mark=tr, count=5, production_date=dt.date(2019, 1, 1),
-                             expiry=dt.date(2020, 1, 1))  # fmt: skip
+    world["expired"] = batch(
+        "expired", mark=tr, count=5, production_date=dt.date(2019, 1, 1), expiry=dt.date(2020, 1, 1)
+    )
     db = store.connect(db_path)
     store.recall_batch(db, world["recalled"][0], "contaminated lot")
     db.close()
@@ -214,11 +232,20 @@ def db_copy(world, tmp_path) -> Path:
 def app(world, db_copy, tmp_path):
     from verifier.web import create_app
 
-    app = create_app({
-        "DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "JWKS_FILE": None, "BASE_URLS": [BASE_URL],
-        "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"test-secret", "RATELIMIT": "off", "INSTANCE": str(tmp_path),
-        "TRUSTED_PROXIES": 0, "TESTING": True,
-    })  # fmt: skip
+    app = create_app(
+        {
+            "DATABASE": str(db_copy),
+            "KEYS_DIR": str(world["keys_dir"]),
+            "JWKS_FILE": None,
+            "BASE_URLS": [BASE_URL],
+            "PIN_SECRET": PIN_SECRET,
+            "SECRET_KEY": b"test-secret",
+            "RATELIMIT": "off",
+            "INSTANCE": str(tmp_path),
+            "TRUSTED_PROXIES": 0,
+            "TESTING": True,
+        }
+    )
     return app
 
 
@@ -244,7 +271,7 @@ class RunningServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
 
-    def start(self, timeout: float = 30) -> "RunningServer":
+    def start(self, timeout: float = 30) -> RunningServer:
         import subprocess
         import sys
         import time
@@ -252,8 +279,11 @@ class RunningServer:
 
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "verifier", "serve", "--port", str(self.port), "--workers", str(self.workers)],
-            env=self.env, start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-        )  # fmt: skip
+            env=self.env,
+            start_new_session=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -291,10 +321,15 @@ def server_env(world, db_copy, tmp_path) -> dict:
     import os
 
     return {
-        **os.environ, "VERIFIER_DB": str(db_copy), "VERIFIER_KEYS": str(world["keys_dir"]),
-        "VERIFIER_BASE_URL": BASE_URL, "VERIFIER_PIN_SECRET": PIN_SECRET.decode(), "VERIFIER_RATELIMIT": "off",
-        "VERIFIER_SECRET_KEY": "test-secret", "VERIFIER_INSTANCE": str(tmp_path / "instance"),
-    }  # fmt: skip
+        **os.environ,
+        "VERIFIER_DB": str(db_copy),
+        "VERIFIER_KEYS": str(world["keys_dir"]),
+        "VERIFIER_BASE_URL": BASE_URL,
+        "VERIFIER_PIN_SECRET": PIN_SECRET.decode(),
+        "VERIFIER_RATELIMIT": "off",
+        "VERIFIER_SECRET_KEY": "test-secret",
+        "VERIFIER_INSTANCE": str(tmp_path / "instance"),
+    }
 
 
 @pytest.fixture
@@ -319,12 +354,29 @@ def audit_world(world, db_copy, tmp_path):
     from verifier.web import create_app
 
     NOW = "2026-11-22T00:00:00.000+00:00"
-    request = issue.BatchRequest(mark=codes.MARKS[1], enterprise="Other Co", product="Soap", count=3,
-                                 out_dir=tmp_path / "other", base_url=BASE_URL, formats=("csv",))  # fmt: skip
-    other = issue.issue_batch(db_copy, request, world["private"], world["kid"],
-                              random_bytes=seeded_random_bytes("audit_world"))  # fmt: skip
-    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
-                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[1],
+        enterprise="Other Co",
+        product="Soap",
+        count=3,
+        out_dir=tmp_path / "other",
+        base_url=BASE_URL,
+        formats=("csv",),
+    )
+    other = issue.issue_batch(
+        db_copy, request, world["private"], world["kid"], random_bytes=seeded_random_bytes("audit_world")
+    )
+    app = create_app(
+        {
+            "DATABASE": str(db_copy),
+            "KEYS_DIR": str(world["keys_dir"]),
+            "BASE_URLS": [BASE_URL],
+            "PIN_SECRET": PIN_SECRET,
+            "SECRET_KEY": b"k",
+            "RATELIMIT": "off",
+            "INSTANCE": str(tmp_path),
+        }
+    )
     with open(tmp_path / "other" / "codes.csv", encoding="utf-8", newline="") as fh:
         other_rows = list(issue.read_codes_csv(fh))
     for url in [world["pin"][1][0]["url"]] * 2 + [other_rows[0]["url"]] * 2:
@@ -334,16 +386,25 @@ def audit_world(world, db_copy, tmp_path):
     with store.transaction(db) as conn:
         mine = conn.execute("SELECT id FROM enterprises WHERE name = '华茶集团'").fetchone()[0]
         theirs = conn.execute("SELECT id FROM enterprises WHERE name = 'Other Co'").fetchone()[0]
-        for name, role, enterprise in (("ada", "admin", None), ("ian", "inspector", None), ("eve", "enterprise", mine),
-                                       ("oscar", "enterprise", theirs)):  # fmt: skip
+        for name, role, enterprise in (
+            ("ada", "admin", None),
+            ("ian", "inspector", None),
+            ("eve", "enterprise", mine),
+            ("oscar", "enterprise", theirs),
+        ):
             accounts.add_user(conn, name, role, "correct horse battery", enterprise, "test", NOW)
             tokens[name] = accounts.issue_token(conn, name, "test", "test", NOW)[1]
         accounts.add_user(conn, "gone", "inspector", "correct horse battery", None, "test", NOW)
         tokens["revoked"] = accounts.issue_token(conn, "gone", "", "test", NOW)[1]
         accounts.disable_user(conn, "gone", "test", NOW)
-    return {"app": app, "tokens": tokens, "mine": world["pin"], "theirs": (other.batch_id, other_rows),
-            "my_serial": world["pin"][1][0]["serial"], "their_serial": other_rows[0]["serial"]}
-
+    return {
+        "app": app,
+        "tokens": tokens,
+        "mine": world["pin"],
+        "theirs": (other.batch_id, other_rows),
+        "my_serial": world["pin"][1][0]["serial"],
+        "their_serial": other_rows[0]["serial"],
+    }
 
 
 # --- forging codes: flip one signature bit, so the result is always a well-formed forgery ---------
@@ -373,5 +434,8 @@ def csrf_of(html: str) -> str:
 def log_in(client, who, password="correct horse battery", ip="192.0.2.10"):
     """Post the login form as a browser does: fetch it (cookie and token), then send it."""
     form = client.get("/audit/login", environ_base={"REMOTE_ADDR": ip}).get_data(as_text=True)
-    return client.post("/audit/login", data={"username": who, "password": password, "csrf": csrf_of(form)},
-                       environ_base={"REMOTE_ADDR": ip})  # fmt: skip
+    return client.post(
+        "/audit/login",
+        data={"username": who, "password": password, "csrf": csrf_of(form)},
+        environ_base={"REMOTE_ADDR": ip},
+    )

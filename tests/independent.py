@@ -101,7 +101,7 @@ def parse(text: str, base_urls: list[str]):
     for base in base_urls:
         b_host, _, b_path = base.split("://", 1)[1].partition("/")
         if host.lower() == b_host.lower() and path.lower().startswith(b_path.lower()):
-            tail = path[len(b_path):]
+            tail = path[len(b_path) :]
             if tail.startswith("01/"):
                 return parse_gs1(tail)
             payload, _, query = tail.partition("?")
@@ -137,8 +137,7 @@ def parse_compact(payload: str, query: str):
     if serial >= 10**16:
         raise malformed("syntax", "bad-serial")
     message = b"verifier.code\x00" + bytes([1]) + b"C" + kid + bytes([mark]) + raw[8:15] + raw[4:8]
-    fields = {"form": "compact", "kid": kid.hex(), "mark": MARK_BYTES[mark], "serial": f"{serial:016d}",
-              "batch": batch}  # fmt: skip
+    fields = {"form": "compact", "kid": kid.hex(), "mark": MARK_BYTES[mark], "serial": f"{serial:016d}", "batch": batch}
     return fields, message, kid, raw[15:]
 
 
@@ -183,8 +182,22 @@ def parse_gs1(tail: str):
         raise malformed("syntax", "bad-version")
     kid = raw[1:3]
     mark = MARK_LETTERS[attrs["91"]]
-    message = (b"verifier.code\x00" + bytes([1]) + b"G" + kid + bytes([mark]) + int(serial).to_bytes(7, "big")
-               + (gtin + attrs["17"] + lot).encode())  # fmt: skip
-    fields = {"form": "gs1", "kid": kid.hex(), "mark": attrs["91"], "serial": serial, "gtin": gtin, "lot": lot,
-              "expiry": attrs["17"]}  # fmt: skip
+    message = (
+        b"verifier.code\x00"
+        + bytes([1])
+        + b"G"
+        + kid
+        + bytes([mark])
+        + int(serial).to_bytes(7, "big")
+        + (gtin + attrs["17"] + lot).encode()
+    )
+    fields = {
+        "form": "gs1",
+        "kid": kid.hex(),
+        "mark": attrs["91"],
+        "serial": serial,
+        "gtin": gtin,
+        "lot": lot,
+        "expiry": attrs["17"],
+    }
     return fields, message, kid, raw[3:]

@@ -11,7 +11,7 @@ import pytest
 from verifier import accounts, store
 from verifier.cli import cli
 
-NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 T = "2026-11-22T08:00:00.000+00:00"
 
 
@@ -154,8 +154,12 @@ def test_lockout_as_denial_of_service_windows_expire_by_injected_time(people):
     assert almost == accounts.LoginResult(retry_after=1)
     assert attempt(people, "ian", PASSWORD, NOW + accounts.LOGIN_WINDOW, ip=A, check=check).user.username == "ian"
     # the first failures have left the window: ada is below her per-address limit again too
-    assert attempt(people, "ada", PASSWORD, NOW + accounts.LOGIN_WINDOW + dt.timedelta(seconds=5), ip=A,
-                   check=check).user.username == "ada"  # fmt: skip
+    assert (
+        attempt(
+            people, "ada", PASSWORD, NOW + accounts.LOGIN_WINDOW + dt.timedelta(seconds=5), ip=A, check=check
+        ).user.username
+        == "ada"
+    )
 
 
 def test_lockout_as_denial_of_service_five_failures_throttle_one_name_from_one_address(people):
@@ -172,8 +176,10 @@ def test_lockout_as_denial_of_service_a_name_tried_from_very_many_addresses_back
     for name in ("ada", "nobody"):
         for i in range(accounts.FAILURES_PER_NAME):
             attempt(people, name, "guess", NOW, ip=f"10.{i // 256}.{i % 256}.{len(name)}", check=check)
-    backed_off = {name: attempt(people, name, PASSWORD, NOW + dt.timedelta(seconds=10), ip=B, check=check)
-                  for name in ("ada", "nobody")}  # fmt: skip
+    backed_off = {
+        name: attempt(people, name, PASSWORD, NOW + dt.timedelta(seconds=10), ip=B, check=check)
+        for name in ("ada", "nobody")
+    }
     assert set(backed_off.values()) == {accounts.LoginResult(retry_after=50)}  # a minute, not a lock; the same for both
     assert attempt(people, "ada", PASSWORD, NOW + accounts.NAME_BACKOFF, ip=B, check=check).user.username == "ada"
 
@@ -193,8 +199,10 @@ def test_sessions_have_idle_and_absolute_timeouts_and_server_side_logout(conn):
     assert accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=45)).username == "ian"  # idle reset
     assert accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=80)) is None  # idle > 30 min
     session = attempt(conn, "ian").session
-    alive = [accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=m)) is not None
-             for m in range(25, 13 * 60, 25)]  # active every 25 minutes, all day long...
+    alive = [
+        accounts.user_for_session(conn, session, NOW + dt.timedelta(minutes=m)) is not None
+        for m in range(25, 13 * 60, 25)
+    ]  # active every 25 minutes, all day long...
     assert alive == [m <= 12 * 60 for m in range(25, 13 * 60, 25)]  # ...it still ends after 12 hours
     session = attempt(conn, "ian").session
     accounts.logout(conn, session)

@@ -10,8 +10,9 @@ from pathlib import Path
 
 def test_no_mutated_or_invalid_code_is_accepted_and_nothing_errors():
     script = Path(__file__).parent.parent / "scripts" / "adversarial.py"
-    result = subprocess.run([sys.executable, str(script), "--codes", "2", "--json"], capture_output=True, text=True,
-                            timeout=600)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, str(script), "--codes", "2", "--json"], capture_output=True, text=True, timeout=600
+    )
     report = json.loads(result.stdout)
     assert set(report) >= {"web page", "JSON API", "manual form", "verifier verify"}
     assert report["total"]["tried"] > 2000

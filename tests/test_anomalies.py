@@ -5,22 +5,33 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import BASE_URL, PIN_SECRET, forged_url, log_in
 
 from verifier.cli import cli
 from verifier.web import create_app
-
-from conftest import BASE_URL, PIN_SECRET, forged_url, log_in
 
 
 @pytest.fixture
 def lookups(world, db_copy, tmp_path, monkeypatch):
     monkeypatch.setenv("VERIFIER_DB", str(db_copy))
-    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
-                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path),
-                      "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})  # fmt: skip
+    app = create_app(
+        {
+            "DATABASE": str(db_copy),
+            "KEYS_DIR": str(world["keys_dir"]),
+            "BASE_URLS": [BASE_URL],
+            "PIN_SECRET": PIN_SECRET,
+            "SECRET_KEY": b"k",
+            "RATELIMIT": "off",
+            "INSTANCE": str(tmp_path),
+            "TRUST_GEO_HEADERS": True,
+            "TRUSTED_PROXIES": 1,
+        }
+    )
 
     def scan(url, region="Guangdong", country="CN"):
-        return app.test_client().get("/" + url.split("/", 3)[3], headers={"X-Geo-Country": country, "X-Geo-Region": region})
+        return app.test_client().get(
+            "/" + url.split("/", 3)[3], headers={"X-Geo-Country": country, "X-Geo-Region": region}
+        )
 
     def typed(code, pin, ip="127.0.0.1"):
         return app.test_client().post("/check", data={"code": code, "pin": pin}, environ_base={"REMOTE_ADDR": ip})
@@ -81,7 +92,9 @@ def test_report_code_cli(lookups, world, runner):
     import os
 
     conn = sqlite3.connect(os.environ["VERIFIER_DB"])
-    assert conn.execute("SELECT note FROM reported_codes WHERE serial = ?", (int(row["serial"]),)).fetchone() == ("market stall",)
+    assert conn.execute("SELECT note FROM reported_codes WHERE serial = ?", (int(row["serial"]),)).fetchone() == (
+        "market stall",
+    )
 
 
 def test_forged_code_in_the_fixture_is_a_bad_signature_not_malformed(lookups, world, db_copy):
@@ -137,7 +150,9 @@ def test_pin_guessing_is_quiet_for_one_client_or_few_guesses(lookups, world, run
         typed(few["code"], "00000000", ip=f"198.51.100.{i}")
     assert [a for a in anomalies(runner) if a["rule"] == "pin-guessing"] == []
     tuned = anomalies(runner, "--pin-guesses", "4", "--pin-clients", "4")
-    assert [(a["rule"], a["serial"]) for a in tuned if a["rule"] == "pin-guessing"] == [("pin-guessing", int(few["serial"]))]
+    assert [(a["rule"], a["serial"]) for a in tuned if a["rule"] == "pin-guessing"] == [
+        ("pin-guessing", int(few["serial"]))
+    ]
 
 
 def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
@@ -151,8 +166,16 @@ def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
     with store.transaction(db) as conn:
         accounts.add_user(conn, "ian", "inspector", "correct horse battery", None, "test", "2026-11-22T00:00:00Z")
         token = accounts.issue_token(conn, "ian", "t", "test", "2026-11-22T00:00:00Z")[1]
-    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
-                      "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    app = create_app(
+        {
+            "DATABASE": str(db_copy),
+            "KEYS_DIR": str(world["keys_dir"]),
+            "BASE_URLS": [BASE_URL],
+            "SECRET_KEY": b"k",
+            "RATELIMIT": "off",
+            "INSTANCE": str(tmp_path),
+        }
+    )
     client = app.test_client()
     api = client.get("/api/v1/audit/anomalies?days=1", headers={"Authorization": f"Bearer {token}"}).get_json()
     assert [a["serial"] for a in api["anomalies"] if a["rule"] == "pin-guessing"] == [int(row["serial"])]
@@ -165,8 +188,12 @@ def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
 
 # Statistics of a generated 2,000,000-scan log (scripts/bench_audit.py): with them, SQLite prefers
 # walking the serial index (no sort for GROUP BY serial) over the time index, whatever the window.
-BIG_LOG_STATS = [("scans", "scans_reason", "200257 33377 1"), ("scans", "scans_serial", "2000000 1 1"),
-                 ("scans", "scans_batch", "2000000 10000 1"), ("scans", "scans_at", "2000000 1")]  # fmt: skip
+BIG_LOG_STATS = [
+    ("scans", "scans_reason", "200257 33377 1"),
+    ("scans", "scans_serial", "2000000 1 1"),
+    ("scans", "scans_batch", "2000000 10000 1"),
+    ("scans", "scans_at", "2000000 1"),
+]
 
 
 @pytest.fixture
@@ -212,14 +239,20 @@ def test_audit_filter_queries_use_an_index(planner):
     from verifier.web.audit import SCAN_COLUMNS
 
     select = f"SELECT {', '.join('s.' + c for c in SCAN_COLUMNS)} FROM scans s WHERE "
-    window = ("s.id >= coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62) "
-              "AND s.id < coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)")
+    window = (
+        "s.id >= coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62) "
+        "AND s.id < coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)"
+    )
     cases = {
         "time range": (window, ["2026-11-01", "2026-11-02"], "INTEGER PRIMARY KEY (rowid>? AND rowid<?)"),
         "batch": ("s.batch_id = ?", [3], "scans_batch"),
         "code": ("s.serial = ?", [3], "scans_serial"),
-        "rare verdict": ("s.reason = ? AND s.reason NOT IN ('genuine', 'genuine-repeat')", ["bad-signature"], "scans_reason"),
-    }  # fmt: skip
+        "rare verdict": (
+            "s.reason = ? AND s.reason NOT IN ('genuine', 'genuine-repeat')",
+            ["bad-signature"],
+            "scans_reason",
+        ),
+    }
     for name, (where, params, index) in cases.items():
         steps = plan(planner, select + where + " ORDER BY s.id DESC LIMIT 101", params)
         assert any(index in s for s in steps), (name, steps)

@@ -33,19 +33,79 @@ def routes(aw):
 
 
 EXPECTED = {  # principal -> route -> status; "eve" belongs to the first enterprise, "oscar" to the other
-    "anonymous": dict.fromkeys(["scans", "scans.csv", "batches", "my batch", "their batch", "my code", "their code",
-                                "anomalies", "recall their batch"], 401),
-    "revoked": dict.fromkeys(["scans", "scans.csv", "batches", "my batch", "their batch", "my code", "their code",
-                              "anomalies", "recall their batch"], 401),
-    "ada": {"scans": 200, "scans.csv": 200, "batches": 200, "my batch": 200, "their batch": 200, "my code": 200,
-            "their code": 200, "anomalies": 200, "recall their batch": 200},
-    "ian": {"scans": 200, "scans.csv": 200, "batches": 200, "my batch": 200, "their batch": 200, "my code": 200,
-            "their code": 200, "anomalies": 200, "recall their batch": 403},
-    "eve": {"scans": 200, "scans.csv": 200, "batches": 200, "my batch": 200, "their batch": 404, "my code": 200,
-            "their code": 404, "anomalies": 200, "recall their batch": 403},
-    "oscar": {"scans": 200, "scans.csv": 200, "batches": 200, "my batch": 404, "their batch": 200, "my code": 404,
-              "their code": 200, "anomalies": 200, "recall their batch": 403},
-}  # fmt: skip
+    "anonymous": dict.fromkeys(
+        [
+            "scans",
+            "scans.csv",
+            "batches",
+            "my batch",
+            "their batch",
+            "my code",
+            "their code",
+            "anomalies",
+            "recall their batch",
+        ],
+        401,
+    ),
+    "revoked": dict.fromkeys(
+        [
+            "scans",
+            "scans.csv",
+            "batches",
+            "my batch",
+            "their batch",
+            "my code",
+            "their code",
+            "anomalies",
+            "recall their batch",
+        ],
+        401,
+    ),
+    "ada": {
+        "scans": 200,
+        "scans.csv": 200,
+        "batches": 200,
+        "my batch": 200,
+        "their batch": 200,
+        "my code": 200,
+        "their code": 200,
+        "anomalies": 200,
+        "recall their batch": 200,
+    },
+    "ian": {
+        "scans": 200,
+        "scans.csv": 200,
+        "batches": 200,
+        "my batch": 200,
+        "their batch": 200,
+        "my code": 200,
+        "their code": 200,
+        "anomalies": 200,
+        "recall their batch": 403,
+    },
+    "eve": {
+        "scans": 200,
+        "scans.csv": 200,
+        "batches": 200,
+        "my batch": 200,
+        "their batch": 404,
+        "my code": 200,
+        "their code": 404,
+        "anomalies": 200,
+        "recall their batch": 403,
+    },
+    "oscar": {
+        "scans": 200,
+        "scans.csv": 200,
+        "batches": 200,
+        "my batch": 404,
+        "their batch": 200,
+        "my code": 404,
+        "their code": 200,
+        "anomalies": 200,
+        "recall their batch": 403,
+    },
+}
 
 
 def test_role_route_matrix_has_no_leaks(audit_world, capsys):
@@ -58,7 +118,9 @@ def test_role_route_matrix_has_no_leaks(audit_world, capsys):
             matrix.append((who, route, status))
             if status != expected[route]:
                 failures.append((who, route, status, expected[route]))
-    status = call(audit_world, "ada", *routes(audit_world)["recall their batch"][:2], json={"reason": "test"}).status_code
+    status = call(
+        audit_world, "ada", *routes(audit_world)["recall their batch"][:2], json={"reason": "test"}
+    ).status_code
     matrix.append(("ada", "recall their batch", status))
     with capsys.disabled():
         print("\nrole x route matrix (HTTP status):")
@@ -75,7 +137,9 @@ def test_enterprises_see_only_their_own_scans_and_no_personal_fields(audit_world
     assert {s["batch_id"] for s in eve} == {audit_world["mine"][0]} and len(eve) == 2
     assert {s["batch_id"] for s in oscar} == {audit_world["theirs"][0]} and len(oscar) == 2
     assert len(ian) == 4 and "ip_prefix" in ian[0] and "ip_prefix" not in eve[0]
-    exported = list(csv.DictReader(io.StringIO(call(audit_world, "oscar", "GET", "/api/v1/audit/scans.csv").get_data(as_text=True))))
+    exported = list(
+        csv.DictReader(io.StringIO(call(audit_world, "oscar", "GET", "/api/v1/audit/scans.csv").get_data(as_text=True)))
+    )
     assert len(exported) == 2 and {r["batch_id"] for r in exported} == {str(audit_world["theirs"][0])}
     assert "ip_prefix" not in exported[0]
     batches = call(audit_world, "oscar", "GET", "/api/v1/audit/batches").get_json()["batches"]
@@ -103,8 +167,9 @@ def test_keyset_pagination_and_filters(audit_world):
     assert len(call(audit_world, "ian", "GET", f"/api/v1/audit/scans?since={today}").get_json()["scans"]) >= 1
 
 
-@pytest.mark.parametrize("query", ["limit=0", "limit=501", "after=x", "reason=nope", "channel=fax", "since=yesterday",
-                                   "code=12", "batch=-1"])  # fmt: skip
+@pytest.mark.parametrize(
+    "query", ["limit=0", "limit=501", "after=x", "reason=nope", "channel=fax", "since=yesterday", "code=12", "batch=-1"]
+)
 def test_bad_filters_are_400_with_the_error_shape(audit_world, query):
     response = call(audit_world, "ian", "GET", f"/api/v1/audit/scans?{query}")
     assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad-filter"
@@ -150,7 +215,7 @@ BAD_PARAMETERS = {
     "batch path superscript": "batches/²",
     "code path superscript": "codes/" + "²" * 16,
     "code path overlong": "codes/" + "1" * 100,
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("path", BAD_PARAMETERS.values(), ids=BAD_PARAMETERS.keys())
@@ -164,16 +229,25 @@ def test_hostile_parameters_are_400_never_500(audit_world, path):
 
 def test_hostile_recall_reason_and_batch_are_400(audit_world):
     their = audit_world["theirs"][0]
-    for path, body in ((f"/api/v1/audit/batches/{INT64}/recall", {"reason": "x"}),
-                       (f"/api/v1/audit/batches/{their}/recall", {"reason": "a\x00b"}),
-                       (f"/api/v1/audit/batches/{their}/recall", {"reason": "x" * 501})):  # fmt: skip
+    for path, body in (
+        (f"/api/v1/audit/batches/{INT64}/recall", {"reason": "x"}),
+        (f"/api/v1/audit/batches/{their}/recall", {"reason": "a\x00b"}),
+        (f"/api/v1/audit/batches/{their}/recall", {"reason": "x" * 501}),
+    ):
         response = call(audit_world, "ada", "POST", path, json=body)
         assert response.status_code == 400 and response.get_json()["error"]["code"] == "bad-filter"
 
 
 def test_valid_edge_values_still_work(audit_world):
-    for path in (f"scans?after={INT64 - 1}", "scans?batch=0001", "scans?since=2024-02-29", "scans?limit=500",
-                 "scans?since=2026-11-01T08:00:00.5%2B08:00", "scans?region=广东", f"batches/{INT64 - 1}"):  # fmt: skip
+    for path in (
+        f"scans?after={INT64 - 1}",
+        "scans?batch=0001",
+        "scans?since=2024-02-29",
+        "scans?limit=500",
+        "scans?since=2026-11-01T08:00:00.5%2B08:00",
+        "scans?region=广东",
+        f"batches/{INT64 - 1}",
+    ):
         assert call(audit_world, "ian", "GET", f"/api/v1/audit/{path}").status_code in (200, 404), path
 
 
@@ -185,8 +259,13 @@ def test_audit_budget_answers_narrow_the_time_range(audit_world, monkeypatch):
 
     monkeypatch.setattr(budget, "GRAIN", 1)
     audit_world["app"].config["AUDIT_BUDGET"] = 5  # instructions: nothing fits
-    for path in ("/api/v1/audit/anomalies", "/api/v1/audit/scans", "/api/v1/audit/scans.csv",
-                 f"/api/v1/audit/batches/{audit_world['mine'][0]}", f"/api/v1/audit/codes/{audit_world['my_serial']}"):  # fmt: skip
+    for path in (
+        "/api/v1/audit/anomalies",
+        "/api/v1/audit/scans",
+        "/api/v1/audit/scans.csv",
+        f"/api/v1/audit/batches/{audit_world['mine'][0]}",
+        f"/api/v1/audit/codes/{audit_world['my_serial']}",
+    ):
         response = call(audit_world, "ian", "GET", path)
         assert response.status_code == 400, path
         assert response.get_json()["error"] == {"code": "too-broad", "message": response.get_json()["error"]["message"]}
@@ -227,13 +306,15 @@ def test_csv_export_neutralises_formulas_and_keeps_serials_as_text(audit_world):
     db = audit_world["app"].config["DATABASE"]
     conn = sqlite3.connect(db)
     conn.execute("DROP TRIGGER scans_only_purge")  # plant hostile cells, as a crafted User-Agent would
-    conn.execute("UPDATE scans SET user_agent = '=HYPERLINK(\"http://evil/\",\"x\")', detail = '+1+1', "
-                 "region = '@SUM(A1)', city = '-2', serial = 42 WHERE id = 1")  # fmt: skip
+    conn.execute(
+        "UPDATE scans SET user_agent = '=HYPERLINK(\"http://evil/\",\"x\")', detail = '+1+1', "
+        "region = '@SUM(A1)', city = '-2', serial = 42 WHERE id = 1"
+    )
     conn.commit()
     text = call(audit_world, "ian", "GET", "/api/v1/audit/scans.csv").get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(text)))
     first = next(r for r in rows if r["id"] == "1")
-    assert first["user_agent"] == "'=HYPERLINK(\"http://evil/\",\"x\")" and first["detail"] == "'+1+1"
+    assert first["user_agent"] == '\'=HYPERLINK("http://evil/","x")' and first["detail"] == "'+1+1"
     assert first["region"] == "'@SUM(A1)" and first["city"] == "'-2"
     assert first["serial"] == "\t0000000000000042"  # 16 digits with leading zeros, kept as text
     assert all(r["serial"].startswith("\t") and len(r["serial"]) == 17 for r in rows)

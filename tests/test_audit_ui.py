@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-
 import pytest
 from conftest import csrf_of, log_in
 
-
 PASSWORD = "correct horse battery"
 LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
-
 
 
 def logged_in(aw, who):
@@ -28,24 +25,67 @@ def login_failures(aw) -> int:
 
 def pages(aw):
     return {
-        "scans": "/audit/", "batches": "/audit/batches", "my batch": f"/audit/batches/{aw['mine'][0]}",
-        "their batch": f"/audit/batches/{aw['theirs'][0]}", "my code": f"/audit/codes/{aw['my_serial']}",
-        "their code": f"/audit/codes/{aw['their_serial']}", "anomalies": "/audit/anomalies", "keys": "/audit/keys", "export": "/audit/scans.csv",
-    }  # fmt: skip
+        "scans": "/audit/",
+        "batches": "/audit/batches",
+        "my batch": f"/audit/batches/{aw['mine'][0]}",
+        "their batch": f"/audit/batches/{aw['theirs'][0]}",
+        "my code": f"/audit/codes/{aw['my_serial']}",
+        "their code": f"/audit/codes/{aw['their_serial']}",
+        "anomalies": "/audit/anomalies",
+        "keys": "/audit/keys",
+        "export": "/audit/scans.csv",
+    }
 
 
 UI_EXPECTED = {
-    "anonymous": dict.fromkeys(["scans", "batches", "my batch", "their batch", "my code", "their code", "anomalies",
-                                "keys", "export"], 302),
-    "ada": {"scans": 200, "batches": 200, "my batch": 200, "their batch": 200, "my code": 200, "their code": 200,
-            "anomalies": 200, "keys": 200, "export": 200},
-    "ian": {"scans": 200, "batches": 200, "my batch": 200, "their batch": 200, "my code": 200, "their code": 200,
-            "anomalies": 200, "keys": 403, "export": 200},
-    "eve": {"scans": 200, "batches": 200, "my batch": 200, "their batch": 404, "my code": 200, "their code": 404,
-            "anomalies": 200, "keys": 403, "export": 200},
-    "oscar": {"scans": 200, "batches": 200, "my batch": 404, "their batch": 200, "my code": 404, "their code": 200,
-              "anomalies": 200, "keys": 403, "export": 200},
-}  # fmt: skip
+    "anonymous": dict.fromkeys(
+        ["scans", "batches", "my batch", "their batch", "my code", "their code", "anomalies", "keys", "export"], 302
+    ),
+    "ada": {
+        "scans": 200,
+        "batches": 200,
+        "my batch": 200,
+        "their batch": 200,
+        "my code": 200,
+        "their code": 200,
+        "anomalies": 200,
+        "keys": 200,
+        "export": 200,
+    },
+    "ian": {
+        "scans": 200,
+        "batches": 200,
+        "my batch": 200,
+        "their batch": 200,
+        "my code": 200,
+        "their code": 200,
+        "anomalies": 200,
+        "keys": 403,
+        "export": 200,
+    },
+    "eve": {
+        "scans": 200,
+        "batches": 200,
+        "my batch": 200,
+        "their batch": 404,
+        "my code": 200,
+        "their code": 404,
+        "anomalies": 200,
+        "keys": 403,
+        "export": 200,
+    },
+    "oscar": {
+        "scans": 200,
+        "batches": 200,
+        "my batch": 404,
+        "their batch": 200,
+        "my code": 404,
+        "their code": 200,
+        "anomalies": 200,
+        "keys": 403,
+        "export": 200,
+    },
+}
 
 
 def test_ui_role_page_matrix_has_no_leaks(audit_world, capsys):
@@ -66,14 +106,21 @@ def test_enterprise_pages_show_only_their_scans(audit_world):
     assert audit_world["their_serial"] in html and audit_world["my_serial"] not in html
     assert "ip_prefix" not in html
     inspector = logged_in(audit_world, "ian").get("/audit/").get_data(as_text=True)
-    assert audit_world["their_serial"] in inspector and audit_world["my_serial"] in inspector and "ip_prefix" in inspector
+    assert (
+        audit_world["their_serial"] in inspector and audit_world["my_serial"] in inspector and "ip_prefix" in inspector
+    )
 
 
 def test_user_enumeration_by_timing_every_failure_gets_the_same_answer(audit_world):
     client = audit_world["app"].test_client()
-    answers = {case: log_in(client, who, password) for case, (who, password) in {
-        "wrong password": ("ian", "not the password"), "unknown user": ("nobody", PASSWORD),
-        "disabled user": ("gone", PASSWORD)}.items()}  # fmt: skip
+    answers = {
+        case: log_in(client, who, password)
+        for case, (who, password) in {
+            "wrong password": ("ian", "not the password"),
+            "unknown user": ("nobody", PASSWORD),
+            "disabled user": ("gone", PASSWORD),
+        }.items()
+    }
     assert {r.status_code for r in answers.values()} == {401}
     assert len({r.get_data() for r in answers.values()}) == 1
     assert LOGIN_FAILED in answers["unknown user"].get_data(as_text=True)
@@ -93,11 +140,14 @@ def test_lockout_as_denial_of_service_wrong_passwords_throttle_the_address_not_t
 STALE_FORMS = {
     "no token": lambda client, form: {},
     "a wrong token": lambda client, form: {"csrf": "0" * 32},
-    "another browser's token": lambda client, form: {"csrf": csrf_of(client.application.test_client().get(
-        "/audit/login").get_data(as_text=True))},
-    "a token without its cookie": lambda client, form: (client.delete_cookie("vaudit_login", path="/audit/login"),
-                                                        {"csrf": csrf_of(form)})[1],
-}  # fmt: skip
+    "another browser's token": lambda client, form: {
+        "csrf": csrf_of(client.application.test_client().get("/audit/login").get_data(as_text=True))
+    },
+    "a token without its cookie": lambda client, form: (
+        client.delete_cookie("vaudit_login", path="/audit/login"),
+        {"csrf": csrf_of(form)},
+    )[1],
+}
 
 
 @pytest.mark.parametrize("case", STALE_FORMS)
@@ -138,7 +188,9 @@ def test_admin_actions_need_csrf_and_are_logged(audit_world):
     done = admin.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "mould", "csrf": csrf_of(batch_page)})
     assert done.status_code == 302
     code_page = admin.get(f"/audit/codes/{audit_world['my_serial']}").get_data(as_text=True)
-    admin.post(f"/audit/codes/{audit_world['my_serial']}", data={"note": "seen at a market", "csrf": csrf_of(code_page)})
+    admin.post(
+        f"/audit/codes/{audit_world['my_serial']}", data={"note": "seen at a market", "csrf": csrf_of(code_page)}
+    )
     assert "reported counterfeit" in admin.get(f"/audit/codes/{audit_world['my_serial']}").get_data(as_text=True)
     db = audit_world["app"].config["DATABASE"]
     kinds = [k for (k,) in sqlite3.connect(db).execute("SELECT kind FROM audit_log")]
@@ -149,7 +201,12 @@ def test_inspector_cannot_recall_and_logout_ends_the_session(audit_world):
     inspector = logged_in(audit_world, "ian")
     page = inspector.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
     assert "Recall batch" not in page
-    assert inspector.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "x", "csrf": csrf_of(page)}).status_code == 403
+    assert (
+        inspector.post(
+            f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "x", "csrf": csrf_of(page)}
+        ).status_code
+        == 403
+    )
     assert inspector.post("/audit/logout", data={"csrf": csrf_of(page)}).status_code == 302
     assert inspector.get("/audit/").status_code == 302
 
@@ -170,7 +227,7 @@ UI_BAD = {
     "batch page 2^63": f"/audit/batches/{2**63}",
     "batch page full-width": "/audit/batches/１",
     "code page superscript": "/audit/codes/" + "²" * 16,
-}  # fmt: skip
+}
 
 
 def test_hostile_parameters_are_a_400_page_never_500(audit_world):
@@ -185,8 +242,10 @@ def test_hostile_parameters_are_a_400_page_never_500(audit_world):
 def test_hostile_form_fields_are_a_400_page(audit_world):
     admin = logged_in(audit_world, "ada")
     page = admin.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
-    for path, data in ((f"/audit/batches/{audit_world['mine'][0]}", {"reason": "x\x00"}),
-                       (f"/audit/codes/{audit_world['my_serial']}", {"note": "n" * 501})):  # fmt: skip
+    for path, data in (
+        (f"/audit/batches/{audit_world['mine'][0]}", {"reason": "x\x00"}),
+        (f"/audit/codes/{audit_world['my_serial']}", {"note": "n" * 501}),
+    ):
         assert admin.post(path, data={**data, "csrf": csrf_of(page)}).status_code == 400, path
 
 

@@ -6,11 +6,10 @@ import json
 import sqlite3
 
 import pytest
+from conftest import BASE_URL, PIN_SECRET
 
 from verifier.cli import cli
 from verifier.web import create_app
-
-from conftest import BASE_URL, PIN_SECRET
 
 
 @pytest.fixture
@@ -23,8 +22,17 @@ def logged(world, db_copy, tmp_path, instance, runner, monkeypatch):
     monkeypatch.setenv("VERIFIER_DB", str(db_copy))
     monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "pw")
     assert runner.invoke(cli, ["keys", "new", "audit", "--purpose", "log"]).exit_code == 0
-    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(keys_dir), "BASE_URLS": [BASE_URL],
-                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    app = create_app(
+        {
+            "DATABASE": str(db_copy),
+            "KEYS_DIR": str(keys_dir),
+            "BASE_URLS": [BASE_URL],
+            "PIN_SECRET": PIN_SECRET,
+            "SECRET_KEY": b"k",
+            "RATELIMIT": "off",
+            "INSTANCE": str(tmp_path),
+        }
+    )
     for row in world["pin"][1][:6]:
         for _ in range(2):
             app.test_client().get("/" + row["url"].split("/", 3)[3])
@@ -53,9 +61,13 @@ def test_a_clean_log_verifies(logged, runner):
 
 def test_triggers_refuse_update_and_delete(logged):
     conn = sqlite3.connect(logged)
-    for sql in ("UPDATE audit_log SET kind = 'x' WHERE seq = 3", "DELETE FROM audit_log WHERE seq = 3",
-                "DELETE FROM scans WHERE id = 1", "UPDATE scans SET reason = 'genuine' WHERE id = 2",
-                "UPDATE scans SET ip_prefix = '10.0.0.0/24' WHERE id = 2"):  # fmt: skip
+    for sql in (
+        "UPDATE audit_log SET kind = 'x' WHERE seq = 3",
+        "DELETE FROM audit_log WHERE seq = 3",
+        "DELETE FROM scans WHERE id = 1",
+        "UPDATE scans SET reason = 'genuine' WHERE id = 2",
+        "UPDATE scans SET ip_prefix = '10.0.0.0/24' WHERE id = 2",
+    ):
         with pytest.raises(sqlite3.IntegrityError, match="append-only|only have personal fields erased"):
             conn.execute(sql)
 
@@ -66,7 +78,9 @@ def scan_seq(db, n):
 
 def test_edited_entry_is_named(logged, runner):
     seq = scan_seq(logged, 3)
-    attacker(logged).execute("UPDATE audit_log SET body = replace(body, 'genuine', 'bad-signature') WHERE seq = ?", (seq,))
+    attacker(logged).execute(
+        "UPDATE audit_log SET body = replace(body, 'genuine', 'bad-signature') WHERE seq = ?", (seq,)
+    )
     code, report = verify(runner)
     assert code == 1 and report["first_bad_seq"] == seq
 
@@ -104,8 +118,10 @@ def test_reordered_entries_are_named(logged, runner):
 def test_inserted_entry_is_named(logged, runner):
     conn = attacker(logged)
     seq, last = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    conn.execute("INSERT INTO audit_log VALUES (?, '2026-01-01T00:00:00.000+00:00', 'scan', '', '{}', '', ?, ?)",
-                 (seq + 1, last, "f" * 64))  # fmt: skip
+    conn.execute(
+        "INSERT INTO audit_log VALUES (?, '2026-01-01T00:00:00.000+00:00', 'scan', '', '{}', '', ?, ?)",
+        (seq + 1, last, "f" * 64),
+    )
     assert verify(runner)[1]["first_bad_seq"] == seq + 1
 
 
@@ -136,8 +152,25 @@ def test_forged_checkpoint_is_refused(logged, runner, tmp_path):
 def test_checkpoints_need_a_log_key_not_an_issuing_key(logged, runner):
     result = runner.invoke(cli, ["audit", "checkpoint", "--key", "dev"])
     assert result.exit_code == 1 and "signs codes, not log" in result.stderr
-    issuing = runner.invoke(cli, ["batch", "issue", "--key", "audit", "--mark", "traceability", "--enterprise", "E",
-                                  "--product", "P", "--count", "1", "--out", "/tmp/never"])  # fmt: skip
+    issuing = runner.invoke(
+        cli,
+        [
+            "batch",
+            "issue",
+            "--key",
+            "audit",
+            "--mark",
+            "traceability",
+            "--enterprise",
+            "E",
+            "--product",
+            "P",
+            "--count",
+            "1",
+            "--out",
+            "/tmp/never",
+        ],
+    )
     assert issuing.exit_code == 1 and "signs log, not codes" in issuing.stderr
 
 
@@ -147,13 +180,18 @@ def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runne
     from verifier import cli as cli_module
 
     before = sqlite3.connect(logged).execute("SELECT count(*) FROM scans WHERE ip_prefix IS NOT NULL").fetchone()[0]
-    assert runner.invoke(cli, ["audit", "purge", "--older-than", "30"]).stdout.startswith("Erased the personal fields of 0 ")
-    in_a_year = dt.datetime.now(dt.timezone.utc) + dt.timedelta(days=365)
+    assert runner.invoke(cli, ["audit", "purge", "--older-than", "30"]).stdout.startswith(
+        "Erased the personal fields of 0 "
+    )
+    in_a_year = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
     monkeypatch.setattr(cli_module, "_now", lambda: in_a_year)
     result = runner.invoke(cli, ["audit", "purge", "--older-than", "30"])
     assert result.exit_code == 0 and f"Erased the personal fields of {before} scans" in result.stdout
-    rows = sqlite3.connect(logged).execute(
-        "SELECT ip_prefix, ip_hash, region, city, user_agent, session_hash, personal_salt FROM scans").fetchall()
+    rows = (
+        sqlite3.connect(logged)
+        .execute("SELECT ip_prefix, ip_hash, region, city, user_agent, session_hash, personal_salt FROM scans")
+        .fetchall()
+    )
     assert len(rows) == 12 and all(value is None for row in rows for value in row)
     code, report = verify(runner)
     assert code == 0 and report["ok"]
@@ -186,7 +224,7 @@ MALFORMED_CHECKPOINTS = {
     "kid is a list": lambda c: {**c, "kid": ["x"]},
     "at is missing": lambda c: {k: v for k, v in c.items() if k != "at"},
     "another format": lambda c: {**c, "format": "something-else/9"},
-}  # fmt: skip
+}
 
 
 @pytest.mark.parametrize("malform", MALFORMED_CHECKPOINTS.values(), ids=MALFORMED_CHECKPOINTS.keys())

@@ -54,7 +54,9 @@ def test_backup_while_serving_then_restore(serve, world, db_copy, runner, monkey
     assert verify.exit_code == 0 and verify.stdout.startswith("OK:")
 
 
-def test_backup_refuses_to_overwrite_and_restore_refuses_a_tampered_backup(world, db_copy, runner, monkeypatch, tmp_path):
+def test_backup_refuses_to_overwrite_and_restore_refuses_a_tampered_backup(
+    world, db_copy, runner, monkeypatch, tmp_path
+):
     monkeypatch.setenv("VERIFIER_DB", str(db_copy))
     target = tmp_path / "b.db"
     assert runner.invoke(cli, ["db", "backup", str(target)]).exit_code == 0

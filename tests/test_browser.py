@@ -19,9 +19,14 @@ if not os.path.exists(CHROMIUM):
 
 from playwright.sync_api import sync_playwright  # noqa: E402
 
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True,
-         "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
-                       "Mobile/15E148 MicroMessenger/8.0.47"}  # fmt: skip
+PHONE = {
+    "viewport": {"width": 390, "height": 844},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+    "user_agent": "Mozilla/5.0 (iPhone; CPU iPhone OS 17_0 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) "
+    "Mobile/15E148 MicroMessenger/8.0.47",
+}
 
 
 @pytest.fixture(scope="module")
@@ -30,9 +35,16 @@ def browser():
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync"],
-        )  # fmt: skip
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
         yield chromium
         chromium.close()
 
@@ -55,12 +67,33 @@ def path_of(url: str) -> str:
     return "/" + url.split("://", 1)[1].split("/", 1)[1]
 
 
-@pytest.mark.parametrize("locale, words", [
-    ("zh-CN", {"first": "正品：首次查询", "repeat": "已被查询 2 次", "forged": "警告：非正品防伪码", "manual": "输入防伪码查询",
-               "pin": "刮开验证码正确", "product": "华茶集团"}),
-    ("en-US", {"first": "Genuine: first check", "repeat": "checked 2 times", "forged": "Warning: not a genuine code",
-               "manual": "Check a printed code", "pin": "The PIN is correct", "product": "华茶集团"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "locale, words",
+    [
+        (
+            "zh-CN",
+            {
+                "first": "正品：首次查询",
+                "repeat": "已被查询 2 次",
+                "forged": "警告：非正品防伪码",
+                "manual": "输入防伪码查询",
+                "pin": "刮开验证码正确",
+                "product": "华茶集团",
+            },
+        ),
+        (
+            "en-US",
+            {
+                "first": "Genuine: first check",
+                "repeat": "checked 2 times",
+                "forged": "Warning: not a genuine code",
+                "manual": "Check a printed code",
+                "pin": "The PIN is correct",
+                "product": "华茶集团",
+            },
+        ),
+    ],
+)
 def test_consumer_pages_on_a_phone(browser, serve, world, locale, words):
     server = serve()
     rows = world["pin"][1]
@@ -115,12 +148,31 @@ def report(db, serial) -> None:
     database.close()
 
 
-@pytest.mark.parametrize("locale, words", [
-    ("zh-CN", {"reported": "已被举报为假冒", "recalled": "请立即停止使用该产品", "mismatch": "验证码不正确",
-               "typo": "防伪码输入有误", "genuine": "刮开验证码正确"}),
-    ("en-US", {"reported": "Warning: reported counterfeit", "recalled": "Stop using the product now.",
-               "mismatch": "Wrong PIN", "typo": "Typing error", "genuine": "The PIN is correct"}),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "locale, words",
+    [
+        (
+            "zh-CN",
+            {
+                "reported": "已被举报为假冒",
+                "recalled": "请立即停止使用该产品",
+                "mismatch": "验证码不正确",
+                "typo": "防伪码输入有误",
+                "genuine": "刮开验证码正确",
+            },
+        ),
+        (
+            "en-US",
+            {
+                "reported": "Warning: reported counterfeit",
+                "recalled": "Stop using the product now.",
+                "mismatch": "Wrong PIN",
+                "typo": "Typing error",
+                "genuine": "The PIN is correct",
+            },
+        ),
+    ],
+)
 def test_new_verdicts_on_a_phone(browser, serve, world, db_copy, locale, words):
     lang = locale[:2]
     rows = world["pin"][1]
@@ -135,7 +187,9 @@ def test_new_verdicts_on_a_phone(browser, serve, world, db_copy, locale, words):
 
     text = visit(page, server.url + path_of(world["recalled"][1][0]["url"]), f"{lang}-7-recalled")
     assert words["recalled"] in text and page.locator("section.verdict.stop").count() == 1
-    assert page.locator("section.remedy a[href='tel:12315']").count() == 1 and page.locator("input[name=pin]").count() == 0
+    assert (
+        page.locator("section.remedy a[href='tel:12315']").count() == 1 and page.locator("input[name=pin]").count() == 0
+    )
 
     visit(page, server.url + "/", f"{lang}-8-manual")
     page.fill("input[name=code]", row["code"])

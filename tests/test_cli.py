@@ -57,7 +57,9 @@ def test_keys_new_list_and_export(instance, runner):
 def test_verify_genuine_url_exits_0_and_prints_fields(signed, runner):
     result = run(runner, "verify", signed)
     assert result.exit_code == 0
-    assert result.stdout.startswith("GENUINE") and "stable-qualified" in result.stdout and "batch       9" in result.stdout
+    assert (
+        result.stdout.startswith("GENUINE") and "stable-qualified" in result.stdout and "batch       9" in result.stdout
+    )
 
 
 def test_verify_json(signed, runner):
@@ -108,23 +110,33 @@ def test_verify_with_an_explicit_jwks(signed, runner, tmp_path):
 
 def test_sign_gs1_form(instance, runner):
     run(runner, "keys", "new", "dev")
-    url = run(runner, "sign", "--key", "dev", "--gtin", "9506000134352", "--lot", "L1", "--expiry", "2027-12-31").stdout.strip()
+    url = run(
+        runner, "sign", "--key", "dev", "--gtin", "9506000134352", "--lot", "L1", "--expiry", "2027-12-31"
+    ).stdout.strip()
     assert url.startswith("https://verify.example.cn/01/09506000134352/10/L1/21/")
     assert run(runner, "verify", url).exit_code == 0
 
 
-@pytest.mark.parametrize("args, message", [
-    (("verify",), "Error: Missing argument 'CODE'."),
-    (("verify", "x", "--jwks", "/nonexistent.json"), "Error: cannot read /nonexistent.json: No such file or directory"),
-    (("bogus",), "Error: No such command 'bogus'."),
-    (("sign", "--key", "nokey"), "Error: no key named 'nokey' in"),
-    (("sign", "--key", "dev", "--gtin", "123"), "Error: a GS1 code needs --gtin, --lot and --expiry"),
-    (("sign", "--key", "dev", "--gtin", "09506000134353", "--lot", "L", "--expiry", "2027-01-01"),
-     "Error: GTIN check digit is wrong"),
-    (("sign", "--key", "dev", "--batch", "0"), "Error: a batch number is 1 to 4294967295"),
-    (("keys", "new", "dev"), "Error: a key named 'dev' already exists"),
-    (("keys", "revoke", "ffff"), "Error: no key named 'ffff'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("verify",), "Error: Missing argument 'CODE'."),
+        (
+            ("verify", "x", "--jwks", "/nonexistent.json"),
+            "Error: cannot read /nonexistent.json: No such file or directory",
+        ),
+        (("bogus",), "Error: No such command 'bogus'."),
+        (("sign", "--key", "nokey"), "Error: no key named 'nokey' in"),
+        (("sign", "--key", "dev", "--gtin", "123"), "Error: a GS1 code needs --gtin, --lot and --expiry"),
+        (
+            ("sign", "--key", "dev", "--gtin", "09506000134353", "--lot", "L", "--expiry", "2027-01-01"),
+            "Error: GTIN check digit is wrong",
+        ),
+        (("sign", "--key", "dev", "--batch", "0"), "Error: a batch number is 1 to 4294967295"),
+        (("keys", "new", "dev"), "Error: a key named 'dev' already exists"),
+        (("keys", "revoke", "ffff"), "Error: no key named 'ffff'"),
+    ],
+)
 def test_bad_input_is_one_line_error(instance, runner, args, message):
     run(runner, "keys", "new", "dev")
     result = run(runner, *args)
@@ -153,7 +165,9 @@ def test_installed_command_exit_codes_and_no_traceback(instance, tmp_path):
     exe = [sys.executable, "-m", "verifier"]
     bad = subprocess.run(exe + ["verify", "--no-such-flag"], capture_output=True, text=True, env=env)
     assert bad.returncode == 2 and bad.stderr == "Error: No such option '--no-such-flag'.\n"
-    forged = subprocess.run(exe + ["verify", "HTTPS://VERIFY.EXAMPLE.CN/" + "A" * 127], capture_output=True, text=True, env=env)
+    forged = subprocess.run(
+        exe + ["verify", "HTTPS://VERIFY.EXAMPLE.CN/" + "A" * 127], capture_output=True, text=True, env=env
+    )
     assert forged.returncode == 1 and forged.stdout.startswith("NOT GENUINE") and forged.stderr == ""
 
 
@@ -172,10 +186,20 @@ def test_demo_honours_its_port_in_codes_links_and_server(tmp_path):
     root = Path(__file__).resolve().parent.parent
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("VERIFIER_")}
-    env.update(VERIFIER_INSTANCE=str(tmp_path / "instance"), VERIFIER_DEMO_PORT=str(port),
-               VERIFIER_SECRET_KEY="demo-test", VERIFIER_BASE_URL="HTTP://127.0.0.1:8000/")  # fmt: skip
-    proc = subprocess.Popen(["bash", str(root / "scripts" / "demo")], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    env.update(
+        VERIFIER_INSTANCE=str(tmp_path / "instance"),
+        VERIFIER_DEMO_PORT=str(port),
+        VERIFIER_SECRET_KEY="demo-test",
+        VERIFIER_BASE_URL="HTTP://127.0.0.1:8000/",
+    )
+    proc = subprocess.Popen(
+        ["bash", str(root / "scripts" / "demo")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
     watchdog = threading.Timer(180, lambda: os.killpg(proc.pid, signal.SIGKILL))
     watchdog.start()
     try:
@@ -223,7 +247,11 @@ def test_demo_refuses_a_port_that_is_not_a_number(tmp_path):
 
     root = Path(__file__).resolve().parent.parent
     env = {**os.environ, "VERIFIER_INSTANCE": str(tmp_path / "instance"), "VERIFIER_DEMO_PORT": "80a"}
-    result = subprocess.run(["bash", str(root / "scripts" / "demo")], env=env, capture_output=True, text=True,
-                            timeout=120)  # fmt: skip
-    assert result.returncode == 2 and result.stderr == "Error: VERIFIER_DEMO_PORT must be a port number (1-65535), not '80a'\n"
+    result = subprocess.run(
+        ["bash", str(root / "scripts" / "demo")], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (
+        result.returncode == 2
+        and result.stderr == "Error: VERIFIER_DEMO_PORT must be a port number (1-65535), not '80a'\n"
+    )
     assert not (tmp_path / "instance").exists()

@@ -64,8 +64,11 @@ def test_gs1_url_parses_with_biip_to_the_same_fields(keypair):
 
 
 @settings(max_examples=60, deadline=None)
-@given(serial=st.integers(0, codes.SERIAL_LIMIT - 1), batch=st.integers(1, codes.BATCH_LIMIT - 1),
-       mark=st.sampled_from(codes.MARKS))  # fmt: skip
+@given(
+    serial=st.integers(0, codes.SERIAL_LIMIT - 1),
+    batch=st.integers(1, codes.BATCH_LIMIT - 1),
+    mark=st.sampled_from(codes.MARKS),
+)
 def test_compact_round_trip_property(serial, batch, mark):
     kid, private = b"\x01\x02", _PRIVATE
     code = compact_code(kid, private, serial, batch, mark)
@@ -74,8 +77,12 @@ def test_compact_round_trip_property(serial, batch, mark):
 
 
 @settings(max_examples=60, deadline=None)
-@given(serial=st.integers(0, codes.SERIAL_LIMIT - 1), lot=st.from_regex(r"[0-9A-Za-z._-]{1,20}", fullmatch=True),
-       gtin13=st.from_regex(r"[0-9]{13}", fullmatch=True), expiry=st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31)))  # fmt: skip
+@given(
+    serial=st.integers(0, codes.SERIAL_LIMIT - 1),
+    lot=st.from_regex(r"[0-9A-Za-z._-]{1,20}", fullmatch=True),
+    gtin13=st.from_regex(r"[0-9]{13}", fullmatch=True),
+    expiry=st.dates(dt.date(2000, 1, 1), dt.date(2099, 12, 31)),
+)
 def test_gs1_round_trip_property(serial, lot, gtin13, expiry):
     gtin = gtin13 + str(codes.gtin_check_digit(gtin13))
     code = gs1_code(b"\x01\x02", _PRIVATE, serial, gtin, lot, codes.expiry_text(expiry))
@@ -111,9 +118,15 @@ def test_the_signature_is_domain_separated(keypair):
     assert message.startswith(b"verifier.code\x00\x01C" + kid)
 
 
-@pytest.mark.parametrize("bad", [
-    dict(batch=0), dict(batch=2**32), dict(serial=-1), dict(serial=10**16),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "bad",
+    [
+        dict(batch=0),
+        dict(batch=2**32),
+        dict(serial=-1),
+        dict(serial=10**16),
+    ],
+)
 def test_signing_refuses_out_of_range_content(keypair, bad):
     kid, private = keypair
     fields = {"serial": 1, "batch": 1, **bad}
@@ -121,8 +134,10 @@ def test_signing_refuses_out_of_range_content(keypair, bad):
         codes.sign(codes.Code(codes.FORM_COMPACT, kid, MARK, **fields), private)
 
 
-@pytest.mark.parametrize("gtin, ok", [("09506000134352", True), ("09506000134353", False), ("9506000134352", False),
-                                      ("0950600013435X", False)])  # fmt: skip
+@pytest.mark.parametrize(
+    "gtin, ok",
+    [("09506000134352", True), ("09506000134353", False), ("9506000134352", False), ("0950600013435X", False)],
+)
 def test_gtin_check_digit(gtin, ok):
     if ok:
         assert codes.validate_gtin(gtin) == gtin

@@ -7,8 +7,8 @@ import stat
 from pathlib import Path
 
 import pytest
-
 from together import run_together
+
 from verifier import files, store
 from verifier.cli import cli
 from verifier.web import _instance_secret
@@ -86,8 +86,10 @@ def test_empty_secret_key_is_a_clear_error(tmp_path):
 
 def test_processes_starting_at_once_read_the_same_secret(tmp_path):
     instance = tmp_path / "instance"
-    job = "from pathlib import Path\nfrom verifier.web import _instance_secret", \
-        f"print(_instance_secret(Path({str(instance)!r})).decode())"  # fmt: skip
+    job = (
+        "from pathlib import Path\nfrom verifier.web import _instance_secret",
+        f"print(_instance_secret(Path({str(instance)!r})).decode())",
+    )
     done = run_together([job] * 8)
     assert [p.returncode for p in done] == [0] * 8, [p.stderr[-2000:] for p in done]
     secrets_read = {p.stdout.strip() for p in done}

@@ -9,14 +9,15 @@ import pytest
 import schemathesis
 import schemathesis.specs.openapi.checks  # noqa: F401 - registers the OpenAPI checks
 import yaml
-from schemathesis.checks import CHECKS
-from hypothesis import HealthCheck, given, settings
-
 from conftest import VECTORS
+from hypothesis import HealthCheck, given, settings
+from schemathesis.checks import CHECKS
 
 OPERATIONS = [
     (method.upper(), path)
-    for path, item in yaml.safe_load((VECTORS.parent.parent / "docs" / "openapi.yaml").read_text("utf-8"))["paths"].items()
+    for path, item in yaml.safe_load((VECTORS.parent.parent / "docs" / "openapi.yaml").read_text("utf-8"))[
+        "paths"
+    ].items()
     for method in item
 ]
 

@@ -30,8 +30,23 @@ def issuer(instance, runner, monkeypatch):
 
 
 def issue_cli(runner, out: Path, *extra: str, count: int = 40):
-    args = ["batch", "issue", "--key", "dev", "--mark", "stable-qualified", "--enterprise", "华茶集团",
-            "--product", "绿茶 500g", "--count", str(count), "--out", str(out), *extra]  # fmt: skip
+    args = [
+        "batch",
+        "issue",
+        "--key",
+        "dev",
+        "--mark",
+        "stable-qualified",
+        "--enterprise",
+        "华茶集团",
+        "--product",
+        "绿茶 500g",
+        "--count",
+        str(count),
+        "--out",
+        str(out),
+        *extra,
+    ]
     return runner.invoke(cli, args)
 
 
@@ -47,8 +62,18 @@ def registry(instance: Path) -> sqlite3.Connection:
 
 def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_path):
     out = tmp_path / "labels"
-    result = issue_cli(runner, out, "--format", "csv,png,label-png,svg,pdf", "--production-date", "2026-11-01",
-                       "--expiry", "2028-10-31", "--credit-code", "91350100M000100Y43")  # fmt: skip
+    result = issue_cli(
+        runner,
+        out,
+        "--format",
+        "csv,png,label-png,svg,pdf",
+        "--production-date",
+        "2026-11-01",
+        "--expiry",
+        "2028-10-31",
+        "--credit-code",
+        "91350100M000100Y43",
+    )
     assert result.exit_code == 0, result.stderr
     assert "Issued batch 1: 40 codes" in result.stdout
     rows = read_csv(out / "codes.csv")
@@ -63,12 +88,20 @@ def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_p
         assert (out / "label-png" / f"{row['serial']}.png").is_file()
     manifest = json.loads((out / "manifest.json").read_text("utf-8"))
     assert manifest["batch"]["enterprise"] == "华茶集团" and manifest["batch"]["count"] == 40
-    assert manifest["counts"] == {"codes": 40, "png_files": 40, "label_png_files": 40, "svg_files": 40, "pdf_files": 1,
-                                  "pdf_pages": 2}  # fmt: skip
+    assert manifest["counts"] == {
+        "codes": 40,
+        "png_files": 40,
+        "label_png_files": 40,
+        "svg_files": 40,
+        "pdf_files": 1,
+        "pdf_pages": 2,
+    }
     assert len(manifest["files"]) == 122 and issue.verify_outputs(out) == []
     db = registry(issuer)
     assert db.execute("SELECT count(*) FROM codes WHERE batch_id = 1").fetchone() == (40,)
-    assert db.execute("SELECT status, mark, expiry_date FROM batches").fetchall() == [("active", "stable-qualified", "2028-10-31")]
+    assert db.execute("SELECT status, mark, expiry_date FROM batches").fetchall() == [
+        ("active", "stable-qualified", "2028-10-31")
+    ]
     assert db.execute("SELECT credit_code FROM enterprises").fetchone() == ("91350100M000100Y43",)
 
 
@@ -82,8 +115,9 @@ def test_manifest_detects_an_edited_file(issuer, runner, tmp_path):
 
 def test_gs1_batch_urls_parse_with_biip(issuer, runner, tmp_path):
     out = tmp_path / "gs1"
-    result = issue_cli(runner, out, "--gtin", "9506000134352", "--lot", "L2026-11", "--expiry", "2028-11-30",
-                       "--format", "csv")  # fmt: skip
+    result = issue_cli(
+        runner, out, "--gtin", "9506000134352", "--lot", "L2026-11", "--expiry", "2028-11-30", "--format", "csv"
+    )
     assert result.exit_code == 0, result.stderr
     for row in read_csv(out / "codes.csv"):
         values = {e.ai.ai: e.value for e in biip.parse(row["url"]).gs1_digital_link_uri.element_strings}
@@ -104,8 +138,15 @@ def test_pins_are_in_the_printer_file_only(issuer, runner, tmp_path):
 
 def test_many_chunks_on_all_cores_keep_order_and_uniqueness(issuer, tmp_path, keypair):
     kid, private = keypair
-    request = issue.BatchRequest(mark=codes.MARKS[2], enterprise="E", product="P", count=9001,
-                                 out_dir=tmp_path / "big", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[2],
+        enterprise="E",
+        product="P",
+        count=9001,
+        out_dir=tmp_path / "big",
+        base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+        formats=("csv",),
+    )
     seen = []
     result = issue.issue_batch(issuer / "verifier.db", request, private, kid, progress=seen.append, workers=2)
     rows = read_csv(tmp_path / "big" / "codes.csv")
@@ -118,14 +159,23 @@ def test_many_chunks_on_all_cores_keep_order_and_uniqueness(issuer, tmp_path, ke
 
 def test_interrupted_issue_registers_nothing_and_leaves_no_output(issuer, tmp_path, keypair):
     kid, private = keypair
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=9000,
-                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="E",
+        product="P",
+        count=9000,
+        out_dir=tmp_path / "out",
+        base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+        formats=("csv",),
+    )
 
     def interrupt_after_first_chunk(count):
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        issue.issue_batch(issuer / "verifier.db", request, private, kid, progress=interrupt_after_first_chunk, workers=2)
+        issue.issue_batch(
+            issuer / "verifier.db", request, private, kid, progress=interrupt_after_first_chunk, workers=2
+        )
     db = registry(issuer)
     assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
     assert db.execute("SELECT count(*) FROM codes").fetchone() == (0,)
@@ -134,10 +184,34 @@ def test_interrupted_issue_registers_nothing_and_leaves_no_output(issuer, tmp_pa
 
 def start_issuer(out: Path, *extra: str) -> subprocess.Popen:
     """`verifier batch issue` of 400,000 codes in its own session (so its whole group can be killed)."""
-    return subprocess.Popen([sys.executable, "-m", "verifier", "batch", "issue", "--key", "dev", "--mark",
-                             "traceability", "--enterprise", "E", "--product", "P", "--count", "400000",
-                             "--out", str(out), "--format", "csv", *extra], env={**os.environ, "VERIFIER_DEBUG": ""},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "verifier",
+            "batch",
+            "issue",
+            "--key",
+            "dev",
+            "--mark",
+            "traceability",
+            "--enterprise",
+            "E",
+            "--product",
+            "P",
+            "--count",
+            "400000",
+            "--out",
+            str(out),
+            "--format",
+            "csv",
+            *extra,
+        ],
+        env={**os.environ, "VERIFIER_DEBUG": ""},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def wait_for(condition, what: str, timeout: float = 60) -> None:
@@ -217,8 +291,15 @@ def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(issuer, tmp_path, k
     kid, private = keypair
     monkeypatch.setattr(issue, "REGISTER_PER_TRANSACTION", 1)  # register chunk by chunk: more after the recovery
     db_path = issuer / "verifier.db"
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=9000,
-                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="E",
+        product="P",
+        count=9000,
+        out_dir=tmp_path / "out",
+        base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+        formats=("csv",),
+    )
     recoveries = []
 
     def meanwhile_another_container_runs_a_batch_command(count):
@@ -231,8 +312,9 @@ def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(issuer, tmp_path, k
         recoveries.append(issue.recover_interrupted(other))
         other.close()
 
-    result = issue.issue_batch(db_path, request, private, kid, progress=meanwhile_another_container_runs_a_batch_command,
-                               workers=1)  # fmt: skip
+    result = issue.issue_batch(
+        db_path, request, private, kid, progress=meanwhile_another_container_runs_a_batch_command, workers=1
+    )
     assert recoveries == [[]]
     db = registry(issuer)
     assert db.execute("SELECT id, status FROM batches").fetchall() == [(result.batch_id, "active")]
@@ -245,8 +327,15 @@ def test_a_batch_removed_while_being_issued_fails_at_once_with_a_clear_error(iss
     kid, private = keypair
     monkeypatch.setattr(issue, "REGISTER_PER_TRANSACTION", 1)
     db_path = issuer / "verifier.db"
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=9000,
-                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="E",
+        product="P",
+        count=9000,
+        out_dir=tmp_path / "out",
+        base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+        formats=("csv",),
+    )
 
     def delete_the_batch_behind_its_back(count):
         other = store.connect(db_path)
@@ -267,8 +356,15 @@ def test_serial_collision_redraws_are_bounded(issuer, tmp_path, keypair):
 
     kid, private = keypair
     db_path = issuer / "verifier.db"
-    first = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=2,
-                               out_dir=tmp_path / "first", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    first = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="E",
+        product="P",
+        count=2,
+        out_dir=tmp_path / "first",
+        base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+        formats=("csv",),
+    )
     issue.issue_batch(db_path, first, private, kid)
     taken = [int(r["serial"]) for r in read_csv(tmp_path / "first" / "codes.csv")]
     block = b"".join(struct.pack("<Q", s) for s in taken) * 8  # only ever the two issued serials
@@ -291,23 +387,38 @@ def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer
     assert store.get_batch(db, 1)["status"] == "active"
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--mark", "gold"), "Error: unknown mark type 'gold'"),
-    (("--gtin", "9506000134353", "--lot", "L", "--expiry", "2028-01-01"), "Error: GTIN check digit is wrong"),
-    (("--count", "0"), "Error: --count must be between 1 and 100,000,000"),
-    (("--count", "-5"), "Error: --count must be between 1 and 100,000,000"),
-    (("--format", "csv,docx"), "Error: --format takes a comma-separated list of csv, png, label-png, svg, pdf"),
-    (("--label-size", "25x20"), "Error: a 25 x 20 mm label cannot hold its text and a scannable QR code: it needs at "
-                                "least 30 x 27 mm (--label-size)"),
-    (("--gtin", "9506000134352"), "Error: a GS1 Digital Link batch needs --gtin, --lot and --expiry"),
-    (("--label-size", "10x10"), "Error: a label must be at least 15 x 20 mm"),
-    (("--credit-code", "91350100M000100Y44"), "Error: unified social credit code 91350100M000100Y44 has a wrong check character"),
-    (("--out", "/proc/verifier-labels"), "Error: output folder /proc/verifier-labels is not writable"),
-    (("--key", "missing"), "Error: no key named 'missing'"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--mark", "gold"), "Error: unknown mark type 'gold'"),
+        (("--gtin", "9506000134353", "--lot", "L", "--expiry", "2028-01-01"), "Error: GTIN check digit is wrong"),
+        (("--count", "0"), "Error: --count must be between 1 and 100,000,000"),
+        (("--count", "-5"), "Error: --count must be between 1 and 100,000,000"),
+        (("--format", "csv,docx"), "Error: --format takes a comma-separated list of csv, png, label-png, svg, pdf"),
+        (
+            ("--label-size", "25x20"),
+            "Error: a 25 x 20 mm label cannot hold its text and a scannable QR code: it needs at "
+            "least 30 x 27 mm (--label-size)",
+        ),
+        (("--gtin", "9506000134352"), "Error: a GS1 Digital Link batch needs --gtin, --lot and --expiry"),
+        (("--label-size", "10x10"), "Error: a label must be at least 15 x 20 mm"),
+        (
+            ("--credit-code", "91350100M000100Y44"),
+            "Error: unified social credit code 91350100M000100Y44 has a wrong check character",
+        ),
+        (("--out", "/proc/verifier-labels"), "Error: output folder /proc/verifier-labels is not writable"),
+        (("--key", "missing"), "Error: no key named 'missing'"),
+    ],
+)
 def test_bad_input_is_one_line_and_registers_nothing(issuer, runner, tmp_path, args, message):
-    base = {"--key": "dev", "--mark": "stable-qualified", "--enterprise": "E", "--product": "P", "--count": "5",
-            "--out": str(tmp_path / "o")}  # fmt: skip
+    base = {
+        "--key": "dev",
+        "--mark": "stable-qualified",
+        "--enterprise": "E",
+        "--product": "P",
+        "--count": "5",
+        "--out": str(tmp_path / "o"),
+    }
     extra = dict(zip(args[::2], args[1::2]))
     merged = [item for pair in {**base, **extra}.items() for item in pair]
     result = runner.invoke(cli, ["batch", "issue", *merged])
@@ -397,8 +508,15 @@ def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, tmp_path, keypair)
     from conftest import seeded_random_bytes
 
     kid, private = keypair
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=3,
-                                 out_dir=tmp_path / "first", base_url="HTTPS://VERIFY.EXAMPLE.CN/", formats=("csv",))  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="E",
+        product="P",
+        count=3,
+        out_dir=tmp_path / "first",
+        base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+        formats=("csv",),
+    )
     issue.issue_batch(issuer / "verifier.db", request, private, kid, random_bytes=seeded_random_bytes("same"))
     taken = {int(r["serial"]) for r in read_csv(tmp_path / "first" / "codes.csv")}
     second = issue.BatchRequest(**{**request.__dict__, "out_dir": tmp_path / "second", "count": 5})
@@ -417,9 +535,15 @@ def test_serials_are_repeatable_from_the_test_seed(issuer, tmp_path, keypair):
     drawn = []
     for name in ("a", "b"):
         db_path = tmp_path / name / "verifier.db"
-        request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=4,
-                                     out_dir=tmp_path / name / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/",
-                                     formats=("csv",))  # fmt: skip
+        request = issue.BatchRequest(
+            mark=codes.MARKS[0],
+            enterprise="E",
+            product="P",
+            count=4,
+            out_dir=tmp_path / name / "out",
+            base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+            formats=("csv",),
+        )
         issue.issue_batch(db_path, request, private, kid, random_bytes=seeded_random_bytes("repeat"))
         drawn.append([r["serial"] for r in read_csv(tmp_path / name / "out" / "codes.csv")])
     assert drawn[0] == drawn[1]
@@ -437,15 +561,25 @@ def test_codes_csv_keeps_serials_and_pins_exact_in_spreadsheets_and_is_owner_onl
     kid, private = keypair
     small = [42, 7_000_000_000_000_001]  # 0000000000000042 and a 16-digit number beyond float precision
     block = b"".join(struct.pack("<Q", s) for s in small) + bytes(range(256)) * 4
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="E", product="P", count=2, pin=True,
-                                 out_dir=tmp_path / "out", base_url="HTTPS://VERIFY.EXAMPLE.CN/",
-                                 formats=("csv", "png", "pdf"))  # fmt: skip
-    issue.issue_batch(issuer / "verifier.db", request, private, kid, pin_secret=PIN_SECRET.encode(),
-                      random_bytes=lambda n: block[:n])  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="E",
+        product="P",
+        count=2,
+        pin=True,
+        out_dir=tmp_path / "out",
+        base_url="HTTPS://VERIFY.EXAMPLE.CN/",
+        formats=("csv", "png", "pdf"),
+    )
+    issue.issue_batch(
+        issuer / "verifier.db", request, private, kid, pin_secret=PIN_SECRET.encode(), random_bytes=lambda n: block[:n]
+    )
     raw = (tmp_path / "out" / "codes.csv").read_bytes().decode("utf-8")
     lines = raw.split("\r\n")
     assert lines[0] == '"serial","code","url","pin"' and lines[-1] == ""
-    assert lines[1].startswith('"\t0000000000000042","0000 0000 0000 0042') and lines[2].startswith('"\t7000000000000001"')
+    assert lines[1].startswith('"\t0000000000000042","0000 0000 0000 0042') and lines[2].startswith(
+        '"\t7000000000000001"'
+    )
     rows = read_csv(tmp_path / "out" / "codes.csv")
     assert [r["serial"] for r in rows] == ["0000000000000042", "7000000000000001"]
     expected = io.StringIO()
@@ -485,8 +619,9 @@ def test_reading_codes_csv_undoes_formula_neutralisation():
     buffer = io.StringIO()
     writer = csvcells.writer(buffer)
     writer.writerow(["serial", "code", "note"])
-    writer.writerow(["0000000000000001", "=HYPERLINK(\"x\")", "-5"], text_columns=frozenset({0}))
+    writer.writerow(["0000000000000001", '=HYPERLINK("x")', "-5"], text_columns=frozenset({0}))
     raw = buffer.getvalue()
-    assert '"\'=HYPERLINK(""x"")"' in raw and "\"'-5\"" in raw
+    assert '"\'=HYPERLINK(""x"")"' in raw and '"\'-5"' in raw
     assert list(issue.read_codes_csv(io.StringIO(raw, newline=""))) == [
-        {"serial": "0000000000000001", "code": '=HYPERLINK("x")', "note": "-5"}]
+        {"serial": "0000000000000001", "code": '=HYPERLINK("x")', "note": "-5"}
+    ]

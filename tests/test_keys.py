@@ -10,11 +10,11 @@ import stat
 
 import pytest
 from cryptography.hazmat.primitives import serialization
-
 from together import run_together
+
 from verifier import codes, keys
 
-NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 PASS = b"correct horse battery staple"
 
 
@@ -93,12 +93,15 @@ def test_jwks_is_rfc8037_and_public_export_leaves_revoked_keys_out(tmp_path):
     assert [k["kid"] for k in public["keys"]] == [a.kid]
 
 
-@pytest.mark.parametrize("jwks, message", [
-    ([], "object with a 'keys' list"),
-    ({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]}, "32-byte"),
-    ({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "A" * 43, "kid": "0000"}]}, "does not match"),
-    ({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "A" * 43, "status": "lost"}]}, "unknown status"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "jwks, message",
+    [
+        ([], "object with a 'keys' list"),
+        ({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "AAAA"}]}, "32-byte"),
+        ({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "A" * 43, "kid": "0000"}]}, "does not match"),
+        ({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": "A" * 43, "status": "lost"}]}, "unknown status"),
+    ],
+)
 def test_bad_jwks_is_refused(jwks, message):
     with pytest.raises(ValueError, match=message):
         keys.trust_from_jwks(jwks)
@@ -156,8 +159,8 @@ def test_concurrent_revocations_are_all_kept(instance):
 
 
 def test_status_log_follows_the_keyring_order(instance, runner):
-    from verifier.cli import cli
     from verifier import store
+    from verifier.cli import cli
 
     [record] = keyring_with(instance / "keys", 1)
     store.connect(instance / "verifier.db").close()
@@ -186,17 +189,24 @@ def test_keyring_is_replaced_atomically_and_keeps_its_mode(tmp_path):
 
 
 def test_concurrent_ui_revocations_never_fail(world, db_copy, tmp_path):
+    from conftest import BASE_URL, log_in
+
     from verifier import accounts, store
     from verifier.web import create_app
     from verifier.web.audit_ui import COOKIE
 
-    from conftest import BASE_URL, log_in
-
     records = keyring_with(tmp_path / "keys", 5)
     with store.transaction(store.connect(db_copy)) as conn:
         accounts.add_user(conn, "ada", "admin", "correct horse battery", None, "test", "2026-11-22T00:00:00.000+00:00")
-    config = {"DATABASE": str(db_copy), "KEYS_DIR": str(tmp_path / "keys"), "BASE_URLS": [BASE_URL],
-              "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path), "TESTING": True}  # fmt: skip
+    config = {
+        "DATABASE": str(db_copy),
+        "KEYS_DIR": str(tmp_path / "keys"),
+        "BASE_URLS": [BASE_URL],
+        "SECRET_KEY": b"k",
+        "RATELIMIT": "off",
+        "INSTANCE": str(tmp_path),
+        "TESTING": True,
+    }
     browser = create_app(config).test_client()
     login = log_in(browser, "ada")
     assert login.status_code == 302

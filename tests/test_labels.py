@@ -122,8 +122,10 @@ def sheet(keypair, tmp_path, layout: labels.SheetLayout, text: labels.LabelText 
     kid, private = keypair
     signer = codes.compact_signer(private, kid, codes.MARKS[1], 5, BASE)
     urls = [signer(serial) for serial in range(1000, 1000 + count)]
-    items = [labels.Label(u, codes.human_code(1000 + i), qr.encode(u), f"{12345670 + i:08d}" if text.pin else None)
-             for i, u in enumerate(urls)]  # fmt: skip
+    items = [
+        labels.Label(u, codes.human_code(1000 + i), qr.encode(u), f"{12345670 + i:08d}" if text.pin else None)
+        for i, u in enumerate(urls)
+    ]
     path = tmp_path / "sheet.pdf"
     pages = labels.write_pdf(path, items, layout, labels.plan_label(layout.label_mm, text), text.mark_title)
     assert pages == -(-count // layout.per_page)
@@ -156,7 +158,12 @@ def assert_every_character_inside_its_label(document, layout: labels.SheetLayout
             cell = cell_of(layout, (left + right) / 2, (bottom + top) / 2)
             assert cell is not None, f"a character at {left:.1f},{bottom:.1f} pt is in no label"
             slack = 0.01
-            assert cell[0] - slack <= left and right <= cell[2] + slack and cell[1] - slack <= bottom and top <= cell[3] + slack
+            assert (
+                cell[0] - slack <= left
+                and right <= cell[2] + slack
+                and cell[1] - slack <= bottom
+                and top <= cell[3] + slack
+            )
             checked += 1
     return checked
 
@@ -177,8 +184,16 @@ def test_pdf_sheet_labels_decode_at_300_dpi(keypair, tmp_path):
 def test_pdf_label_has_enterprise_lookup_address_and_pin_box(keypair, tmp_path):
     path, urls, items = sheet(keypair, tmp_path, labels.SheetLayout())
     text = pypdfium2.PdfDocument(path)[0].get_textpage().get_text_range()
-    for expected in (codes.MARKS[1].name_zh, "华茶集团", "绿茶 500g", "批号 L2026-11", "刮开涂层",
-                     "扫码或登录 verify.example.cn 输入防伪码查询", items[0].human_code, items[0].pin):  # fmt: skip
+    for expected in (
+        codes.MARKS[1].name_zh,
+        "华茶集团",
+        "绿茶 500g",
+        "批号 L2026-11",
+        "刮开涂层",
+        "扫码或登录 verify.example.cn 输入防伪码查询",
+        items[0].human_code,
+        items[0].pin,
+    ):
         assert expected in text, expected
     assert text.count("扫码或登录") == 32 and text.count("华茶集团") == 32
     no_pin = labels.LabelText(TEXT.mark_title, TEXT.enterprise, TEXT.product, TEXT.lot, TEXT.lookup_host)
@@ -186,7 +201,9 @@ def test_pdf_label_has_enterprise_lookup_address_and_pin_box(keypair, tmp_path):
     assert "刮开涂层" not in pypdfium2.PdfDocument(path)[0].get_textpage().get_text_range()
 
 
-@pytest.mark.parametrize("size", [(40.0, 30.0), (35.0, 27.0), (60.0, 40.0), (100.0, 30.0)], ids=lambda s: f"{s[0]:g}x{s[1]:g}")
+@pytest.mark.parametrize(
+    "size", [(40.0, 30.0), (35.0, 27.0), (60.0, 40.0), (100.0, 30.0)], ids=lambda s: f"{s[0]:g}x{s[1]:g}"
+)
 def test_pdf_label_text_stays_inside_each_label(keypair, tmp_path, size):
     """Every line fits its label by reportlab's metrics, and every glyph drawn is inside its cell."""
     from reportlab.pdfbase.pdfmetrics import stringWidth
@@ -208,7 +225,9 @@ def test_pdf_label_text_stays_inside_each_label(keypair, tmp_path, size):
 
 @pytest.mark.parametrize("size", [(25.0, 20.0), (40.0, 20.0), (30.0, 30.0)], ids=lambda s: f"{s[0]:g}x{s[1]:g}")
 def test_label_too_small_for_its_content_is_refused_naming_the_minimum(size):
-    with pytest.raises(ValueError, match=r"cannot hold its text and a scannable QR code: it needs at least (\d+) x (\d+) mm") as caught:
+    with pytest.raises(
+        ValueError, match=r"cannot hold its text and a scannable QR code: it needs at least (\d+) x (\d+) mm"
+    ) as caught:
         labels.plan_label(size, TEXT)
     least = tuple(float(v) for v in re.search(r"at least (\d+) x (\d+)", str(caught.value)).groups())
     labels.plan_label(least, TEXT)  # the size it names is enough
@@ -219,8 +238,14 @@ def test_label_too_small_for_its_content_is_refused_naming_the_minimum(size):
 
 
 def test_a_long_enterprise_name_needs_a_wider_label():
-    long_name = labels.LabelText(TEXT.mark_title, "杭州西湖区龙井村明前特级茶叶产销合作社有限公司", TEXT.product, TEXT.lot,
-                                 TEXT.lookup_host, pin=True)  # fmt: skip
+    long_name = labels.LabelText(
+        TEXT.mark_title,
+        "杭州西湖区龙井村明前特级茶叶产销合作社有限公司",
+        TEXT.product,
+        TEXT.lot,
+        TEXT.lookup_host,
+        pin=True,
+    )
     with pytest.raises(ValueError, match=r"a 40 x 30 mm label cannot hold .* at least (4[1-9]|[5-9]\d) x 27 mm"):
         labels.plan_label((40, 30), long_name)
 
@@ -235,15 +260,20 @@ def test_label_png_holds_the_qr_code_the_printed_code_and_the_mark(signed_url):
     assert decode_all(image) == [signed_url]
     bare = print_size_png(signed_url)
     assert image.width >= bare.width and image.height > bare.height + 60  # text above and below
-    for line, font in ((TEXT.mark_title, labels._pil_font("cjk", 27)), (human, labels._pil_font("mono", 31)),
-                       (TEXT.lookup_line(), labels._pil_font("cjk", 19))):  # fmt: skip
+    for line, font in (
+        (TEXT.mark_title, labels._pil_font("cjk", 27)),
+        (human, labels._pil_font("mono", 31)),
+        (TEXT.lookup_line(), labels._pil_font("cjk", 19)),
+    ):
         assert isinstance(font, ImageFont.FreeTypeFont) and font.getlength(line) <= image.width - 2 * 14
     pixels = image.convert("L").load()
     assert all(pixels[x, y] == 255 for x in (0, image.width - 1) for y in range(image.height))  # nothing cut off
     assert decode_all(jpeg(rotated(scaled_to(image, 2, image.width // 5), 10), 40)) == [signed_url]
 
 
-@pytest.mark.parametrize("text, size", [("40x30", (40.0, 30.0)), ("50 X 35.5 mm", (50.0, 35.5)), ("25×20", (25.0, 20.0))])
+@pytest.mark.parametrize(
+    "text, size", [("40x30", (40.0, 30.0)), ("50 X 35.5 mm", (50.0, 35.5)), ("25×20", (25.0, 20.0))]
+)
 def test_label_size_parsing(text, size):
     assert labels.parse_label_size(text) == size
 

@@ -16,7 +16,7 @@ import pytest
 from verifier import clients, ratelimit, store
 from verifier.web import create_app
 
-NOW = dt.datetime(2026, 11, 22, 8, 30, 20, tzinfo=dt.timezone.utc)  # 20 s into a minute
+NOW = dt.datetime(2026, 11, 22, 8, 30, 20, tzinfo=dt.UTC)  # 20 s into a minute
 NOW_SECONDS = NOW.timestamp()
 
 
@@ -132,14 +132,24 @@ def test_ratelimit_rejected_request_does_not_write_to_the_main_database(app, wor
     assert [client.get(path_of(row["url"])).status_code for _ in range(2)] == [200, 200]
     main = limited.extensions["verifier"].connection()  # the workers' connection to the registry
     watcher = sqlite3.connect(db_copy)  # data_version changes when any other connection commits
-    before = (watcher.execute("PRAGMA data_version").fetchone()[0], main.total_changes, main.commits,
-              os.path.getsize(f"{db_copy}-wal"), scan_count(db_copy))  # fmt: skip
+    before = (
+        watcher.execute("PRAGMA data_version").fetchone()[0],
+        main.total_changes,
+        main.commits,
+        os.path.getsize(f"{db_copy}-wal"),
+        scan_count(db_copy),
+    )
     for name, send in REJECTED_REQUESTS.items():
         response = send(client, row)
         assert response.status_code == 429, name
         assert response.headers["Retry-After"] == "40", name
-    after = (watcher.execute("PRAGMA data_version").fetchone()[0], main.total_changes, main.commits,
-             os.path.getsize(f"{db_copy}-wal"), scan_count(db_copy))  # fmt: skip
+    after = (
+        watcher.execute("PRAGMA data_version").fetchone()[0],
+        main.total_changes,
+        main.commits,
+        os.path.getsize(f"{db_copy}-wal"),
+        scan_count(db_copy),
+    )
     assert after == before
 
 
@@ -153,8 +163,9 @@ def test_ratelimit_rejected_request_does_not_wait_for_the_writer_lock(app, world
     fcntl.flock(fd, fcntl.LOCK_EX)
     statuses: list[int] = []
     try:
-        worker = threading.Thread(target=lambda: statuses.extend(send(client, row).status_code
-                                                                 for send in REJECTED_REQUESTS.values()))  # fmt: skip
+        worker = threading.Thread(
+            target=lambda: statuses.extend(send(client, row).status_code for send in REJECTED_REQUESTS.values())
+        )
         worker.start()
         worker.join(timeout=10)
         answered_while_locked = not worker.is_alive()
@@ -217,8 +228,10 @@ def test_api_post_refuses_deep_or_non_object_json(app, db_copy, body):
 def test_api_post_refuses_a_body_too_large_in_the_error_shape(client, content_type, body):
     response = client.post("/api/v1/verify", data=body, content_type=content_type)
     assert response.status_code == 413
-    assert response.get_json() == {"ok": False, "error": {"code": "payload-too-large",
-                                                          "message": "the body is limited to 16384 bytes"}}
+    assert response.get_json() == {
+        "ok": False,
+        "error": {"code": "payload-too-large", "message": "the body is limited to 16384 bytes"},
+    }
 
 
 def test_api_post_accepts_extra_fields_nested_a_little_and_a_byte_order_mark(client, world):
@@ -241,15 +254,19 @@ CHECKS = {
 
 
 @pytest.mark.parametrize("route", CHECKS.keys())
-@pytest.mark.parametrize("method, headers, counts", [
-    ("GET", {}, True),
-    ("HEAD", {}, False),
-    ("GET", {"Sec-Purpose": "prefetch"}, False),
-    ("GET", {"Sec-Purpose": "prefetch;prerender"}, False),
-    ("GET", {"Purpose": "prefetch"}, False),
-    ("GET", {"X-Purpose": "preview"}, False),
-    ("GET", {"X-Moz": "prefetch"}, False),
-], ids=["GET", "HEAD", "Sec-Purpose", "prerender", "Purpose", "X-Purpose", "X-Moz"])  # fmt: skip
+@pytest.mark.parametrize(
+    "method, headers, counts",
+    [
+        ("GET", {}, True),
+        ("HEAD", {}, False),
+        ("GET", {"Sec-Purpose": "prefetch"}, False),
+        ("GET", {"Sec-Purpose": "prefetch;prerender"}, False),
+        ("GET", {"Purpose": "prefetch"}, False),
+        ("GET", {"X-Purpose": "preview"}, False),
+        ("GET", {"X-Moz": "prefetch"}, False),
+    ],
+    ids=["GET", "HEAD", "Sec-Purpose", "prerender", "Purpose", "X-Purpose", "X-Moz"],
+)
 def test_head_and_prefetch_are_not_checks(app, world, db_copy, route, method, headers, counts):
     limited = limited_app(app, "1/minute")
     row = world["pin"][1][4]

@@ -11,10 +11,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from conftest import BASE_URL
-
 import pytest
-
+from conftest import BASE_URL
 
 
 def get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple[int, dict, bytes]:
@@ -117,8 +115,16 @@ def test_the_lookup_server_never_opens_a_private_key(world, db_copy, tmp_path):
 
     sys.addaudithook(hook)  # hooks cannot be removed: `watching` turns it off
     try:
-        app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
-                          "RATELIMIT": "off", "INSTANCE": str(tmp_path), "SECRET_KEY": b"k"})  # fmt: skip
+        app = create_app(
+            {
+                "DATABASE": str(db_copy),
+                "KEYS_DIR": str(world["keys_dir"]),
+                "BASE_URLS": [BASE_URL],
+                "RATELIMIT": "off",
+                "INSTANCE": str(tmp_path),
+                "SECRET_KEY": b"k",
+            }
+        )
         client = app.test_client()
         for row in world["pin"][1][:3]:
             assert client.get("/" + row["url"].split("/", 3)[3]).status_code == 200
@@ -137,8 +143,15 @@ def test_serve_accepts_codes_issued_under_every_base_url(serve, world, db_copy, 
     from verifier import codes, issue
 
     old = "https://old.example.cn/v/"
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Other Co", product="Soap", count=1,
-                                 out_dir=tmp_path / "old", base_url=old, formats=("csv",))  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="Other Co",
+        product="Soap",
+        count=1,
+        out_dir=tmp_path / "old",
+        base_url=old,
+        formats=("csv",),
+    )
     issue.issue_batch(db_copy, request, world["private"], world["kid"])
     with open(tmp_path / "old" / "codes.csv", encoding="utf-8") as fh:
         old_url = next(csv.DictReader(fh))["url"]

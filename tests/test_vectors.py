@@ -7,12 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-from conftest import VECTORS, vector_params
-from verifier import codes, keys
-
 import independent
+import pytest
+from conftest import VECTORS, vector_params
+
+from verifier import codes, keys
 
 VALID = vector_params("valid")
 INVALID = vector_params("invalid")
@@ -21,8 +20,20 @@ INVALID = vector_params("invalid")
 def test_there_are_enough_named_invalid_cases():
     assert len(INVALID) >= 150
     categories = {p.values[0]["category"] for p in INVALID}
-    assert {"truncated", "extended", "field-altered", "bit-flip", "copied-signature", "key", "bad-encoding",
-            "padding", "oversize", "control", "lookalike", "wrong-host"} <= categories  # fmt: skip
+    assert {
+        "truncated",
+        "extended",
+        "field-altered",
+        "bit-flip",
+        "copied-signature",
+        "key",
+        "bad-encoding",
+        "padding",
+        "oversize",
+        "control",
+        "lookalike",
+        "wrong-host",
+    } <= categories
 
 
 @pytest.mark.parametrize("case", VALID)
@@ -58,8 +69,14 @@ def test_independent_implementation_agrees(case, vector_jwks, vector_config):
 def test_vectors_are_what_the_generator_writes(tmp_path):
     """The committed vectors match scripts/make_vectors.py (Ed25519 signatures are deterministic)."""
     root = Path(__file__).parent.parent
-    subprocess.run([sys.executable, str(root / "scripts" / "make_vectors.py"), str(tmp_path)], check=True,
-                   capture_output=True)  # fmt: skip
+    subprocess.run(
+        [sys.executable, str(root / "scripts" / "make_vectors.py"), str(tmp_path)], check=True, capture_output=True
+    )
     for sub in ("", "valid", "invalid"):
         cmp = filecmp.dircmp(VECTORS / sub, tmp_path / sub)
-        assert not (cmp.left_only or cmp.right_only or cmp.diff_files), (sub, cmp.left_only, cmp.right_only, cmp.diff_files)
+        assert not (cmp.left_only or cmp.right_only or cmp.diff_files), (
+            sub,
+            cmp.left_only,
+            cmp.right_only,
+            cmp.diff_files,
+        )

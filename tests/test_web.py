@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import yaml
-
 from conftest import BASE_URL, PIN_SECRET, forged_url
+
 from verifier import codes, keys, pins
 from verifier.web import create_app
 
@@ -96,7 +96,11 @@ def forged_variants(world) -> dict[str, str]:
     unregistered = codes.compact_signer(world["private"], world["kid"], codes.MARKS[0], 999, BASE_URL)(42)
     other_key = codes.compact_signer(
         __import__("cryptography.hazmat.primitives.asymmetric.ed25519", fromlist=["x"]).Ed25519PrivateKey.generate(),
-        b"\xab\xcd", codes.MARKS[0], 1, BASE_URL)(42)  # fmt: skip
+        b"\xab\xcd",
+        codes.MARKS[0],
+        1,
+        BASE_URL,
+    )(42)
     return {
         "bad-signature": forged_url(url),
         "unknown-batch": unregistered,
@@ -114,8 +118,17 @@ def test_not_genuine_codes_get_a_warning_never_an_error(app, world, reason, db_c
     assert scans(db_copy)[-1]["reason"] == reason and scans(db_copy)[-1]["counted"] == 0
 
 
-@pytest.mark.parametrize("path", ["/%00", "/" + "A" * 5000, "/01/x/10/y/21/z?17=1&8030=" + "%FF" * 50, "/a/b/c/d",
-                                  "/\u4e2d\u6587", "/01/09506000134352/10/L7/21/0?17=300131&17=300131"])  # fmt: skip
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/%00",
+        "/" + "A" * 5000,
+        "/01/x/10/y/21/z?17=1&8030=" + "%FF" * 50,
+        "/a/b/c/d",
+        "/\u4e2d\u6587",
+        "/01/09506000134352/10/L7/21/0?17=300131&17=300131",
+    ],
+)
 def test_junk_paths_are_verdicts(client, path):
     response = client.get(path)
     assert response.status_code == 200 and reason_of(response) == "malformed"
@@ -177,7 +190,10 @@ def test_english_by_accept_language_and_by_switch(app, world):
 def test_security_headers_no_script_and_light_pages(client, world):
     response = scan(client, world["pin"][1][10]["url"])
     headers = response.headers
-    assert "script-src" not in headers["Content-Security-Policy"] and "default-src 'none'" in headers["Content-Security-Policy"]
+    assert (
+        "script-src" not in headers["Content-Security-Policy"]
+        and "default-src 'none'" in headers["Content-Security-Policy"]
+    )
     assert headers["Referrer-Policy"] == "no-referrer" and headers["X-Content-Type-Options"] == "nosniff"
     html = response.get_data()
     assert b"<script" not in html.lower() and b"style=" not in html
@@ -216,29 +232,54 @@ def test_geo_headers_are_ignored_without_a_trusted_proxy(app, world, db_copy, ca
         alone = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 0})
     assert [r.getMessage() for r in caplog.records if "X-Geo" in r.getMessage()] == [
         "VERIFIER_TRUST_GEO_HEADERS is ignored: X-Geo-* headers are trusted only from a proxy "
-        "(set VERIFIER_TRUSTED_PROXIES)"]  # fmt: skip
+        "(set VERIFIER_TRUSTED_PROXIES)"
+    ]
     scan(alone.test_client(), world["pin"][1][30]["url"], **GEO)
-    assert {k: scans(db_copy)[-1][k] for k in ("country", "region", "city")} == {"country": None, "region": None,
-                                                                                 "city": None}  # fmt: skip
+    assert {k: scans(db_copy)[-1][k] for k in ("country", "region", "city")} == {
+        "country": None,
+        "region": None,
+        "city": None,
+    }
     proxied = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})
     scan(proxied.test_client(), world["pin"][1][31]["url"], **GEO)
-    assert {k: scans(db_copy)[-1][k] for k in ("country", "region", "city")} == {"country": "CN", "region": "Guangdong",
-                                                                                 "city": "Shenzhen"}  # fmt: skip
+    assert {k: scans(db_copy)[-1][k] for k in ("country", "region", "city")} == {
+        "country": "CN",
+        "region": "Guangdong",
+        "city": "Shenzhen",
+    }
 
 
-@pytest.mark.parametrize("headers, stored", [
-    pytest.param({"X-Geo-Country": "cn", "X-Geo-Region": "广东省", "X-Geo-City": "深圳市"}, ("CN", "广东省", "深圳市"),
-                 id="cjk-as-text"),
-    pytest.param({"X-Geo-Country": "CN", "X-Geo-Region": "广东省".encode().decode("latin-1"), "X-Geo-City": "St. John's"},
-                 ("CN", "广东省", "St. John's"), id="utf-8-bytes-on-the-wire"),
-    pytest.param({"X-Geo-Country": "CHN", "X-Geo-Region": "=HYPERLINK(\"http://x\")", "X-Geo-City": "@SUM(A1)"},
-                 (None, None, None), id="formulas"),
-    pytest.param({"X-Geo-Country": "C1", "X-Geo-Region": "-1+1", "X-Geo-City": "Shen\u200bzhen"},
-                 (None, None, None), id="minus-digit-and-zero-width-space"),
-    pytest.param({"X-Geo-Country": "ÇN", "X-Geo-Region": "x" * 65, "X-Geo-City": "<script>"}, (None, None, None),
-                 id="non-ascii-country-too-long-and-markup"),
-    pytest.param({"X-Geo-Region": "\xff\xfe", "X-Geo-City": "a\tb"}, (None, None, None), id="not-utf-8-and-tab"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "headers, stored",
+    [
+        pytest.param(
+            {"X-Geo-Country": "cn", "X-Geo-Region": "广东省", "X-Geo-City": "深圳市"},
+            ("CN", "广东省", "深圳市"),
+            id="cjk-as-text",
+        ),
+        pytest.param(
+            {"X-Geo-Country": "CN", "X-Geo-Region": "广东省".encode().decode("latin-1"), "X-Geo-City": "St. John's"},
+            ("CN", "广东省", "St. John's"),
+            id="utf-8-bytes-on-the-wire",
+        ),
+        pytest.param(
+            {"X-Geo-Country": "CHN", "X-Geo-Region": '=HYPERLINK("http://x")', "X-Geo-City": "@SUM(A1)"},
+            (None, None, None),
+            id="formulas",
+        ),
+        pytest.param(
+            {"X-Geo-Country": "C1", "X-Geo-Region": "-1+1", "X-Geo-City": "Shen\u200bzhen"},
+            (None, None, None),
+            id="minus-digit-and-zero-width-space",
+        ),
+        pytest.param(
+            {"X-Geo-Country": "ÇN", "X-Geo-Region": "x" * 65, "X-Geo-City": "<script>"},
+            (None, None, None),
+            id="non-ascii-country-too-long-and-markup",
+        ),
+        pytest.param({"X-Geo-Region": "\xff\xfe", "X-Geo-City": "a\tb"}, (None, None, None), id="not-utf-8-and-tab"),
+    ],
+)
 def test_geo_headers_are_validated_before_they_are_stored(app, world, db_copy, headers, stored):
     proxied = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})
     scan(proxied.test_client(), world["pin"][1][32]["url"], **headers)
@@ -258,8 +299,20 @@ def test_api_verify_answers_reason_and_checks(app, world):
     assert second["product"]["enterprise"] == "华茶集团"
 
 
-@pytest.mark.parametrize("case", ["genuine", "recalled", "expired", "bad-signature", "unknown-batch", "unknown-key",
-                                  "malformed", "mistyped", "unknown-code"])  # fmt: skip
+@pytest.mark.parametrize(
+    "case",
+    [
+        "genuine",
+        "recalled",
+        "expired",
+        "bad-signature",
+        "unknown-batch",
+        "unknown-key",
+        "malformed",
+        "mistyped",
+        "unknown-code",
+    ],
+)
 def test_page_and_api_give_the_same_verdict(world, tmp_path, case):
     """Each on its own fresh database, so neither sees the other's check."""
     import shutil
@@ -267,17 +320,29 @@ def test_page_and_api_give_the_same_verdict(world, tmp_path, case):
     variants = forged_variants(world)
     digits = "1234567890123456"
     texts = {
-        "genuine": world["gs1"][1][1]["url"], "recalled": world["recalled"][1][1]["url"],
-        "expired": world["expired"][1][1]["url"], "mistyped": "1234 5678 9012 34560",
-        "unknown-code": f"{digits}{codes.damm_digit(digits)}", **variants,
-    }  # fmt: skip
+        "genuine": world["gs1"][1][1]["url"],
+        "recalled": world["recalled"][1][1]["url"],
+        "expired": world["expired"][1][1]["url"],
+        "mistyped": "1234 5678 9012 34560",
+        "unknown-code": f"{digits}{codes.damm_digit(digits)}",
+        **variants,
+    }
     text = texts[case]
     results = []
     for channel in ("page", "api"):
         db = tmp_path / f"{channel}.db"
         shutil.copyfile(world["db"], db)
-        app = create_app({"DATABASE": str(db), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [BASE_URL],
-                          "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+        app = create_app(
+            {
+                "DATABASE": str(db),
+                "KEYS_DIR": str(world["keys_dir"]),
+                "BASE_URLS": [BASE_URL],
+                "PIN_SECRET": PIN_SECRET,
+                "SECRET_KEY": b"k",
+                "RATELIMIT": "off",
+                "INSTANCE": str(tmp_path),
+            }
+        )
         client = app.test_client()
         typed = case in ("mistyped", "unknown-code")
         if channel == "api":
@@ -303,21 +368,31 @@ def test_api_post_with_pin(app, world):
     assert (again["reason"], again["pin"]) == ("pin-reused", "reused") and again["pin_verified_at"]
 
 
-@pytest.mark.parametrize("request_kwargs, status, code", [
-    ({"method": "GET", "path": "/api/v1/verify"}, 400, "missing-parameter"),
-    ({"method": "GET", "path": "/api/v1/verify?code="}, 400, "missing-parameter"),
-    ({"method": "POST", "path": "/api/v1/verify", "data": "{not json", "content_type": "application/json"}, 400, "bad-request"),
-    ({"method": "POST", "path": "/api/v1/verify", "json": {"pin": "1"}}, 400, "missing-parameter"),
-    ({"method": "POST", "path": "/api/v1/verify", "json": {"code": "1", "pin": 5}}, 400, "bad-request"),
-    ({"method": "POST", "path": "/api/v1/verify", "json": ["code"]}, 400, "bad-request"),
-    ({"method": "GET", "path": "/api/v1/nothing"}, 404, "not-found"),
-    ({"method": "DELETE", "path": "/api/v1/verify"}, 405, "method-not-allowed"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "request_kwargs, status, code",
+    [
+        ({"method": "GET", "path": "/api/v1/verify"}, 400, "missing-parameter"),
+        ({"method": "GET", "path": "/api/v1/verify?code="}, 400, "missing-parameter"),
+        (
+            {"method": "POST", "path": "/api/v1/verify", "data": "{not json", "content_type": "application/json"},
+            400,
+            "bad-request",
+        ),
+        ({"method": "POST", "path": "/api/v1/verify", "json": {"pin": "1"}}, 400, "missing-parameter"),
+        ({"method": "POST", "path": "/api/v1/verify", "json": {"code": "1", "pin": 5}}, 400, "bad-request"),
+        ({"method": "POST", "path": "/api/v1/verify", "json": ["code"]}, 400, "bad-request"),
+        ({"method": "GET", "path": "/api/v1/nothing"}, 404, "not-found"),
+        ({"method": "DELETE", "path": "/api/v1/verify"}, 405, "method-not-allowed"),
+    ],
+)
 def test_api_errors_have_one_shape(client, request_kwargs, status, code):
     kwargs = dict(request_kwargs)
     response = client.open(kwargs.pop("path"), **kwargs)
     assert response.status_code == status
-    assert response.get_json() == {"ok": False, "error": {"code": code, "message": response.get_json()["error"]["message"]}}
+    assert response.get_json() == {
+        "ok": False,
+        "error": {"code": code, "message": response.get_json()["error"]["message"]},
+    }
 
 
 def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp_path):
@@ -330,7 +405,9 @@ def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(keys.jwks([keys.KeyRecord(**{**revoked.__dict__, "status": "retired"})])))
     retired_app = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)})
-    assert [k["status"] for k in retired_app.test_client().get("/.well-known/jwks.json").get_json()["keys"]] == ["retired"]
+    assert [k["status"] for k in retired_app.test_client().get("/.well-known/jwks.json").get_json()["keys"]] == [
+        "retired"
+    ]
 
 
 def test_jwks_file_is_served_without_private_or_unknown_members(client, world, tmp_path):
@@ -348,19 +425,55 @@ def test_jwks_file_is_served_without_private_or_unknown_members(client, world, t
     kid = keys.kid_for(raw).hex()
     [live] = client.get("/.well-known/jwks.json").get_json()["keys"]
     jwks_file = tmp_path / "jwks.json"
-    jwks_file.write_text(json.dumps({"keys": [
-        {"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "d": b64(seed), "kid": kid, "use": "sig", "alg": "EdDSA",
-         "status": "active", "key_ops": ["sign"], "x5c": ["MII..."], "note": "<script>", "ext": True},
-        {"kty": "OKP", "crv": "Ed25519", "x": live["x"], "d": "c2VjcmV0", "status": "retired", "use": "enc"},
-        {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "cHJpdmF0ZQ", "p": "AQ", "q": "AQ", "kid": "rsa-1"},
-        {"kty": "OKP", "crv": "Ed25519", "x": b64(revoked), "d": "AAAA", "status": "revoked"},
-    ], "private_note": "not for the public"}))  # fmt: skip
+    jwks_file.write_text(
+        json.dumps(
+            {
+                "keys": [
+                    {
+                        "kty": "OKP",
+                        "crv": "Ed25519",
+                        "x": b64(raw),
+                        "d": b64(seed),
+                        "kid": kid,
+                        "use": "sig",
+                        "alg": "EdDSA",
+                        "status": "active",
+                        "key_ops": ["sign"],
+                        "x5c": ["MII..."],
+                        "note": "<script>",
+                        "ext": True,
+                    },
+                    {
+                        "kty": "OKP",
+                        "crv": "Ed25519",
+                        "x": live["x"],
+                        "d": "c2VjcmV0",
+                        "status": "retired",
+                        "use": "enc",
+                    },
+                    {"kty": "RSA", "n": "AQAB", "e": "AQAB", "d": "cHJpdmF0ZQ", "p": "AQ", "q": "AQ", "kid": "rsa-1"},
+                    {"kty": "OKP", "crv": "Ed25519", "x": b64(revoked), "d": "AAAA", "status": "revoked"},
+                ],
+                "private_note": "not for the public",
+            }
+        )
+    )
     served = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)}).test_client()
     response = served.get("/.well-known/jwks.json")
-    assert response.get_json() == {"keys": [
-        {"kty": "OKP", "crv": "Ed25519", "x": b64(raw), "kid": kid, "use": "sig", "alg": "EdDSA", "status": "active"},
-        {"kty": "OKP", "crv": "Ed25519", "x": live["x"], "kid": live["kid"], "status": "retired"},
-    ]}  # fmt: skip
+    assert response.get_json() == {
+        "keys": [
+            {
+                "kty": "OKP",
+                "crv": "Ed25519",
+                "x": b64(raw),
+                "kid": kid,
+                "use": "sig",
+                "alg": "EdDSA",
+                "status": "active",
+            },
+            {"kty": "OKP", "crv": "Ed25519", "x": live["x"], "kid": live["kid"], "status": "retired"},
+        ]
+    }
     assert b64(seed) not in response.get_data(as_text=True) and '"d"' not in response.get_data(as_text=True)
 
 
@@ -369,7 +482,8 @@ def test_openapi_json_is_the_yaml_document(client):
     on_disk = yaml.safe_load((Path(__file__).parent.parent / "docs" / "openapi.yaml").read_text("utf-8"))
     assert served == on_disk and served["openapi"].startswith("3.1")
     assert set(on_disk["components"]["schemas"]["Verdict"]["properties"]["reason"]["enum"]) == set(
-        __import__("verifier.lookup", fromlist=["REASONS"]).REASONS)
+        __import__("verifier.lookup", fromlist=["REASONS"]).REASONS
+    )
 
 
 def test_rate_limit_page_and_api(app, world):
@@ -394,7 +508,7 @@ def test_revocation_reaches_the_running_server(app, world, tmp_path):
     server.extensions["verifier"].KEY_RECHECK_SECONDS = 0
     url = world["pin"][1][18]["url"]
     assert reason_of(server.test_client().get(path_of(url))) == "genuine"
-    keys.set_status(keys_dir, "dev", "revoked", dt.datetime.now(dt.timezone.utc))
+    keys.set_status(keys_dir, "dev", "revoked", dt.datetime.now(dt.UTC))
     assert reason_of(server.test_client().get(path_of(url))) == "key-revoked"
 
 
@@ -483,7 +597,9 @@ def test_pin_of_separators_only_is_no_pin(app, world):
 
 def test_api_get_recognises_a_typed_code_with_invisible_characters(client, world):
     row = world["pin"][1][29]
-    answer = client.get("/api/v1/verify", query_string={"code": "\ufeff" + row["code"].replace(" ", "\u00a0")}).get_json()
+    answer = client.get(
+        "/api/v1/verify", query_string={"code": "\ufeff" + row["code"].replace(" ", "\u00a0")}
+    ).get_json()
     assert (answer["reason"], answer["code"]) == ("genuine", row["code"])
 
 
@@ -501,7 +617,11 @@ def test_wrong_pins_do_not_add_to_the_check_count(app, world, db_copy):
     answer = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": wrong_pin(row["pin"])}).get_json()
     assert (answer["reason"], answer["pin"], answer["checks"]) == ("pin-mismatch", "mismatch", 2)
     assert [(r["pin"], r["counted"], r["checks"]) for r in scans(db_copy)] == [
-        (None, 1, 1), *[("mismatch", 0, 1)] * 3, (None, 1, 2), ("mismatch", 0, 2)]
+        (None, 1, 1),
+        *[("mismatch", 0, 1)] * 3,
+        (None, 1, 2),
+        ("mismatch", 0, 2),
+    ]
     assert reason_of(manual(fresh(app), row["code"], row["pin"])) == "genuine"  # the right PIN still counts
 
 
@@ -537,8 +657,12 @@ def test_wrong_pin_and_typo_pages_offer_the_form_again_with_the_typed_code(clien
 @pytest.mark.parametrize("length", ["too short", "one digit missing", "one digit too many", "letters"])
 def test_typed_code_of_the_wrong_length_gets_the_typo_page(client, world, length):
     code = world["pin"][1][33]["code"]
-    typed = {"too short": "1234", "one digit missing": code[:-1], "one digit too many": code + "5",
-             "letters": code[:-1] + "O"}[length]  # fmt: skip
+    typed = {
+        "too short": "1234",
+        "one digit missing": code[:-1],
+        "one digit too many": code + "5",
+        "letters": code[:-1] + "O",
+    }[length]
     response = manual(client, typed)
     html = response.get_data(as_text=True)
     assert reason_of(response) == "mistyped" and 'class="verdict warn"' in html
@@ -554,8 +678,9 @@ def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db
     row, other = world["pin"][1][34], world["pin"][1][35]
 
     def attempt(pin, address, code=row["code"]):
-        return proxied.test_client().post("/check", data={"code": code, "pin": pin},
-                                          headers={"X-Forwarded-For": address})  # fmt: skip
+        return proxied.test_client().post(
+            "/check", data={"code": code, "pin": pin}, headers={"X-Forwarded-For": address}
+        )
 
     reasons = [reason_of(attempt(wrong_pin(row["pin"]), f"198.51.100.{i}")) for i in range(5)]
     assert reasons == ["pin-mismatch"] * 5
@@ -563,8 +688,13 @@ def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db
     html = throttled.get_data(as_text=True)
     assert reason_of(throttled) == "pin-throttled" and "验证码尝试次数过多" in html and 'class="verdict warn"' in html
     assert reason_of(attempt(row["pin"], "203.0.113.2")) == "pin-throttled"  # not even checked
-    answer = proxied.test_client().post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]},
-                                        headers={"X-Forwarded-For": "203.0.113.3"}).get_json()  # fmt: skip
+    answer = (
+        proxied.test_client()
+        .post(
+            "/api/v1/verify", json={"code": row["code"], "pin": row["pin"]}, headers={"X-Forwarded-For": "203.0.113.3"}
+        )
+        .get_json()
+    )
     assert (answer["reason"], answer["pin"]) == ("pin-throttled", "throttled")
     assert reason_of(attempt(other["pin"], "203.0.113.4", other["code"])) == "genuine"  # per code
     assert reason_of(scan(fresh(app), row["url"])) == "genuine"  # the label itself is still genuine
@@ -578,11 +708,13 @@ def test_pin_throttle_window_follows_the_injected_clock(world, db_copy):
     settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
     anyone = clients.Client(None, None, clients.Region(), "", None, "x")
     db = store.connect(db_copy)
-    row, t0 = world["pin"][1][36], dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.timezone.utc)
+    row, t0 = world["pin"][1][36], dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 
     def attempt(pin, minutes):
         with store.transaction(db) as conn:
-            return lookup.record_typed(conn, row["code"], pin, settings, anyone, "api", t0 + dt.timedelta(minutes=minutes))
+            return lookup.record_typed(
+                conn, row["code"], pin, settings, anyone, "api", t0 + dt.timedelta(minutes=minutes)
+            )
 
     wrong = wrong_pin(row["pin"])
     assert [attempt(wrong, m).reason for m in (0, 10, 20, 30, 40)] == ["pin-mismatch"] * 5
@@ -605,16 +737,36 @@ def two_bases(world, db_copy, tmp_path):
 
     urls = {}
     for name, base in (("new", NEW_BASE), ("old", OLD_BASE)):
-        for form, extra in (("compact", {}), ("gs1", {"gtin": "09506000134376", "lot": "B" + name,
-                                                         "expiry": dt.date(2030, 1, 31)})):  # fmt: skip
+        for form, extra in (
+            ("compact", {}),
+            ("gs1", {"gtin": "09506000134376", "lot": "B" + name, "expiry": dt.date(2030, 1, 31)}),
+        ):
             out = tmp_path / f"{name}-{form}"
-            request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="Other Co", product="Soap", count=1, out_dir=out,
-                                         base_url=base, formats=("csv",), form=form, **extra)  # fmt: skip
+            request = issue.BatchRequest(
+                mark=codes.MARKS[0],
+                enterprise="Other Co",
+                product="Soap",
+                count=1,
+                out_dir=out,
+                base_url=base,
+                formats=("csv",),
+                form=form,
+                **extra,
+            )
             issue.issue_batch(db_copy, request, world["private"], world["kid"])
             with open(out / "codes.csv", encoding="utf-8") as fh:
                 urls[f"{name}-{form}"] = next(csv.DictReader(fh))["url"]
-    app = create_app({"DATABASE": str(db_copy), "KEYS_DIR": str(world["keys_dir"]), "BASE_URLS": [NEW_BASE, OLD_BASE],
-                      "PIN_SECRET": PIN_SECRET, "SECRET_KEY": b"k", "RATELIMIT": "off", "INSTANCE": str(tmp_path)})  # fmt: skip
+    app = create_app(
+        {
+            "DATABASE": str(db_copy),
+            "KEYS_DIR": str(world["keys_dir"]),
+            "BASE_URLS": [NEW_BASE, OLD_BASE],
+            "PIN_SECRET": PIN_SECRET,
+            "SECRET_KEY": b"k",
+            "RATELIMIT": "off",
+            "INSTANCE": str(tmp_path),
+        }
+    )
     return app, urls
 
 
@@ -655,13 +807,18 @@ def test_recall_has_its_own_look_no_pin_form_and_a_remedy(app, world, db_copy):
     answer = fresh(app).get("/api/v1/verify", query_string={"code": row["url"]}).get_json()
     assert (answer["reason"], answer["tone"]) == ("recalled", "stop")
     css = app.test_client().get("/static/site.css").get_data(as_text=True)
-    assert re.search(r"\.stop\{background:(#[0-9a-f]{6})", css).group(1) not in ("#b25e00", "#b3261e")  # neither amber nor red
+    assert re.search(r"\.stop\{background:(#[0-9a-f]{6})", css).group(1) not in (
+        "#b25e00",
+        "#b3261e",
+    )  # neither amber nor red
 
 
 def test_only_codes_may_wrap_anywhere_words_never_break(client, world):
     css = client.get("/static/site.css").get_data(as_text=True)
     assert "break-all" not in css
-    assert [rule.split("{")[0].strip() for rule in css.split("}") if "overflow-wrap:anywhere" in rule] == [".details dd.num"]
+    assert [rule.split("{")[0].strip() for rule in css.split("}") if "overflow-wrap:anywhere" in rule] == [
+        ".details dd.num"
+    ]
     html = scan(client, world["gs1"][1][2]["url"]).get_data(as_text=True)
     assert '<dd class="num">' + world["gs1"][1][2]["code"] + "</dd>" in html
     assert "<dd>华茶集团</dd>" in html
@@ -676,31 +833,44 @@ def test_no_doubled_closing_parentheses_in_either_language(app, world, lang):
     assert "suspicious-repeat" in pages[-1] and ("北京时间" if lang == "zh" else "China Standard Time") in pages[-1]
     for html in pages:
         assert "））" not in html and "))" not in html
-    when = format_time(dt.datetime(2026, 11, 22, tzinfo=dt.timezone.utc), lang)
-    values = {"checks": 5, "first": when, "pin_time": when, "recalled": "2026年11月22日", "reason": "x", "expiry": "x",
-              "contact": "12315", "seconds": 3, "enterprise": "x"}  # fmt: skip
+    when = format_time(dt.datetime(2026, 11, 22, tzinfo=dt.UTC), lang)
+    values = {
+        "checks": 5,
+        "first": when,
+        "pin_time": when,
+        "recalled": "2026年11月22日",
+        "reason": "x",
+        "expiry": "x",
+        "contact": "12315",
+        "seconds": 3,
+        "enterprise": "x",
+    }
     for key, template in TEXT[lang].items():
         text = template.format(**values)
         assert "））" not in text and "))" not in text, key
 
 
-@pytest.mark.parametrize("contact, link", [
-    ("12315", '<a href="tel:12315">12315</a>'),
-    ("+86 10 1234-5678", '<a href="tel:+861012345678">+86 10 1234-5678</a>'),
-    ("https://www.12315.cn/?a=1&b=2", '<a href="https://www.12315.cn/?a=1&amp;b=2" rel="noopener noreferrer">'),
-    ("report@example.cn", '<a href="mailto:report@example.cn">report@example.cn</a>'),
-    ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
-    ("javascript:alert(1)", "javascript:alert(1)"),
-    ('12315" onclick="x', "12315&#34; onclick=&#34;x"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "contact, link",
+    [
+        ("12315", '<a href="tel:12315">12315</a>'),
+        ("+86 10 1234-5678", '<a href="tel:+861012345678">+86 10 1234-5678</a>'),
+        ("https://www.12315.cn/?a=1&b=2", '<a href="https://www.12315.cn/?a=1&amp;b=2" rel="noopener noreferrer">'),
+        ("report@example.cn", '<a href="mailto:report@example.cn">report@example.cn</a>'),
+        ("<script>alert(1)</script>", "&lt;script&gt;alert(1)&lt;/script&gt;"),
+        ("javascript:alert(1)", "javascript:alert(1)"),
+        ('12315" onclick="x', "12315&#34; onclick=&#34;x"),
+    ],
+)
 def test_report_contact_is_a_tel_link_only_for_a_phone_number(app, world, contact, link):
     configured = create_app({**app.config, "REPORT_CONTACT": contact})
     html = configured.test_client().get(path_of(forged_url(world["pin"][1][39]["url"]))).get_data(as_text=True)
     report = re.search(r'<p class="report">(.*?)</p>', html).group(1)
     assert link in report
     assert "<script" not in html and "onclick=" not in html.replace("onclick=&#34;", "")
-    assert ("href=" in report) == (contact in ("12315", "+86 10 1234-5678", "https://www.12315.cn/?a=1&b=2",
-                                               "report@example.cn"))  # fmt: skip
+    assert ("href=" in report) == (
+        contact in ("12315", "+86 10 1234-5678", "https://www.12315.cn/?a=1&b=2", "report@example.cn")
+    )
     recall = configured.test_client().get(path_of(world["recalled"][1][3]["url"])).get_data(as_text=True)
     assert link in re.search(r'<section class="remedy">(.*?)</section>', recall, re.S).group(1)
 
@@ -713,9 +883,18 @@ def test_enterprise_data_given_at_issue_is_on_the_page_and_in_the_api(app, world
 
     from verifier import issue
 
-    request = issue.BatchRequest(mark=codes.MARKS[0], enterprise="浙江好茶有限公司", product="龙井", spec="250g", count=1,
-                                 out_dir=tmp_path / "uscc", base_url=BASE_URL, formats=("csv",), credit_code=CREDIT_CODE,
-                                 gtin=GTIN)  # fmt: skip
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="浙江好茶有限公司",
+        product="龙井",
+        spec="250g",
+        count=1,
+        out_dir=tmp_path / "uscc",
+        base_url=BASE_URL,
+        formats=("csv",),
+        credit_code=CREDIT_CODE,
+        gtin=GTIN,
+    )
     issue.issue_batch(db_copy, request, world["private"], world["kid"])
     with open(tmp_path / "uscc" / "codes.csv", encoding="utf-8") as fh:
         url = next(csv.DictReader(fh))["url"]

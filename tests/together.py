@@ -26,18 +26,27 @@ class Finished:
     stderr: str
 
 
-def run_together(jobs: list[tuple[str, str]], env: dict[str, str] | None = None,
-                 timeout: float = 120) -> list[Finished]:  # fmt: skip
+def run_together(
+    jobs: list[tuple[str, str]], env: dict[str, str] | None = None, timeout: float = 120
+) -> list[Finished]:
     """Run one Python process per (setup, action) pair: every setup first (imports, apps), then,
     once all are ready, every action at once. What each process printed after the barrier."""
     tests = str(Path(__file__).parent)
     procs = [
-        subprocess.Popen([sys.executable, "-c", _CHILD.format(tests=tests, setup=textwrap.dedent(setup),
-                                                                action=textwrap.dedent(action))],
-                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, **(env or {})})
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                _CHILD.format(tests=tests, setup=textwrap.dedent(setup), action=textwrap.dedent(action)),
+            ],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
         for setup, action in jobs
-    ]  # fmt: skip
+    ]
     try:
         for proc in procs:
             line = proc.stdout.readline()

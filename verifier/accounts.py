@@ -54,8 +54,9 @@ def check_password(stored: str, password: str) -> bool:
         return False
     if scheme != "scrypt":
         return False
-    candidate = hashlib.scrypt(password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p),
-                               maxmem=64 * 1024 * 1024)  # fmt: skip
+    candidate = hashlib.scrypt(
+        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), maxmem=64 * 1024 * 1024
+    )
     return hmac.compare_digest(candidate.hex(), digest)
 
 
@@ -70,8 +71,9 @@ def _row_user(row) -> User:
 _USER_SQL = "SELECT users.id, users.username, users.role, users.enterprise_id, users.disabled FROM users"
 
 
-def add_user(conn: sqlite3.Connection, username: str, role: str, password: str, enterprise_id: int | None,
-             actor: str, now: str) -> User:  # fmt: skip
+def add_user(
+    conn: sqlite3.Connection, username: str, role: str, password: str, enterprise_id: int | None, actor: str, now: str
+) -> User:
     """Create an account (inside a write transaction)."""
     if not _NAME_RE.fullmatch(username):
         raise AccountError("a user name is 2-64 characters: letters, digits and _ . @ -")
@@ -123,14 +125,18 @@ def issue_token(conn: sqlite3.Connection, username: str, label: str, actor: str,
     if user.disabled:
         raise AccountError(f"user {username!r} is disabled")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    cur = conn.execute("INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
-                       (user.id, _token_hash(token), label, now))  # fmt: skip
+    cur = conn.execute(
+        "INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
+        (user.id, _token_hash(token), label, now),
+    )
     auditlog.append(conn, "token.issued", {"user": username, "token_id": cur.lastrowid, "label": label}, now, actor)
     return cur.lastrowid, token
 
 
 def revoke_token(conn: sqlite3.Connection, token_id: int, actor: str, now: str) -> None:
-    if not conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)).rowcount:
+    if not conn.execute(
+        "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
+    ).rowcount:
         raise AccountError(f"no active token {token_id}")
     auditlog.append(conn, "token.revoked", {"token_id": token_id}, now, actor)
 
@@ -173,8 +179,16 @@ class LoginResult:
     retry_after: int = 0  # seconds; > 0 when the attempt was refused unchecked, for too many failures
 
 
-def login(conn: sqlite3.Connection, username: str, password: str, now: dt.datetime, *, ip: str, key: bytes,
-          check: PasswordChecker = check_password) -> LoginResult:  # fmt: skip
+def login(
+    conn: sqlite3.Connection,
+    username: str,
+    password: str,
+    now: dt.datetime,
+    *,
+    ip: str,
+    key: bytes,
+    check: PasswordChecker = check_password,
+) -> LoginResult:
     """One login attempt from address `ip`, in its own short write transactions (none around the check).
 
     An attempt that is not throttled runs `check` exactly once: against the account's hash, or
@@ -200,8 +214,10 @@ def login(conn: sqlite3.Connection, username: str, password: str, now: dt.dateti
     now_s = auditlog.now_text(now)
     with store.transaction(conn):
         conn.execute("DELETE FROM login_failures WHERE client_hash = ? AND account_hash = ?", (client, name))
-        conn.execute("INSERT INTO web_sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
-                     (_token_hash(session), row[0], now_s, now_s))  # fmt: skip
+        conn.execute(
+            "INSERT INTO web_sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
+            (_token_hash(session), row[0], now_s, now_s),
+        )
         user = _row_user(conn.execute(_USER_SQL + " WHERE users.id = ?", (row[0],)).fetchone())
     return LoginResult(user, session)
 
@@ -211,8 +227,10 @@ def _login_wait(conn: sqlite3.Connection, client: str, name: str, now: dt.dateti
     since = auditlog.now_text(now - LOGIN_WINDOW)
 
     def nth_newest(where: str, params: tuple[str, ...], n: int) -> dt.datetime | None:
-        row = conn.execute(f"SELECT at FROM login_failures WHERE {where} AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?",
-                           (*params, since, n - 1)).fetchone()  # fmt: skip
+        row = conn.execute(
+            f"SELECT at FROM login_failures WHERE {where} AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?",
+            (*params, since, n - 1),
+        ).fetchone()
         return dt.datetime.fromisoformat(row[0]) if row else None
 
     if oldest := nth_newest("client_hash = ?", (client,), FAILURES_PER_CLIENT):
@@ -227,8 +245,10 @@ def _login_wait(conn: sqlite3.Connection, client: str, name: str, now: dt.dateti
 
 
 def _count_failure(conn: sqlite3.Connection, now: dt.datetime, client: str, name: str | None) -> None:
-    conn.execute("INSERT INTO login_failures (at, client_hash, account_hash) VALUES (?, ?, ?)",
-                 (auditlog.now_text(now), client, name))  # fmt: skip
+    conn.execute(
+        "INSERT INTO login_failures (at, client_hash, account_hash) VALUES (?, ?, ?)",
+        (auditlog.now_text(now), client, name),
+    )
 
 
 def _seconds(delta: dt.timedelta) -> int:
@@ -239,19 +259,22 @@ def user_for_session(conn: sqlite3.Connection, session: str, now: dt.datetime) -
     """The user of a live session (idle and absolute timeouts); refreshes its idle clock."""
     row = conn.execute(
         _USER_SQL.replace("FROM users", "FROM web_sessions s JOIN users ON users.id = s.user_id").replace(
-            "SELECT ", "SELECT s.created_at, s.last_seen_at, ") + " WHERE s.id_hash = ? AND users.disabled = 0",
+            "SELECT ", "SELECT s.created_at, s.last_seen_at, "
+        )
+        + " WHERE s.id_hash = ? AND users.disabled = 0",
         (_token_hash(session),),
-    ).fetchone()  # fmt: skip
+    ).fetchone()
     if row is None:
         return None
     created, seen = dt.datetime.fromisoformat(row[0]), dt.datetime.fromisoformat(row[1])
     if now - seen > SESSION_IDLE or now - created > SESSION_ABSOLUTE:
         conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (_token_hash(session),))
         return None
-    conn.execute("UPDATE web_sessions SET last_seen_at = ? WHERE id_hash = ?", (auditlog.now_text(now), _token_hash(session)))
+    conn.execute(
+        "UPDATE web_sessions SET last_seen_at = ? WHERE id_hash = ?", (auditlog.now_text(now), _token_hash(session))
+    )
     return _row_user(row[2:])
 
 
 def logout(conn: sqlite3.Connection, session: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (_token_hash(session),))
-

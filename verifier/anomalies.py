@@ -72,40 +72,52 @@ QUERIES: dict[str, str] = {
         WHERE serial IN flagged AND at >= :since AND {_COUNTED} GROUP BY serial HAVING max(checks) > :repeat_checks""",
     "many-sessions": f"""
         SELECT serial, count(DISTINCT session_hash), min(at), max(at), group_concat(id) FROM {_WINDOW}
-        AND serial IS NOT NULL AND session_hash IS NOT NULL GROUP BY serial HAVING count(DISTINCT session_hash) > :sessions""",
+        AND serial IS NOT NULL AND session_hash IS NOT NULL
+        GROUP BY serial HAVING count(DISTINCT session_hash) > :sessions""",
     # Consecutive scans of one code (in time order) from two places, at most :distant_ms apart. Codes
     # scanned once in the window (most of them) are dropped first, by a cheap count.
     "distant-regions": f"""
         WITH several AS (SELECT serial FROM {_WINDOW} AND serial IS NOT NULL AND country IS NOT NULL
                          GROUP BY serial HAVING count(*) > 1),
              seen AS (SELECT serial, id, at, coalesce(country, '') || '/' || coalesce(region, '') AS place
-                      FROM scans INDEXED BY scans_serial WHERE serial IN several AND at >= :since AND country IS NOT NULL),
+                      FROM scans INDEXED BY scans_serial
+                      WHERE serial IN several AND at >= :since AND country IS NOT NULL),
              pairs AS (SELECT serial, id, at, place, lag(id) OVER w AS prev_id, lag(at) OVER w AS prev_at,
-                              lag(place) OVER w AS prev_place FROM seen WINDOW w AS (PARTITION BY serial ORDER BY at, id))
+                              lag(place) OVER w AS prev_place
+                       FROM seen WINDOW w AS (PARTITION BY serial ORDER BY at, id))
         SELECT serial, prev_id, prev_at, prev_place, id, at, place FROM pairs
         WHERE place <> prev_place AND round((julianday(at) - julianday(prev_at)) * 86400000) <= :distant_ms
         ORDER BY serial, at, id""",
     "counterfeit-cluster": f"""
-        SELECT coalesce(country, '?'), coalesce(region, ''), substr(at, 1, 10), count(*), min(at), max(at), group_concat(id)
+        SELECT coalesce(country, '?'), coalesce(region, ''), substr(at, 1, 10), count(*), min(at), max(at),
+               group_concat(id)
         FROM scans INDEXED BY scans_reason WHERE reason IN ({_COUNTERFEIT}) AND {_RARE} AND id >= {_FIRST_ID}
         AND at >= :since GROUP BY 1, 2, 3 HAVING count(*) >= :cluster_scans""",
     "scan-after-recall": f"""
         SELECT batch_id, count(*), min(at), max(at), group_concat(id) FROM scans INDEXED BY scans_reason
         WHERE reason = 'recalled' AND {_RARE} AND id >= {_FIRST_ID} AND at >= :since GROUP BY batch_id""",
-    "pin-reused": f"SELECT serial, count(*), min(at), max(at), group_concat(id) FROM {_WINDOW} AND pin = 'reused' GROUP BY serial",
+    "pin-reused": f"""
+        SELECT serial, count(*), min(at), max(at), group_concat(id) FROM {_WINDOW}
+        AND pin = 'reused' GROUP BY serial""",
     # Clients are the keyed hash of the full IP (the session cookie is too easy to drop), else the session.
     "pin-guessing": f"""
         SELECT serial, count(*), count(DISTINCT coalesce(ip_hash, session_hash)), min(at), max(at), group_concat(id)
         FROM {_WINDOW} AND serial IS NOT NULL AND pin IN ({_WRONG_PINS}) GROUP BY serial
         HAVING count(*) >= :pin_guesses AND count(DISTINCT coalesce(ip_hash, session_hash)) >= :pin_clients""",
-}  # fmt: skip
+}
 
 
 def parameters(since: str, thresholds: Thresholds) -> dict[str, object]:
     """The named parameters of QUERIES."""
-    return {"since": since, "repeat_checks": thresholds.repeat_checks, "sessions": thresholds.sessions,
-            "distant_ms": round(thresholds.distant_hours * 3_600_000), "cluster_scans": thresholds.cluster_scans,
-            "pin_guesses": thresholds.pin_guesses, "pin_clients": thresholds.pin_clients}  # fmt: skip
+    return {
+        "since": since,
+        "repeat_checks": thresholds.repeat_checks,
+        "sessions": thresholds.sessions,
+        "distant_ms": round(thresholds.distant_hours * 3_600_000),
+        "cluster_scans": thresholds.cluster_scans,
+        "pin_guesses": thresholds.pin_guesses,
+        "pin_clients": thresholds.pin_clients,
+    }
 
 
 def _ids(text: str | None, limit: int = EVIDENCE_MAX) -> list[int]:
@@ -129,12 +141,25 @@ def find(conn: sqlite3.Connection, since: str, thresholds: Thresholds = Threshol
         where = "/".join(x for x in (country, region) if x)
         found.append(Anomaly("counterfeit-cluster", f"{where} {day}", n, first, last, evidence=_ids(ids)))
     for batch_id, n, first, last, ids in rows("scan-after-recall"):
-        found.append(Anomaly("scan-after-recall", f"batch {batch_id}", n, first, last, batch_id=batch_id, evidence=_ids(ids)))
+        found.append(
+            Anomaly("scan-after-recall", f"batch {batch_id}", n, first, last, batch_id=batch_id, evidence=_ids(ids))
+        )
     for serial, n, first, last, ids in rows("pin-reused"):
-        found.append(Anomaly("pin-reused", f"code {serial:016d}", n + 1, first, last, serial=serial, evidence=_ids(ids)))
+        found.append(
+            Anomaly("pin-reused", f"code {serial:016d}", n + 1, first, last, serial=serial, evidence=_ids(ids))
+        )
     for serial, n, clients, first, last, ids in rows("pin-guessing"):
-        found.append(Anomaly("pin-guessing", f"code {serial:016d}: {clients} clients", n, first, last, serial=serial,
-                             evidence=_ids(ids)))  # fmt: skip
+        found.append(
+            Anomaly(
+                "pin-guessing",
+                f"code {serial:016d}: {clients} clients",
+                n,
+                first,
+                last,
+                serial=serial,
+                evidence=_ids(ids),
+            )
+        )
     order = list(RULES)
     return sorted(found, key=lambda a: (order.index(a.rule), -a.count))
 
@@ -146,11 +171,18 @@ def _distant_regions(pairs: sqlite3.Cursor) -> list[Anomaly]:
         old = found.get(serial)
         evidence = (old.evidence if old else [prev_id]) + [scan_id]
         count = (old.count if old else 1) + 1
-        found[serial] = Anomaly("distant-regions", f"code {serial:016d}: {prev_place} -> {place}", count,
-                                old.first_at if old else prev_at, at, serial=serial, evidence=evidence[:EVIDENCE_MAX])  # fmt: skip
+        found[serial] = Anomaly(
+            "distant-regions",
+            f"code {serial:016d}: {prev_place} -> {place}",
+            count,
+            old.first_at if old else prev_at,
+            at,
+            serial=serial,
+            evidence=evidence[:EVIDENCE_MAX],
+        )
     return list(found.values())
 
 
 def since_days(days: int, now: dt.datetime) -> str:
     """The UTC ISO time `days` days before `now`: the start of an anomaly window."""
-    return (now - dt.timedelta(days=days)).astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return (now - dt.timedelta(days=days)).astimezone(dt.UTC).isoformat(timespec="milliseconds")

@@ -25,8 +25,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 GENESIS = "0" * 64
 CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # these signatures mean nothing elsewhere
 PERSONAL_FIELDS = ("ip_prefix", "ip_hash", "region", "city", "user_agent", "session_hash")
-SCAN_FIELDS = ("id", "at", "channel", "reason", "detail", "serial", "batch_id", "kid", "counted", "checks", "pin",
-               "country")  # fmt: skip
+SCAN_FIELDS = (
+    "id",
+    "at",
+    "channel",
+    "reason",
+    "detail",
+    "serial",
+    "batch_id",
+    "kid",
+    "counted",
+    "checks",
+    "pin",
+    "country",
+)
 
 
 def canonical(value: object) -> str:
@@ -49,8 +61,14 @@ def _head(conn: sqlite3.Connection) -> tuple[int, str]:
     return row if row else (0, GENESIS)
 
 
-def append(conn: sqlite3.Connection, kind: str, body: Mapping[str, object], at: str, actor: str = "",
-           personal_commitment: str = "") -> int:  # fmt: skip
+def append(
+    conn: sqlite3.Connection,
+    kind: str,
+    body: Mapping[str, object],
+    at: str,
+    actor: str = "",
+    personal_commitment: str = "",
+) -> int:
     """Append one entry inside the caller's write transaction; its sequence number."""
     if "\n" in kind or "\n" in actor or "\n" in at:
         raise ValueError("log fields cannot hold line breaks")
@@ -59,14 +77,15 @@ def append(conn: sqlite3.Connection, kind: str, body: Mapping[str, object], at: 
     body_text = canonical(body)
     digest = entry_hash(prev, seq, at, kind, actor, personal_commitment, body_text)
     conn.execute(
-        "INSERT INTO audit_log (seq, at, kind, actor, body, personal_hash, prev_hash, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO audit_log (seq, at, kind, actor, body, personal_hash, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
         (seq, at, kind, actor, body_text, personal_commitment, prev, digest),
     )
     return seq
 
 
 def now_text(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.timezone.utc)).astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def new_salt() -> str:
@@ -104,11 +123,17 @@ class Report:
 
 
 def _entries(conn: sqlite3.Connection) -> Iterator[tuple]:
-    yield from conn.execute("SELECT seq, at, kind, actor, body, personal_hash, prev_hash, hash FROM audit_log ORDER BY seq")
+    yield from conn.execute(
+        "SELECT seq, at, kind, actor, body, personal_hash, prev_hash, hash FROM audit_log ORDER BY seq"
+    )
 
 
-def verify(conn: sqlite3.Connection, checkpoints: list[dict] | None = None,
-           log_keys: Mapping[str, Ed25519PublicKey] | None = None, max_problems: int = 20) -> Report:  # fmt: skip
+def verify(
+    conn: sqlite3.Connection,
+    checkpoints: list[dict] | None = None,
+    log_keys: Mapping[str, Ed25519PublicKey] | None = None,
+    max_problems: int = 20,
+) -> Report:
     """Recompute the chain, compare scans with their entries, check signed checkpoints."""
     problems: list[Problem] = []
     expected_seq, prev, count = 1, GENESIS, 0
@@ -190,23 +215,27 @@ def parse_checkpoint(data: object) -> dict:
     return {"seq": seq, "head": head, "at": at, "kid": kid, "signature": signature}
 
 
-def sign_checkpoint(conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime | None = None) -> dict:
+def sign_checkpoint(
+    conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime | None = None
+) -> dict:
     """A signed statement of the log's current head; store it and export it off the host."""
     seq, head = _head(conn)
     at = now_text(now)
     signature = private_key.sign(checkpoint_message(seq, head, at)).hex()
-    return {"format": CHECKPOINT_FORMAT, "seq": seq, "head": head, "at": at, "kid": kid,
-            "signature": signature}  # fmt: skip
+    return {"format": CHECKPOINT_FORMAT, "seq": seq, "head": head, "at": at, "kid": kid, "signature": signature}
 
 
-def _check_checkpoint(checkpoint: Mapping, head_seq: int, hashes_at: Mapping[int, str],
-                      log_keys: Mapping[str, Ed25519PublicKey]) -> list[Problem]:  # fmt: skip
+def _check_checkpoint(
+    checkpoint: Mapping, head_seq: int, hashes_at: Mapping[int, str], log_keys: Mapping[str, Ed25519PublicKey]
+) -> list[Problem]:
     seq = int(checkpoint["seq"])
     key = log_keys.get(str(checkpoint.get("kid")))
     if key is None:
         return [Problem(seq, f"checkpoint {seq} is signed by unknown log key {checkpoint.get('kid')!r}")]
     try:
-        key.verify(bytes.fromhex(checkpoint["signature"]), checkpoint_message(seq, checkpoint["head"], checkpoint["at"]))
+        key.verify(
+            bytes.fromhex(checkpoint["signature"]), checkpoint_message(seq, checkpoint["head"], checkpoint["at"])
+        )
     except (InvalidSignature, ValueError):
         return [Problem(seq, f"checkpoint {seq} has a bad signature (forged or altered)")]
     if seq > head_seq:

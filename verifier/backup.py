@@ -71,7 +71,7 @@ def restore(backup_path: Path, db_path: Path, now: dt.datetime | None = None) ->
     backup_path, db_path = Path(backup_path), Path(db_path)
     report = check(backup_path)
     kept = None
-    stamp = (now or dt.datetime.now(dt.timezone.utc)).strftime("%Y%m%dT%H%M%S")
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S")
     if db_path.exists():
         kept = db_path.with_name(f"{db_path.name}.before-restore-{stamp}")
         source = sqlite3.connect(db_path)

@@ -38,7 +38,9 @@ class Meter:
     def tick(self) -> int:
         self.used += GRAIN
         # Sorts run inside few instructions: the clock catches what the count misses.
-        if (self.steps is not None and self.used > self.steps) or (self.deadline is not None and clock() > self.deadline):
+        if (self.steps is not None and self.used > self.steps) or (
+            self.deadline is not None and clock() > self.deadline
+        ):
             self.exceeded = True
             return 1  # non-zero: SQLite interrupts the statement
         return 0

@@ -52,7 +52,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc)
+    return dt.datetime.now(dt.UTC)
 
 
 def passphrase(confirm: bool = False) -> bytes:
@@ -97,8 +97,13 @@ def _keys_call(fn, *args):
 
 @keys_group.command("new")
 @click.argument("name")
-@click.option("--purpose", type=click.Choice(keys.PURPOSES), default="codes", show_default=True,
-              help="codes: signs labels; log: signs audit-log checkpoints (never codes).")  # fmt: skip
+@click.option(
+    "--purpose",
+    type=click.Choice(keys.PURPOSES),
+    default="codes",
+    show_default=True,
+    help="codes: signs labels; log: signs audit-log checkpoints (never codes).",
+)
 def keys_new(name: str, purpose: str) -> None:
     """Create an Ed25519 signing key NAME (encrypted with the key passphrase).
 
@@ -193,8 +198,13 @@ def _actor() -> str:
 
 @cli.command("sign")
 @click.option("--key", "key_name", required=True, help="Name of the signing key.")
-@click.option("--mark", default="anti-counterfeit", show_default=True,
-              type=click.Choice([m.slug for m in codes.MARKS]), help="Mark type.")  # fmt: skip
+@click.option(
+    "--mark",
+    default="anti-counterfeit",
+    show_default=True,
+    type=click.Choice([m.slug for m in codes.MARKS]),
+    help="Mark type.",
+)
 @click.option("--batch", type=int, default=1, show_default=True, help="Batch number (compact form).")
 @click.option("--serial", type=int, help="Serial number (default: random).")
 @click.option("--gtin", help="GTIN: makes a GS1 Digital Link URL instead of a compact one.")
@@ -213,8 +223,15 @@ def sign_command(key_name, mark, batch, serial, gtin, lot, expiry) -> None:
         if gtin:
             if not lot or not expiry:
                 raise CliError("a GS1 code needs --gtin, --lot and --expiry", 2)
-            code = codes.Code(codes.FORM_GS1, kid, mark_obj, serial, gtin=codes.normalize_gtin(gtin),
-                              lot=lot, expiry=codes.expiry_text(expiry.date()))  # fmt: skip
+            code = codes.Code(
+                codes.FORM_GS1,
+                kid,
+                mark_obj,
+                serial,
+                gtin=codes.normalize_gtin(gtin),
+                lot=lot,
+                expiry=codes.expiry_text(expiry.date()),
+            )
         else:
             code = codes.Code(codes.FORM_COMPACT, kid, mark_obj, serial, batch=batch)
         click.echo(codes.encode_url(codes.sign(code, private), config.base_urls()[0]))
@@ -280,9 +297,13 @@ def _looks_like_file(arg: str) -> bool:
 
 def _result_json(text: str, result: codes.Verification) -> dict[str, object]:
     return {
-        "input": text, "genuine": result.genuine, "reason": result.reason, "detail": result.detail,
-        "key_status": result.key_status, "fields": result.code.fields() if result.code else None,
-    }  # fmt: skip
+        "input": text,
+        "genuine": result.genuine,
+        "reason": result.reason,
+        "detail": result.detail,
+        "key_status": result.key_status,
+        "fields": result.code.fields() if result.code else None,
+    }
 
 
 def _print_result(text: str, result: codes.Verification, show_input: bool) -> None:
@@ -323,10 +344,20 @@ def _split_formats(value: str) -> tuple[str, ...]:
 @click.option("--spec", default="", help="Product specification, e.g. '500 ml'.")
 @click.option("--count", required=True, type=int, help="Number of codes.")
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False), help="Output folder (new or empty).")
-@click.option("--format", "formats", default="csv,pdf", show_default=True,
-              help="Any of csv,png,label-png,svg,pdf (label-png: QR code with its printed code and mark).")  # fmt: skip
-@click.option("--form", type=click.Choice(["auto", "compact", "gs1"]), default="auto", show_default=True,
-              help="URL form: gs1 (Digital Link) when --gtin is given, else compact.")  # fmt: skip
+@click.option(
+    "--format",
+    "formats",
+    default="csv,pdf",
+    show_default=True,
+    help="Any of csv,png,label-png,svg,pdf (label-png: QR code with its printed code and mark).",
+)
+@click.option(
+    "--form",
+    type=click.Choice(["auto", "compact", "gs1"]),
+    default="auto",
+    show_default=True,
+    help="URL form: gs1 (Digital Link) when --gtin is given, else compact.",
+)
 @click.option("--gtin", help="GTIN-8/12/13/14 of the product.")
 @click.option("--lot", help="Lot / batch number printed by the enterprise (GS1 AI 10).")
 @click.option("--production-date", type=click.DateTime(["%Y-%m-%d"]), help="YYYY-MM-DD.")
@@ -336,11 +367,30 @@ def _split_formats(value: str) -> tuple[str, ...]:
 @click.option("--label-size", default="40x30", show_default=True, help="PDF label size in mm, WIDTHxHEIGHT.")
 @click.option("--note", default="", help="A note kept with the batch.")
 @click.option("--workers", type=int, help="Processes for signing and rendering (default: all cores).")
-def batch_issue(key_name, mark, enterprise, credit_code, product, spec, count, out_dir, formats, form, gtin, lot,
-                production_date, expiry, pin, base_url, label_size, note, workers) -> None:  # fmt: skip
+def batch_issue(
+    key_name,
+    mark,
+    enterprise,
+    credit_code,
+    product,
+    spec,
+    count,
+    out_dir,
+    formats,
+    form,
+    gtin,
+    lot,
+    production_date,
+    expiry,
+    pin,
+    base_url,
+    label_size,
+    note,
+    workers,
+) -> None:
     """Issue a batch of signed codes with printer files (codes.csv, PNG/SVG, PDF sheets).
 
-    Example: verifier batch issue --key dev --mark stable-qualified --enterprise 'Acme' --product 'Tea 500g' --count 1000 --out labels/
+    Example: verifier batch issue --key dev --mark traceability --enterprise Acme --product Tea --count 1000 --out l/
     """
     from . import issue, labels, pins, progress, store
 
@@ -353,12 +403,24 @@ def batch_issue(key_name, mark, enterprise, credit_code, product, spec, count, o
     if workers is not None and workers < 1:
         raise CliError("--workers must be at least 1", 2)
     request = issue.BatchRequest(
-        mark=mark_obj, enterprise=enterprise, product=product, count=count, out_dir=Path(out_dir),
-        base_url=base_url or config.base_urls()[0], formats=_split_formats(formats), credit_code=credit_code,
-        spec=spec, gtin=gtin14, lot=lot, production_date=production_date.date() if production_date else None,
+        mark=mark_obj,
+        enterprise=enterprise,
+        product=product,
+        count=count,
+        out_dir=Path(out_dir),
+        base_url=base_url or config.base_urls()[0],
+        formats=_split_formats(formats),
+        credit_code=credit_code,
+        spec=spec,
+        gtin=gtin14,
+        lot=lot,
+        production_date=production_date.date() if production_date else None,
         expiry=expiry.date() if expiry else None,
-        form=("gs1" if gtin14 else "compact") if form == "auto" else form, pin=pin, layout=layout, note=note,
-    )  # fmt: skip
+        form=("gs1" if gtin14 else "compact") if form == "auto" else form,
+        pin=pin,
+        layout=layout,
+        note=note,
+    )
     try:
         request.validate()
         secret = pins.load_secret(required=pin) if pin else None
@@ -367,8 +429,9 @@ def batch_issue(key_name, mark, enterprise, credit_code, product, spec, count, o
     record, private = _keys_call(keys.load_private_key, config.keys_dir(), key_name, passphrase())
     meter = progress.Progress(count)
     try:
-        result = issue.issue_batch(config.db_path(), request, private, bytes.fromhex(record.kid), secret,
-                                   meter.advance, workers)  # fmt: skip
+        result = issue.issue_batch(
+            config.db_path(), request, private, bytes.fromhex(record.kid), secret, meter.advance, workers
+        )
     except (issue.IssueError, store.StoreError) as exc:
         raise CliError(str(exc)) from None
     except KeyboardInterrupt:
@@ -376,15 +439,25 @@ def batch_issue(key_name, mark, enterprise, credit_code, product, spec, count, o
     finally:
         meter.close()
     rate = result.count / result.seconds if result.seconds else 0
-    click.echo(f"Issued batch {result.batch_id}: {result.count:,} codes in {result.seconds:.1f} s ({rate:,.0f} codes/s)")
-    click.echo(f"Output: {result.out_dir} ({result.files:,} files" + (f", {result.pdf_pages:,} PDF pages)" if result.pdf_pages else ")"))
+    click.echo(
+        f"Issued batch {result.batch_id}: {result.count:,} codes in {result.seconds:.1f} s ({rate:,.0f} codes/s)"
+    )
+    click.echo(
+        f"Output: {result.out_dir} ({result.files:,} files"
+        + (f", {result.pdf_pages:,} PDF pages)" if result.pdf_pages else ")")
+    )
     if pin:
         where = "codes.csv and the PDF labels' scratch-off boxes" if "pdf" in request.formats else "codes.csv"
-        click.echo(f"PINs are in {where} only: they are never stored; print them under a scratch-off layer, "
-                   "then keep these files as safe as the labels themselves.")  # fmt: skip
+        click.echo(
+            f"PINs are in {where} only: they are never stored; print them under a scratch-off layer, "
+            "then keep these files as safe as the labels themselves."
+        )
     if not labels.label_font()[1] and "pdf" in request.formats:
-        click.echo("Note: no CJK TrueType font found, so the PDF references STSong-Light without embedding it; "
-                   "set VERIFIER_LABEL_FONT to a .ttf/.ttc to embed one.", err=True)  # fmt: skip
+        click.echo(
+            "Note: no CJK TrueType font found, so the PDF references STSong-Light without embedding it; "
+            "set VERIFIER_LABEL_FONT to a .ttf/.ttc to embed one.",
+            err=True,
+        )
 
 
 def _open_db(create: bool = False):
@@ -399,8 +472,10 @@ def _open_db(create: bool = False):
 
 
 def _batch_summary(b: dict) -> str:
-    return (f"{b['id']:>6}  {b['status']:<8} {b['mark']:<17} {b['count']:>10,}  {b['enterprise']} / {b['product']}"
-            f"{' / ' + b['lot'] if b['lot'] else ''}  {b['created_at']}")  # fmt: skip
+    return (
+        f"{b['id']:>6}  {b['status']:<8} {b['mark']:<17} {b['count']:>10,}  {b['enterprise']} / {b['product']}"
+        f"{' / ' + b['lot'] if b['lot'] else ''}  {b['created_at']}"
+    )
 
 
 @batch_group.command("list")
@@ -445,9 +520,30 @@ def batch_show(batch_id: int, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(batch, indent=2, ensure_ascii=False))
         return
-    for name in ("id", "status", "enterprise", "credit_code", "product", "spec", "mark", "form", "gtin", "lot",
-                 "production_date", "expiry_date", "count", "kid", "base_url", "pin", "output_dir", "created_at",
-                 "created_by", "note", "recalled_at", "recall_reason"):  # fmt: skip
+    for name in (
+        "id",
+        "status",
+        "enterprise",
+        "credit_code",
+        "product",
+        "spec",
+        "mark",
+        "form",
+        "gtin",
+        "lot",
+        "production_date",
+        "expiry_date",
+        "count",
+        "kid",
+        "base_url",
+        "pin",
+        "output_dir",
+        "created_at",
+        "created_by",
+        "note",
+        "recalled_at",
+        "recall_reason",
+    ):
         if batch.get(name) not in (None, ""):
             click.echo(f"{name:<16} {batch[name]}")
 
@@ -497,8 +593,13 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
         else:
             signer = codes.compact_signer(private, kid, mark, batch_id, batch["base_url"])
     try:  # owner-only, like the batch folder: with --key it holds every label's URL
-        out = os.fdopen(os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8",
-                        newline="") if out_file else sys.stdout  # fmt: skip
+        out = (
+            os.fdopen(
+                os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w", encoding="utf-8", newline=""
+            )
+            if out_file
+            else sys.stdout
+        )
     except OSError as exc:
         raise CliError(f"cannot write {out_file}: {exc.strerror}") from None
     try:
@@ -553,11 +654,16 @@ def _log_public_keys() -> dict:
 
 
 @audit_group.command("verify")
-@click.option("--checkpoint", "checkpoint_files", multiple=True, type=click.Path(exists=True, dir_okay=False),
-              help="A checkpoint exported off the host (repeatable): detects truncation and rewriting.")  # fmt: skip
+@click.option(
+    "--checkpoint",
+    "checkpoint_files",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="A checkpoint exported off the host (repeatable): detects truncation and rewriting.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
-    """Recompute the hash chain and check every scan, stored and exported checkpoint. Exit 1 if tampered, 2 on a bad file.
+    """Recompute the hash chain and check every scan and checkpoint. Exit 1 if tampered, 2 on a bad file.
 
     Example: verifier audit verify --checkpoint /mnt/offsite/checkpoint-000120.json
     """
@@ -572,12 +678,24 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
             raise CliError(f"{path} is not a checkpoint file: {exc}", 2) from None
     report = auditlog.verify(db.conn, checkpoints, _log_public_keys())
     if as_json:
-        click.echo(json.dumps({"ok": report.ok, "entries": report.entries, "head_seq": report.head_seq,
-                               "head_hash": report.head_hash, "first_bad_seq": report.first_bad_seq,
-                               "problems": [p.__dict__ for p in report.problems]}, indent=2))  # fmt: skip
+        click.echo(
+            json.dumps(
+                {
+                    "ok": report.ok,
+                    "entries": report.entries,
+                    "head_seq": report.head_seq,
+                    "head_hash": report.head_hash,
+                    "first_bad_seq": report.first_bad_seq,
+                    "problems": [p.__dict__ for p in report.problems],
+                },
+                indent=2,
+            )
+        )
     elif report.ok:
-        click.echo(f"OK: {report.entries:,} entries chain correctly up to {report.head_seq} "
-                   f"(head {report.head_hash[:16]}...); {len(checkpoints)} checkpoint(s) match")  # fmt: skip
+        click.echo(
+            f"OK: {report.entries:,} entries chain correctly up to {report.head_seq} "
+            f"(head {report.head_hash[:16]}...); {len(checkpoints)} checkpoint(s) match"
+        )
     else:
         click.echo(f"TAMPERED: first bad entry is {report.first_bad_seq}")
         for problem in report.problems:
@@ -602,8 +720,10 @@ def audit_checkpoint(key_name: str, out_file: str | None) -> None:
     db = _open_db()
     with store.transaction(db) as conn:
         checkpoint = auditlog.sign_checkpoint(conn, private, record.kid)
-        conn.execute("INSERT INTO audit_checkpoints (seq, head, at, kid, signature) VALUES (?, ?, ?, ?, ?)",
-                     [checkpoint[k] for k in ("seq", "head", "at", "kid", "signature")])  # fmt: skip
+        conn.execute(
+            "INSERT INTO audit_checkpoints (seq, head, at, kid, signature) VALUES (?, ?, ?, ?, ?)",
+            [checkpoint[k] for k in ("seq", "head", "at", "kid", "signature")],
+        )
     text = json.dumps(checkpoint, indent=2) + "\n"
     if out_file:
         Path(out_file).write_text(text, "utf-8")
@@ -628,24 +748,47 @@ def audit_purge(days: int) -> None:
     with store.transaction(db) as conn:
         erased = conn.execute(
             "UPDATE scans SET ip_prefix = NULL, ip_hash = NULL, region = NULL, city = NULL, user_agent = NULL, "
-            "session_hash = NULL, personal_salt = NULL WHERE at < ? AND personal_salt IS NOT NULL", [cutoff]
-        ).rowcount  # fmt: skip
+            "session_hash = NULL, personal_salt = NULL WHERE at < ? AND personal_salt IS NOT NULL",
+            [cutoff],
+        ).rowcount
         auditlog.append(conn, "audit.purged", {"older_than": cutoff, "scans": erased}, auditlog.now_text(), _actor())
     click.echo(f"Erased the personal fields of {erased:,} scans older than {cutoff}")
 
 
 @audit_group.command("anomalies")
 @click.option("--days", default=30, show_default=True, type=click.IntRange(1, None), help="Look at the last DAYS.")
-@click.option("--repeat-checks", default=4, show_default=True, type=click.IntRange(1, None), help="Checks a code may have.")
+@click.option(
+    "--repeat-checks", default=4, show_default=True, type=click.IntRange(1, None), help="Checks a code may have."
+)
 @click.option("--sessions", default=3, show_default=True, type=click.IntRange(1, None), help="Browsers a code may see.")
-@click.option("--distant-hours", default=24.0, show_default=True, type=click.FloatRange(0, None),
-              help="Two regions within this many hours are suspicious.")  # fmt: skip
-@click.option("--cluster", default=3, show_default=True, type=click.IntRange(1, None),
-              help="Not-genuine scans in one region on one day that make a cluster.")  # fmt: skip
-@click.option("--pin-guesses", default=5, show_default=True, type=click.IntRange(1, None),
-              help="Wrong or throttled PINs for one code that make guessing.")  # fmt: skip
-@click.option("--pin-clients", default=2, show_default=True, type=click.IntRange(1, None),
-              help="...from at least this many clients.")  # fmt: skip
+@click.option(
+    "--distant-hours",
+    default=24.0,
+    show_default=True,
+    type=click.FloatRange(0, None),
+    help="Two regions within this many hours are suspicious.",
+)
+@click.option(
+    "--cluster",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Not-genuine scans in one region on one day that make a cluster.",
+)
+@click.option(
+    "--pin-guesses",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="Wrong or throttled PINs for one code that make guessing.",
+)
+@click.option(
+    "--pin-clients",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1, None),
+    help="...from at least this many clients.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, pin_guesses, pin_clients, as_json) -> None:
     """List cloned-label and counterfeit signals in the scan log, with the scans as evidence.
@@ -663,8 +806,10 @@ def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, pin_g
     if not found:
         click.echo(f"No anomalies since {since}.")
     for a in found:
-        click.echo(f"{a.rule:<20} {a.subject:<40} {a.count:>6}  {a.first_at[:19]} .. {a.last_at[:19]}  "
-                   f"scans {','.join(map(str, a.evidence[:8]))}{'...' if len(a.evidence) > 8 else ''}")  # fmt: skip
+        click.echo(
+            f"{a.rule:<20} {a.subject:<40} {a.count:>6}  {a.first_at[:19]} .. {a.last_at[:19]}  "
+            f"scans {','.join(map(str, a.evidence[:8]))}{'...' if len(a.evidence) > 8 else ''}"
+        )
 
 
 # --- accounts -----------------------------------------------------------------------------
@@ -736,7 +881,9 @@ def users_list(as_json: bool) -> None:
         return
     for u in users:
         state = "disabled" if u["disabled"] else "active"
-        click.echo(f"{u['username']:<24} {u['role']:<10} {state:<8} {u['enterprise'] or '':<20} tokens {u['active_tokens']}")
+        click.echo(
+            f"{u['username']:<24} {u['role']:<10} {state:<8} {u['enterprise'] or '':<20} tokens {u['active_tokens']}"
+        )
 
 
 @users_group.command("disable")
@@ -764,7 +911,10 @@ def users_token(username: str, label: str) -> None:
 
     token_id, token = _accounts_call(accounts.issue_token, username, label)
     click.echo(token)
-    click.echo(f"Token {token_id} for {username}: shown once, keep it secret (revoke: verifier users revoke-token {token_id})", err=True)
+    click.echo(
+        f"Token {token_id} for {username}: shown once, keep it secret (revoke: verifier users revoke-token {token_id})",
+        err=True,
+    )
 
 
 @users_group.command("revoke-token")
@@ -829,8 +979,10 @@ def db_backup(target: str) -> None:
     except backup.BackupError as exc:
         raise CliError(str(exc)) from None
     size = Path(target).stat().st_size
-    click.echo(f"Backed up to {target} ({size / 1e6:.1f} MB): integrity ok, audit log verifies "
-               f"({report.entries:,} entries, head {report.head_hash[:16]}...)")  # fmt: skip
+    click.echo(
+        f"Backed up to {target} ({size / 1e6:.1f} MB): integrity ok, audit log verifies "
+        f"({report.entries:,} entries, head {report.head_hash[:16]}...)"
+    )
 
 
 @db_group.command("restore")

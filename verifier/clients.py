@@ -65,11 +65,29 @@ def rate_network(ip: str) -> str:
     return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
 
 
-_APPS = (("MicroMessenger", "WeChat"), ("AlipayClient", "Alipay"), ("QQ/", "QQ"), ("DingTalk", "DingTalk"),
-         ("Weibo", "Weibo"), ("HeadlessChrome", "Headless"), ("Edg/", "Edge"), ("Firefox/", "Firefox"),
-         ("Chrome/", "Chrome"), ("Safari/", "Safari"), ("curl/", "curl"), ("python", "script"))  # fmt: skip
-_SYSTEMS = (("iPhone", "iOS"), ("iPad", "iOS"), ("Android", "Android"), ("HarmonyOS", "HarmonyOS"),
-            ("Windows", "Windows"), ("Mac OS X", "macOS"), ("Linux", "Linux"))  # fmt: skip
+_APPS = (
+    ("MicroMessenger", "WeChat"),
+    ("AlipayClient", "Alipay"),
+    ("QQ/", "QQ"),
+    ("DingTalk", "DingTalk"),
+    ("Weibo", "Weibo"),
+    ("HeadlessChrome", "Headless"),
+    ("Edg/", "Edge"),
+    ("Firefox/", "Firefox"),
+    ("Chrome/", "Chrome"),
+    ("Safari/", "Safari"),
+    ("curl/", "curl"),
+    ("python", "script"),
+)
+_SYSTEMS = (
+    ("iPhone", "iOS"),
+    ("iPad", "iOS"),
+    ("Android", "Android"),
+    ("HarmonyOS", "HarmonyOS"),
+    ("Windows", "Windows"),
+    ("Mac OS X", "macOS"),
+    ("Linux", "Linux"),
+)
 
 
 @functools.lru_cache(maxsize=1024)
@@ -162,8 +180,14 @@ def _is_mark(ch: str) -> bool:
     return unicodedata.category(ch).startswith("M")  # a vowel sign or accent, part of the letter before it
 
 
-def describe_client(ip: str | None, user_agent: str, session_id: str | None, headers: Mapping[str, str],
-                    key: bytes, resolver: RegionResolver) -> Client:  # fmt: skip
+def describe_client(
+    ip: str | None,
+    user_agent: str,
+    session_id: str | None,
+    headers: Mapping[str, str],
+    key: bytes,
+    resolver: RegionResolver,
+) -> Client:
     """The minimised record of a client, computed once at scan time."""
     ip = ip or ""
     return Client(

@@ -43,10 +43,23 @@ BAD_SIGNATURE = "bad-signature"
 KEY_REVOKED = "key-revoked"
 REASONS = (GENUINE, MALFORMED, UNKNOWN_KEY, BAD_SIGNATURE, KEY_REVOKED)
 MALFORMED_DETAILS = (
-    "bad-length", "bad-character", "bad-prefix", "bad-path", "bad-encoding", "bad-version",
-    "bad-mark", "bad-batch", "bad-serial", "bad-gtin", "bad-lot", "bad-expiry",
-    "missing-field", "duplicate-field", "unknown-field", "bad-check-digit",
-)  # fmt: skip
+    "bad-length",
+    "bad-character",
+    "bad-prefix",
+    "bad-path",
+    "bad-encoding",
+    "bad-version",
+    "bad-mark",
+    "bad-batch",
+    "bad-serial",
+    "bad-gtin",
+    "bad-lot",
+    "bad-expiry",
+    "missing-field",
+    "duplicate-field",
+    "unknown-field",
+    "bad-check-digit",
+)
 
 KEY_ACTIVE = "active"
 KEY_RETIRED = "retired"
@@ -123,10 +136,13 @@ class Code:
     def fields(self) -> dict[str, object]:
         """The decoded fields as plain JSON-ready values."""
         out: dict[str, object] = {
-            "form": self.form, "version": self.version, "kid": self.kid_hex,
-            "mark": self.mark.slug, "serial": f"{self.serial:0{SERIAL_DIGITS}d}",
+            "form": self.form,
+            "version": self.version,
+            "kid": self.kid_hex,
+            "mark": self.mark.slug,
+            "serial": f"{self.serial:0{SERIAL_DIGITS}d}",
             "human_code": self.human,
-        }  # fmt: skip
+        }
         if self.form == FORM_COMPACT:
             out["batch"] = self.batch
         else:
@@ -223,12 +239,17 @@ def _check_serial(serial: int) -> int:
 # --- human-readable code: serial digits plus a Damm check digit -------------------------
 
 _DAMM = (
-    (0, 3, 1, 7, 5, 9, 8, 6, 4, 2), (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
-    (4, 2, 0, 6, 8, 7, 1, 3, 5, 9), (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
-    (6, 1, 2, 3, 0, 4, 5, 9, 7, 8), (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
-    (5, 8, 6, 9, 7, 2, 0, 1, 3, 4), (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
-    (9, 4, 3, 8, 6, 1, 7, 2, 0, 5), (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
-)  # fmt: skip
+    (0, 3, 1, 7, 5, 9, 8, 6, 4, 2),
+    (7, 0, 9, 2, 1, 5, 4, 8, 6, 3),
+    (4, 2, 0, 6, 8, 7, 1, 3, 5, 9),
+    (1, 7, 5, 0, 9, 8, 3, 4, 2, 6),
+    (6, 1, 2, 3, 0, 4, 5, 9, 7, 8),
+    (3, 6, 7, 4, 2, 0, 9, 5, 8, 1),
+    (5, 8, 6, 9, 7, 2, 0, 1, 3, 4),
+    (8, 9, 4, 5, 3, 6, 2, 0, 1, 7),
+    (9, 4, 3, 8, 6, 1, 7, 2, 0, 5),
+    (2, 5, 8, 1, 4, 3, 6, 7, 9, 0),
+)
 
 
 def damm_digit(digits: str, interim: int = 0) -> int:
@@ -311,8 +332,7 @@ def compact_signer(private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, batch
     return sign_serial
 
 
-def gs1_signer(private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, gtin: str, lot: str, expiry: str,
-               base_url: str):  # fmt: skip
+def gs1_signer(private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, gtin: str, lot: str, expiry: str, base_url: str):
     """A function serial -> signed GS1 Digital Link URL for one lot: the batch-issuing hot path."""
     _validate_content(Code(FORM_GS1, kid, mark, 0, gtin=gtin, lot=lot, expiry=expiry))
     message_head = CONTEXT + bytes([VERSION]) + _FORM_BYTES[FORM_GS1] + kid + bytes([mark.code])
@@ -542,9 +562,15 @@ def _decode_gs1(tail: str) -> Code:
     if raw[0] != VERSION:
         raise _malformed("bad-version", f"unsupported version {raw[0]}")
     return Code(
-        FORM_GS1, raw[1:3], mark, int(serial_text),
-        gtin=gtin, lot=lot, expiry=attrs["17"], signature=raw[3:],
-    )  # fmt: skip
+        FORM_GS1,
+        raw[1:3],
+        mark,
+        int(serial_text),
+        gtin=gtin,
+        lot=lot,
+        expiry=attrs["17"],
+        signature=raw[3:],
+    )
 
 
 def check_signature(code: Code, keys: Mapping[bytes, TrustedKey]) -> TrustedKey:

@@ -36,7 +36,7 @@ def plain_cell(value: str, *, digits: bool = False) -> str:
     return value
 
 
-def writer(fh: IO[str]) -> "SafeWriter":
+def writer(fh: IO[str]) -> SafeWriter:
     """A csv writer whose rows are neutralised cell by cell."""
     return SafeWriter(fh)
 

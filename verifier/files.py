@@ -58,8 +58,9 @@ def tighten(path: Path) -> None:
         try:
             os.chmod(path, PRIVATE_FILE)
         except PermissionError:  # only its owner (or root) may: say so, and go on as before
-            log.warning("%s is readable by others (mode %04o) and not ours to change: chmod 600 it",
-                        path, stat.S_IMODE(mode))  # fmt: skip
+            log.warning(
+                "%s is readable by others (mode %04o) and not ours to change: chmod 600 it", path, stat.S_IMODE(mode)
+            )
 
 
 def fsync_dir(folder: Path) -> None:

@@ -102,8 +102,14 @@ class BatchRequest:
 
     def label_text(self) -> labels.LabelText:
         """What every label of the batch prints besides its code."""
-        return labels.LabelText(self.mark.name_zh, self.enterprise, f"{self.product} {self.spec}".strip(),
-                                self.lot or "", labels.lookup_host(self.base_url), self.pin)  # fmt: skip
+        return labels.LabelText(
+            self.mark.name_zh,
+            self.enterprise,
+            f"{self.product} {self.spec}".strip(),
+            self.lot or "",
+            labels.lookup_host(self.base_url),
+            self.pin,
+        )
 
     def label_plan(self) -> labels.LabelPlan:
         """The PDF label's layout; ValueError if `layout.label_mm` cannot hold it."""
@@ -132,8 +138,9 @@ def _init_worker(settings: dict) -> None:
     if settings["form"] == codes.FORM_COMPACT:
         signer = codes.compact_signer(private, kid, mark, settings["batch_id"], settings["base_url"])
     else:
-        signer = codes.gs1_signer(private, kid, mark, settings["gtin"], settings["lot"], settings["expiry"],
-                                  settings["base_url"])  # fmt: skip
+        signer = codes.gs1_signer(
+            private, kid, mark, settings["gtin"], settings["lot"], settings["expiry"], settings["base_url"]
+        )
     _worker.clear()
     _worker.update(settings, signer=signer, private_raw=None)
 
@@ -274,8 +281,9 @@ _RANDOM_LIMIT = (2**56 // codes.SERIAL_LIMIT) * codes.SERIAL_LIMIT  # rejection 
 RandomBytes = Callable[[int], bytes]  # n -> n random bytes; os.urandom in production
 
 
-def _draw_serials(count: int, random_bytes: RandomBytes = os.urandom,
-                  avoid: set[int] | frozenset[int] = frozenset()) -> list[int]:  # fmt: skip
+def _draw_serials(
+    count: int, random_bytes: RandomBytes = os.urandom, avoid: set[int] | frozenset[int] = frozenset()
+) -> list[int]:
     """`count` distinct uniformly random serials from `random_bytes`, none of them in `avoid`."""
     out: list[int] = []
     seen = set(avoid)
@@ -310,15 +318,20 @@ def _register_serials(db, batch_id: int, count: int, random_bytes: RandomBytes =
         except sqlite3.IntegrityError as exc:  # about 1 in 10^9 a code per 10^7 issued: redraw those
             taken = store.serials_taken(db.conn, serials)
             if not taken:  # not a collision: retrying could never succeed
-                if not db.execute("SELECT 1 FROM batches WHERE id = ? AND status = ?",
-                                  [batch_id, store.BATCH_ISSUING]).fetchone():  # fmt: skip
-                    raise IssueError(f"batch {batch_id} was removed from the registry while it was being "
-                                     "issued; nothing of it is registered") from None  # fmt: skip
+                if not db.execute(
+                    "SELECT 1 FROM batches WHERE id = ? AND status = ?", [batch_id, store.BATCH_ISSUING]
+                ).fetchone():
+                    raise IssueError(
+                        f"batch {batch_id} was removed from the registry while it was being "
+                        "issued; nothing of it is registered"
+                    ) from None
                 raise IssueError(f"the registry refused the serials of batch {batch_id}: {exc}") from None
             fresh = iter(_draw_serials(len(taken), random_bytes, avoid=set(serials)))
             serials = sorted(next(fresh) if s in taken else s for s in serials)
-    raise IssueError(f"new serials collided with issued ones {MAX_REDRAWS + 1} times in a row: "
-                     "the source of random serials is not random")  # fmt: skip
+    raise IssueError(
+        f"new serials collided with issued ones {MAX_REDRAWS + 1} times in a row: "
+        "the source of random serials is not random"
+    )
 
 
 def _prepare_out_dir(out_dir: Path) -> Path:
@@ -360,7 +373,7 @@ def issue_batch(
     if request.pin and not pin_secret:
         raise IssueError("--pin needs a PIN secret (VERIFIER_PIN_SECRET or VERIFIER_PIN_SECRET_FILE)")
     out_dir = _prepare_out_dir(request.out_dir)
-    started = dt.datetime.now(dt.timezone.utc)
+    started = dt.datetime.now(dt.UTC)
     db = store.connect(db_path)
     lock: BatchLock | None = None
     try:
@@ -372,11 +385,27 @@ def issue_batch(
                 """INSERT INTO batches (enterprise_id, product_id, mark, form, lot, gtin, production_date,
                    expiry_date, count, kid, base_url, pin, status, output_dir, issuing_pid, created_at,
                    created_by, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [enterprise_id, product_id, request.mark.slug, request.form, request.lot, request.gtin,
-                 _iso(request.production_date), _iso(request.expiry), request.count, kid.hex(),
-                 codes.normalize_base_url(request.base_url), int(request.pin), store.BATCH_ISSUING,
-                 str(out_dir), os.getpid(), store.now_text(now), request.created_by or _user(), request.note],
-            ).lastrowid  # fmt: skip
+                [
+                    enterprise_id,
+                    product_id,
+                    request.mark.slug,
+                    request.form,
+                    request.lot,
+                    request.gtin,
+                    _iso(request.production_date),
+                    _iso(request.expiry),
+                    request.count,
+                    kid.hex(),
+                    codes.normalize_base_url(request.base_url),
+                    int(request.pin),
+                    store.BATCH_ISSUING,
+                    str(out_dir),
+                    os.getpid(),
+                    store.now_text(now),
+                    request.created_by or _user(),
+                    request.note,
+                ],
+            ).lastrowid
             # Locked before the row is committed, so no other process ever sees it unlocked.
             lock = BatchLock.acquire(db, batch_id, wait=True)
     except store.StoreError as exc:
@@ -392,8 +421,9 @@ def issue_batch(
             raise IssueError("batch numbers are exhausted (2^32 - 1)")
         partial = _partial_dir(out_dir, batch_id)
         try:
-            pages, counts = _produce(db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers,
-                                     random_bytes, lock.fd)  # fmt: skip
+            pages, counts = _produce(
+                db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers, random_bytes, lock.fd
+            )
             _write_manifest(db, batch_id, request, partial, counts, pages)
             _move_into_place(partial, out_dir)
             _activate(db, batch_id)
@@ -402,11 +432,11 @@ def issue_batch(
             raise
     finally:
         _close(db, lock)
-    seconds = (dt.datetime.now(dt.timezone.utc) - started).total_seconds()
+    seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
     return BatchResult(batch_id, request.count, out_dir, sum(counts.values()) + 1, pages, seconds)
 
 
-def _close(db, lock: "BatchLock | None") -> None:
+def _close(db, lock: BatchLock | None) -> None:
     if lock is not None:
         lock.release()
     db.close()
@@ -423,7 +453,7 @@ class BatchLock:
         self.path, self.fd = path, fd
 
     @classmethod
-    def acquire(cls, db, batch_id: int, wait: bool) -> "BatchLock | None":
+    def acquire(cls, db, batch_id: int, wait: bool) -> BatchLock | None:
         """The lock of batch `batch_id`; None if another process holds it and `wait` is false."""
         path = f"{_db_file(db)}-batch-{batch_id}.lock"
         while True:
@@ -466,8 +496,23 @@ def _activate(db, batch_id: int) -> None:
     with store.transaction(db) as conn:
         conn.execute("UPDATE batches SET status = ?, issuing_pid = NULL WHERE id = ?", [store.BATCH_ACTIVE, batch_id])
         row = store.batch_row(db, batch_id)
-        body = {k: row[k] for k in ("id", "enterprise", "product", "spec", "mark", "form", "lot", "gtin", "count", "kid",
-                                    "expiry_date", "created_by")}  # fmt: skip
+        body = {
+            k: row[k]
+            for k in (
+                "id",
+                "enterprise",
+                "product",
+                "spec",
+                "mark",
+                "form",
+                "lot",
+                "gtin",
+                "count",
+                "kid",
+                "expiry_date",
+                "created_by",
+            )
+        }
         auditlog.append(conn, "batch.issued", body, auditlog.now_text(), actor=row["created_by"])
 
 
@@ -490,22 +535,44 @@ def _user() -> str:
         return "unknown"
 
 
-def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path, progress, workers,
-             random_bytes: RandomBytes, lock_fd: int) -> tuple[int, dict[str, int]]:  # fmt: skip
+def _produce(
+    db,
+    batch_id,
+    request,
+    private_key,
+    kid,
+    pin_secret,
+    partial: Path,
+    progress,
+    workers,
+    random_bytes: RandomBytes,
+    lock_fd: int,
+) -> tuple[int, dict[str, int]]:
     """Sign and render every chunk, writing codes.csv in order; (PDF pages, files by kind)."""
     _mkdir_secret(partial)
     for fmt in ("png", "label-png", "svg"):
         if fmt in request.formats:
             _mkdir_secret(partial / fmt)
     settings = {
-        "private_raw": private_key.private_bytes_raw(), "kid": kid, "mark": request.mark, "form": request.form,
-        "batch_id": batch_id, "base_url": request.base_url, "gtin": request.gtin, "lot": request.lot,
+        "private_raw": private_key.private_bytes_raw(),
+        "kid": kid,
+        "mark": request.mark,
+        "form": request.form,
+        "batch_id": batch_id,
+        "base_url": request.base_url,
+        "gtin": request.gtin,
+        "lot": request.lot,
         "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 else None,
-        "pin_secret": pin_secret if request.pin else None, "formats": request.formats, "folder": str(partial),
-        "layout": request.layout, "plan": request.label_plan() if "pdf" in request.formats else None,
-        "mark_title": request.mark.name_zh, "png_text": labels.label_png_text(request.label_text(), request.mark.name_en),
-        "parent_pid": os.getpid(), "lock_fd": lock_fd,
-    }  # fmt: skip
+        "pin_secret": pin_secret if request.pin else None,
+        "formats": request.formats,
+        "folder": str(partial),
+        "layout": request.layout,
+        "plan": request.label_plan() if "pdf" in request.formats else None,
+        "mark_title": request.mark.name_zh,
+        "png_text": labels.label_png_text(request.label_text(), request.mark.name_en),
+        "parent_pid": os.getpid(),
+        "lock_fd": lock_fd,
+    }
     size = chunk_size(request.layout)
     chunks = -(-request.count // size)
     part_names = ["labels.pdf"] if chunks == 1 else [f"labels-{i + 1:05d}.pdf" for i in range(chunks)]
@@ -544,8 +611,9 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
                 serials = next_chunk(index)
                 collect(_work_chunk(part_names[index], serials), len(serials))
         else:
-            with ProcessPoolExecutor(max_workers=workers or os.cpu_count(), initializer=_init_pool_worker,
-                                     initargs=(settings,)) as pool:  # fmt: skip
+            with ProcessPoolExecutor(
+                max_workers=workers or os.cpu_count(), initializer=_init_pool_worker, initargs=(settings,)
+            ) as pool:
                 pending: deque[tuple[Future, int]] = deque()
                 window = 2 * (workers or os.cpu_count() or 1)
                 for index in range(chunks):
@@ -562,8 +630,9 @@ def _produce(db, batch_id, request, private_key, kid, pin_secret, partial: Path,
     return pages, counts
 
 
-def _write_manifest(db, batch_id: int, request: BatchRequest, partial: Path, counts: dict[str, int],
-                    pages: int) -> None:  # fmt: skip
+def _write_manifest(
+    db, batch_id: int, request: BatchRequest, partial: Path, counts: dict[str, int], pages: int
+) -> None:
     """manifest.json: batch metadata, counts, and the SHA-256 of every file, streamed."""
     batch = {k: v for k, v in store.batch_row(db, batch_id).items() if k not in ("issuing_pid", "output_dir")}
     batch["status"] = store.BATCH_ACTIVE
@@ -571,12 +640,22 @@ def _write_manifest(db, batch_id: int, request: BatchRequest, partial: Path, cou
         "format": MANIFEST_FORMAT,
         "batch": batch,
         "mark": {"slug": request.mark.slug, "zh": request.mark.name_zh, "en": request.mark.name_en},
-        "counts": {"codes": request.count, "png_files": counts["png"], "label_png_files": counts["label-png"],
-                   "svg_files": counts["svg"], "pdf_files": counts["pdf"], "pdf_pages": pages},
-        "layout": {**asdict(request.layout), "labels_per_page": request.layout.per_page, "image_qr_mm": IMAGE_QR_MM,
-                   "pdf_qr_mm": round(request.label_plan().qr_mm, 2) if "pdf" in request.formats else None},
+        "counts": {
+            "codes": request.count,
+            "png_files": counts["png"],
+            "label_png_files": counts["label-png"],
+            "svg_files": counts["svg"],
+            "pdf_files": counts["pdf"],
+            "pdf_pages": pages,
+        },
+        "layout": {
+            **asdict(request.layout),
+            "labels_per_page": request.layout.per_page,
+            "image_qr_mm": IMAGE_QR_MM,
+            "pdf_qr_mm": round(request.label_plan().qr_mm, 2) if "pdf" in request.formats else None,
+        },
         "pins": "in codes.csv and the PDF labels' scratch-off boxes only; never stored" if request.pin else None,
-    }  # fmt: skip
+    }
     listing = partial / ".files"
     with _create_secret(partial / "manifest.json") as out:
         text = json.dumps(head, indent=2, ensure_ascii=False)
@@ -613,8 +692,9 @@ def recover_interrupted(db) -> list[tuple[int, str]]:
         if lock is None:
             continue
         try:
-            row = db.execute("SELECT output_dir FROM batches WHERE id = ? AND status = ?",
-                             [batch_id, store.BATCH_ISSUING]).fetchone()  # fmt: skip
+            row = db.execute(
+                "SELECT output_dir FROM batches WHERE id = ? AND status = ?", [batch_id, store.BATCH_ISSUING]
+            ).fetchone()
             if row is None:  # its issuer finished (or another recovery did) before we locked it
                 continue
             out = Path(row[0])

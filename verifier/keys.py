@@ -48,8 +48,15 @@ class KeyRecord:
         return Ed25519PublicKey.from_public_bytes(_unb64url(self.x))
 
     def jwk(self) -> dict[str, str]:
-        return {"kty": "OKP", "crv": "Ed25519", "x": self.x, "kid": self.kid, "use": "sig", "alg": "EdDSA",
-                "status": self.status}  # fmt: skip
+        return {
+            "kty": "OKP",
+            "crv": "Ed25519",
+            "x": self.x,
+            "kid": self.kid,
+            "use": "sig",
+            "alg": "EdDSA",
+            "status": self.status,
+        }
 
 
 def _b64url(data: bytes) -> str:
@@ -132,7 +139,7 @@ def _find(records: list[KeyRecord], name_or_kid: str, folder: Path) -> KeyRecord
 
 
 def _now_text(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    return now.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 def create_key(folder: Path, name: str, passphrase: bytes, now: dt.datetime, purpose: str = "codes") -> KeyRecord:
@@ -171,7 +178,9 @@ def create_key(folder: Path, name: str, passphrase: bytes, now: dt.datetime, pur
     return record
 
 
-def load_private_key(folder: Path, name: str, passphrase: bytes, purpose: str = "codes") -> tuple[KeyRecord, Ed25519PrivateKey]:
+def load_private_key(
+    folder: Path, name: str, passphrase: bytes, purpose: str = "codes"
+) -> tuple[KeyRecord, Ed25519PrivateKey]:
     """The active key `name` and its private half; refuses files others can read."""
     record = find_key(folder, name)
     if record.purpose != purpose:
@@ -208,8 +217,9 @@ def load_private_key_any_status(folder: Path, name: str, passphrase: bytes) -> t
 _TRANSITIONS = {KEY_RETIRED: {KEY_ACTIVE}, KEY_REVOKED_STATUS: {KEY_ACTIVE, KEY_RETIRED}}
 
 
-def set_status(folder: Path, name_or_kid: str, status: str, now: dt.datetime,
-               on_written: Callable[[KeyRecord], None] | None = None) -> KeyRecord:  # fmt: skip
+def set_status(
+    folder: Path, name_or_kid: str, status: str, now: dt.datetime, on_written: Callable[[KeyRecord], None] | None = None
+) -> KeyRecord:
     """Retire or revoke a key. Revocation is final; a retired key never signs again.
 
     The keyring stays locked from the read to the write and through `on_written(record)`, which
@@ -238,10 +248,15 @@ def set_status(folder: Path, name_or_kid: str, status: str, now: dt.datetime,
 # --- JWKS and trust -----------------------------------------------------------------------
 
 
-def jwks(records: list[KeyRecord], include_revoked: bool = True, purpose: str = "codes") -> dict[str, list[dict[str, str]]]:
+def jwks(
+    records: list[KeyRecord], include_revoked: bool = True, purpose: str = "codes"
+) -> dict[str, list[dict[str, str]]]:
     """A JWKS (RFC 7517/8037) of the code-signing keys; `status` tells verifiers which are revoked."""
-    return {"keys": [r.jwk() for r in records
-                     if r.purpose == purpose and (include_revoked or r.status != KEY_REVOKED_STATUS)]}  # fmt: skip
+    return {
+        "keys": [
+            r.jwk() for r in records if r.purpose == purpose and (include_revoked or r.status != KEY_REVOKED_STATUS)
+        ]
+    }
 
 
 def trust_from_jwks(data: object) -> dict[bytes, TrustedKey]:

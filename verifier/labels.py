@@ -138,7 +138,11 @@ class LabelText:
     def lookup_line(self, chinese: bool = True) -> str:
         if not self.lookup_host:
             return ""
-        return f"扫码或登录 {self.lookup_host} 输入防伪码查询" if chinese else f"Scan, or enter the code at {self.lookup_host}"
+        return (
+            f"扫码或登录 {self.lookup_host} 输入防伪码查询"
+            if chinese
+            else f"Scan, or enter the code at {self.lookup_host}"
+        )
 
 
 def lookup_host(base_url: str) -> str:
@@ -199,7 +203,14 @@ PIN_BOX_PAD_MM = 0.8
 CODE_SAMPLE = "0000 0000 0000 00000"
 PIN_SAMPLE = "00000000"
 # (preferred, smallest) font sizes in points; a line takes the largest that fits its width
-TITLE_PT, CODE_PT, LOOKUP_PT, SIDE_PT, PIN_PT, CAPTION_PT = (6.5, 5.0), (7.5, 6.5), (4.5, 3.5), (5.0, 4.0), (7.0, 6.0), (4.0, 3.5)
+TITLE_PT, CODE_PT, LOOKUP_PT, SIDE_PT, PIN_PT, CAPTION_PT = (
+    (6.5, 5.0),
+    (7.5, 6.5),
+    (4.5, 3.5),
+    (5.0, 4.0),
+    (7.0, 6.0),
+    (4.0, 3.5),
+)
 
 
 def _line_mm(size_pt: float) -> float:
@@ -277,9 +288,11 @@ def plan_label(label_mm: tuple[float, float], text: LabelText) -> LabelPlan:
     min_w = max([2 * PAD_MM + _width_mm(t, f, sizes[1]) for t, f, sizes in full] + [2 * PAD_MM + band_min + beside])
     min_h = fixed_h + band_min
     if width < min_w - 1e-9 or height < min_h - 1e-9:
-        raise ValueError(f"a {width:g} x {height:g} mm label cannot hold its text and a scannable QR code: "
-                         f"it needs at least {math.ceil(min_w - 1e-9)} x {math.ceil(min_h - 1e-9)} mm "
-                         "(--label-size)")  # fmt: skip
+        raise ValueError(
+            f"a {width:g} x {height:g} mm label cannot hold its text and a scannable QR code: "
+            f"it needs at least {math.ceil(min_w - 1e-9)} x {math.ceil(min_h - 1e-9)} mm "
+            "(--label-size)"
+        )
     qr_mm = min(height - fixed_h, width - 2 * PAD_MM - beside)
     lines: list[TextLine] = []
     y = PAD_MM
@@ -319,8 +332,14 @@ def plan_label(label_mm: tuple[float, float], text: LabelText) -> LabelPlan:
             pin_size = _fit(PIN_SAMPLE, MONO_FONT, PIN_PT, box_w - 2 * PIN_BOX_PAD_MM)
             assert pin_size is not None
             pin_box = (column_x, sy, box_w, pin_box_h)
-            pin = TextLine(PIN_SAMPLE, MONO_FONT, pin_size, column_x + box_w / 2,
-                           sy + PIN_BOX_PAD_MM / 2 + _line_mm(PIN_PT[0]) * 0.8, centred=True)  # fmt: skip
+            pin = TextLine(
+                PIN_SAMPLE,
+                MONO_FONT,
+                pin_size,
+                column_x + box_w / 2,
+                sy + PIN_BOX_PAD_MM / 2 + _line_mm(PIN_PT[0]) * 0.8,
+                centred=True,
+            )
     return LabelPlan(label_mm, qr_mm, qr_x, band_top, tuple(lines), code, pin, pin_box)
 
 
@@ -352,8 +371,13 @@ def write_pdf(path: Path, labels: Iterable[Label], layout: SheetLayout, plan: La
         top = page_h - layout.margin_mm - row * (label_h + layout.gap_mm)
         for line in plan.lines:
             draw(line, line.text, x0, top)
-        pdf.drawImage(ImageReader(qr_image(label.matrix)), (x0 + plan.qr_x) * mm, (top - plan.qr_y - plan.qr_mm) * mm,
-                      plan.qr_mm * mm, plan.qr_mm * mm)  # fmt: skip
+        pdf.drawImage(
+            ImageReader(qr_image(label.matrix)),
+            (x0 + plan.qr_x) * mm,
+            (top - plan.qr_y - plan.qr_mm) * mm,
+            plan.qr_mm * mm,
+            plan.qr_mm * mm,
+        )
         draw(plan.code, label.human_code, x0, top)
         if plan.pin_box and plan.pin and label.pin:
             bx, by, bw, bh = plan.pin_box

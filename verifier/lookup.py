@@ -39,11 +39,23 @@ UNKNOWN_KEY = codes.UNKNOWN_KEY
 MALFORMED = codes.MALFORMED
 
 TONE = {  # how a page presents each verdict: ok (green), warn (amber), stop (dark red: a recall), bad (red)
-    GENUINE: "ok", GENUINE_REPEAT: "ok", RECALLED: "stop",
-    SUSPICIOUS_REPEAT: "warn", PIN_REUSED: "warn", PIN_THROTTLED: "warn", EXPIRED: "warn", MISTYPED: "warn",
-    PIN_MISMATCH: "bad", REPORTED: "bad", UNKNOWN_BATCH: "bad", UNKNOWN_CODE: "bad", KEY_REVOKED: "bad",
-    BAD_SIGNATURE: "bad", UNKNOWN_KEY: "bad", MALFORMED: "bad",
-}  # fmt: skip
+    GENUINE: "ok",
+    GENUINE_REPEAT: "ok",
+    RECALLED: "stop",
+    SUSPICIOUS_REPEAT: "warn",
+    PIN_REUSED: "warn",
+    PIN_THROTTLED: "warn",
+    EXPIRED: "warn",
+    MISTYPED: "warn",
+    PIN_MISMATCH: "bad",
+    REPORTED: "bad",
+    UNKNOWN_BATCH: "bad",
+    UNKNOWN_CODE: "bad",
+    KEY_REVOKED: "bad",
+    BAD_SIGNATURE: "bad",
+    UNKNOWN_KEY: "bad",
+    MALFORMED: "bad",
+}
 REASONS = tuple(TONE)
 CHANNELS = ("qr", "manual", "api")
 SESSIONS_KEPT = 32  # browser sessions remembered per code for "a repeat view counts once"
@@ -79,13 +91,34 @@ class Verdict:
         """The JSON the API answers: nothing about other scanners, nothing internal."""
         batch = self.batch or {}
         return {
-            "reason": self.reason, "detail": self.detail, "genuine": self.genuine, "tone": self.tone,
-            "checks": self.checks, "first_checked_at": _iso(self.first_checked_at),
-            "code": self.human_code, "pin": self.pin, "pin_verified_at": _iso(self.pin_verified_at),
-            "product": {k: batch.get(k) for k in ("enterprise", "credit_code", "product", "spec", "mark", "lot", "gtin",
-                                                  "production_date", "expiry_date", "recalled_at", "recall_reason")}
-            if batch else None,
-        }  # fmt: skip
+            "reason": self.reason,
+            "detail": self.detail,
+            "genuine": self.genuine,
+            "tone": self.tone,
+            "checks": self.checks,
+            "first_checked_at": _iso(self.first_checked_at),
+            "code": self.human_code,
+            "pin": self.pin,
+            "pin_verified_at": _iso(self.pin_verified_at),
+            "product": {
+                k: batch.get(k)
+                for k in (
+                    "enterprise",
+                    "credit_code",
+                    "product",
+                    "spec",
+                    "mark",
+                    "lot",
+                    "gtin",
+                    "production_date",
+                    "expiry_date",
+                    "recalled_at",
+                    "recall_reason",
+                )
+            }
+            if batch
+            else None,
+        }
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -135,8 +168,24 @@ FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.
 JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
 WHERE c.serial = ?
 """
-_BATCH_FIELDS = ("id", "status", "mark", "form", "lot", "gtin", "production_date", "expiry_date", "pin",
-                 "recalled_at", "recall_reason", "enterprise", "credit_code", "product", "spec", "reported_at")  # fmt: skip
+_BATCH_FIELDS = (
+    "id",
+    "status",
+    "mark",
+    "form",
+    "lot",
+    "gtin",
+    "production_date",
+    "expiry_date",
+    "pin",
+    "recalled_at",
+    "recall_reason",
+    "enterprise",
+    "credit_code",
+    "product",
+    "spec",
+    "reported_at",
+)
 
 
 def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
@@ -145,8 +194,12 @@ def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
         return None
     batch = dict(zip(_BATCH_FIELDS, row))
     mark = codes.mark_by_slug(batch["mark"])
-    batch.update(mark_zh=mark.name_zh, mark_en=mark.name_en, has_pin=bool(batch.pop("pin")),
-                 reported=batch.pop("reported_at") is not None)  # fmt: skip
+    batch.update(
+        mark_zh=mark.name_zh,
+        mark_en=mark.name_en,
+        has_pin=bool(batch.pop("pin")),
+        reported=batch.pop("reported_at") is not None,
+    )
     return batch
 
 
@@ -158,20 +211,30 @@ def _matches(code: codes.Code, batch: dict) -> bool:
 
 
 def _utc_text(now: dt.datetime) -> str:
-    return now.astimezone(dt.timezone.utc).isoformat(timespec="milliseconds")
+    return now.astimezone(dt.UTC).isoformat(timespec="milliseconds")
 
 
 def _parse_time(text: str | None) -> dt.datetime | None:
     return dt.datetime.fromisoformat(text) if text else None
 
 
-def record_url(conn: sqlite3.Connection, verification: codes.Verification, settings: Settings, client: Client,
-               channel: str, now: dt.datetime) -> Verdict:  # fmt: skip
+def record_url(
+    conn: sqlite3.Connection,
+    verification: codes.Verification,
+    settings: Settings,
+    client: Client,
+    channel: str,
+    now: dt.datetime,
+) -> Verdict:
     """The verdict for a verified URL, recorded as a scan."""
     code = verification.code
     if not verification.genuine:
-        verdict = Verdict(verification.reason, verification.detail, kid=code.kid_hex if code else None,
-                          serial=code.serial if code else None)  # fmt: skip
+        verdict = Verdict(
+            verification.reason,
+            verification.detail,
+            kid=code.kid_hex if code else None,
+            serial=code.serial if code else None,
+        )
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
     batch = _registered_batch(conn, code.serial)
@@ -182,8 +245,15 @@ def record_url(conn: sqlite3.Connection, verification: codes.Verification, setti
     return _record_issued(conn, code.serial, batch, code.kid_hex, settings, client, channel, now, pin=None)
 
 
-def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings: Settings, client: Client,
-                 channel: str, now: dt.datetime) -> Verdict:  # fmt: skip
+def record_typed(
+    conn: sqlite3.Connection,
+    typed: str,
+    pin: str | None,
+    settings: Settings,
+    client: Client,
+    channel: str,
+    now: dt.datetime,
+) -> Verdict:
     """The verdict for a code (and PIN) typed from a label, recorded as a scan."""
     try:
         serial = codes.parse_human_code(typed)
@@ -202,12 +272,22 @@ def record_typed(conn: sqlite3.Connection, typed: str, pin: str | None, settings
     return _record_issued(conn, serial, batch, None, settings, client, channel, now, pin=pin or None)
 
 
-def _record_issued(conn: sqlite3.Connection, serial: int, batch: dict, kid: str | None, settings: Settings,
-                   client: Client, channel: str, now: dt.datetime, pin: str | None) -> Verdict:  # fmt: skip
+def _record_issued(
+    conn: sqlite3.Connection,
+    serial: int,
+    batch: dict,
+    kid: str | None,
+    settings: Settings,
+    client: Client,
+    channel: str,
+    now: dt.datetime,
+    pin: str | None,
+) -> Verdict:
     """Check the PIN, count the check, apply report, recall, expiry, PIN and repeat rules, record the scan."""
     now_text = _utc_text(now)
-    state = conn.execute("SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
-                         (serial,)).fetchone()  # fmt: skip
+    state = conn.execute(
+        "SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?", (serial,)
+    ).fetchone()
     pin_state = None
     if pin is not None and batch["has_pin"]:
         pin_state = _check_pin(conn, serial, pin, settings, now)
@@ -226,12 +306,19 @@ def _record_issued(conn: sqlite3.Connection, serial: int, batch: dict, kid: str 
                sessions = excluded.sessions
                RETURNING checks, first_checked_at, pin_verified_at""",
             (serial, now_text, now_text, sessions),
-        ).fetchone()  # fmt: skip
+        ).fetchone()
     else:
         row = state[1:] if state else (None, None, None)  # nothing changes
     checks, first_checked_at, pin_verified_at = row
-    verdict = Verdict(GENUINE, serial=serial, checks=checks, first_checked_at=_parse_time(first_checked_at),
-                      batch=batch, kid=kid, pin=pin_state)  # fmt: skip
+    verdict = Verdict(
+        GENUINE,
+        serial=serial,
+        checks=checks,
+        first_checked_at=_parse_time(first_checked_at),
+        batch=batch,
+        kid=kid,
+        pin=pin_state,
+    )
     if pin_state == "first":
         conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (now_text, serial))
     elif pin_state == "reused":
@@ -259,7 +346,7 @@ def _record_issued(conn: sqlite3.Connection, serial: int, batch: dict, kid: str 
 
 
 def _check_pin(conn: sqlite3.Connection, serial: int, pin: str, settings: Settings, now: dt.datetime) -> str:
-    """"right", "mismatch" (counted against the code), or "throttled": too many wrong PINs for this
+    """ "right", "mismatch" (counted against the code), or "throttled": too many wrong PINs for this
     code within the window, so this one is not even checked."""
     attempts = conn.execute("SELECT window_start, failures FROM pin_attempts WHERE serial = ?", (serial,)).fetchone()
     if attempts and now - dt.datetime.fromisoformat(attempts[0]) >= settings.pin_window:
@@ -269,26 +356,43 @@ def _check_pin(conn: sqlite3.Connection, serial: int, pin: str, settings: Settin
     if settings.pin_secret is not None and pins.check_pin(settings.pin_secret, serial, pin):
         return "right"
     window_start, failures = attempts if attempts else (_utc_text(now), 0)
-    conn.execute("INSERT OR REPLACE INTO pin_attempts (serial, window_start, failures) VALUES (?, ?, ?)",
-                 (serial, window_start, failures + 1))  # fmt: skip
+    conn.execute(
+        "INSERT OR REPLACE INTO pin_attempts (serial, window_start, failures) VALUES (?, ?, ?)",
+        (serial, window_start, failures + 1),
+    )
     return "mismatch"
 
 
-def _insert_scan(conn, verdict: Verdict, client: Client, channel: str, now: dt.datetime, batch_id: int | None,
-                 counted: bool) -> None:  # fmt: skip
+def _insert_scan(
+    conn, verdict: Verdict, client: Client, channel: str, now: dt.datetime, batch_id: int | None, counted: bool
+) -> None:
     """The scan row and its entry in the hash-chained log, in the caller's transaction."""
     region = client.region
     (scan_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM scans").fetchone()
     scan = {
-        "id": scan_id, "at": _utc_text(now), "channel": channel, "reason": verdict.reason, "detail": verdict.detail,
-        "serial": verdict.serial, "batch_id": batch_id, "kid": verdict.kid, "counted": int(counted),
-        "checks": verdict.checks, "pin": verdict.pin, "country": region.country,
-        "ip_prefix": client.ip_prefix, "ip_hash": client.ip_hash, "region": region.region, "city": region.city,
-        "user_agent": client.user_agent, "session_hash": client.session_hash,
-    }  # fmt: skip
+        "id": scan_id,
+        "at": _utc_text(now),
+        "channel": channel,
+        "reason": verdict.reason,
+        "detail": verdict.detail,
+        "serial": verdict.serial,
+        "batch_id": batch_id,
+        "kid": verdict.kid,
+        "counted": int(counted),
+        "checks": verdict.checks,
+        "pin": verdict.pin,
+        "country": region.country,
+        "ip_prefix": client.ip_prefix,
+        "ip_hash": client.ip_hash,
+        "region": region.region,
+        "city": region.city,
+        "user_agent": client.user_agent,
+        "session_hash": client.session_hash,
+    }
     salt = auditlog.new_salt()
-    seq = auditlog.append(conn, "scan", auditlog.scan_body(scan), scan["at"],
-                          personal_commitment=auditlog.personal_hash(salt, scan))  # fmt: skip
+    seq = auditlog.append(
+        conn, "scan", auditlog.scan_body(scan), scan["at"], personal_commitment=auditlog.personal_hash(salt, scan)
+    )
     conn.execute(
         """INSERT INTO scans (id, at, channel, reason, detail, serial, batch_id, kid, counted, checks, pin, country,
            ip_prefix, ip_hash, region, city, user_agent, session_hash, log_seq, personal_salt)

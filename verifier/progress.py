@@ -35,8 +35,10 @@ class Progress:
         rate = self.done / elapsed
         eta = (self.total - self.done) / rate if rate else 0
         percent = 100 * self.done / self.total if self.total else 100
-        return (f"{self.done:,}/{self.total:,} {self.unit}  {percent:5.1f}%  {rate:,.0f} {self.unit}/s  "
-                f"elapsed {_clock(elapsed)}  ETA {_clock(eta)}")  # fmt: skip
+        return (
+            f"{self.done:,}/{self.total:,} {self.unit}  {percent:5.1f}%  {rate:,.0f} {self.unit}/s  "
+            f"elapsed {_clock(elapsed)}  ETA {_clock(eta)}"
+        )
 
     def close(self) -> None:
         if self.enabled:

@@ -73,8 +73,13 @@ def connect(path: Path | str) -> sqlite3.Connection:
 
 def _open(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path, timeout=store.BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False,
-                           factory=store.Connection)  # fmt: skip
+    conn = sqlite3.connect(
+        path,
+        timeout=store.BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=store.Connection,
+    )
     try:
         conn.execute(f"PRAGMA busy_timeout = {store.BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
@@ -85,7 +90,7 @@ def _open(path: Path) -> sqlite3.Connection:
                 conn.execute("DROP TABLE IF EXISTS hits")
                 # One row per client and window; `until` is the window's end (Unix seconds).
                 conn.execute("""CREATE TABLE hits (client TEXT NOT NULL, until INTEGER NOT NULL, hits INTEGER NOT NULL,
-                                PRIMARY KEY (client, until)) WITHOUT ROWID""")  # fmt: skip
+                                PRIMARY KEY (client, until)) WITHOUT ROWID""")
                 conn.execute(f"PRAGMA user_version = {_SCHEMA_VERSION}")
             conn.execute("SELECT count(*) FROM hits").fetchone()  # reads the table's pages: damage shows here
     except BaseException:

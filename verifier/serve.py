@@ -36,17 +36,19 @@ def default_workers() -> int:
 
 def run(host: str, port: int, workers: int | None = None, access_log: bool = False) -> None:
     gunicorn.SERVER = "verifier"  # the Server header names no version
-    LookupServer({
-        "bind": f"{host}:{port}",
-        "workers": workers or default_workers(),
-        "worker_class": "sync",
-        "preload_app": True,
-        "timeout": 30,
-        "graceful_timeout": 10,
-        "keepalive": 5,
-        # No access log by default: it would hold full IP addresses and codes (docs/operations.md).
-        "accesslog": "-" if access_log else None,
-        "errorlog": "-",
-        "loglevel": "warning",
-        "proc_name": "verifier-lookup",
-    }).run()
+    LookupServer(
+        {
+            "bind": f"{host}:{port}",
+            "workers": workers or default_workers(),
+            "worker_class": "sync",
+            "preload_app": True,
+            "timeout": 30,
+            "graceful_timeout": 10,
+            "keepalive": 5,
+            # No access log by default: it would hold full IP addresses and codes (docs/operations.md).
+            "accesslog": "-" if access_log else None,
+            "errorlog": "-",
+            "loglevel": "warning",
+            "proc_name": "verifier-lookup",
+        }
+    ).run()

@@ -39,8 +39,9 @@ def connect(path: Path | str, *, create: bool = True) -> sqlite_utils.Database:
         raise StoreError(f"cannot create the database {path}: {exc.strerror}") from None
     for suffix in ("", "-wal", "-shm", WRITER_LOCK_SUFFIX):  # a database made by an older version: tighten
         files.tighten(Path(f"{path}{suffix}"))  # SQLite gives -wal and -shm the database file's mode
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False,
-                           factory=Connection)  # fmt: skip
+    conn = sqlite3.connect(
+        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, factory=Connection
+    )
     configure(conn)
     db = sqlite_utils.Database(conn)
     migrate(db)
@@ -405,8 +406,8 @@ def _checkpoint_if_due(conn: sqlite3.Connection) -> None:
 
 
 def now_text(now: dt.datetime | None = None) -> str:
-    now = now or dt.datetime.now(dt.timezone.utc)
-    return now.astimezone(dt.timezone.utc).isoformat(timespec="seconds")
+    now = now or dt.datetime.now(dt.UTC)
+    return now.astimezone(dt.UTC).isoformat(timespec="seconds")
 
 
 # --- enterprises and products -------------------------------------------------------------
@@ -440,29 +441,34 @@ def ensure_enterprise(db: sqlite_utils.Database, name: str, credit_code: str | N
             db.execute("UPDATE enterprises SET credit_code = ? WHERE id = ?", [code, row[0]])
         return row[0]
     try:
-        cur = db.execute("INSERT INTO enterprises (name, credit_code, created_at) VALUES (?, ?, ?)",
-                         [name, code, now_text()])  # fmt: skip
+        cur = db.execute(
+            "INSERT INTO enterprises (name, credit_code, created_at) VALUES (?, ?, ?)", [name, code, now_text()]
+        )
     except sqlite3.IntegrityError:
         raise StoreError(f"credit code {code} already belongs to another enterprise") from None
     return cur.lastrowid
 
 
-def ensure_product(db: sqlite_utils.Database, enterprise_id: int, name: str, spec: str = "",
-                   gtin: str | None = None) -> int:  # fmt: skip
+def ensure_product(
+    db: sqlite_utils.Database, enterprise_id: int, name: str, spec: str = "", gtin: str | None = None
+) -> int:
     """The id of the enterprise's product `name` / `spec`, created on first use."""
     name = name.strip()
     if not name:
         raise StoreError("a product needs a name")
-    row = db.execute("SELECT id, gtin FROM products WHERE enterprise_id = ? AND name = ? AND spec = ?",
-                     [enterprise_id, name, spec]).fetchone()  # fmt: skip
+    row = db.execute(
+        "SELECT id, gtin FROM products WHERE enterprise_id = ? AND name = ? AND spec = ?", [enterprise_id, name, spec]
+    ).fetchone()
     if row:
         if gtin and row[1] and row[1] != gtin:
             raise StoreError(f"product {name!r} has GTIN {row[1]}, not {gtin}")
         if gtin and not row[1]:
             db.execute("UPDATE products SET gtin = ? WHERE id = ?", [gtin, row[0]])
         return row[0]
-    cur = db.execute("INSERT INTO products (enterprise_id, name, spec, gtin, created_at) VALUES (?, ?, ?, ?, ?)",
-                     [enterprise_id, name, spec, gtin, now_text()])  # fmt: skip
+    cur = db.execute(
+        "INSERT INTO products (enterprise_id, name, spec, gtin, created_at) VALUES (?, ?, ?, ?, ?)",
+        [enterprise_id, name, spec, gtin, now_text()],
+    )
     return cur.lastrowid
 
 
@@ -516,8 +522,9 @@ def get_batch(db: sqlite_utils.Database, batch_id: int) -> dict:
     return rows[0]
 
 
-def recall_batch(db: sqlite_utils.Database, batch_id: int, reason: str, now: dt.datetime | None = None,
-                 actor: str = "") -> dict:  # fmt: skip
+def recall_batch(
+    db: sqlite_utils.Database, batch_id: int, reason: str, now: dt.datetime | None = None, actor: str = ""
+) -> dict:
     """Mark a batch recalled with a reason (and log it); lookups then report it."""
     from . import auditlog
 
@@ -528,10 +535,13 @@ def recall_batch(db: sqlite_utils.Database, batch_id: int, reason: str, now: dt.
         if batch["status"] == BATCH_RECALLED:
             raise StoreError(f"batch {batch_id} was already recalled on {batch['recalled_at']}")
         at = now_text(now)
-        conn.execute("UPDATE batches SET status = ?, recalled_at = ?, recall_reason = ? WHERE id = ?",
-                     [BATCH_RECALLED, at, reason.strip(), batch_id])  # fmt: skip
-        auditlog.append(conn, "batch.recalled", {"batch": batch_id, "reason": reason.strip()}, auditlog.now_text(now),
-                        actor=actor)  # fmt: skip
+        conn.execute(
+            "UPDATE batches SET status = ?, recalled_at = ?, recall_reason = ? WHERE id = ?",
+            [BATCH_RECALLED, at, reason.strip(), batch_id],
+        )
+        auditlog.append(
+            conn, "batch.recalled", {"batch": batch_id, "reason": reason.strip()}, auditlog.now_text(now), actor=actor
+        )
     return get_batch(db, batch_id)
 
 

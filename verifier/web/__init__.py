@@ -102,8 +102,10 @@ def _trust_geo_headers(cfg: Mapping[str, object]) -> bool:
     if not cfg["TRUST_GEO_HEADERS"]:
         return False
     if not int(cfg["TRUSTED_PROXIES"]):
-        log.warning("VERIFIER_TRUST_GEO_HEADERS is ignored: X-Geo-* headers are trusted only from a proxy "
-                    "(set VERIFIER_TRUSTED_PROXIES)")  # fmt: skip
+        log.warning(
+            "VERIFIER_TRUST_GEO_HEADERS is ignored: X-Geo-* headers are trusted only from a proxy "
+            "(set VERIFIER_TRUSTED_PROXIES)"
+        )
         return False
     return True
 
@@ -149,8 +151,9 @@ class ServerState:
                 mtime = None
             if self._settings is None or mtime != self._keys_mtime:
                 self._keys_mtime = mtime
-                self._settings = lookup.Settings(self._load_keys(), self.base_urls, self.repeat_threshold,
-                                                 self.pin_secret)  # fmt: skip
+                self._settings = lookup.Settings(
+                    self._load_keys(), self.base_urls, self.repeat_threshold, self.pin_secret
+                )
         return self._settings
 
     def _load_keys(self) -> dict[bytes, codes.TrustedKey]:
@@ -199,7 +202,7 @@ def create_app(config: Mapping[str, object] | None = None) -> Flask:
 
     @app.before_request
     def request_clock_and_session() -> None:
-        g.now = dt.datetime.now(dt.timezone.utc)
+        g.now = dt.datetime.now(dt.UTC)
         cookie = request.cookies.get(SESSION_COOKIE, "")
         g.new_session = not (len(cookie) == 32 and all(c in "0123456789abcdef" for c in cookie))
         g.session_id = secrets.token_hex(16) if g.new_session else cookie
@@ -211,9 +214,13 @@ def describe_request_client() -> clients.Client:
     """The minimised client of the current request."""
     st = state()
     return clients.describe_client(
-        request.remote_addr, request.headers.get("User-Agent", ""), g.session_id,
-        request.headers, st.hash_key, st.resolver,
-    )  # fmt: skip
+        request.remote_addr,
+        request.headers.get("User-Agent", ""),
+        g.session_id,
+        request.headers,
+        st.hash_key,
+        st.resolver,
+    )
 
 
 SESSION_COOKIE = "vsid"

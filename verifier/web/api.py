@@ -34,8 +34,12 @@ def _answer(verdict: lookup.Verdict) -> Response:
 
 
 def _limited(outcome) -> Response:
-    return api_error("rate-limited", f"too many requests; retry after {outcome.retry_after} s", 429,
-                     {"Retry-After": str(outcome.retry_after)})  # fmt: skip
+    return api_error(
+        "rate-limited",
+        f"too many requests; retry after {outcome.retry_after} s",
+        429,
+        {"Retry-After": str(outcome.retry_after)},
+    )
 
 
 @bp.get("/api/v1/verify")

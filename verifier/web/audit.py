@@ -31,8 +31,22 @@ DAYS_MAX = 3650
 CSV_CHUNK = 2000
 TEXT_CSV_COLUMNS = ("serial", "ip_hash", "session_hash")  # digit (and hex) strings spreadsheets would mangle
 PERSONAL_COLUMNS = ("ip_prefix", "ip_hash", "session_hash", "user_agent")
-SCAN_COLUMNS = ("id", "at", "channel", "reason", "detail", "serial", "batch_id", "kid", "counted", "checks", "pin",
-                "country", "region", "city") + PERSONAL_COLUMNS  # fmt: skip
+SCAN_COLUMNS = (
+    "id",
+    "at",
+    "channel",
+    "reason",
+    "detail",
+    "serial",
+    "batch_id",
+    "kid",
+    "counted",
+    "checks",
+    "pin",
+    "country",
+    "region",
+    "city",
+) + PERSONAL_COLUMNS
 
 
 def authenticated(*roles: str):
@@ -43,8 +57,12 @@ def authenticated(*roles: str):
         def wrapper(*args, **kwargs):
             user = current_user()
             if user is None:
-                return api_error("unauthorized", "send Authorization: Bearer <token>", 401,
-                                 {"WWW-Authenticate": 'Bearer realm="verifier-audit"'})  # fmt: skip
+                return api_error(
+                    "unauthorized",
+                    "send Authorization: Bearer <token>",
+                    401,
+                    {"WWW-Authenticate": 'Bearer realm="verifier-audit"'},
+                )
             if roles and user.role not in roles:
                 return api_error("forbidden", f"this needs the {' or '.join(roles)} role", 403)
             g.user = user
@@ -130,7 +148,9 @@ def scan_filters(user: accounts.User) -> tuple[str, list]:
         params.append(user.enterprise_id)
     if enterprise := request.args.get("enterprise"):
         parse_text("enterprise", enterprise, TEXT_MAX["enterprise"])
-        where.append("s.batch_id IN (SELECT b.id FROM batches b JOIN enterprises e ON e.id = b.enterprise_id WHERE e.name = ?)")
+        where.append(
+            "s.batch_id IN (SELECT b.id FROM batches b JOIN enterprises e ON e.id = b.enterprise_id WHERE e.name = ?)"
+        )
         params.append(enterprise)
     if (batch := _int("batch", 1)) is not None:
         where.append("s.batch_id = ?")
@@ -153,10 +173,14 @@ def scan_filters(user: accounts.User) -> tuple[str, list]:
             if name == "reason" and value not in ("genuine", "genuine-repeat"):
                 where.append("s.reason NOT IN ('genuine', 'genuine-repeat')")  # lets SQLite use scans_reason
     if since := _time("since"):  # times become id bounds: ids grow with time, and id ranges are cheap
-        where.append("s.id >= coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)")
+        where.append(
+            "s.id >= coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)"
+        )
         params.append(since)
     if until := _time("until"):
-        where.append("s.id < coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)")
+        where.append(
+            "s.id < coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)"
+        )
         params.append(until)
     return " AND ".join(where), params
 
@@ -199,8 +223,10 @@ def bad_filter(error: BadFilter) -> Response:
     return api_error("bad-filter", str(error), 400)
 
 
-TOO_BROAD = ("this needs more work than an audit request may do: narrow the time range (days, since/until) "
-             "or add a batch or code filter")  # fmt: skip
+TOO_BROAD = (
+    "this needs more work than an audit request may do: narrow the time range (days, since/until) "
+    "or add a batch or code filter"
+)
 BUSY = "another heavy audit request (anomalies or an export) is running; retry in a few seconds"
 
 
@@ -272,10 +298,15 @@ def list_scans() -> Response:
         params.append(after)
     columns = _columns(user)
     with limited_reads():
-        rows = state().connection().execute(
-            f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
-            [*params, limit + 1],
-        ).fetchall()
+        rows = (
+            state()
+            .connection()
+            .execute(
+                f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
+                [*params, limit + 1],
+            )
+            .fetchall()
+        )
     scans = [dict(zip(columns, row)) for row in rows[:limit]]
     return _json({"ok": True, "scans": scans, "next": scans[-1]["id"] if len(rows) > limit else None})
 
@@ -299,8 +330,9 @@ def scans_csv(user: accounts.User) -> Response:
     try:
         conn = sqlite3.connect(f"file:{state().database}?mode=ro", uri=True)
         with limited_reads(conn):
-            cursor = conn.execute(f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} "
-                                  "ORDER BY s.id", params)  # fmt: skip
+            cursor = conn.execute(
+                f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id", params
+            )
             first = cursor.fetchmany(CSV_CHUNK)
     except BaseException:
         if conn is not None:
@@ -315,9 +347,23 @@ def scans_csv(user: accounts.User) -> Response:
 class _Export:
     """The CSV body: an iterable that the WSGI server closes, which frees the connection and the slot."""
 
-    def __init__(self, conn: sqlite3.Connection, fd: int, cursor: sqlite3.Cursor, first: list[tuple],
-                 columns: tuple[str, ...], limits: tuple[int | None, float | None]):  # fmt: skip
-        self.conn, self.fd, self.cursor, self.first, self.columns, self.limits = conn, fd, cursor, first, columns, limits
+    def __init__(
+        self,
+        conn: sqlite3.Connection,
+        fd: int,
+        cursor: sqlite3.Cursor,
+        first: list[tuple],
+        columns: tuple[str, ...],
+        limits: tuple[int | None, float | None],
+    ):
+        self.conn, self.fd, self.cursor, self.first, self.columns, self.limits = (
+            conn,
+            fd,
+            cursor,
+            first,
+            columns,
+            limits,
+        )
         self.serial = columns.index("serial")
         self.text = frozenset(i for i, c in enumerate(columns) if c in TEXT_CSV_COLUMNS)
 
@@ -390,27 +436,36 @@ def batch_dashboard(batch: str) -> Response:
     with limited_reads():
         stats = batch_stats(batch_id)
     batch = found
-    return _json({
-        "ok": True, "batch": _public_batch(batch),
-        "scans_per_day": [{"day": d, "scans": n} for d, n in stats["per_day"]],
-        "verdicts": dict(stats["verdicts"]),
-        "top_codes": [{"serial": f"{s:016d}", "code": codes.human_code(s), "checks": c, "scans": n}
-                      for s, c, n in stats["top_codes"]],
-    })  # fmt: skip
+    return _json(
+        {
+            "ok": True,
+            "batch": _public_batch(batch),
+            "scans_per_day": [{"day": d, "scans": n} for d, n in stats["per_day"]],
+            "verdicts": dict(stats["verdicts"]),
+            "top_codes": [
+                {"serial": f"{s:016d}", "code": codes.human_code(s), "checks": c, "scans": n}
+                for s, c, n in stats["top_codes"]
+            ],
+        }
+    )
 
 
 def batch_stats(batch_id: int) -> dict[str, list[tuple]]:
     """A batch's scans per day, verdict mix and most checked codes (served by scans(batch_id, id))."""
     conn = state().connection()
     return {
-        "per_day": conn.execute("SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1",
-                                (batch_id,)).fetchall(),
-        "verdicts": conn.execute("SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC",
-                                 (batch_id,)).fetchall(),
+        "per_day": conn.execute(
+            "SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1", (batch_id,)
+        ).fetchall(),
+        "verdicts": conn.execute(
+            "SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC", (batch_id,)
+        ).fetchall(),
         "top_codes": conn.execute(
             """SELECT serial, max(checks), count(*) FROM scans WHERE batch_id = ? AND serial IS NOT NULL
-               GROUP BY serial ORDER BY max(checks) DESC, count(*) DESC LIMIT 10""", (batch_id,)).fetchall(),
-    }  # fmt: skip
+               GROUP BY serial ORDER BY max(checks) DESC, count(*) DESC LIMIT 10""",
+            (batch_id,),
+        ).fetchall(),
+    }
 
 
 @bp.get("/codes/<code>")
@@ -424,13 +479,26 @@ def code_history(code: str) -> Response:
         return api_error("not-found", "no such code", 404)
     columns = _columns(g.user)
     with limited_reads():
-        scans = [dict(zip(columns, r)) for r in conn.execute(
-            f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,))]  # fmt: skip
-    state_row = conn.execute("SELECT checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?",
-                             (serial,)).fetchone()  # fmt: skip
-    return _json({"ok": True, "serial": f"{serial:016d}", "code": codes.human_code(serial), "batch_id": row[0],
-                  "checks": state_row[0] if state_row else 0, "first_checked_at": state_row[1] if state_row else None,
-                  "scans": scans})  # fmt: skip
+        scans = [
+            dict(zip(columns, r))
+            for r in conn.execute(
+                f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,)
+            )
+        ]
+    state_row = conn.execute(
+        "SELECT checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?", (serial,)
+    ).fetchone()
+    return _json(
+        {
+            "ok": True,
+            "serial": f"{serial:016d}",
+            "code": codes.human_code(serial),
+            "batch_id": row[0],
+            "checks": state_row[0] if state_row else 0,
+            "first_checked_at": state_row[1] if state_row else None,
+            "scans": scans,
+        }
+    )
 
 
 @bp.get("/anomalies")

@@ -19,9 +19,28 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 
 from .. import accounts, anomalies, auditlog, budget, codes, keys, lookup, store
 from . import state
-from .audit import (BUSY, DAYS_MAX, PAGE_MAX, TOO_BROAD, BadFilter, Busy, _batch_for, _columns, _int, anomalies_for,
-                    RECALL_REASON_MAX, batch_id_of, batch_stats, heavy_reads, limited_reads, parse_text, scan_filters,
-                    scans_csv, serial_of, store_db)  # fmt: skip
+from .audit import (
+    BUSY,
+    DAYS_MAX,
+    PAGE_MAX,
+    RECALL_REASON_MAX,
+    TOO_BROAD,
+    BadFilter,
+    Busy,
+    _batch_for,
+    _columns,
+    _int,
+    anomalies_for,
+    batch_id_of,
+    batch_stats,
+    heavy_reads,
+    limited_reads,
+    parse_text,
+    scan_filters,
+    scans_csv,
+    serial_of,
+    store_db,
+)
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
 COOKIE = "vaudit"
@@ -37,7 +56,7 @@ def session_user() -> accounts.User | None:
         return None
     conn = state().connection()
     with store.transaction(conn):
-        return accounts.user_for_session(conn, session, dt.datetime.now(dt.timezone.utc))
+        return accounts.user_for_session(conn, session, dt.datetime.now(dt.UTC))
 
 
 def csrf_token() -> str:
@@ -81,7 +100,9 @@ def bad_filter(error: BadFilter) -> Response:
 
 @bp.errorhandler(budget.OverBudget)
 def over_budget(_error: budget.OverBudget) -> Response:
-    return render("audit/message.html", 400, title="Too much to read at once", message=TOO_BROAD[0].upper() + TOO_BROAD[1:] + ".")
+    return render(
+        "audit/message.html", 400, title="Too much to read at once", message=TOO_BROAD[0].upper() + TOO_BROAD[1:] + "."
+    )
 
 
 @bp.errorhandler(Busy)
@@ -97,8 +118,10 @@ def forbidden(_error) -> Response:
 
 
 LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
-LOGIN_FORM_STALE = ("This form was not sent: it has expired or did not come from this site's login page. "
-                    "Enter your user name and password again.")  # fmt: skip
+LOGIN_FORM_STALE = (
+    "This form was not sent: it has expired or did not come from this site's login page. "
+    "Enter your user name and password again."
+)
 
 
 def login_page(status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> Response:
@@ -110,8 +133,15 @@ def login_page(status: int = 200, error: str | None = None, headers: dict[str, s
     response = render("audit/login.html", status, error=error, login_csrf=login_csrf_token(pre))
     response.headers.update(headers or {})
     if fresh:
-        response.set_cookie(PRE_COOKIE, pre, max_age=PRE_COOKIE_SECONDS, httponly=True, samesite="Strict",
-                            secure=request.is_secure, path="/audit/login")  # fmt: skip
+        response.set_cookie(
+            PRE_COOKIE,
+            pre,
+            max_age=PRE_COOKIE_SECONDS,
+            httponly=True,
+            samesite="Strict",
+            secure=request.is_secure,
+            path="/audit/login",
+        )
     return response
 
 
@@ -122,18 +152,27 @@ def login() -> Response:
     pre = request.cookies.get(PRE_COOKIE, "")
     if not (_PRE_RE.fullmatch(pre) and hmac.compare_digest(request.form.get("csrf", ""), login_csrf_token(pre))):
         return login_page(400, LOGIN_FORM_STALE)  # before the database: a forged form counts nothing
-    result = accounts.login(state().connection(), request.form.get("username", "")[:64],
-                            request.form.get("password", "")[:256], dt.datetime.now(dt.timezone.utc),
-                            ip=request.remote_addr or "", key=state().hash_key)  # fmt: skip
+    result = accounts.login(
+        state().connection(),
+        request.form.get("username", "")[:64],
+        request.form.get("password", "")[:256],
+        dt.datetime.now(dt.UTC),
+        ip=request.remote_addr or "",
+        key=state().hash_key,
+    )
     if result.user is None:
         if result.retry_after:
             minutes = -(-result.retry_after // 60)
-            return login_page(429, f"{LOGIN_FAILED} Try again in {minutes} minute{'s' * (minutes != 1)}.",
-                              {"Retry-After": str(result.retry_after)})  # fmt: skip
+            return login_page(
+                429,
+                f"{LOGIN_FAILED} Try again in {minutes} minute{'s' * (minutes != 1)}.",
+                {"Retry-After": str(result.retry_after)},
+            )
         return login_page(401, LOGIN_FAILED)
     response = redirect("/audit/")
-    response.set_cookie(COOKIE, result.session, httponly=True, samesite="Strict", secure=request.is_secure,
-                        path="/audit")  # fmt: skip
+    response.set_cookie(
+        COOKIE, result.session, httponly=True, samesite="Strict", secure=request.is_secure, path="/audit"
+    )
     response.delete_cookie(PRE_COOKIE, path="/audit/login")
     return response
 
@@ -161,16 +200,29 @@ def scans() -> Response:
         params.append(after)
     columns = _columns(g.user)
     with limited_reads():
-        rows = state().connection().execute(
-            f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
-            [*params, 101],
-        ).fetchall()
+        rows = (
+            state()
+            .connection()
+            .execute(
+                f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
+                [*params, 101],
+            )
+            .fetchall()
+        )
     items = [dict(zip(columns, row)) for row in rows[:100]]
     current = {k: request.args[k] for k in FILTERS if request.args.get(k)}
     next_link = f"/audit/?{urlencode({**current, 'after': items[-1]['id']})}" if len(rows) > 100 else None
-    return render("audit/scans.html", scans=items, columns=columns, filters=current, next_link=next_link,
-                  export_link=f"/audit/scans.csv?{urlencode(current)}", reasons=lookup.REASONS,
-                  channels=lookup.CHANNELS, page_max=PAGE_MAX)  # fmt: skip
+    return render(
+        "audit/scans.html",
+        scans=items,
+        columns=columns,
+        filters=current,
+        next_link=next_link,
+        export_link=f"/audit/scans.csv?{urlencode(current)}",
+        reasons=lookup.REASONS,
+        channels=lookup.CHANNELS,
+        page_max=PAGE_MAX,
+    )
 
 
 @bp.get("/scans.csv")
@@ -199,9 +251,14 @@ def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160
         f'height="{v / top * (height - 30):.1f}"><title>{label}: {v}</title></rect>'
         for i, (label, v) in enumerate(points)
     )
-    labels = f'<text x="0" y="{height - 4}">{points[0][0]}</text><text x="{width}" y="{height - 4}" text-anchor="end">{points[-1][0]}</text>'
-    return (f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="scans per day">'
-            f'<text x="0" y="10">max {top}/day</text>{bars}{labels}</svg>')  # fmt: skip
+    labels = (
+        f'<text x="0" y="{height - 4}">{points[0][0]}</text>'
+        f'<text x="{width}" y="{height - 4}" text-anchor="end">{points[-1][0]}</text>'
+    )
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="scans per day">'
+        f'<text x="0" y="10">max {top}/day</text>{bars}{labels}</svg>'
+    )
 
 
 @bp.route("/batches/<batch>", methods=["GET", "POST"])
@@ -222,8 +279,13 @@ def batch(batch: str) -> Response:
         return redirect(f"/audit/batches/{batch_id}")
     with limited_reads():
         stats = batch_stats(batch_id)
-    return render("audit/batch.html", batch=found, chart=bar_chart(stats["per_day"]), mix=stats["verdicts"],
-                  top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in stats["top_codes"]])  # fmt: skip
+    return render(
+        "audit/batch.html",
+        batch=found,
+        chart=bar_chart(stats["per_day"]),
+        mix=stats["verdicts"],
+        top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in stats["top_codes"]],
+    )
 
 
 @bp.route("/codes/<code>", methods=["GET", "POST"])
@@ -238,22 +300,39 @@ def code(code: str) -> Response:
         if g.user.role != "admin":
             abort(403)
         with store.transaction(conn):
-            report_code(conn, serial, parse_text("note", request.form.get("note", ""), NOTE_MAX), f"ui:{g.user.username}")
+            report_code(
+                conn, serial, parse_text("note", request.form.get("note", ""), NOTE_MAX), f"ui:{g.user.username}"
+            )
         return redirect(f"/audit/codes/{serial:016d}")
     columns = _columns(g.user)
     with limited_reads():
-        history = [dict(zip(columns, r)) for r in conn.execute(
-            f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,))]  # fmt: skip
-    reported = conn.execute("SELECT reported_at, reported_by, note FROM reported_codes WHERE serial = ?", (serial,)).fetchone()
-    return render("audit/code.html", serial=f"{serial:016d}", human=codes.human_code(serial), batch_id=row[0],
-                  scans=history, columns=columns, reported=reported)  # fmt: skip
+        history = [
+            dict(zip(columns, r))
+            for r in conn.execute(
+                f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,)
+            )
+        ]
+    reported = conn.execute(
+        "SELECT reported_at, reported_by, note FROM reported_codes WHERE serial = ?", (serial,)
+    ).fetchone()
+    return render(
+        "audit/code.html",
+        serial=f"{serial:016d}",
+        human=codes.human_code(serial),
+        batch_id=row[0],
+        scans=history,
+        columns=columns,
+        reported=reported,
+    )
 
 
 def report_code(conn, serial: int, note: str, actor: str) -> None:
     """Mark a code as reported counterfeit (inside a write transaction), and log it."""
     now = auditlog.now_text()
-    conn.execute("INSERT OR IGNORE INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?)",
-                 (serial, now, actor, note.strip()[:NOTE_MAX]))  # fmt: skip
+    conn.execute(
+        "INSERT OR IGNORE INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?)",
+        (serial, now, actor, note.strip()[:NOTE_MAX]),
+    )
     auditlog.append(conn, "code.reported", {"serial": serial, "note": note.strip()[:NOTE_MAX]}, now, actor)
 
 
@@ -272,14 +351,24 @@ def key_list() -> Response:
     st = state()
     folder = st.keys_source.parent
     if st.keys_source.name != keys.KEYRING_FILE:
-        return render("audit/message.html", 409, title="Keys come from a JWKS file",
-                      message="Revoke with `verifier keys revoke` where the keyring lives, then publish the JWKS again.")  # fmt: skip
+        return render(
+            "audit/message.html",
+            409,
+            title="Keys come from a JWKS file",
+            message="Revoke with `verifier keys revoke` where the keyring lives, then publish the JWKS again.",
+        )
     if request.method == "POST":
+
         def log_change(record: keys.KeyRecord) -> None:  # under the keyring lock, once written
             conn = st.connection()
             with store.transaction(conn):
-                auditlog.append(conn, "key.status", {"kid": record.kid, "name": record.name, "status": record.status},
-                                auditlog.now_text(g.now), f"ui:{g.user.username}")  # fmt: skip
+                auditlog.append(
+                    conn,
+                    "key.status",
+                    {"kid": record.kid, "name": record.name, "status": record.status},
+                    auditlog.now_text(g.now),
+                    f"ui:{g.user.username}",
+                )
 
         try:
             keys.set_status(folder, request.form.get("kid", ""), "revoked", g.now, log_change)

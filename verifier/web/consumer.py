@@ -32,8 +32,14 @@ def page(template: str, status: int = 200, **context) -> Response:
     if request.args.get("lang") in LANGUAGES:
         response.set_cookie("lang", lang, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure)
     if g.new_session:  # the browser session: repeat views from it count once
-        response.set_cookie(SESSION_COOKIE, g.session_id, max_age=2 * 365 * 86400, httponly=True, samesite="Lax",
-                            secure=request.is_secure)  # fmt: skip
+        response.set_cookie(
+            SESSION_COOKIE,
+            g.session_id,
+            max_age=2 * 365 * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure,
+        )
     return response
 
 
@@ -63,8 +69,12 @@ def rate_limited() -> ratelimit.Outcome | None:
 
 
 def too_many(outcome: ratelimit.Outcome) -> Response:
-    response = page("message.html", 429, title_key="rate_title", body=TEXT[choose_language()]["rate_body"].format(
-        seconds=outcome.retry_after))  # fmt: skip
+    response = page(
+        "message.html",
+        429,
+        title_key="rate_title",
+        body=TEXT[choose_language()]["rate_body"].format(seconds=outcome.retry_after),
+    )
     response.headers["Retry-After"] = str(outcome.retry_after)
     return response
 
@@ -75,11 +85,13 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
     title, body = verdict_text(lang, verdict.reason, pin_first=verdict.pin == "first", detail=verdict.detail)
     batch = verdict.batch or {}
     values = {
-        "checks": verdict.checks, "first": format_time(verdict.first_checked_at, lang),
+        "checks": verdict.checks,
+        "first": format_time(verdict.first_checked_at, lang),
         "pin_time": format_time(verdict.pin_verified_at, lang),
-        "recalled": format_date(batch.get("recalled_at"), lang), "reason": batch.get("recall_reason") or "",
+        "recalled": format_date(batch.get("recalled_at"), lang),
+        "reason": batch.get("recall_reason") or "",
         "expiry": format_date(batch.get("expiry_date"), lang),
-    }  # fmt: skip
+    }
     details = []
     if batch:
         details = [
@@ -94,20 +106,29 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
             ("code", verdict.human_code),
             ("checks", str(verdict.checks) if verdict.checks else None),
             ("first_checked", values["first"]),
-        ]  # fmt: skip
+        ]
         details = [(key, value) for key, value in details if value]
-    show_pin_form = (bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr"
-                     and verdict.tone in ("ok", "warn"))  # not for a recall or a red verdict
+    show_pin_form = (
+        bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone in ("ok", "warn")
+    )  # not for a recall or a red verdict
     contact = contact_link(str(current_app.config["REPORT_CONTACT"]))
     retry = typed is not None and verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
     retry_code = typed.strip() if retry else None
     return page(
-        "verdict.html", lang=lang, verdict=verdict, title=title.format(**values), body=body.format(**values),
-        details=details, show_pin_form=show_pin_form, show_report=verdict.tone != "ok", retry_code=retry_code,
+        "verdict.html",
+        lang=lang,
+        verdict=verdict,
+        title=title.format(**values),
+        body=body.format(**values),
+        details=details,
+        show_pin_form=show_pin_form,
+        show_report=verdict.tone != "ok",
+        retry_code=retry_code,
         report=_fill(TEXT[lang]["report"], contact=contact),
         recall_contact=_fill(TEXT[lang]["recall.contact"], contact=contact),
-        enterprise=_enterprise_named(batch.get("enterprise"), lang), number_keys=NUMBER_KEYS,
-    )  # fmt: skip
+        enterprise=_enterprise_named(batch.get("enterprise"), lang),
+        number_keys=NUMBER_KEYS,
+    )
 
 
 NUMBER_KEYS = frozenset({"code", "gtin", "credit_code", "lot"})  # long unbroken values: may wrap anywhere
@@ -235,7 +256,9 @@ def not_allowed(_error) -> Response:
 
 @bp.app_errorhandler(500)
 def server_error(error) -> Response:
-    current_app.logger.error("request failed: %s %s: %r", request.method, request.path, getattr(error, "original_exception", error))
+    current_app.logger.error(
+        "request failed: %s %s: %r", request.method, request.path, getattr(error, "original_exception", error)
+    )
     if request.path.startswith("/api/"):
         from .api import api_error
 
