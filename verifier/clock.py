@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 CHINA = dt.timezone(dt.timedelta(hours=8), "CST")  # China Standard Time, what consumers read
 
 
