@@ -15,7 +15,7 @@ class VerifierError(Exception):
 
     http_status = 400
     api_code = "bad-request"
-    exit_code = 2  # the CLI's status for "could not do it" (1 is kept for "checked, and it failed")
+    exit_code = 1  # the CLI's status for "could not do it" (click's usage errors are 2)
 
     @property
     def message(self) -> str:
@@ -59,8 +59,7 @@ class Unavailable(VerifierError):
 
 
 class Tampered(VerifierError):
-    """A check ran and found the data edited: the CLI's exit status 1, like a failed verification."""
+    """A check ran and found the data edited."""
 
     http_status = 409
     api_code = "tampered"
-    exit_code = 1
