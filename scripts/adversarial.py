@@ -302,7 +302,7 @@ def audit_outcomes(app, tmp: Path, random_count: int) -> tuple[list[tuple[int, b
     """(status, invalid?) of every hostile audit request, API and UI, as an admin and as an enterprise."""
     from verifier import accounts, store
 
-    now = "2026-11-22T00:00:00.000+00:00"
+    now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     db = store.connect(tmp / "verifier.db")
     with store.transaction(db) as conn:
         enterprise, batch_id = conn.execute("SELECT enterprise_id, id FROM batches ORDER BY id LIMIT 1").fetchone()

@@ -74,8 +74,12 @@ def generate(db_path: Path, total: int) -> None:
                             'HTTPS://V.CN/', 'active', '2026-01-01', 'bench')""",
                 (b, e, e),
             )
-        accounts.add_user(conn, "ian", "inspector", "bench password", None, "bench", "2026-01-01")
-        accounts.add_user(conn, "eve", "enterprise", "bench password", 3, "bench", "2026-01-01")
+        accounts.add_user(
+            conn, "ian", "inspector", "bench password", None, "bench", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        )
+        accounts.add_user(
+            conn, "eve", "enterprise", "bench password", 3, "bench", dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+        )
     rng = random.Random(7)
     today = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     start = today - dt.timedelta(days=89)  # the log ends today: anomaly windows (days before now) cover it
@@ -168,8 +172,8 @@ def main() -> None:
     )
     conn = app.extensions["verifier"].connection()
     with store.transaction(conn):
-        ian = accounts.issue_token(conn, "ian", "bench", "bench", "2026-01-01")[1]
-        eve = accounts.issue_token(conn, "eve", "bench", "bench", "2026-01-01")[1]
+        ian = accounts.issue_token(conn, "ian", "bench", "bench", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))[1]
+        eve = accounts.issue_token(conn, "eve", "bench", "bench", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))[1]
     total = conn.execute("SELECT max(id) FROM scans").fetchone()[0]
     client = app.test_client()
     serial = conn.execute("SELECT serial FROM scans WHERE id = ?", (total // 2,)).fetchone()[0]

@@ -350,10 +350,12 @@ def serve(server_env):
 @pytest.fixture
 def audit_world(world, db_copy, tmp_path):
     """Scans of two enterprises' batches, and one account (with a token) per principal."""
+    import datetime as dt
+
     from verifier import accounts, codes, issue, store
     from verifier.web import create_app
 
-    NOW = "2026-11-22T00:00:00.000+00:00"
+    NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     request = issue.BatchRequest(
         mark=codes.MARKS[1],
         enterprise="Other Co",

@@ -12,7 +12,7 @@ from verifier import accounts, store
 from verifier.cli import cli
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
-T = "2026-11-22T08:00:00.000+00:00"
+T = NOW  # the `now` of account changes
 
 
 @pytest.fixture
@@ -25,8 +25,27 @@ def conn(tmp_path):
 
 def test_passwords_are_scrypt_hashed(conn):
     stored = conn.execute("SELECT password_hash FROM users").fetchone()[0]
-    assert stored.startswith("scrypt$32768$8$1$") and "correct horse" not in stored
+    assert stored.startswith("scrypt:32768:8:1$") and "correct horse" not in stored  # werkzeug.security's format
     assert accounts.check_password(stored, "correct horse battery") and not accounts.check_password(stored, "guess")
+
+
+# "correct horse battery" hashed by the code before werkzeug.security (scrypt$N$r$p$salt$digest, hex)
+LEGACY_HASH = (
+    "scrypt$32768$8$1$07e41cebab743f20e6e919926d48dd16$0cdc9cb6ab4caf68cb8af868e54fe2870a29184cb4f5d088d84115091666c7"
+    "3ec686aac9aae37ff274e858b5227e5671cba1963166d4bed811f333e3dbe40a80"
+)
+
+
+def test_passwords_hashed_before_werkzeug_still_verify(conn):
+    assert accounts.check_password(LEGACY_HASH, "correct horse battery")
+    assert not accounts.check_password(LEGACY_HASH, "correct horse batterz")
+    conn.execute("UPDATE users SET password_hash = ? WHERE username = 'ian'", (LEGACY_HASH,))
+    assert attempt(conn, "ian").user.username == "ian"
+
+
+@pytest.mark.parametrize("stored", ["", "plain", "scrypt$1$2", "md5$salt$00", "scrypt:x:8:1$salt$00", "$$"])
+def test_malformed_password_hashes_match_nothing(stored):
+    assert not accounts.check_password(stored, "correct horse battery")
 
 
 def test_short_passwords_and_bad_roles_are_refused(conn):
@@ -62,7 +81,8 @@ class RecordingChecker:
 
 
 def cost(stored: str) -> str:
-    return stored.rsplit("$", 2)[0]  # scheme$N$r$p
+    """scheme$N$r$p of a stored hash, werkzeug's (scrypt:N:r:p$salt$digest) or the one before (scrypt$N$r$p$...)."""
+    return re.sub("[:$]", "$", re.match(r"scrypt[:$]\d+[:$]\d+[:$]\d+", stored).group())
 
 
 def sql_shape(statements: list[str]) -> list[str]:

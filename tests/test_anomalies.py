@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 
 import pytest
@@ -163,9 +164,10 @@ def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
     for i in range(6):
         typed(row["code"], "11111111", ip=f"198.51.100.{i}")
     db = store.connect(db_copy)
+    now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     with store.transaction(db) as conn:
-        accounts.add_user(conn, "ian", "inspector", "correct horse battery", None, "test", "2026-11-22T00:00:00Z")
-        token = accounts.issue_token(conn, "ian", "t", "test", "2026-11-22T00:00:00Z")[1]
+        accounts.add_user(conn, "ian", "inspector", "correct horse battery", None, "test", now)
+        token = accounts.issue_token(conn, "ian", "t", "test", now)[1]
     app = create_app(
         {
             "DATABASE": str(db_copy),

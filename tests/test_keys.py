@@ -197,7 +197,9 @@ def test_concurrent_ui_revocations_never_fail(world, db_copy, tmp_path):
 
     records = keyring_with(tmp_path / "keys", 5)
     with store.transaction(store.connect(db_copy)) as conn:
-        accounts.add_user(conn, "ada", "admin", "correct horse battery", None, "test", "2026-11-22T00:00:00.000+00:00")
+        accounts.add_user(
+            conn, "ada", "admin", "correct horse battery", None, "test", dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+        )
     config = {
         "DATABASE": str(db_copy),
         "KEYS_DIR": str(tmp_path / "keys"),

@@ -1,4 +1,8 @@
-"""Accounts for inspectors, enterprises and admins: scrypt passwords, API tokens, sessions."""
+"""Accounts for inspectors, enterprises and admins: scrypt passwords, API tokens, sessions.
+
+The service: explicit arguments (a connection, `now`, the client's address and hash key, the
+password checker), no request, no environment. Every SQL statement is in verifier/repos/accounts.py.
+"""
 
 from __future__ import annotations
 
@@ -11,20 +15,44 @@ import secrets
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from . import auditlog, clients, store
+from werkzeug.security import check_password_hash, generate_password_hash
+
+from . import auditlog, clients, clock, errors, store
+from .repos import accounts as repo
 
 ROLES = ("admin", "inspector", "enterprise")
 # scrypt: memory-hard (128 * r * n bytes = 32 MiB here), about 0.1 s on this class of machine.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
+# Stored as werkzeug.security writes it: "scrypt:32768:8:1$<salt>$<hex digest>". Its salt is text
+# of 62 letters and digits: 22 of them are 131 bits, no less than the 16 random bytes of before.
+PASSWORD_METHOD = f"scrypt:{SCRYPT_N}:{SCRYPT_R}:{SCRYPT_P}"
+SALT_LENGTH = 22
+# Hashes written before werkzeug: "scrypt$N$r$p$<salt hex>$<digest hex>", still verified.
+_LEGACY_PREFIX = "scrypt$"
 TOKEN_PREFIX = "vt_"
 SESSION_IDLE = dt.timedelta(minutes=30)
 SESSION_ABSOLUTE = dt.timedelta(hours=12)
 _NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}")
 
 
-class AccountError(Exception):
+class AccountError(errors.VerifierError):
     """An account operation that cannot be done; the message is for the user."""
+
+    exit_code = 1  # what `verifier users ...` has always exited with for these
+
+
+class InvalidAccount(AccountError, errors.InvalidInput):
+    """A user name, role, password or enterprise that an account cannot have."""
+
+
+class AccountNotFound(AccountError, errors.NotFound):
+    """No such user, enterprise or active token."""
+
+
+class AccountConflict(AccountError, errors.Conflict):
+    """The name is taken, or the account is disabled."""
 
 
 @dataclass(frozen=True)
@@ -39,24 +67,37 @@ class User:
         return self.role in ("admin", "inspector")
 
 
+def _user(row: repo.UserRow) -> User:
+    return User(row[0], row[1], row[2], row[3], bool(row[4]))
+
+
+# --- passwords --------------------------------------------------------------------------------
+
+
 def hash_password(password: str) -> str:
     if len(password) < 10:
-        raise AccountError("a password has at least 10 characters")
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P, maxmem=64 * 1024 * 1024)
-    return f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}${salt.hex()}${digest.hex()}"
+        raise InvalidAccount("a password has at least 10 characters")
+    return generate_password_hash(password, PASSWORD_METHOD, SALT_LENGTH)
 
 
 def check_password(stored: str, password: str) -> bool:
+    """Whether `password` matches the stored hash (werkzeug's format, or the one before it)."""
+    if stored.startswith(_LEGACY_PREFIX):
+        return _check_legacy(stored, password)
     try:
-        scheme, n, r, p, salt, digest = stored.split("$")
+        return check_password_hash(stored, password)
+    except ValueError:  # not a method werkzeug knows: no password matches it
+        return False
+
+
+def _check_legacy(stored: str, password: str) -> bool:
+    try:
+        _scheme, n, r, p, salt, digest = stored.split("$")
+        candidate = hashlib.scrypt(
+            password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), maxmem=64 * 1024 * 1024
+        )
     except ValueError:
         return False
-    if scheme != "scrypt":
-        return False
-    candidate = hashlib.scrypt(
-        password.encode(), salt=bytes.fromhex(salt), n=int(n), r=int(r), p=int(p), maxmem=64 * 1024 * 1024
-    )
     return hmac.compare_digest(candidate.hex(), digest)
 
 
@@ -64,93 +105,86 @@ def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()  # 256 random bits: a fast hash is enough
 
 
-def _row_user(row) -> User:
-    return User(row[0], row[1], row[2], row[3], bool(row[4]))
-
-
-_USER_SQL = "SELECT users.id, users.username, users.role, users.enterprise_id, users.disabled FROM users"
+# --- accounts and tokens (each inside the caller's write transaction) --------------------------
 
 
 def add_user(
-    conn: sqlite3.Connection, username: str, role: str, password: str, enterprise_id: int | None, actor: str, now: str
+    conn: sqlite3.Connection,
+    username: str,
+    role: str,
+    password: str,
+    enterprise_id: int | None,
+    actor: str,
+    now: dt.datetime,
 ) -> User:
     """Create an account (inside a write transaction)."""
     if not _NAME_RE.fullmatch(username):
-        raise AccountError("a user name is 2-64 characters: letters, digits and _ . @ -")
+        raise InvalidAccount("a user name is 2-64 characters: letters, digits and _ . @ -")
     if role not in ROLES:
-        raise AccountError(f"a role is one of {', '.join(ROLES)}")
+        raise InvalidAccount(f"a role is one of {', '.join(ROLES)}")
     if (role == "enterprise") != (enterprise_id is not None):
-        raise AccountError("an enterprise account needs --enterprise, and only it")
-    try:
-        cur = conn.execute(
-            "INSERT INTO users (username, role, enterprise_id, password_hash, created_at) VALUES (?, ?, ?, ?, ?)",
-            (username, role, enterprise_id, hash_password(password), now),
-        )
-    except sqlite3.IntegrityError:
-        raise AccountError(f"user {username!r} already exists") from None
-    auditlog.append(conn, "user.added", {"user": username, "role": role, "enterprise_id": enterprise_id}, now, actor)
-    return User(cur.lastrowid, username, role, enterprise_id, False)
+        raise InvalidAccount("an enterprise account needs --enterprise, and only it")
+    at = clock.utc_text(now)
+    user_id = repo.insert_user(conn, username, role, enterprise_id, hash_password(password), at)
+    if user_id is None:
+        raise AccountConflict(f"user {username!r} already exists")
+    auditlog.append(conn, "user.added", {"user": username, "role": role, "enterprise_id": enterprise_id}, at, actor)
+    return User(user_id, username, role, enterprise_id, False)
+
+
+def enterprise_id(conn: sqlite3.Connection, name: str) -> int:
+    """The id of the enterprise an `enterprise` account is to belong to."""
+    found = repo.enterprise_id(conn, name)
+    if found is None:
+        raise AccountNotFound(f"no enterprise {name!r} (it is created by its first batch)")
+    return found
 
 
 def find_user(conn: sqlite3.Connection, username: str) -> User:
-    row = conn.execute(_USER_SQL + " WHERE users.username = ?", (username,)).fetchone()
+    row = repo.user_by_name(conn, username)
     if row is None:
-        raise AccountError(f"no user {username!r} (see `verifier users list`)")
-    return _row_user(row)
+        raise AccountNotFound(f"no user {username!r} (see `verifier users list`)")
+    return _user(row)
 
 
-def list_users(conn: sqlite3.Connection) -> list[dict]:
-    rows = conn.execute(
-        """SELECT u.id, u.username, u.role, e.name, u.disabled, u.created_at,
-           (SELECT count(*) FROM api_tokens t WHERE t.user_id = u.id AND t.revoked_at IS NULL)
-           FROM users u LEFT JOIN enterprises e ON e.id = u.enterprise_id ORDER BY u.id"""
-    ).fetchall()
-    keys = ("id", "username", "role", "enterprise", "disabled", "created_at", "active_tokens")
-    return [dict(zip(keys, row)) for row in rows]
+def list_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    return repo.list_users(conn)
 
 
-def disable_user(conn: sqlite3.Connection, username: str, actor: str, now: str) -> User:
+def disable_user(conn: sqlite3.Connection, username: str, actor: str, now: dt.datetime) -> User:
     """Disable an account: its sessions and tokens stop working at once."""
     user = find_user(conn, username)
-    conn.execute("UPDATE users SET disabled = 1 WHERE id = ?", (user.id,))
-    conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user.id,))
-    conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE user_id = ? AND revoked_at IS NULL", (now, user.id))
-    auditlog.append(conn, "user.disabled", {"user": username}, now, actor)
+    at = clock.utc_text(now)
+    repo.disable_user(conn, user.id, at)
+    auditlog.append(conn, "user.disabled", {"user": username}, at, actor)
     return User(user.id, user.username, user.role, user.enterprise_id, True)
 
 
-def issue_token(conn: sqlite3.Connection, username: str, label: str, actor: str, now: str) -> tuple[int, str]:
+def issue_token(conn: sqlite3.Connection, username: str, label: str, actor: str, now: dt.datetime) -> tuple[int, str]:
     """A new API token for a user: (token id, the token). The token is shown once, stored hashed."""
     user = find_user(conn, username)
     if user.disabled:
-        raise AccountError(f"user {username!r} is disabled")
+        raise AccountConflict(f"user {username!r} is disabled")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
-    cur = conn.execute(
-        "INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?)",
-        (user.id, _token_hash(token), label, now),
-    )
-    auditlog.append(conn, "token.issued", {"user": username, "token_id": cur.lastrowid, "label": label}, now, actor)
-    return cur.lastrowid, token
+    at = clock.utc_text(now)
+    token_id = repo.insert_token(conn, user.id, _token_hash(token), label, at)
+    auditlog.append(conn, "token.issued", {"user": username, "token_id": token_id, "label": label}, at, actor)
+    return token_id, token
 
 
-def revoke_token(conn: sqlite3.Connection, token_id: int, actor: str, now: str) -> None:
-    if not conn.execute(
-        "UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (now, token_id)
-    ).rowcount:
-        raise AccountError(f"no active token {token_id}")
-    auditlog.append(conn, "token.revoked", {"token_id": token_id}, now, actor)
+def revoke_token(conn: sqlite3.Connection, token_id: int, actor: str, now: dt.datetime) -> None:
+    at = clock.utc_text(now)
+    if not repo.revoke_token(conn, token_id, at):
+        raise AccountNotFound(f"no active token {token_id}")
+    auditlog.append(conn, "token.revoked", {"token_id": token_id}, at, actor)
 
 
 def user_for_token(conn: sqlite3.Connection, token: str) -> User | None:
     """The enabled user a bearer token belongs to, or None."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
-    row = conn.execute(
-        _USER_SQL.replace("FROM users", "FROM api_tokens t JOIN users ON users.id = t.user_id")
-        + " WHERE t.token_hash = ? AND t.revoked_at IS NULL AND users.disabled = 0",
-        (_token_hash(token),),
-    ).fetchone()
-    return _row_user(row) if row else None
+    row = repo.user_for_token_hash(conn, _token_hash(token))
+    return _user(row) if row else None
 
 
 # --- interactive logins: throttled per address and per name, with server-side sessions --------
@@ -166,8 +200,9 @@ FAILURES_PER_CLIENT_AND_NAME = 5  # one address guessing one name
 FAILURES_PER_CLIENT = 20  # one address, all names together
 FAILURES_PER_NAME = 100  # all addresses together: a distributed guess...
 NAME_BACKOFF = dt.timedelta(minutes=1)  # ...then one more try a minute, not a lock
-# What an unknown name is checked against: the same scrypt parameters as a real hash, the same cost.
-DUMMY_HASH = f"scrypt${SCRYPT_N}${SCRYPT_R}${SCRYPT_P}$" + "00" * 16 + "$" + "00" * 64
+# What an unknown name is checked against: the same method, parameters and salt length as a real
+# hash, so the same cost.
+DUMMY_HASH = f"{PASSWORD_METHOD}$" + "0" * SALT_LENGTH + "$" + "00" * 64
 
 
 @dataclass(frozen=True)
@@ -197,58 +232,44 @@ def login(
     """
     client = clients.keyed_hash(key, "login-client", clients.rate_network(ip))
     name = clients.keyed_hash(key, "login-name", username)
+    at = clock.utc_text(now)
     with store.transaction(conn):
-        conn.execute("DELETE FROM login_failures WHERE at <= ?", (auditlog.now_text(now - LOGIN_WINDOW),))
+        repo.forget_failures_before(conn, clock.utc_text(now - LOGIN_WINDOW))
         wait, own_fault = _login_wait(conn, client, name, now)
         if wait:
             if own_fault:  # an address that keeps trying a name it is throttled for uses up its own allowance
-                _count_failure(conn, now, client, None)
+                repo.add_failure(conn, at, client, None)
             return LoginResult(retry_after=wait)
-        row = conn.execute("SELECT id, password_hash, disabled FROM users WHERE username = ?", (username,)).fetchone()
-        _count_failure(conn, now, client, name)  # counted before the check, forgiven if it succeeds
+        account = repo.credentials(conn, username)
+        repo.add_failure(conn, at, client, name)  # counted before the check, forgiven if it succeeds
     # scrypt runs outside the transaction: 0.1 s under the writer lock would stall every scan
-    right = check(row[1] if row else DUMMY_HASH, password)
-    if row is None or row[2] or not right:
+    right = check(account[1] if account else DUMMY_HASH, password)
+    if account is None or account[2] or not right:
         return LoginResult()
     session = secrets.token_urlsafe(32)
-    now_s = auditlog.now_text(now)
     with store.transaction(conn):
-        conn.execute("DELETE FROM login_failures WHERE client_hash = ? AND account_hash = ?", (client, name))
-        conn.execute(
-            "INSERT INTO web_sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
-            (_token_hash(session), row[0], now_s, now_s),
-        )
-        user = _row_user(conn.execute(_USER_SQL + " WHERE users.id = ?", (row[0],)).fetchone())
-    return LoginResult(user, session)
+        repo.forgive_failures(conn, client, name)
+        repo.insert_session(conn, _token_hash(session), account[0], at)
+        row = repo.user_by_id(conn, account[0])
+    return LoginResult(_user(row), session) if row else LoginResult()
 
 
 def _login_wait(conn: sqlite3.Connection, client: str, name: str, now: dt.datetime) -> tuple[int, bool]:
     """(seconds before this address may try this name, or 0; whether the address caused the wait)."""
-    since = auditlog.now_text(now - LOGIN_WINDOW)
+    since = clock.utc_text(now - LOGIN_WINDOW)
 
-    def nth_newest(where: str, params: tuple[str, ...], n: int) -> dt.datetime | None:
-        row = conn.execute(
-            f"SELECT at FROM login_failures WHERE {where} AND at > ? ORDER BY at DESC LIMIT 1 OFFSET ?",
-            (*params, since, n - 1),
-        ).fetchone()
-        return dt.datetime.fromisoformat(row[0]) if row else None
+    def nth_newest(n: int, *, client: str | None = None, name: str | None = None) -> dt.datetime | None:
+        return clock.parse(repo.nth_newest_failure(conn, since, n, client=client, name=name))
 
-    if oldest := nth_newest("client_hash = ?", (client,), FAILURES_PER_CLIENT):
+    if oldest := nth_newest(FAILURES_PER_CLIENT, client=client):
         return _seconds(oldest + LOGIN_WINDOW - now), False  # a full allowance: refused, no longer counted
-    if oldest := nth_newest("client_hash = ? AND account_hash = ?", (client, name), FAILURES_PER_CLIENT_AND_NAME):
+    if oldest := nth_newest(FAILURES_PER_CLIENT_AND_NAME, client=client, name=name):
         return _seconds(oldest + LOGIN_WINDOW - now), True
-    if nth_newest("account_hash = ?", (name,), FAILURES_PER_NAME):
-        newest = nth_newest("account_hash = ?", (name,), 1)
+    if nth_newest(FAILURES_PER_NAME, name=name):
+        newest = nth_newest(1, name=name)
         if newest and newest + NAME_BACKOFF > now:
             return _seconds(newest + NAME_BACKOFF - now), False
     return 0, False
-
-
-def _count_failure(conn: sqlite3.Connection, now: dt.datetime, client: str, name: str | None) -> None:
-    conn.execute(
-        "INSERT INTO login_failures (at, client_hash, account_hash) VALUES (?, ?, ?)",
-        (auditlog.now_text(now), client, name),
-    )
 
 
 def _seconds(delta: dt.timedelta) -> int:
@@ -256,25 +277,21 @@ def _seconds(delta: dt.timedelta) -> int:
 
 
 def user_for_session(conn: sqlite3.Connection, session: str, now: dt.datetime) -> User | None:
-    """The user of a live session (idle and absolute timeouts); refreshes its idle clock."""
-    row = conn.execute(
-        _USER_SQL.replace("FROM users", "FROM web_sessions s JOIN users ON users.id = s.user_id").replace(
-            "SELECT ", "SELECT s.created_at, s.last_seen_at, "
-        )
-        + " WHERE s.id_hash = ? AND users.disabled = 0",
-        (_token_hash(session),),
-    ).fetchone()
-    if row is None:
+    """The user of a live session (idle and absolute timeouts); refreshes its idle clock.
+
+    Inside the caller's write transaction: it ends an expired session or touches a live one.
+    """
+    id_hash = _token_hash(session)
+    found = repo.session(conn, id_hash)
+    if found is None:
         return None
-    created, seen = dt.datetime.fromisoformat(row[0]), dt.datetime.fromisoformat(row[1])
+    created, seen = dt.datetime.fromisoformat(found[0]), dt.datetime.fromisoformat(found[1])
     if now - seen > SESSION_IDLE or now - created > SESSION_ABSOLUTE:
-        conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (_token_hash(session),))
+        repo.delete_session(conn, id_hash)
         return None
-    conn.execute(
-        "UPDATE web_sessions SET last_seen_at = ? WHERE id_hash = ?", (auditlog.now_text(now), _token_hash(session))
-    )
-    return _row_user(row[2:])
+    repo.touch_session(conn, id_hash, clock.utc_text(now))
+    return _user(found[2])
 
 
 def logout(conn: sqlite3.Connection, session: str) -> None:
-    conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (_token_hash(session),))
+    repo.delete_session(conn, _token_hash(session))

@@ -824,14 +824,15 @@ def users_group() -> None:
 
 
 def _accounts_call(fn, *args):
-    from . import accounts, auditlog, store
+    """Run an accounts operation in one write transaction, at one `now`; its errors as `Error: ...` lines."""
+    from . import clock, errors, store
 
     db = _open_db(create=True)
     try:
         with store.transaction(db) as conn:
-            return fn(conn, *args, _actor(), auditlog.now_text())
-    except accounts.AccountError as exc:
-        raise CliError(str(exc)) from None
+            return fn(conn, *args, _actor(), clock.now())
+    except errors.VerifierError as exc:  # the kind carries the exit status; no message is matched
+        raise CliError(exc.message, exc.exit_code) from None
     finally:
         db.close()
 
@@ -845,21 +846,16 @@ def users_add(username: str, role: str, enterprise: str | None) -> None:
 
     Example: verifier users add li.wei --role inspector
     """
-    from . import accounts
+    from . import accounts, settings
 
-    password = os.environ.get("VERIFIER_USER_PASSWORD")
+    password = settings.load().user_password
     if password is None:
         if not sys.stdin.isatty():
             raise CliError("no password: set VERIFIER_USER_PASSWORD or run in a terminal")
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
     def add(conn, username, role, password, actor, now):
-        enterprise_id = None
-        if enterprise:
-            row = conn.execute("SELECT id FROM enterprises WHERE name = ?", [enterprise]).fetchone()
-            if row is None:
-                raise accounts.AccountError(f"no enterprise {enterprise!r} (it is created by its first batch)")
-            enterprise_id = row[0]
+        enterprise_id = accounts.enterprise_id(conn, enterprise) if enterprise else None
         return accounts.add_user(conn, username, role, password, enterprise_id, actor, now)
 
     user = _accounts_call(add, username, role, password)
@@ -875,7 +871,11 @@ def users_list(as_json: bool) -> None:
     """
     from . import accounts
 
-    users = accounts.list_users(_open_db(create=True).conn)
+    db = _open_db(create=True)
+    try:
+        users = accounts.list_users(db.conn)
+    finally:
+        db.close()
     if as_json:
         click.echo(json.dumps(users, indent=2, ensure_ascii=False))
         return

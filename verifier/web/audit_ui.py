@@ -7,7 +7,6 @@ rules as the audit API (verifier/web/audit.py).
 
 from __future__ import annotations
 
-import datetime as dt
 import functools
 import hashlib
 import hmac
@@ -15,7 +14,7 @@ import re
 import secrets
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, abort, g, redirect, render_template, request
+from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
 from .. import accounts, anomalies, auditlog, budget, codes, keys, lookup, store
 from . import state
@@ -56,7 +55,7 @@ def session_user() -> accounts.User | None:
         return None
     conn = state().connection()
     with store.transaction(conn):
-        return accounts.user_for_session(conn, session, dt.datetime.now(dt.UTC))
+        return accounts.user_for_session(conn, session, g.now)
 
 
 def csrf_token() -> str:
@@ -75,7 +74,7 @@ def login_required(*roles: str):
         def wrapper(*args, **kwargs):
             user = session_user()
             if user is None:
-                return redirect("/audit/login")
+                return redirect(url_for("audit_ui.login"))
             if roles and user.role not in roles:
                 abort(403)
             if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", ""), csrf_token()):
@@ -156,7 +155,7 @@ def login() -> Response:
         state().connection(),
         request.form.get("username", "")[:64],
         request.form.get("password", "")[:256],
-        dt.datetime.now(dt.UTC),
+        g.now,
         ip=request.remote_addr or "",
         key=state().hash_key,
     )
@@ -169,7 +168,7 @@ def login() -> Response:
                 {"Retry-After": str(result.retry_after)},
             )
         return login_page(401, LOGIN_FAILED)
-    response = redirect("/audit/")
+    response = redirect(url_for("audit_ui.scans"))
     response.set_cookie(
         COOKIE, result.session, httponly=True, samesite="Strict", secure=request.is_secure, path="/audit"
     )
@@ -183,7 +182,7 @@ def logout() -> Response:
     conn = state().connection()
     with store.transaction(conn):
         accounts.logout(conn, request.cookies[COOKIE])
-    response = redirect("/audit/login")
+    response = redirect(url_for("audit_ui.login"))
     response.delete_cookie(COOKIE, path="/audit")
     return response
 

@@ -1,0 +1,74 @@
+"""The rate-limit counters file: its connection, its schema and every SQL statement on it.
+
+The counters live in their own small SQLite file next to the database (`<database>-ratelimit`),
+in WAL mode with `synchronous=OFF` and its own writer lock: counting a request costs no fsync and
+never waits for the registry's writer lock, so a request over the limit writes nothing durable.
+The counters are disposable: a file damaged by a power loss is replaced with an empty one.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from pathlib import Path
+
+from .. import store
+
+log = logging.getLogger("verifier.ratelimit")
+
+SCHEMA_VERSION = 1
+
+
+def connect(path: Path | str) -> sqlite3.Connection:
+    """The counters file at `path`, created (or replaced, if damaged) as needed."""
+    path = Path(path)
+    try:
+        return _open(path)
+    except sqlite3.DatabaseError as exc:  # e.g. "file is not a database" after a power loss
+        log.warning("rate-limit counters at %s are unreadable (%s): starting them afresh", path, exc)
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        return _open(path)
+
+
+def _open(path: Path) -> sqlite3.Connection:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(
+        path,
+        timeout=store.BUSY_TIMEOUT_MS / 1000,
+        isolation_level=None,
+        check_same_thread=False,
+        factory=store.Connection,
+    )
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {store.BUSY_TIMEOUT_MS}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = OFF")  # counters need not survive a power loss
+        conn.execute("PRAGMA wal_autocheckpoint = 0")  # WAL-reset bug: checkpoints run under the lock
+        with store.transaction(conn):  # this file's own writer lock, not the registry's
+            if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
+                conn.execute("DROP TABLE IF EXISTS hits")
+                # One row per client and window; `until` is the window's end (Unix seconds).
+                conn.execute("""CREATE TABLE hits (client TEXT NOT NULL, until INTEGER NOT NULL, hits INTEGER NOT NULL,
+                                PRIMARY KEY (client, until)) WITHOUT ROWID""")
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            conn.execute("SELECT count(*) FROM hits").fetchone()  # reads the table's pages: damage shows here
+    except BaseException:
+        conn.close()
+        raise
+    return conn
+
+
+def count_hit(conn: sqlite3.Connection, client: str, until: int) -> int:
+    """Add one to `client`'s count in the window ending at `until`; the count after it."""
+    row = conn.execute(
+        """INSERT INTO hits (client, until, hits) VALUES (?, ?, 1)
+           ON CONFLICT (client, until) DO UPDATE SET hits = hits + 1 RETURNING hits""",
+        (client, until),
+    ).fetchone()
+    return int(row[0])
+
+
+def prune(conn: sqlite3.Connection, now_seconds: int) -> None:
+    """Drop the windows that have ended (they are never read again)."""
+    conn.execute("DELETE FROM hits WHERE until <= ?", (now_seconds,))
