@@ -165,14 +165,14 @@ def test_checkpoints_need_a_log_key_not_an_issuing_key(logged, runner):
 def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runner, monkeypatch):
     import datetime as dt
 
-    from verifier import cli as cli_module
+    from verifier import clock
 
     before = sqlite3.connect(logged).execute("SELECT count(*) FROM scans WHERE ip_prefix IS NOT NULL").fetchone()[0]
     assert runner.invoke(cli, ["audit", "purge", "--older-than", "30"]).stdout.startswith(
         "Erased the personal fields of 0 "
     )
-    in_a_year = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
-    monkeypatch.setattr(cli_module, "_now", lambda: in_a_year)
+    in_a_year = clock.now() + dt.timedelta(days=365)
+    monkeypatch.setattr(clock, "now", lambda: in_a_year)  # the one clock the commands read
     result = runner.invoke(cli, ["audit", "purge", "--older-than", "30"])
     assert result.exit_code == 0 and f"Erased the personal fields of {before} scans" in result.stdout
     rows = (
