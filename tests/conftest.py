@@ -229,11 +229,12 @@ def db_copy(world, tmp_path) -> Path:
 
 
 @pytest.fixture
-def app(world, db_copy, tmp_path):
-    from verifier.web import create_app
+def app_config(world, db_copy, tmp_path):
+    """The lookup server's test settings, with `overrides` (config keys) on top: a plain dict, so a
+    test can also hand it to a subprocess."""
 
-    app = create_app(
-        {
+    def make(**overrides) -> dict:
+        return {
             "DATABASE": str(db_copy),
             "KEYS_DIR": str(world["keys_dir"]),
             "JWKS_FILE": None,
@@ -244,9 +245,28 @@ def app(world, db_copy, tmp_path):
             "INSTANCE": str(tmp_path),
             "TRUSTED_PROXIES": 0,
             "TESTING": True,
+            **overrides,
         }
-    )
-    return app
+
+    return make
+
+
+@pytest.fixture
+def make_app(app_config):
+    """`make_app(**overrides)`: a lookup server over a fresh copy of the world's database, with the
+    world's keys and PIN secret, no rate limit and a test secret key; `overrides` are config keys,
+    e.g. make_app(TRUSTED_PROXIES=1, DATABASE=str(other_db))."""
+    from verifier.web import create_app
+
+    def make(**overrides):
+        return create_app(app_config(**overrides))
+
+    return make
+
+
+@pytest.fixture
+def app(make_app):
+    return make_app()
 
 
 @pytest.fixture
@@ -348,12 +368,11 @@ def serve(server_env):
 
 
 @pytest.fixture
-def audit_world(world, db_copy, tmp_path):
+def audit_world(world, db_copy, tmp_path, make_app):
     """Scans of two enterprises' batches, and one account (with a token) per principal."""
     import datetime as dt
 
     from verifier import accounts, codes, issue, store
-    from verifier.web import create_app
 
     NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     request = issue.BatchRequest(
@@ -368,17 +387,7 @@ def audit_world(world, db_copy, tmp_path):
     other = issue.issue_batch(
         db_copy, request, world["private"], world["kid"], random_bytes=seeded_random_bytes("audit_world")
     )
-    app = create_app(
-        {
-            "DATABASE": str(db_copy),
-            "KEYS_DIR": str(world["keys_dir"]),
-            "BASE_URLS": [BASE_URL],
-            "PIN_SECRET": PIN_SECRET,
-            "SECRET_KEY": b"k",
-            "RATELIMIT": "off",
-            "INSTANCE": str(tmp_path),
-        }
-    )
+    app = make_app()
     with open(tmp_path / "other" / "codes.csv", encoding="utf-8", newline="") as fh:
         other_rows = list(issue.read_codes_csv(fh))
     for url in [world["pin"][1][0]["url"]] * 2 + [other_rows[0]["url"]] * 2:

@@ -6,28 +6,15 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import BASE_URL, PIN_SECRET, forged_url, log_in
+from conftest import forged_url, log_in
 
 from verifier.cli import cli
-from verifier.web import create_app
 
 
 @pytest.fixture
-def lookups(world, db_copy, tmp_path, monkeypatch):
+def lookups(db_copy, make_app, monkeypatch):
     monkeypatch.setenv("VERIFIER_DB", str(db_copy))
-    app = create_app(
-        {
-            "DATABASE": str(db_copy),
-            "KEYS_DIR": str(world["keys_dir"]),
-            "BASE_URLS": [BASE_URL],
-            "PIN_SECRET": PIN_SECRET,
-            "SECRET_KEY": b"k",
-            "RATELIMIT": "off",
-            "INSTANCE": str(tmp_path),
-            "TRUST_GEO_HEADERS": True,
-            "TRUSTED_PROXIES": 1,
-        }
-    )
+    app = make_app(TRUST_GEO_HEADERS=True, TRUSTED_PROXIES=1)
 
     def scan(url, region="Guangdong", country="CN"):
         return app.test_client().get(
@@ -156,7 +143,7 @@ def test_pin_guessing_is_quiet_for_one_client_or_few_guesses(lookups, world, run
     ]
 
 
-def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
+def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, make_app):
     from verifier import accounts, store
 
     _, typed = lookups
@@ -168,17 +155,7 @@ def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, tmp_path):
     with store.transaction(db) as conn:
         accounts.add_user(conn, "ian", "inspector", "correct horse battery", None, "test", now)
         token = accounts.issue_token(conn, "ian", "t", "test", now)[1]
-    app = create_app(
-        {
-            "DATABASE": str(db_copy),
-            "KEYS_DIR": str(world["keys_dir"]),
-            "BASE_URLS": [BASE_URL],
-            "SECRET_KEY": b"k",
-            "RATELIMIT": "off",
-            "INSTANCE": str(tmp_path),
-        }
-    )
-    client = app.test_client()
+    client = make_app().test_client()
     api = client.get("/api/v1/audit/anomalies?days=1", headers={"Authorization": f"Bearer {token}"}).get_json()
     assert [a["serial"] for a in api["anomalies"] if a["rule"] == "pin-guessing"] == [int(row["serial"])]
     assert log_in(client, "ian").status_code == 302

@@ -6,14 +6,12 @@ import json
 import sqlite3
 
 import pytest
-from conftest import BASE_URL, PIN_SECRET
 
 from verifier.cli import cli
-from verifier.web import create_app
 
 
 @pytest.fixture
-def logged(world, db_copy, tmp_path, instance, runner, monkeypatch):
+def logged(world, db_copy, instance, runner, monkeypatch, make_app):
     """A database with 12 scans in the chain, a log key, and the CLI pointed at both."""
     import shutil
 
@@ -22,17 +20,7 @@ def logged(world, db_copy, tmp_path, instance, runner, monkeypatch):
     monkeypatch.setenv("VERIFIER_DB", str(db_copy))
     monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "pw")
     assert runner.invoke(cli, ["keys", "new", "audit", "--purpose", "log"]).exit_code == 0
-    app = create_app(
-        {
-            "DATABASE": str(db_copy),
-            "KEYS_DIR": str(keys_dir),
-            "BASE_URLS": [BASE_URL],
-            "PIN_SECRET": PIN_SECRET,
-            "SECRET_KEY": b"k",
-            "RATELIMIT": "off",
-            "INSTANCE": str(tmp_path),
-        }
-    )
+    app = make_app(KEYS_DIR=str(keys_dir))
     for row in world["pin"][1][:6]:
         for _ in range(2):
             app.test_client().get("/" + row["url"].split("/", 3)[3])
@@ -177,14 +165,14 @@ def test_checkpoints_need_a_log_key_not_an_issuing_key(logged, runner):
 def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runner, monkeypatch):
     import datetime as dt
 
-    from verifier import cli as cli_module
+    from verifier import clock
 
     before = sqlite3.connect(logged).execute("SELECT count(*) FROM scans WHERE ip_prefix IS NOT NULL").fetchone()[0]
     assert runner.invoke(cli, ["audit", "purge", "--older-than", "30"]).stdout.startswith(
         "Erased the personal fields of 0 "
     )
-    in_a_year = dt.datetime.now(dt.UTC) + dt.timedelta(days=365)
-    monkeypatch.setattr(cli_module, "_now", lambda: in_a_year)
+    in_a_year = clock.now() + dt.timedelta(days=365)
+    monkeypatch.setattr(clock, "now", lambda: in_a_year)  # the one clock the commands read
     result = runner.invoke(cli, ["audit", "purge", "--older-than", "30"])
     assert result.exit_code == 0 and f"Erased the personal fields of {before} scans" in result.stdout
     rows = (

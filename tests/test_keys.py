@@ -188,8 +188,8 @@ def test_keyring_is_replaced_atomically_and_keeps_its_mode(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["k0.pem", "keyring.json", "keyring.lock"]
 
 
-def test_concurrent_ui_revocations_never_fail(world, db_copy, tmp_path):
-    from conftest import BASE_URL, log_in
+def test_concurrent_ui_revocations_never_fail(db_copy, tmp_path, app_config):
+    from conftest import log_in
 
     from verifier import accounts, store
     from verifier.web import create_app
@@ -200,15 +200,7 @@ def test_concurrent_ui_revocations_never_fail(world, db_copy, tmp_path):
         accounts.add_user(
             conn, "ada", "admin", "correct horse battery", None, "test", dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
         )
-    config = {
-        "DATABASE": str(db_copy),
-        "KEYS_DIR": str(tmp_path / "keys"),
-        "BASE_URLS": [BASE_URL],
-        "SECRET_KEY": b"k",
-        "RATELIMIT": "off",
-        "INSTANCE": str(tmp_path),
-        "TESTING": True,
-    }
+    config = app_config(KEYS_DIR=str(tmp_path / "keys"))  # a plain dict: the subprocesses get its repr
     browser = create_app(config).test_client()
     login = log_in(browser, "ada")
     assert login.status_code == 302

@@ -100,11 +100,9 @@ def test_every_acknowledged_scan_survives_kill_9(serve, world, db_copy, server_e
     assert len(set(acknowledged)) == len(acknowledged)  # every acknowledged check has its own count
 
 
-def test_the_lookup_server_never_opens_a_private_key(world, db_copy, tmp_path):
+def test_the_lookup_server_never_opens_a_private_key(world, make_app):
     """An audit hook sees every file the server opens while starting and answering scans."""
     import sys
-
-    from verifier.web import create_app
 
     opened: list[str] = []
     watching = True
@@ -115,16 +113,7 @@ def test_the_lookup_server_never_opens_a_private_key(world, db_copy, tmp_path):
 
     sys.addaudithook(hook)  # hooks cannot be removed: `watching` turns it off
     try:
-        app = create_app(
-            {
-                "DATABASE": str(db_copy),
-                "KEYS_DIR": str(world["keys_dir"]),
-                "BASE_URLS": [BASE_URL],
-                "RATELIMIT": "off",
-                "INSTANCE": str(tmp_path),
-                "SECRET_KEY": b"k",
-            }
-        )
+        app = make_app()
         client = app.test_client()
         for row in world["pin"][1][:3]:
             assert client.get("/" + row["url"].split("/", 3)[3]).status_code == 200

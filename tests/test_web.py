@@ -13,7 +13,6 @@ import yaml
 from conftest import BASE_URL, PIN_SECRET, forged_url
 
 from verifier import codes, keys, pins
-from verifier.web import create_app
 
 PHONE_UA = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120 Mobile MicroMessenger/8.0.47"
 
@@ -208,17 +207,17 @@ def test_pages_leak_no_version_or_earlier_locations(app, world):
     assert "127.0.0" not in html and "203.0.113" not in html and "0.1.0" not in html
 
 
-def test_forwarded_for_is_ignored_unless_configured(app, world, db_copy, tmp_path):
+def test_forwarded_for_is_ignored_unless_configured(app, world, db_copy, tmp_path, make_app):
     scan(fresh(app), world["pin"][1][12]["url"], **{"X-Forwarded-For": "203.0.113.9"})
     assert scans(db_copy)[-1]["ip_prefix"] == "127.0.0.0/24"
-    proxied = create_app({**app.config, "TRUSTED_PROXIES": 1})
+    proxied = make_app(TRUSTED_PROXIES=1)
     proxied.test_client().get(path_of(world["pin"][1][13]["url"]), headers={"X-Forwarded-For": "203.0.113.9"})
     row = scans(db_copy)[-1]
     assert row["ip_prefix"] == "203.0.113.0/24" and row["ip_hash"] and len(row["ip_hash"]) == 16
 
 
-def test_scan_log_never_holds_a_full_ip(app, world, db_copy):
-    proxied = create_app({**app.config, "TRUSTED_PROXIES": 1})
+def test_scan_log_never_holds_a_full_ip(app, world, db_copy, make_app):
+    proxied = make_app(TRUSTED_PROXIES=1)
     proxied.test_client().get(path_of(world["pin"][1][14]["url"]), headers={"X-Forwarded-For": "2001:db8:1234:5678::9"})
     dump = "\n".join(sqlite3.connect(db_copy).iterdump())
     assert "2001:db8:1234:5678" not in dump and "2001:db8:1234::/48" in dump
@@ -227,9 +226,9 @@ def test_scan_log_never_holds_a_full_ip(app, world, db_copy):
 GEO = {"X-Geo-Country": "cn", "X-Geo-Region": "Guangdong", "X-Geo-City": "Shenzhen"}
 
 
-def test_geo_headers_are_ignored_without_a_trusted_proxy(app, world, db_copy, caplog):
+def test_geo_headers_are_ignored_without_a_trusted_proxy(app, world, db_copy, caplog, make_app):
     with caplog.at_level("WARNING", logger="verifier.web"):
-        alone = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 0})
+        alone = make_app(TRUST_GEO_HEADERS=True, TRUSTED_PROXIES=0)
     assert [r.getMessage() for r in caplog.records if "X-Geo" in r.getMessage()] == [
         "VERIFIER_TRUST_GEO_HEADERS is ignored: X-Geo-* headers are trusted only from a proxy "
         "(set VERIFIER_TRUSTED_PROXIES)"
@@ -240,7 +239,7 @@ def test_geo_headers_are_ignored_without_a_trusted_proxy(app, world, db_copy, ca
         "region": None,
         "city": None,
     }
-    proxied = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})
+    proxied = make_app(TRUST_GEO_HEADERS=True, TRUSTED_PROXIES=1)
     scan(proxied.test_client(), world["pin"][1][31]["url"], **GEO)
     assert {k: scans(db_copy)[-1][k] for k in ("country", "region", "city")} == {
         "country": "CN",
@@ -280,8 +279,8 @@ def test_geo_headers_are_ignored_without_a_trusted_proxy(app, world, db_copy, ca
         pytest.param({"X-Geo-Region": "\xff\xfe", "X-Geo-City": "a\tb"}, (None, None, None), id="not-utf-8-and-tab"),
     ],
 )
-def test_geo_headers_are_validated_before_they_are_stored(app, world, db_copy, headers, stored):
-    proxied = create_app({**app.config, "TRUST_GEO_HEADERS": True, "TRUSTED_PROXIES": 1})
+def test_geo_headers_are_validated_before_they_are_stored(app, world, db_copy, headers, stored, make_app):
+    proxied = make_app(TRUST_GEO_HEADERS=True, TRUSTED_PROXIES=1)
     scan(proxied.test_client(), world["pin"][1][32]["url"], **headers)
     row = scans(db_copy)[-1]  # from 127.0.0.1: the offline table has no country for it
     assert (row["country"], row["region"], row["city"]) == stored
@@ -313,7 +312,7 @@ def test_api_verify_answers_reason_and_checks(app, world):
         "unknown-code",
     ],
 )
-def test_page_and_api_give_the_same_verdict(world, tmp_path, case):
+def test_page_and_api_give_the_same_verdict(world, tmp_path, make_app, case):
     """Each on its own fresh database, so neither sees the other's check."""
     import shutil
 
@@ -332,17 +331,7 @@ def test_page_and_api_give_the_same_verdict(world, tmp_path, case):
     for channel in ("page", "api"):
         db = tmp_path / f"{channel}.db"
         shutil.copyfile(world["db"], db)
-        app = create_app(
-            {
-                "DATABASE": str(db),
-                "KEYS_DIR": str(world["keys_dir"]),
-                "BASE_URLS": [BASE_URL],
-                "PIN_SECRET": PIN_SECRET,
-                "SECRET_KEY": b"k",
-                "RATELIMIT": "off",
-                "INSTANCE": str(tmp_path),
-            }
-        )
+        app = make_app(DATABASE=str(db))
         client = app.test_client()
         typed = case in ("mistyped", "unknown-code")
         if channel == "api":
@@ -395,7 +384,7 @@ def test_api_errors_have_one_shape(client, request_kwargs, status, code):
     }
 
 
-def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp_path):
+def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp_path, make_app):
     response = client.get("/.well-known/jwks.json")
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     assert "max-age" in response.headers["Cache-Control"]
@@ -404,13 +393,13 @@ def test_jwks_is_public_cacheable_and_leaves_revoked_keys_out(client, world, tmp
     revoked = keys.KeyRecord("old", jwk["kid"], jwk["x"], "revoked", "2026-01-01")  # a served JWKS must be valid
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(keys.jwks([keys.KeyRecord(**{**revoked.__dict__, "status": "retired"})])))
-    retired_app = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)})
+    retired_app = make_app(JWKS_FILE=str(jwks_file))
     assert [k["status"] for k in retired_app.test_client().get("/.well-known/jwks.json").get_json()["keys"]] == [
         "retired"
     ]
 
 
-def test_jwks_file_is_served_without_private_or_unknown_members(client, world, tmp_path):
+def test_jwks_file_is_served_without_private_or_unknown_members(client, world, tmp_path, make_app):
     import base64
     import hashlib
 
@@ -458,7 +447,7 @@ def test_jwks_file_is_served_without_private_or_unknown_members(client, world, t
             }
         )
     )
-    served = create_app({**client.application.config, "JWKS_FILE": str(jwks_file)}).test_client()
+    served = make_app(JWKS_FILE=str(jwks_file)).test_client()
     response = served.get("/.well-known/jwks.json")
     assert response.get_json() == {
         "keys": [
@@ -499,12 +488,12 @@ def test_rate_limit_page_and_api(app, world):
     assert api.status_code == 429 and api.get_json()["error"]["code"] == "rate-limited"
 
 
-def test_revocation_reaches_the_running_server(app, world, tmp_path):
+def test_revocation_reaches_the_running_server(app, world, tmp_path, make_app):
     import shutil
 
     keys_dir = tmp_path / "keys"
     shutil.copytree(world["keys_dir"], keys_dir)
-    server = create_app({**app.config, "KEYS_DIR": str(keys_dir)})
+    server = make_app(KEYS_DIR=str(keys_dir))
     server.extensions["verifier"].KEY_RECHECK_SECONDS = 0
     url = world["pin"][1][18]["url"]
     assert reason_of(server.test_client().get(path_of(url))) == "genuine"
@@ -512,10 +501,10 @@ def test_revocation_reaches_the_running_server(app, world, tmp_path):
     assert reason_of(server.test_client().get(path_of(url))) == "key-revoked"
 
 
-def test_server_needs_no_private_key(app, world, tmp_path):
+def test_server_needs_no_private_key(app, world, tmp_path, make_app):
     jwks_file = tmp_path / "jwks.json"
     jwks_file.write_text(json.dumps(keys.jwks(keys.read_keyring(world["keys_dir"]))))
-    server = create_app({**app.config, "KEYS_DIR": str(tmp_path / "no-keys-here"), "JWKS_FILE": str(jwks_file)})
+    server = make_app(KEYS_DIR=str(tmp_path / "no-keys-here"), JWKS_FILE=str(jwks_file))
     assert reason_of(server.test_client().get(path_of(world["pin"][1][19]["url"]))) == "genuine"
 
 
@@ -673,8 +662,8 @@ def test_typed_code_of_the_wrong_length_gets_the_typo_page(client, world, length
         assert client.get("/api/v1/verify", query_string={"code": typed}).get_json()["reason"] == "mistyped"
 
 
-def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db_copy):
-    proxied = create_app({**app.config, "TRUSTED_PROXIES": 1})
+def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db_copy, make_app):
+    proxied = make_app(TRUSTED_PROXIES=1)
     row, other = world["pin"][1][34], world["pin"][1][35]
 
     def attempt(pin, address, code=row["code"]):
@@ -729,7 +718,7 @@ NEW_BASE, OLD_BASE = "HTTPS://NEW.EXAMPLE.CN/", "https://old.example.cn/v/"
 
 
 @pytest.fixture
-def two_bases(world, db_copy, tmp_path):
+def two_bases(world, db_copy, tmp_path, make_app):
     """An app with two base URLs, and a compact and a GS1 batch issued under each."""
     import csv
 
@@ -756,17 +745,7 @@ def two_bases(world, db_copy, tmp_path):
             issue.issue_batch(db_copy, request, world["private"], world["kid"])
             with open(out / "codes.csv", encoding="utf-8") as fh:
                 urls[f"{name}-{form}"] = next(csv.DictReader(fh))["url"]
-    app = create_app(
-        {
-            "DATABASE": str(db_copy),
-            "KEYS_DIR": str(world["keys_dir"]),
-            "BASE_URLS": [NEW_BASE, OLD_BASE],
-            "PIN_SECRET": PIN_SECRET,
-            "SECRET_KEY": b"k",
-            "RATELIMIT": "off",
-            "INSTANCE": str(tmp_path),
-        }
-    )
+    app = make_app(BASE_URLS=[NEW_BASE, OLD_BASE])
     return app, urls
 
 
@@ -862,8 +841,8 @@ def test_no_doubled_closing_parentheses_in_either_language(app, world, lang):
         ('12315" onclick="x', "12315&#34; onclick=&#34;x"),
     ],
 )
-def test_report_contact_is_a_tel_link_only_for_a_phone_number(app, world, contact, link):
-    configured = create_app({**app.config, "REPORT_CONTACT": contact})
+def test_report_contact_is_a_tel_link_only_for_a_phone_number(app, world, contact, link, make_app):
+    configured = make_app(REPORT_CONTACT=contact)
     html = configured.test_client().get(path_of(forged_url(world["pin"][1][39]["url"]))).get_data(as_text=True)
     report = re.search(r'<p class="report">(.*?)</p>', html).group(1)
     assert link in report

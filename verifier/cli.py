@@ -11,7 +11,7 @@ from pathlib import Path
 
 import click
 
-from . import codes, config, keys
+from . import clock, codes, config, keys
 
 
 class CliError(click.ClickException):
@@ -52,7 +52,7 @@ def _fail(message: str, code: int) -> None:
 
 
 def _now() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
+    return clock.now()  # read through the module: tests set the time with monkeypatch.setattr(clock, "now", ...)
 
 
 def passphrase(confirm: bool = False) -> bytes:

@@ -16,6 +16,7 @@ import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -108,7 +109,7 @@ class RegionResolver:
         self.trust_headers = trust_headers
 
     @functools.cached_property
-    def _table(self):
+    def _table(self) -> Any:  # a GeoIP2Fast (untyped package), or None without it
         try:
             from geoip2fast import GeoIP2Fast
         except ImportError:  # the lookup works without regions; anomaly rules then lack them

@@ -11,7 +11,7 @@ import datetime as dt
 import functools
 import re
 import unicodedata
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -315,7 +315,9 @@ def sign(code: Code, private_key: Ed25519PrivateKey) -> Code:
     return Code(code.form, code.kid, code.mark, code.serial, code.batch, code.gtin, code.lot, code.expiry, signature)
 
 
-def compact_signer(private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, batch: int, base_url: str):
+def compact_signer(
+    private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, batch: int, base_url: str
+) -> Callable[[int], str]:
     """A function serial -> signed compact URL for one batch: the batch-issuing hot path."""
     _validate_content(Code(FORM_COMPACT, kid, mark, 0, batch=batch))
     head = bytes([VERSION]) + kid + bytes([mark.code])
@@ -332,7 +334,9 @@ def compact_signer(private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, batch
     return sign_serial
 
 
-def gs1_signer(private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, gtin: str, lot: str, expiry: str, base_url: str):
+def gs1_signer(
+    private_key: Ed25519PrivateKey, kid: bytes, mark: Mark, gtin: str, lot: str, expiry: str, base_url: str
+) -> Callable[[int], str]:
     """A function serial -> signed GS1 Digital Link URL for one lot: the batch-issuing hot path."""
     _validate_content(Code(FORM_GS1, kid, mark, 0, gtin=gtin, lot=lot, expiry=expiry))
     message_head = CONTEXT + bytes([VERSION]) + _FORM_BYTES[FORM_GS1] + kid + bytes([mark.code])

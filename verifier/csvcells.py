@@ -49,7 +49,7 @@ class SafeWriter:
 
     def writerow(self, row: Iterable[object], *, text_columns: frozenset[int] = frozenset()) -> None:
         """Write one row; columns in `text_columns` are digit strings written with `text_digits`."""
-        cells = []
+        cells: list[object] = []
         for index, value in enumerate(row):
             if index in text_columns and value is not None:
                 cells.append(text_digits(str(value)))

@@ -33,7 +33,8 @@ def encode(text: str, error_correction: str = "M") -> QrMatrix:
     barcode = zxingcpp.create_barcode(text, zxingcpp.BarcodeFormat.QRCode, ec_level=error_correction)
     image = barcode.to_image(scale=1, add_quiet_zones=False)
     size = image.shape[0]
-    return QrMatrix(size, bytes(memoryview(image)).translate(_DARK))
+    # zxing's Image has the buffer protocol; its stub only declares __array_interface__
+    return QrMatrix(size, bytes(memoryview(image)).translate(_DARK))  # type: ignore[arg-type]
 
 
 _DARK = bytes([1 if value < 128 else 0 for value in range(256)])  # zxing draws dark as 0
