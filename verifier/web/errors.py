@@ -55,6 +55,8 @@ def server_error(error: HTTPException) -> Response:
     )
     if _under("/api/"):
         return api_error("server-error", SERVER_ERROR, 500)
+    if _under("/audit/"):
+        return _audit_page(500, "Server error", "The request could not be completed; try again later.")
     return message_page(500, "error_title", TEXT[choose_language()]["error_body"])
 
 
