@@ -1,29 +1,36 @@
-"""`verifier serve`: the lookup server under gunicorn, with sync workers sized to the cores."""
+"""`verifier serve`: the lookup server under gunicorn, with sync workers sized to the cores.
+
+Settings come from `settings.load()` (the caller's, or loaded here once, before the workers fork).
+"""
 
 from __future__ import annotations
 
 import os
 
 import gunicorn
+from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+from . import settings
 from .web import create_app
+from .web.state import ServerState
 
 
-class LookupServer(BaseApplication):
+class LookupServer(BaseApplication):  # type: ignore[misc]  # gunicorn is untyped
     """gunicorn running create_app(), configured in code rather than from a file."""
 
-    def __init__(self, options: dict[str, object]):
+    def __init__(self, options: dict[str, object], loaded: settings.Settings | None = None):
         self.options = options
+        self.loaded = loaded
         super().__init__()
 
     def load_config(self) -> None:
         for key, value in self.options.items():
             self.cfg.set(key, value)
 
-    def load(self):
-        app = create_app()
-        state = app.extensions["verifier"]
+    def load(self) -> Flask:
+        app = create_app(loaded=self.loaded or settings.load())
+        state: ServerState = app.extensions["verifier"]
         state.resolver.warm_up()  # load the region table once, before the workers fork
         state.settings()  # fail now on unreadable keys, not on the first scan
         return app
@@ -34,7 +41,13 @@ def default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def run(host: str, port: int, workers: int | None = None, access_log: bool = False) -> None:
+def run(
+    host: str,
+    port: int,
+    workers: int | None = None,
+    access_log: bool = False,
+    loaded: settings.Settings | None = None,
+) -> None:
     gunicorn.SERVER = "verifier"  # the Server header names no version
     LookupServer(
         {
@@ -50,5 +63,6 @@ def run(host: str, port: int, workers: int | None = None, access_log: bool = Fal
             "errorlog": "-",
             "loglevel": "warning",
             "proc_name": "verifier-lookup",
-        }
+        },
+        loaded,
     ).run()

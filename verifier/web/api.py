@@ -1,6 +1,6 @@
 """The JSON API (docs/openapi.yaml) and the public keys (/.well-known/jwks.json).
 
-One error shape for every failure: {"ok": false, "error": {"code": ..., "message": ...}}.
+One error shape for every failure (web/errors.py): {"ok": false, "error": {"code": ..., "message": ...}}.
 """
 
 from __future__ import annotations
@@ -11,35 +11,14 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 
-from flask import Blueprint, Response, current_app, g, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import codes, lookup, store
-from . import describe_request_client, is_prefetch, state
-from .consumer import rate_limited
+from .. import codes
+from .errors import api_error
+from .state import check_code, is_prefetch, is_typed, state
 
 bp = Blueprint("api", __name__)
-_DIGITS_RE = re.compile(r"[0-9]*")  # a printed code once normalised (full-width digits, separators); blank too
-
-
-def api_error(code: str, message: str, status: int, headers: dict[str, str] | None = None) -> Response:
-    response = jsonify({"ok": False, "error": {"code": code, "message": message}})
-    response.status_code = status
-    response.headers.update(headers or {})
-    return response
-
-
-def _answer(verdict: lookup.Verdict) -> Response:
-    return jsonify({"ok": True, **verdict.public()})
-
-
-def _limited(outcome) -> Response:
-    return api_error(
-        "rate-limited",
-        f"too many requests; retry after {outcome.retry_after} s",
-        429,
-        {"Retry-After": str(outcome.retry_after)},
-    )
 
 
 @bp.get("/api/v1/verify")
@@ -122,19 +101,12 @@ def _too_deep(text: str) -> bool:
 
 
 def _verify(text: str, pin: str | None) -> Response:
-    if over := rate_limited():
-        return _limited(over)
-    st, client = state(), describe_request_client()
-    settings = st.settings()
-    typed = pin is not None or _DIGITS_RE.fullmatch(codes.normalize_typed(text[:2048])) is not None
-    verification = None if typed else lookup.examine_url(text, settings)
-    conn = st.connection()
-    with store.transaction(conn):
-        if typed:
-            verdict = lookup.record_typed(conn, text[:64], pin, settings, client, "api", g.now)
-        else:
-            verdict = lookup.record_url(conn, verification, settings, client, "api", g.now)
-    return _answer(verdict)
+    """The check (a rate-limited request is the app's `RateLimited` answer: 429, Retry-After)."""
+    if is_typed(text, pin):
+        verdict = check_code(text[:64], "api", typed=True, pin=pin)
+    else:
+        verdict = check_code(text, "api", typed=False)
+    return jsonify({"ok": True, **verdict.public()})
 
 
 @bp.get("/api/v1/openapi.json")

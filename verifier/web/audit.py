@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from flask import Blueprint, Response, current_app, g, jsonify, request
 
 from .. import accounts, anomalies, auditlog, budget, codes, csvcells, lookup, store
-from . import state
-from .api import api_error
+from .errors import api_error
+from .state import state
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 

@@ -17,7 +17,6 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
 from .. import accounts, anomalies, auditlog, budget, codes, keys, lookup, store
-from . import state
 from .audit import (
     BUSY,
     DAYS_MAX,
@@ -40,6 +39,7 @@ from .audit import (
     serial_of,
     store_db,
 )
+from .state import state
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
 COOKIE = "vaudit"

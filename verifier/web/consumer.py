@@ -3,80 +3,15 @@
 from __future__ import annotations
 
 import re
-import sqlite3
 
-from flask import Blueprint, Response, abort, current_app, g, make_response, render_template, request
+from flask import Blueprint, Response, abort, current_app, request
 from markupsafe import Markup, escape
 
-from .. import clients, codes, lookup, ratelimit, store
-from . import SESSION_COOKIE, describe_request_client, is_prefetch, state
-from .i18n import LANGUAGES, TEXT, format_date, format_time, verdict_text
+from .. import codes, lookup
+from .i18n import TEXT, choose_language, format_date, format_time, page, verdict_text
+from .state import check_code, is_prefetch, state
 
 bp = Blueprint("consumer", __name__)
-
-
-def choose_language() -> str:
-    """?lang= (remembered in a cookie), then the cookie, then Accept-Language; Chinese by default."""
-    asked = request.args.get("lang")
-    if asked in LANGUAGES:
-        return asked
-    if request.cookies.get("lang") in LANGUAGES:
-        return request.cookies["lang"]
-    return request.accept_languages.best_match(["zh", "en"], default="zh") or "zh"
-
-
-def page(template: str, status: int = 200, **context) -> Response:
-    lang = context.pop("lang", None) or choose_language()
-    html = render_template(template, lang=lang, t=TEXT[lang], other=_other_language_link(lang), **context)
-    response = make_response(html, status)
-    if request.args.get("lang") in LANGUAGES:
-        response.set_cookie("lang", lang, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure)
-    if g.new_session:  # the browser session: repeat views from it count once
-        response.set_cookie(
-            SESSION_COOKIE,
-            g.session_id,
-            max_age=2 * 365 * 86400,
-            httponly=True,
-            samesite="Lax",
-            secure=request.is_secure,
-        )
-    return response
-
-
-def _other_language_link(lang: str) -> str:
-    other = "en" if lang == "zh" else "zh"
-    if request.method != "GET":
-        return f"/?lang={other}"
-    args = [f"{k}={v}" for k, v in request.args.items(multi=True) if k != "lang"]
-    return request.path + "?" + "&".join(args + [f"lang={other}"])
-
-
-def rate_limited() -> ratelimit.Outcome | None:
-    """Count the request against its client's limit; the outcome if it is over.
-
-    Runs before the signature check and the registry's writer lock: a request over the limit
-    costs one non-durable counter update and writes nothing to the registry."""
-    st = state()
-    if st.limit is None:
-        return None
-    key = clients.keyed_hash(st.hash_key, "rate", clients.rate_network(request.remote_addr or ""))
-    try:
-        outcome = ratelimit.hit(ratelimit.counters(st.database), key, st.limit, g.now.timestamp())
-    except sqlite3.DatabaseError as exc:  # the counters are protection, not the service: fail open
-        current_app.logger.error("rate-limit counters failed: %r", exc)
-        return None
-    return None if outcome.allowed else outcome
-
-
-def too_many(outcome: ratelimit.Outcome) -> Response:
-    response = page(
-        "message.html",
-        429,
-        title_key="rate_title",
-        body=TEXT[choose_language()]["rate_body"].format(seconds=outcome.retry_after),
-    )
-    response.headers["Retry-After"] = str(outcome.retry_after)
-    return response
 
 
 def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None) -> Response:
@@ -112,8 +47,8 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone in ("ok", "warn")
     )  # not for a recall or a red verdict
     contact = contact_link(str(current_app.config["REPORT_CONTACT"]))
-    retry = typed is not None and verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
-    retry_code = typed.strip() if retry else None
+    retry = verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
+    retry_code = typed.strip() if typed is not None and retry else None
     return page(
         "verdict.html",
         lang=lang,
@@ -171,14 +106,9 @@ def manual_form() -> Response:
 
 @bp.post("/check")
 def manual_check() -> Response:
-    if over := rate_limited():
-        return too_many(over)
     typed = request.form.get("code", "")[:64]
     pin = request.form.get("pin", "")[:64] or None  # normalised by the lookup, like the code
-    st, client = state(), describe_request_client()
-    conn = st.connection()
-    with store.transaction(conn):
-        verdict = lookup.record_typed(conn, typed, pin, st.settings(), client, "manual", g.now)
+    verdict = check_code(typed, "manual", typed=True, pin=pin)
     return verdict_page(verdict, "manual", typed=typed)
 
 
@@ -203,20 +133,11 @@ def scanned(subpath: str) -> Response:
     """A label's URL, compact or GS1 Digital Link: verify it, record the scan, show the verdict."""
     if is_prefetch():
         return Response(status=204)  # a link preview is not a consumer's check
-    st = state()
     if subpath.startswith(("static/", "api/", ".well-known/")):
         abort(404)
-    if over := rate_limited():
-        return too_many(over)
     query = request.query_string.decode("latin-1")
-    text = f"{_base_host(st.base_urls, request.host, subpath)}/{subpath}" + (f"?{query}" if query else "")
-    settings = st.settings()
-    verification = lookup.examine_url(text, settings)  # the signature check runs outside the write lock
-    client = describe_request_client()
-    conn = st.connection()
-    with store.transaction(conn):
-        verdict = lookup.record_url(conn, verification, settings, client, "qr", g.now)
-    return verdict_page(verdict, "qr")
+    text = f"{_base_host(state().base_urls, request.host, subpath)}/{subpath}" + (f"?{query}" if query else "")
+    return verdict_page(check_code(text, "qr", typed=False), "qr")
 
 
 def _base_host(base_urls: tuple[str, ...], host: str, subpath: str) -> str:
@@ -234,33 +155,3 @@ def _base_host(base_urls: tuple[str, ...], host: str, subpath: str) -> str:
 
 def _host(base_url: str) -> str:
     return base_url.split("://", 1)[1].split("/", 1)[0]
-
-
-@bp.app_errorhandler(404)
-def not_found(_error) -> Response:
-    if request.path.startswith("/api/"):
-        from .api import api_error
-
-        return api_error("not-found", "no such endpoint", 404)
-    return page("message.html", 404, title_key="notfound_title", body=TEXT[choose_language()]["notfound_body"])
-
-
-@bp.app_errorhandler(405)
-def not_allowed(_error) -> Response:
-    if request.path.startswith("/api/"):
-        from .api import api_error
-
-        return api_error("method-not-allowed", "method not allowed on this endpoint", 405)
-    return page("message.html", 405, title_key="notfound_title", body=TEXT[choose_language()]["notfound_body"])
-
-
-@bp.app_errorhandler(500)
-def server_error(error) -> Response:
-    current_app.logger.error(
-        "request failed: %s %s: %r", request.method, request.path, getattr(error, "original_exception", error)
-    )
-    if request.path.startswith("/api/"):
-        from .api import api_error
-
-        return api_error("server-error", "the check could not be completed; try again later", 500)
-    return page("message.html", 500, title_key="error_title", body=TEXT[choose_language()]["error_body"])

@@ -1,10 +1,14 @@
-"""The consumer pages' words in Chinese (the default) and English."""
+"""The consumer pages' words in Chinese (the default) and English, and the pages made with them."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 
-from ..lookup import CHINA
+from flask import Response, g, make_response, render_template, request, url_for
+
+from ..clock import CHINA
+from .state import SESSION_COOKIE
 
 LANGUAGES = ("zh", "en")
 
@@ -175,3 +179,46 @@ def format_date(value: str | None, lang: str) -> str:
         return ""
     date = dt.date.fromisoformat(value[:10])
     return f"{date.year}年{date.month}月{date.day}日" if lang == "zh" else f"{date.day} {date:%b %Y}"
+
+
+def choose_language() -> str:
+    """?lang= (remembered in a cookie), then the cookie, then Accept-Language; Chinese by default."""
+    asked = request.args.get("lang")
+    if asked in LANGUAGES:
+        return str(asked)
+    cookie = request.cookies.get("lang")
+    if cookie in LANGUAGES:
+        return str(cookie)
+    return request.accept_languages.best_match(["zh", "en"], default="zh") or "zh"
+
+
+def page(template: str, status: int = 200, **context: Any) -> Response:
+    """A consumer page in the request's language; sets the language and browser-session cookies."""
+    lang = context.pop("lang", None) or choose_language()
+    html = render_template(template, lang=lang, t=TEXT[lang], other=_other_language_link(lang), **context)
+    response = make_response(html, status)
+    if request.args.get("lang") in LANGUAGES:
+        response.set_cookie("lang", lang, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure)
+    if g.get("new_session"):  # the browser session: repeat views from it count once
+        response.set_cookie(
+            SESSION_COOKIE,
+            g.session_id,
+            max_age=2 * 365 * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure,
+        )
+    return response
+
+
+def message_page(status: int, title_key: str, body: str) -> Response:
+    """The consumer's message page (not found, too many checks, unavailable...)."""
+    return page("message.html", status, title_key=title_key, body=body)
+
+
+def _other_language_link(lang: str) -> str:
+    other = "en" if lang == "zh" else "zh"
+    if request.method != "GET":
+        return url_for("consumer.manual_form", lang=other)
+    args = [f"{k}={v}" for k, v in request.args.items(multi=True) if k != "lang"]
+    return request.path + "?" + "&".join(args + [f"lang={other}"])
