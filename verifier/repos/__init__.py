@@ -1,0 +1,1 @@
+"""Repositories: every SQL statement of the application, one module per noun, the connection first."""
