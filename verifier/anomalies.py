@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
 from . import clock
 from .repos import scans
@@ -79,7 +80,7 @@ def find(conn: sqlite3.Connection, since: str, thresholds: Thresholds = Threshol
     """Every anomaly in scans at or after `since` (UTC ISO time), most serious first."""
     params = parameters(since, thresholds)
 
-    def rows(rule: str) -> list[tuple]:
+    def rows(rule: str) -> list[tuple[Any, ...]]:
         return scans.anomaly_rows(conn, rule, params)
 
     found: list[Anomaly] = []
@@ -115,7 +116,7 @@ def find(conn: sqlite3.Connection, since: str, thresholds: Thresholds = Threshol
     return sorted(found, key=lambda a: (order.index(a.rule), -a.count))
 
 
-def _distant_regions(pairs: list[tuple]) -> list[Anomaly]:
+def _distant_regions(pairs: list[tuple[Any, ...]]) -> list[Anomaly]:
     """One anomaly per code from its flagged (previous scan, scan) pairs, in time order."""
     found: dict[int, Anomaly] = {}
     for serial, prev_id, prev_at, prev_place, scan_id, at, place in pairs:

@@ -367,7 +367,7 @@ class ScanExport:
         conn: sqlite3.Connection,
         fd: int,
         cursor: sqlite3.Cursor,
-        first: list[tuple],
+        first: list[tuple[Any, ...]],
         columns: tuple[str, ...],
         limits: Limits,
     ):

@@ -169,7 +169,7 @@ def examine_url(text: str, settings: Settings) -> codes.Verification:
 def _matches(code: codes.Code, batch: dict[str, Any]) -> bool:
     """Whether a validly signed code is the registered code of that serial."""
     if code.form == codes.FORM_COMPACT:
-        return code.batch == batch["id"] and batch["form"] == codes.FORM_COMPACT
+        return bool(code.batch == batch["id"] and batch["form"] == codes.FORM_COMPACT)
     return batch["form"] == codes.FORM_GS1 and (code.gtin, code.lot) == (batch["gtin"], batch["lot"])
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 Entry = tuple[int, str, str, str, str, str, str, str]  # seq, at, kind, actor, body, personal_hash, prev_hash, hash
 CHECKPOINT_COLUMNS = ("seq", "head", "at", "kid", "signature")
@@ -45,7 +46,7 @@ def entries(conn: sqlite3.Connection) -> Iterator[Entry]:
     )
 
 
-def scans_with_entries(conn: sqlite3.Connection, scan_columns: Sequence[str]) -> Iterator[tuple]:
+def scans_with_entries(conn: sqlite3.Connection, scan_columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
     """Each scan (oldest first) as (log_seq, personal_salt, entry body, entry personal_hash, *scan_columns);
     the entry's fields are None when the scan has no entry."""
     if not all(c.isidentifier() for c in scan_columns):

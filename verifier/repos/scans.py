@@ -148,7 +148,8 @@ _ID_AT = "coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER
 
 
 def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None) -> tuple[str, list[Any]]:
-    where, params = ["1 = 1"], []
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
     if not everything:  # an enterprise's account: its own batches only (no enterprise: nothing)
         where.append("s.batch_id IN (SELECT id FROM batches WHERE enterprise_id = ?)")
         params.append(enterprise_id)
@@ -187,7 +188,7 @@ def newest_first(
     enterprise_id: int | None,
     after: int | None,
     limit: int,
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """One keyset page: at most `limit` matching scans with ids below `after`, newest first."""
     where, params = _where(flt, everything, enterprise_id)
     if after is not None:
@@ -208,7 +209,7 @@ def oldest_first(
 
 def code_history(
     conn: sqlite3.Connection, columns: Sequence[str], serial: int, limit: int = HISTORY_MAX
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """The first `limit` scans of one code, oldest first."""
     return conn.execute(
         f"SELECT {_select(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT ?", (serial, limit)
@@ -302,6 +303,6 @@ ANOMALY_QUERIES: dict[str, str] = {
 }
 
 
-def anomaly_rows(conn: sqlite3.Connection, rule: str, params: Mapping[str, object]) -> list[tuple]:
+def anomaly_rows(conn: sqlite3.Connection, rule: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
     """The rows of one rule's query (ANOMALY_QUERIES) with its named parameters."""
     return conn.execute(ANOMALY_QUERIES[rule], params).fetchall()

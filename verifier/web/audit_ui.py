@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
@@ -180,7 +181,7 @@ def scans() -> Response:
     after = audit.int_arg(request.args, "after", 1)
     with audit_reads.reads():
         page = audit.list_scans(state().connection(), flt, g.user, after, PAGE_SIZE)
-    current = {k: request.args[k] for k in FILTERS if request.args.get(k)}
+    current: dict[str, Any] = {k: request.args[k] for k in FILTERS if request.args.get(k)}
     return render(
         "audit/scans.html",
         scans=page.scans,
