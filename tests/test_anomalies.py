@@ -215,7 +215,7 @@ def test_the_unhinted_query_would_walk_the_serial_index(planner):
 
 
 def test_audit_filter_queries_use_an_index(planner):
-    from verifier.web.audit import SCAN_COLUMNS
+    from verifier.audit import SCAN_COLUMNS
 
     select = f"SELECT {', '.join('s.' + c for c in SCAN_COLUMNS)} FROM scans s WHERE "
     window = (

@@ -140,11 +140,12 @@ def test_language_switch_link(browser, serve, world):
 def report(db, serial) -> None:
     """What `verifier audit report-code` does."""
     from verifier import store
-    from verifier.web.audit_ui import report_code
+    from verifier.audit import report_code
+    from verifier.clock import now
 
     database = store.connect(db)
     with store.transaction(database) as conn:
-        report_code(conn, int(serial), "seen at a market stall", "test")
+        report_code(conn, int(serial), "seen at a market stall", "test", now())
     database.close()
 
 

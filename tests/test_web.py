@@ -519,11 +519,12 @@ def test_pin_secret_derivation_matches_the_printer_file(world):
 def report(db: Path, serial: int | str, note: str = "seen at a market stall") -> None:
     """What `verifier audit report-code` does."""
     from verifier import store
-    from verifier.web.audit_ui import report_code
+    from verifier.audit import report_code
+    from verifier.clock import now
 
     database = store.connect(db)
     with store.transaction(database) as conn:
-        report_code(conn, int(serial), note, "test")
+        report_code(conn, int(serial), note, "test", now())
     database.close()
 
 

@@ -1,10 +1,8 @@
 """Anomaly rules over the scan log: where cloned labels and counterfeits show themselves.
 
-Each rule has a stable reason code and configurable thresholds (docs/audit.md). Every query is
-bounded by the time window: it reads scans through the index on the scan time (`scans_at`,
-forced with INDEXED BY, because the planner otherwise walks the whole serial index to save a
-sort) or, for rare verdicts, through `scans_reason` from the window's first id. `QUERIES` holds
-them all, so a test can check each plan.
+Each rule has a stable reason code and configurable thresholds (docs/audit.md). Its query is in
+`repos.scans.ANOMALY_QUERIES` (`QUERIES` here), bounded by the time window through the time
+index, so a test can check each plan; this module turns the rows into anomalies.
 """
 
 from __future__ import annotations
@@ -12,9 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 from dataclasses import dataclass, field
+from typing import Any
 
-COUNTERFEIT_REASONS = ("bad-signature", "unknown-key", "unknown-batch", "unknown-code", "key-revoked")
-WRONG_PINS = ("mismatch", "throttled")  # `scans.pin` of a wrong PIN, and of an attempt refused by the throttle
+from . import clock
+from .repos import scans
+
+COUNTERFEIT_REASONS = scans.COUNTERFEIT_REASONS
+WRONG_PINS = scans.WRONG_PINS
 
 
 @dataclass(frozen=True)
@@ -53,58 +55,8 @@ RULES = {
 }
 
 EVIDENCE_MAX = 20
-_WINDOW = "scans INDEXED BY scans_at WHERE at >= :since"
-_COUNTED = "counted = 1 AND reason IN ('genuine-repeat', 'suspicious-repeat', 'genuine')"
-_COUNTERFEIT = ", ".join(f"'{r}'" for r in COUNTERFEIT_REASONS)
-_WRONG_PINS = ", ".join(f"'{p}'" for p in WRONG_PINS)
-# The window's first id, read from the time index alone: rare verdicts are then read through
-# scans_reason (reason, id) from that id on, and `at >= :since` keeps the result exact.
-_FIRST_ID = "(SELECT min(id) FROM scans INDEXED BY scans_at WHERE at >= :since)"
-# The partial index scans_reason is usable only if its own condition is in the query.
-_RARE = "reason NOT IN ('genuine', 'genuine-repeat')"
-
-QUERIES: dict[str, str] = {
-    # Codes over the threshold are few: find them in the window, then read their scans by serial.
-    "repeat-checks": f"""
-        WITH flagged AS (SELECT DISTINCT serial FROM {_WINDOW} AND serial IS NOT NULL AND checks > :repeat_checks
-                         AND {_COUNTED})
-        SELECT serial, max(checks), min(at), max(at), group_concat(id) FROM scans INDEXED BY scans_serial
-        WHERE serial IN flagged AND at >= :since AND {_COUNTED} GROUP BY serial HAVING max(checks) > :repeat_checks""",
-    "many-sessions": f"""
-        SELECT serial, count(DISTINCT session_hash), min(at), max(at), group_concat(id) FROM {_WINDOW}
-        AND serial IS NOT NULL AND session_hash IS NOT NULL
-        GROUP BY serial HAVING count(DISTINCT session_hash) > :sessions""",
-    # Consecutive scans of one code (in time order) from two places, at most :distant_ms apart. Codes
-    # scanned once in the window (most of them) are dropped first, by a cheap count.
-    "distant-regions": f"""
-        WITH several AS (SELECT serial FROM {_WINDOW} AND serial IS NOT NULL AND country IS NOT NULL
-                         GROUP BY serial HAVING count(*) > 1),
-             seen AS (SELECT serial, id, at, coalesce(country, '') || '/' || coalesce(region, '') AS place
-                      FROM scans INDEXED BY scans_serial
-                      WHERE serial IN several AND at >= :since AND country IS NOT NULL),
-             pairs AS (SELECT serial, id, at, place, lag(id) OVER w AS prev_id, lag(at) OVER w AS prev_at,
-                              lag(place) OVER w AS prev_place
-                       FROM seen WINDOW w AS (PARTITION BY serial ORDER BY at, id))
-        SELECT serial, prev_id, prev_at, prev_place, id, at, place FROM pairs
-        WHERE place <> prev_place AND round((julianday(at) - julianday(prev_at)) * 86400000) <= :distant_ms
-        ORDER BY serial, at, id""",
-    "counterfeit-cluster": f"""
-        SELECT coalesce(country, '?'), coalesce(region, ''), substr(at, 1, 10), count(*), min(at), max(at),
-               group_concat(id)
-        FROM scans INDEXED BY scans_reason WHERE reason IN ({_COUNTERFEIT}) AND {_RARE} AND id >= {_FIRST_ID}
-        AND at >= :since GROUP BY 1, 2, 3 HAVING count(*) >= :cluster_scans""",
-    "scan-after-recall": f"""
-        SELECT batch_id, count(*), min(at), max(at), group_concat(id) FROM scans INDEXED BY scans_reason
-        WHERE reason = 'recalled' AND {_RARE} AND id >= {_FIRST_ID} AND at >= :since GROUP BY batch_id""",
-    "pin-reused": f"""
-        SELECT serial, count(*), min(at), max(at), group_concat(id) FROM {_WINDOW}
-        AND pin = 'reused' GROUP BY serial""",
-    # Clients are the keyed hash of the full IP (the session cookie is too easy to drop), else the session.
-    "pin-guessing": f"""
-        SELECT serial, count(*), count(DISTINCT coalesce(ip_hash, session_hash)), min(at), max(at), group_concat(id)
-        FROM {_WINDOW} AND serial IS NOT NULL AND pin IN ({_WRONG_PINS}) GROUP BY serial
-        HAVING count(*) >= :pin_guesses AND count(DISTINCT coalesce(ip_hash, session_hash)) >= :pin_clients""",
-}
+# The rules' SQL (with its index hints) lives with every other scan query, in repos.scans.
+QUERIES = scans.ANOMALY_QUERIES
 
 
 def parameters(since: str, thresholds: Thresholds) -> dict[str, object]:
@@ -128,8 +80,8 @@ def find(conn: sqlite3.Connection, since: str, thresholds: Thresholds = Threshol
     """Every anomaly in scans at or after `since` (UTC ISO time), most serious first."""
     params = parameters(since, thresholds)
 
-    def rows(rule: str) -> sqlite3.Cursor:
-        return conn.execute(QUERIES[rule], params)
+    def rows(rule: str) -> list[tuple[Any, ...]]:
+        return scans.anomaly_rows(conn, rule, params)
 
     found: list[Anomaly] = []
     for serial, n, first, last, ids in rows("repeat-checks"):
@@ -164,7 +116,7 @@ def find(conn: sqlite3.Connection, since: str, thresholds: Thresholds = Threshol
     return sorted(found, key=lambda a: (order.index(a.rule), -a.count))
 
 
-def _distant_regions(pairs: sqlite3.Cursor) -> list[Anomaly]:
+def _distant_regions(pairs: list[tuple[Any, ...]]) -> list[Anomaly]:
     """One anomaly per code from its flagged (previous scan, scan) pairs, in time order."""
     found: dict[int, Anomaly] = {}
     for serial, prev_id, prev_at, prev_place, scan_id, at, place in pairs:
@@ -185,4 +137,4 @@ def _distant_regions(pairs: sqlite3.Cursor) -> list[Anomaly]:
 
 def since_days(days: int, now: dt.datetime) -> str:
     """The UTC ISO time `days` days before `now`: the start of an anomaly window."""
-    return (now - dt.timedelta(days=days)).astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    return clock.utc_text(now - dt.timedelta(days=days))

@@ -16,11 +16,15 @@ import json
 import re
 import secrets
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from . import clock
+from .repos import log
 
 GENESIS = "0" * 64
 CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # these signatures mean nothing elsewhere
@@ -56,9 +60,9 @@ def personal_hash(salt: str, personal: Mapping[str, object]) -> str:
     return hashlib.sha256(f"{salt}\n{canonical({k: personal.get(k) for k in PERSONAL_FIELDS})}".encode()).hexdigest()
 
 
-def _head(conn: sqlite3.Connection) -> tuple[int, str]:
-    row = conn.execute("SELECT seq, hash FROM audit_log ORDER BY seq DESC LIMIT 1").fetchone()
-    return row if row else (0, GENESIS)
+def head(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The log's last sequence number and hash ((0, GENESIS) for an empty log)."""
+    return log.head(conn) or (0, GENESIS)
 
 
 def append(
@@ -72,20 +76,18 @@ def append(
     """Append one entry inside the caller's write transaction; its sequence number."""
     if "\n" in kind or "\n" in actor or "\n" in at:
         raise ValueError("log fields cannot hold line breaks")
-    seq, prev = _head(conn)
+    seq, prev = head(conn)
     seq += 1
     body_text = canonical(body)
     digest = entry_hash(prev, seq, at, kind, actor, personal_commitment, body_text)
-    conn.execute(
-        "INSERT INTO audit_log (seq, at, kind, actor, body, personal_hash, prev_hash, hash)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, at, kind, actor, body_text, personal_commitment, prev, digest),
-    )
+    log.insert(conn, seq, at, kind, actor, body_text, personal_commitment, prev, digest)
     return seq
 
 
 def now_text(now: dt.datetime | None = None) -> str:
-    return (now or dt.datetime.now(dt.UTC)).astimezone(dt.UTC).isoformat(timespec="milliseconds")
+    """Deprecated: `clock.utc_text(now)`. Kept only while other modules still call it (the lead
+    removes it once accounts, issue, store and cli pass `now` down)."""
+    return clock.utc_text(now or clock.now())
 
 
 def new_salt() -> str:
@@ -122,15 +124,9 @@ class Report:
         return min((p.seq for p in self.problems), default=None)
 
 
-def _entries(conn: sqlite3.Connection) -> Iterator[tuple]:
-    yield from conn.execute(
-        "SELECT seq, at, kind, actor, body, personal_hash, prev_hash, hash FROM audit_log ORDER BY seq"
-    )
-
-
 def verify(
     conn: sqlite3.Connection,
-    checkpoints: list[dict] | None = None,
+    checkpoints: list[dict[str, Any]] | None = None,
     log_keys: Mapping[str, Ed25519PublicKey] | None = None,
     max_problems: int = 20,
 ) -> Report:
@@ -139,7 +135,7 @@ def verify(
     expected_seq, prev, count = 1, GENESIS, 0
     hashes_at: dict[int, str] = {}
     wanted = {int(c["seq"]) for c in checkpoints or []}
-    for seq, at, kind, actor, body, p_hash, stored_prev, stored_hash in _entries(conn):
+    for seq, at, kind, actor, body, p_hash, stored_prev, stored_hash in log.entries(conn):
         count += 1
         if seq != expected_seq:
             problems.append(Problem(expected_seq, f"entries {expected_seq}..{seq - 1} are missing"))
@@ -162,13 +158,8 @@ def verify(
 def _check_scans(conn: sqlite3.Connection, limit: int) -> list[Problem]:
     """Every scan row must equal what its log entry recorded (and its personal fields, unless purged)."""
     problems: list[Problem] = []
-    columns = ", ".join(f"s.{c}" for c in SCAN_FIELDS + PERSONAL_FIELDS)
-    rows = conn.execute(
-        f"SELECT s.log_seq, s.personal_salt, l.body, l.personal_hash, {columns} FROM scans s "
-        "LEFT JOIN audit_log l ON l.seq = s.log_seq ORDER BY s.id"
-    )
     names = SCAN_FIELDS + PERSONAL_FIELDS
-    for log_seq, salt, body, p_hash, *values in rows:
+    for log_seq, salt, body, p_hash, *values in log.scans_with_entries(conn, names):
         scan = dict(zip(names, values))
         if body is None:
             problems.append(Problem(log_seq or 0, f"scan {scan['id']} has no log entry"))
@@ -192,7 +183,7 @@ _HEX64 = re.compile(r"[0-9a-f]{64}", re.ASCII)
 _HEX128 = re.compile(r"[0-9a-f]{128}", re.ASCII)
 
 
-def parse_checkpoint(data: object) -> dict:
+def parse_checkpoint(data: object) -> dict[str, Any]:
     """A checkpoint read from a file, checked field by field; ValueError says what is wrong."""
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
@@ -216,17 +207,22 @@ def parse_checkpoint(data: object) -> dict:
 
 
 def sign_checkpoint(
-    conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime | None = None
-) -> dict:
+    conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime
+) -> dict[str, Any]:
     """A signed statement of the log's current head; store it and export it off the host."""
-    seq, head = _head(conn)
-    at = now_text(now)
-    signature = private_key.sign(checkpoint_message(seq, head, at)).hex()
-    return {"format": CHECKPOINT_FORMAT, "seq": seq, "head": head, "at": at, "kid": kid, "signature": signature}
+    seq, head_hash = head(conn)
+    at = clock.utc_text(now)
+    signature = private_key.sign(checkpoint_message(seq, head_hash, at)).hex()
+    return {"format": CHECKPOINT_FORMAT, "seq": seq, "head": head_hash, "at": at, "kid": kid, "signature": signature}
+
+
+def stored_checkpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+    """The checkpoints kept in the database (`verify` checks them with those exported off the host)."""
+    return log.checkpoints(conn)
 
 
 def _check_checkpoint(
-    checkpoint: Mapping, head_seq: int, hashes_at: Mapping[int, str], log_keys: Mapping[str, Ed25519PublicKey]
+    checkpoint: Mapping[str, Any], head_seq: int, hashes_at: Mapping[int, str], log_keys: Mapping[str, Ed25519PublicKey]
 ) -> list[Problem]:
     seq = int(checkpoint["seq"])
     key = log_keys.get(str(checkpoint.get("kid")))

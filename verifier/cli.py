@@ -670,7 +670,7 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
     from . import auditlog
 
     db = _open_db()
-    checkpoints = [dict(r) for r in db.query("SELECT seq, head, at, kid, signature FROM audit_checkpoints")]
+    checkpoints = auditlog.stored_checkpoints(db.conn)
     for path in checkpoint_files:
         try:
             checkpoints.append(auditlog.parse_checkpoint(json.loads(Path(path).read_text("utf-8"))))
@@ -714,16 +714,12 @@ def audit_checkpoint(key_name: str, out_file: str | None) -> None:
 
     Example: verifier audit checkpoint --key audit-2026 --out /mnt/offsite/checkpoint.json
     """
-    from . import auditlog, store
+    from . import audit, store
 
     record, private = _keys_call(keys.load_private_key, config.keys_dir(), key_name, passphrase(), "log")
     db = _open_db()
     with store.transaction(db) as conn:
-        checkpoint = auditlog.sign_checkpoint(conn, private, record.kid)
-        conn.execute(
-            "INSERT INTO audit_checkpoints (seq, head, at, kid, signature) VALUES (?, ?, ?, ?, ?)",
-            [checkpoint[k] for k in ("seq", "head", "at", "kid", "signature")],
-        )
+        checkpoint = audit.checkpoint(conn, private, record.kid, _now())
     text = json.dumps(checkpoint, indent=2) + "\n"
     if out_file:
         Path(out_file).write_text(text, "utf-8")
@@ -741,18 +737,12 @@ def audit_purge(days: int) -> None:
 
     Example: verifier audit purge --older-than 180
     """
-    from . import auditlog, store
+    from . import audit, store
 
-    cutoff = auditlog.now_text(_now() - dt.timedelta(days=days))
     db = _open_db()
     with store.transaction(db) as conn:
-        erased = conn.execute(
-            "UPDATE scans SET ip_prefix = NULL, ip_hash = NULL, region = NULL, city = NULL, user_agent = NULL, "
-            "session_hash = NULL, personal_salt = NULL WHERE at < ? AND personal_salt IS NOT NULL",
-            [cutoff],
-        ).rowcount
-        auditlog.append(conn, "audit.purged", {"older_than": cutoff, "scans": erased}, auditlog.now_text(), _actor())
-    click.echo(f"Erased the personal fields of {erased:,} scans older than {cutoff}")
+        purged = audit.purge(conn, days, _now(), _actor())
+    click.echo(f"Erased the personal fields of {purged.scans:,} scans older than {purged.cutoff}")
 
 
 @audit_group.command("anomalies")
@@ -938,19 +928,18 @@ def audit_report_code(code: str, note: str) -> None:
 
     Example: verifier audit report-code '3141 5926 5358 97932' --note 'seen at a market stall'
     """
-    from . import store
-    from .web.audit import BadFilter, serial_of
-    from .web.audit_ui import report_code
+    from . import audit, errors, store
 
     try:
-        serial = serial_of(code)
-    except BadFilter as exc:
-        raise CliError(str(exc), 2) from None
+        serial = audit.serial_of(code)
+    except audit.BadFilter as exc:
+        raise CliError(exc.message, 2) from None
     db = _open_db()
-    if db.execute("SELECT 1 FROM codes WHERE serial = ?", [serial]).fetchone() is None:
-        raise CliError(f"code {code} was never issued")
-    with store.transaction(db) as conn:
-        report_code(conn, serial, note, _actor())
+    try:
+        with store.transaction(db) as conn:
+            audit.report_code(conn, serial, note, _actor(), _now())
+    except errors.NotFound:
+        raise CliError(f"code {code} was never issued") from None
     click.echo(f"Code {serial:016d} marked as reported counterfeit")
 
 

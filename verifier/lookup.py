@@ -11,14 +11,17 @@ import datetime as dt
 import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, codes, pins
+from . import auditlog, clock, codes, pins
 from .clients import Client
+from .repos import registry
+from .repos import scans as scans_repo
 
-CHINA = dt.timezone(dt.timedelta(hours=8), "CST")
+CHINA = clock.CHINA  # kept for importers (web.i18n)
 
 # Verdict reasons: stable machine codes.
 GENUINE = "genuine"  # first check of an issued code
@@ -70,7 +73,9 @@ class Verdict:
     serial: int | None = None
     checks: int | None = None
     first_checked_at: dt.datetime | None = None
-    batch: dict | None = None  # enterprise (credit code), product (spec, GTIN), mark, lot, dates, recall, has PIN
+    batch: dict[str, Any] | None = (
+        None  # enterprise (credit code), product (spec, GTIN), mark, lot, dates, recall, has PIN
+    )
     pin: str | None = None  # first | reused | mismatch | throttled
     pin_verified_at: dt.datetime | None = None
     kid: str | None = None
@@ -160,62 +165,12 @@ def examine_url(text: str, settings: Settings) -> codes.Verification:
 
 # --- the recording part: call inside store.transaction() ----------------------------------
 
-# The GTIN: a GS1 batch's own (always set, and what _matches compares), else the product's.
-_BATCH_SQL = """
-SELECT b.id, b.status, b.mark, b.form, b.lot, coalesce(b.gtin, p.gtin), b.production_date, b.expiry_date, b.pin,
-       b.recalled_at, b.recall_reason, e.name, e.credit_code, p.name, p.spec, r.reported_at
-FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
-JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
-WHERE c.serial = ?
-"""
-_BATCH_FIELDS = (
-    "id",
-    "status",
-    "mark",
-    "form",
-    "lot",
-    "gtin",
-    "production_date",
-    "expiry_date",
-    "pin",
-    "recalled_at",
-    "recall_reason",
-    "enterprise",
-    "credit_code",
-    "product",
-    "spec",
-    "reported_at",
-)
 
-
-def _registered_batch(conn: sqlite3.Connection, serial: int) -> dict | None:
-    row = conn.execute(_BATCH_SQL, (serial,)).fetchone()
-    if row is None or row[1] == "issuing":
-        return None
-    batch = dict(zip(_BATCH_FIELDS, row))
-    mark = codes.mark_by_slug(batch["mark"])
-    batch.update(
-        mark_zh=mark.name_zh,
-        mark_en=mark.name_en,
-        has_pin=bool(batch.pop("pin")),
-        reported=batch.pop("reported_at") is not None,
-    )
-    return batch
-
-
-def _matches(code: codes.Code, batch: dict) -> bool:
+def _matches(code: codes.Code, batch: dict[str, Any]) -> bool:
     """Whether a validly signed code is the registered code of that serial."""
     if code.form == codes.FORM_COMPACT:
-        return code.batch == batch["id"] and batch["form"] == codes.FORM_COMPACT
+        return bool(code.batch == batch["id"] and batch["form"] == codes.FORM_COMPACT)
     return batch["form"] == codes.FORM_GS1 and (code.gtin, code.lot) == (batch["gtin"], batch["lot"])
-
-
-def _utc_text(now: dt.datetime) -> str:
-    return now.astimezone(dt.UTC).isoformat(timespec="milliseconds")
-
-
-def _parse_time(text: str | None) -> dt.datetime | None:
-    return dt.datetime.fromisoformat(text) if text else None
 
 
 def record_url(
@@ -228,7 +183,7 @@ def record_url(
 ) -> Verdict:
     """The verdict for a verified URL, recorded as a scan."""
     code = verification.code
-    if not verification.genuine:
+    if not verification.genuine or code is None:
         verdict = Verdict(
             verification.reason,
             verification.detail,
@@ -237,7 +192,7 @@ def record_url(
         )
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
-    batch = _registered_batch(conn, code.serial)
+    batch = registry.batch_for_serial(conn, code.serial)
     if batch is None or not _matches(code, batch):
         verdict = Verdict(UNKNOWN_BATCH, serial=code.serial, kid=code.kid_hex)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
@@ -263,7 +218,7 @@ def record_typed(
         verdict = Verdict(MISTYPED if codes.normalize_typed(typed) else MALFORMED, exc.detail)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
-    batch = _registered_batch(conn, serial)
+    batch = registry.batch_for_serial(conn, serial)
     if batch is None:
         verdict = Verdict(UNKNOWN_CODE, serial=serial)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
@@ -275,7 +230,7 @@ def record_typed(
 def _record_issued(
     conn: sqlite3.Connection,
     serial: int,
-    batch: dict,
+    batch: dict[str, Any],
     kid: str | None,
     settings: Settings,
     client: Client,
@@ -284,45 +239,43 @@ def _record_issued(
     pin: str | None,
 ) -> Verdict:
     """Check the PIN, count the check, apply report, recall, expiry, PIN and repeat rules, record the scan."""
-    now_text = _utc_text(now)
-    state = conn.execute(
-        "SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?", (serial,)
-    ).fetchone()
+    now_text = clock.utc_text(now)
+    state = scans_repo.code_checks(conn, serial)
     pin_state = None
     if pin is not None and batch["has_pin"]:
         pin_state = _check_pin(conn, serial, pin, settings, now)
         if pin_state == "right":
-            pin_state = "first" if state is None or state[3] is None else "reused"
+            pin_state = "first" if state is None or state.pin_verified_at is None else "reused"
     session = client.session_hash
     # A wrong (or unchecked) PIN is not a check of the label: it would push a genuine label towards
     # "suspicious". A repeat view from the same browser counts once.
-    counted = pin_state not in ("mismatch", "throttled") and not (state and session and session in state[0].split())
+    counted = pin_state not in ("mismatch", "throttled") and not (
+        state and session and session in state.sessions.split()
+    )
+    checks: int | None
+    first_checked_at: str | None
+    pin_verified_at: str | None
     if counted:
-        sessions = " ".join(([session] if session else []) + (state[0].split()[: SESSIONS_KEPT - 1] if state else []))
-        row = conn.execute(
-            """INSERT INTO code_checks (serial, checks, first_checked_at, last_checked_at, sessions)
-               VALUES (?, 1, ?, ?, ?)
-               ON CONFLICT (serial) DO UPDATE SET checks = checks + 1, last_checked_at = excluded.last_checked_at,
-               sessions = excluded.sessions
-               RETURNING checks, first_checked_at, pin_verified_at""",
-            (serial, now_text, now_text, sessions),
-        ).fetchone()
+        kept = state.sessions.split()[: SESSIONS_KEPT - 1] if state else []
+        sessions = " ".join(([session] if session else []) + kept)
+        checks, first_checked_at, pin_verified_at = scans_repo.count_check(conn, serial, now_text, sessions)
+    elif state:  # nothing changes
+        checks, first_checked_at, pin_verified_at = state.checks, state.first_checked_at, state.pin_verified_at
     else:
-        row = state[1:] if state else (None, None, None)  # nothing changes
-    checks, first_checked_at, pin_verified_at = row
+        checks = first_checked_at = pin_verified_at = None
     verdict = Verdict(
         GENUINE,
         serial=serial,
         checks=checks,
-        first_checked_at=_parse_time(first_checked_at),
+        first_checked_at=clock.parse(first_checked_at),
         batch=batch,
         kid=kid,
         pin=pin_state,
     )
     if pin_state == "first":
-        conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (now_text, serial))
+        scans_repo.mark_pin_verified(conn, serial, now_text)
     elif pin_state == "reused":
-        verdict.pin_verified_at = _parse_time(pin_verified_at)
+        verdict.pin_verified_at = clock.parse(pin_verified_at)
     if batch["reported"]:
         verdict.reason = REPORTED  # whatever else holds: labels with this code are known fakes
     elif batch["status"] == "recalled":
@@ -337,7 +290,7 @@ def _record_issued(
         verdict.reason = PIN_REUSED
     elif pin_state == "first" or (checks or 0) <= 1:
         verdict.reason = GENUINE  # the buyer's first PIN verification outweighs earlier scans
-    elif checks <= settings.repeat_threshold:
+    elif checks is not None and checks <= settings.repeat_threshold:
         verdict.reason = GENUINE_REPEAT
     else:
         verdict.reason = SUSPICIOUS_REPEAT
@@ -348,30 +301,33 @@ def _record_issued(
 def _check_pin(conn: sqlite3.Connection, serial: int, pin: str, settings: Settings, now: dt.datetime) -> str:
     """ "right", "mismatch" (counted against the code), or "throttled": too many wrong PINs for this
     code within the window, so this one is not even checked."""
-    attempts = conn.execute("SELECT window_start, failures FROM pin_attempts WHERE serial = ?", (serial,)).fetchone()
+    attempts = scans_repo.pin_attempts(conn, serial)
     if attempts and now - dt.datetime.fromisoformat(attempts[0]) >= settings.pin_window:
         attempts = None  # the window has passed: start afresh
     if attempts and attempts[1] >= settings.pin_failures:
         return "throttled"
     if settings.pin_secret is not None and pins.check_pin(settings.pin_secret, serial, pin):
         return "right"
-    window_start, failures = attempts if attempts else (_utc_text(now), 0)
-    conn.execute(
-        "INSERT OR REPLACE INTO pin_attempts (serial, window_start, failures) VALUES (?, ?, ?)",
-        (serial, window_start, failures + 1),
-    )
+    window_start, failures = attempts if attempts else (clock.utc_text(now), 0)
+    scans_repo.set_pin_attempts(conn, serial, window_start, failures + 1)
     return "mismatch"
 
 
 def _insert_scan(
-    conn, verdict: Verdict, client: Client, channel: str, now: dt.datetime, batch_id: int | None, counted: bool
+    conn: sqlite3.Connection,
+    verdict: Verdict,
+    client: Client,
+    channel: str,
+    now: dt.datetime,
+    batch_id: int | None,
+    counted: bool,
 ) -> None:
     """The scan row and its entry in the hash-chained log, in the caller's transaction."""
     region = client.region
-    (scan_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM scans").fetchone()
-    scan = {
-        "id": scan_id,
-        "at": _utc_text(now),
+    at = clock.utc_text(now)
+    scan: dict[str, object] = {
+        "id": scans_repo.next_scan_id(conn),
+        "at": at,
         "channel": channel,
         "reason": verdict.reason,
         "detail": verdict.detail,
@@ -391,11 +347,6 @@ def _insert_scan(
     }
     salt = auditlog.new_salt()
     seq = auditlog.append(
-        conn, "scan", auditlog.scan_body(scan), scan["at"], personal_commitment=auditlog.personal_hash(salt, scan)
+        conn, "scan", auditlog.scan_body(scan), at, personal_commitment=auditlog.personal_hash(salt, scan)
     )
-    conn.execute(
-        """INSERT INTO scans (id, at, channel, reason, detail, serial, batch_id, kid, counted, checks, pin, country,
-           ip_prefix, ip_hash, region, city, user_agent, session_hash, log_seq, personal_salt)
-           VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-        (*(scan[f] for f in auditlog.SCAN_FIELDS), *(scan[f] for f in auditlog.PERSONAL_FIELDS), seq, salt),
-    )
+    scans_repo.insert_scan(conn, {**scan, "log_seq": seq, "personal_salt": salt})

@@ -1,1 +1,1 @@
-"""Repositories: one module per noun, each owning every SQL statement on its tables (connection first)."""
+"""Repositories: every SQL statement of the application, one module per noun, the connection first."""

@@ -1,8 +1,8 @@
 """The audit UI for inspectors, enterprises and admins: server-rendered pages, no scripts.
 
 Login with a password (throttled per address and per name), a server-side session with idle and
-absolute timeouts, and a CSRF token on every form, the login form included. The same object-level
-rules as the audit API (verifier/web/audit.py).
+absolute timeouts, and a CSRF token on every form, the login form included. An adapter over the
+audit service (verifier/audit.py), with the same object-level rules as the audit API.
 """
 
 from __future__ import annotations
@@ -12,33 +12,12 @@ import hashlib
 import hmac
 import re
 import secrets
-from urllib.parse import urlencode
+from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
-from .. import accounts, anomalies, auditlog, budget, codes, keys, lookup, store
-from .audit import (
-    BUSY,
-    DAYS_MAX,
-    PAGE_MAX,
-    RECALL_REASON_MAX,
-    TOO_BROAD,
-    BadFilter,
-    Busy,
-    _batch_for,
-    _columns,
-    _int,
-    anomalies_for,
-    batch_id_of,
-    batch_stats,
-    heavy_reads,
-    limited_reads,
-    parse_text,
-    scan_filters,
-    scans_csv,
-    serial_of,
-    store_db,
-)
+from .. import accounts, anomalies, audit, auditlog, clock, codes, errors, keys, lookup, store
+from . import audit_reads
 from .state import state
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
@@ -46,7 +25,8 @@ COOKIE = "vaudit"
 PRE_COOKIE = "vaudit_login"  # random, before login: what the login form's CSRF token is bound to
 PRE_COOKIE_SECONDS = 3600
 _PRE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
-NOTE_MAX = 500
+NOTE_MAX = audit.NOTE_MAX
+PAGE_SIZE = 100
 
 
 def session_user() -> accounts.User | None:
@@ -92,22 +72,26 @@ def render(template: str, status: int = 200, **context) -> Response:
     return Response(html, status, mimetype="text/html")
 
 
-@bp.errorhandler(BadFilter)
-def bad_filter(error: BadFilter) -> Response:
-    return render("audit/message.html", 400, title="Bad filter", message=str(error))
+def _sentence(text: str) -> str:
+    return text[0].upper() + text[1:] + "."
 
 
-@bp.errorhandler(budget.OverBudget)
-def over_budget(_error: budget.OverBudget) -> Response:
-    return render(
-        "audit/message.html", 400, title="Too much to read at once", message=TOO_BROAD[0].upper() + TOO_BROAD[1:] + "."
-    )
-
-
-@bp.errorhandler(Busy)
-def busy(_error: Busy) -> Response:
-    response = render("audit/message.html", 503, title="Busy", message=BUSY[0].upper() + BUSY[1:] + ".")
-    response.headers["Retry-After"] = "5"
+@bp.errorhandler(errors.VerifierError)
+def verifier_error(error: errors.VerifierError) -> Response:
+    """The service's errors as message pages, with the status of the error's kind."""
+    if isinstance(error, audit.TooBroad):
+        title, message = "Too much to read at once", _sentence(error.message)
+    elif isinstance(error, errors.Unavailable):
+        title, message = "Busy", _sentence(error.message)
+    elif isinstance(error, errors.NotFound):
+        title, message = "Not found", "There is no such audit page."
+    elif isinstance(error, errors.InvalidInput):
+        title, message = "Bad filter", error.message
+    else:
+        title, message = "Not done", error.message
+    response = render("audit/message.html", error.http_status, title=title, message=message)
+    if isinstance(error, errors.Unavailable) and error.retry_after:
+        response.headers["Retry-After"] = str(error.retry_after)
     return response
 
 
@@ -193,50 +177,34 @@ FILTERS = ("enterprise", "batch", "code", "reason", "channel", "since", "until",
 @bp.get("/")
 @login_required()
 def scans() -> Response:
-    where, params = scan_filters(g.user)
-    if (after := _int("after", 1)) is not None:
-        where += " AND s.id < ?"
-        params.append(after)
-    columns = _columns(g.user)
-    with limited_reads():
-        rows = (
-            state()
-            .connection()
-            .execute(
-                f"SELECT {', '.join('s.' + c for c in columns)} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?",
-                [*params, 101],
-            )
-            .fetchall()
-        )
-    items = [dict(zip(columns, row)) for row in rows[:100]]
-    current = {k: request.args[k] for k in FILTERS if request.args.get(k)}
-    next_link = f"/audit/?{urlencode({**current, 'after': items[-1]['id']})}" if len(rows) > 100 else None
+    flt = audit.scan_filter(request.args)
+    after = audit.int_arg(request.args, "after", 1)
+    with audit_reads.reads():
+        page = audit.list_scans(state().connection(), flt, g.user, after, PAGE_SIZE)
+    current: dict[str, Any] = {k: request.args[k] for k in FILTERS if request.args.get(k)}
     return render(
         "audit/scans.html",
-        scans=items,
-        columns=columns,
+        scans=page.scans,
+        columns=audit.columns_for(g.user),
         filters=current,
-        next_link=next_link,
-        export_link=f"/audit/scans.csv?{urlencode(current)}",
+        next_link=url_for(".scans", **current, after=page.next) if page.next is not None else None,
+        export_link=url_for(".export", **current),
         reasons=lookup.REASONS,
         channels=lookup.CHANNELS,
-        page_max=PAGE_MAX,
+        page_max=audit.PAGE_MAX,
     )
 
 
 @bp.get("/scans.csv")
 @login_required()
 def export() -> Response:
-    return scans_csv(g.user)
+    return audit_reads.csv_response(g.user, audit.scan_filter(request.args))
 
 
 @bp.get("/batches")
 @login_required()
 def batches() -> Response:
-    items = store.list_batches(store_db())
-    if not g.user.sees_everything():
-        items = [b for b in items if b["enterprise_id"] == g.user.enterprise_id]
-    return render("audit/batches.html", batches=items)
+    return render("audit/batches.html", batches=audit.list_batches(state().connection(), g.user))
 
 
 def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160) -> str:
@@ -263,84 +231,61 @@ def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160
 @bp.route("/batches/<batch>", methods=["GET", "POST"])
 @login_required()
 def batch(batch: str) -> Response:
-    batch_id = batch_id_of(batch)
-    found = _batch_for(g.user, batch_id)
-    if found is None:
-        abort(404)
+    batch_id = audit.batch_id_of(batch)
+    conn = state().connection()
+    found = audit.visible_batch(conn, g.user, batch_id)
     if request.method == "POST":
         if g.user.role != "admin":
             abort(403)
+        reason = audit.parse_text("reason", request.form.get("reason", ""), audit.RECALL_REASON_MAX)
         try:
-            reason = parse_text("reason", request.form.get("reason", ""), RECALL_REASON_MAX)
-            store.recall_batch(store_db(), batch_id, reason, actor=f"ui:{g.user.username}")
-        except store.StoreError as exc:
-            return render("audit/message.html", 400, title="Recall not done", message=str(exc))
-        return redirect(f"/audit/batches/{batch_id}")
-    with limited_reads():
-        stats = batch_stats(batch_id)
+            audit.recall(conn, batch_id, reason, f"ui:{g.user.username}", g.now)
+        except errors.VerifierError as exc:
+            return render("audit/message.html", 400, title="Recall not done", message=exc.message)
+        return redirect(url_for(".batch", batch=batch_id))
+    with audit_reads.reads():
+        stats = audit.batch_statistics(conn, batch_id)
     return render(
         "audit/batch.html",
         batch=found,
-        chart=bar_chart(stats["per_day"]),
-        mix=stats["verdicts"],
-        top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in stats["top_codes"]],
+        chart=bar_chart(stats.per_day),
+        mix=stats.verdicts,
+        top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in stats.top_codes],
     )
 
 
 @bp.route("/codes/<code>", methods=["GET", "POST"])
 @login_required()
 def code(code: str) -> Response:
-    serial = serial_of(code)
+    serial = audit.serial_of(code)
     conn = state().connection()
-    row = conn.execute("SELECT batch_id FROM codes WHERE serial = ?", (serial,)).fetchone()
-    if row is None or _batch_for(g.user, row[0]) is None:
-        abort(404)
     if request.method == "POST":
+        audit.visible_code(conn, g.user, serial)
         if g.user.role != "admin":
             abort(403)
+        note = audit.parse_text("note", request.form.get("note", ""), NOTE_MAX)
         with store.transaction(conn):
-            report_code(
-                conn, serial, parse_text("note", request.form.get("note", ""), NOTE_MAX), f"ui:{g.user.username}"
-            )
-        return redirect(f"/audit/codes/{serial:016d}")
-    columns = _columns(g.user)
-    with limited_reads():
-        history = [
-            dict(zip(columns, r))
-            for r in conn.execute(
-                f"SELECT {', '.join(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT 1000", (serial,)
-            )
-        ]
-    reported = conn.execute(
-        "SELECT reported_at, reported_by, note FROM reported_codes WHERE serial = ?", (serial,)
-    ).fetchone()
+            audit.report_code(conn, serial, note, f"ui:{g.user.username}", g.now)
+        return redirect(url_for(".code", code=f"{serial:016d}"))
+    with audit_reads.reads():
+        history = audit.code_history(conn, g.user, serial)
     return render(
         "audit/code.html",
         serial=f"{serial:016d}",
-        human=codes.human_code(serial),
-        batch_id=row[0],
-        scans=history,
-        columns=columns,
-        reported=reported,
+        human=history.human_code,
+        batch_id=history.batch_id,
+        scans=history.scans,
+        columns=audit.columns_for(g.user),
+        reported=history.reported,
     )
-
-
-def report_code(conn, serial: int, note: str, actor: str) -> None:
-    """Mark a code as reported counterfeit (inside a write transaction), and log it."""
-    now = auditlog.now_text()
-    conn.execute(
-        "INSERT OR IGNORE INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?)",
-        (serial, now, actor, note.strip()[:NOTE_MAX]),
-    )
-    auditlog.append(conn, "code.reported", {"serial": serial, "note": note.strip()[:NOTE_MAX]}, now, actor)
 
 
 @bp.get("/anomalies")
 @login_required()
 def anomaly_list() -> Response:
-    days = _int("days", 1, DAYS_MAX) or 30
-    with heavy_reads():
-        _, found = anomalies_for(g.user, days, g.now)
+    days = audit.int_arg(request.args, "days", 1, audit.DAYS_MAX) or 30
+    with audit_reads.heavy_reads():
+        _, found = audit.anomalies_for(state().connection(), g.user, days, g.now)
     return render("audit/anomalies.html", anomalies=found, rules=anomalies.RULES, days=days)
 
 
@@ -365,7 +310,7 @@ def key_list() -> Response:
                     conn,
                     "key.status",
                     {"kid": record.kid, "name": record.name, "status": record.status},
-                    auditlog.now_text(g.now),
+                    clock.utc_text(g.now),
                     f"ui:{g.user.username}",
                 )
 
@@ -373,7 +318,7 @@ def key_list() -> Response:
             keys.set_status(folder, request.form.get("kid", ""), "revoked", g.now, log_change)
         except keys.KeyringError as exc:
             return render("audit/message.html", 400, title="Not revoked", message=str(exc))
-        return redirect("/audit/keys")
+        return redirect(url_for(".key_list"))
     return render("audit/keys.html", keys=keys.read_keyring(folder))
 
 

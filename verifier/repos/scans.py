@@ -1,0 +1,308 @@
+"""The scan log's rows: `scans`, the per-code state a lookup keeps (`code_checks`, `pin_attempts`),
+the audit's scan lists (keyset pages, newest first), code histories, batch statistics, the
+anomaly rules' queries and the retention purge.
+
+Every statement on these tables is here. Scan ids grow with time, so time bounds become id
+bounds (cheap ranges on the primary key); `INDEXED BY` hints are SQLite's and are kept in this
+module, next to the indexes they name (migration 004 in `verifier.store`).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+INSERT_COLUMNS = (
+    "id",
+    "at",
+    "channel",
+    "reason",
+    "detail",
+    "serial",
+    "batch_id",
+    "kid",
+    "counted",
+    "checks",
+    "pin",
+    "country",
+    "ip_prefix",
+    "ip_hash",
+    "region",
+    "city",
+    "user_agent",
+    "session_hash",
+    "log_seq",
+    "personal_salt",
+)
+COLUMNS = frozenset(INSERT_COLUMNS)
+COMMON_REASONS = ("genuine", "genuine-repeat")  # the verdicts the partial index scans_reason leaves out
+HISTORY_MAX = 1000
+
+
+# --- the lookup's per-code state -----------------------------------------------------------
+
+
+class CodeChecks(NamedTuple):
+    sessions: str  # hashes of the last browser sessions that counted, space-separated
+    checks: int
+    first_checked_at: str
+    pin_verified_at: str | None
+
+
+def code_checks(conn: sqlite3.Connection, serial: int) -> CodeChecks | None:
+    """A code's check state; None before its first counted check."""
+    row = conn.execute(
+        "SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?", (serial,)
+    ).fetchone()
+    return CodeChecks(*row) if row else None
+
+
+def count_check(conn: sqlite3.Connection, serial: int, at: str, sessions: str) -> tuple[int, str, str | None]:
+    """Count one check of a code at `at`: (checks, first_checked_at, pin_verified_at) after it."""
+    row = conn.execute(
+        """INSERT INTO code_checks (serial, checks, first_checked_at, last_checked_at, sessions)
+           VALUES (?, 1, ?, ?, ?)
+           ON CONFLICT (serial) DO UPDATE SET checks = code_checks.checks + 1,
+           last_checked_at = excluded.last_checked_at, sessions = excluded.sessions
+           RETURNING checks, first_checked_at, pin_verified_at""",
+        (serial, at, at, sessions),
+    ).fetchone()
+    return int(row[0]), str(row[1]), row[2]
+
+
+def mark_pin_verified(conn: sqlite3.Connection, serial: int, at: str) -> None:
+    """The code's PIN was verified for the first time at `at`."""
+    conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (at, serial))
+
+
+def pin_attempts(conn: sqlite3.Connection, serial: int) -> tuple[str, int] | None:
+    """(window_start, failures) of a code's wrong PINs, if any were recorded."""
+    row = conn.execute("SELECT window_start, failures FROM pin_attempts WHERE serial = ?", (serial,)).fetchone()
+    return (str(row[0]), int(row[1])) if row else None
+
+
+def set_pin_attempts(conn: sqlite3.Connection, serial: int, window_start: str, failures: int) -> None:
+    """Replace a code's wrong-PIN window."""
+    conn.execute(
+        """INSERT INTO pin_attempts (serial, window_start, failures) VALUES (?, ?, ?)
+           ON CONFLICT (serial) DO UPDATE SET window_start = excluded.window_start, failures = excluded.failures""",
+        (serial, window_start, failures),
+    )
+
+
+# --- scans ---------------------------------------------------------------------------------
+
+
+def next_scan_id(conn: sqlite3.Connection) -> int:
+    """The id of the next scan (inside the write transaction that inserts it)."""
+    (scan_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM scans").fetchone()
+    return int(scan_id)
+
+
+def insert_scan(conn: sqlite3.Connection, scan: Mapping[str, object]) -> None:
+    """One scan row: every column of INSERT_COLUMNS from `scan`."""
+    conn.execute(
+        f"INSERT INTO scans ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})",
+        [scan[c] for c in INSERT_COLUMNS],
+    )
+
+
+def erase_personal(conn: sqlite3.Connection, before: str) -> int:
+    """Erase the personal fields (and their salt) of scans older than `before` (UTC text); how many."""
+    return conn.execute(
+        "UPDATE scans SET ip_prefix = NULL, ip_hash = NULL, region = NULL, city = NULL, user_agent = NULL, "
+        "session_hash = NULL, personal_salt = NULL WHERE at < ? AND personal_salt IS NOT NULL",
+        [before],
+    ).rowcount
+
+
+# --- the audit's scan lists ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanFilter:
+    """Which scans an audit list shows: every field set narrows it (values already validated)."""
+
+    enterprise: str | None = None  # the enterprise's name
+    batch: int | None = None
+    serial: int | None = None
+    reason: str | None = None
+    channel: str | None = None
+    country: str | None = None
+    region: str | None = None
+    since: str | None = None  # UTC text, inclusive
+    until: str | None = None  # UTC text, exclusive
+
+
+def _select(columns: Sequence[str], prefix: str = "") -> str:
+    unknown = [c for c in columns if c not in COLUMNS]
+    if unknown:
+        raise ValueError(f"no scan columns {unknown}")
+    return ", ".join(prefix + c for c in columns)
+
+
+# The first scan at or after a time, through the time index; past the end: an id no scan has.
+_ID_AT = "coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)"
+
+
+def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None) -> tuple[str, list[Any]]:
+    where: list[str] = ["1 = 1"]
+    params: list[Any] = []
+    if not everything:  # an enterprise's account: its own batches only (no enterprise: nothing)
+        where.append("s.batch_id IN (SELECT id FROM batches WHERE enterprise_id = ?)")
+        params.append(enterprise_id)
+    if flt.enterprise:
+        where.append(
+            "s.batch_id IN (SELECT b.id FROM batches b JOIN enterprises e ON e.id = b.enterprise_id WHERE e.name = ?)"
+        )
+        params.append(flt.enterprise)
+    if flt.batch is not None:
+        where.append("s.batch_id = ?")
+        params.append(flt.batch)
+    if flt.serial is not None:
+        where.append("s.serial = ?")
+        params.append(flt.serial)
+    for name in ("reason", "channel", "country", "region"):
+        if value := getattr(flt, name):
+            where.append(f"s.{name} = ?")
+            params.append(value)
+            if name == "reason" and value not in COMMON_REASONS:
+                where.append("s.reason NOT IN ('genuine', 'genuine-repeat')")  # lets SQLite use scans_reason
+    if flt.since:  # times become id bounds: ids grow with time, and id ranges are cheap
+        where.append(f"s.id >= {_ID_AT}")
+        params.append(flt.since)
+    if flt.until:
+        where.append(f"s.id < {_ID_AT}")
+        params.append(flt.until)
+    return " AND ".join(where), params
+
+
+def newest_first(
+    conn: sqlite3.Connection,
+    columns: Sequence[str],
+    flt: ScanFilter,
+    *,
+    everything: bool,
+    enterprise_id: int | None,
+    after: int | None,
+    limit: int,
+) -> list[tuple[Any, ...]]:
+    """One keyset page: at most `limit` matching scans with ids below `after`, newest first."""
+    where, params = _where(flt, everything, enterprise_id)
+    if after is not None:
+        where += " AND s.id < ?"
+        params.append(after)
+    return conn.execute(
+        f"SELECT {_select(columns, 's.')} FROM scans s WHERE {where} ORDER BY s.id DESC LIMIT ?", [*params, limit]
+    ).fetchall()
+
+
+def oldest_first(
+    conn: sqlite3.Connection, columns: Sequence[str], flt: ScanFilter, *, everything: bool, enterprise_id: int | None
+) -> sqlite3.Cursor:
+    """Every matching scan, oldest first, as a cursor to stream from (an export)."""
+    where, params = _where(flt, everything, enterprise_id)
+    return conn.execute(f"SELECT {_select(columns, 's.')} FROM scans s WHERE {where} ORDER BY s.id", params)
+
+
+def code_history(
+    conn: sqlite3.Connection, columns: Sequence[str], serial: int, limit: int = HISTORY_MAX
+) -> list[tuple[Any, ...]]:
+    """The first `limit` scans of one code, oldest first."""
+    return conn.execute(
+        f"SELECT {_select(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT ?", (serial, limit)
+    ).fetchall()
+
+
+class BatchStatistics(NamedTuple):
+    per_day: list[tuple[str, int]]  # (UTC day, scans)
+    verdicts: list[tuple[str, int]]  # (reason, scans), most frequent first
+    top_codes: list[tuple[int, int, int]]  # (serial, most checks, scans), the ten most checked
+
+
+def batch_statistics(conn: sqlite3.Connection, batch_id: int) -> BatchStatistics:
+    """A batch's scans per day, verdict mix and most checked codes (served by scans_batch)."""
+    return BatchStatistics(
+        conn.execute(
+            "SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1", (batch_id,)
+        ).fetchall(),
+        conn.execute(
+            "SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC", (batch_id,)
+        ).fetchall(),
+        conn.execute(
+            """SELECT serial, max(checks), count(*) FROM scans WHERE batch_id = ? AND serial IS NOT NULL
+               GROUP BY serial ORDER BY max(checks) DESC, count(*) DESC LIMIT 10""",
+            (batch_id,),
+        ).fetchall(),
+    )
+
+
+# --- the anomaly rules' queries (verifier/anomalies.py turns their rows into anomalies) -------
+#
+# Every query is bounded by the time window: it reads scans through the index on the scan time
+# (`scans_at`, forced with INDEXED BY, because the planner otherwise walks the whole serial index
+# to save a sort) or, for rare verdicts, through `scans_reason` from the window's first id.
+# tests/test_anomalies.py checks each plan. Named parameters: anomalies.parameters().
+
+COUNTERFEIT_REASONS = ("bad-signature", "unknown-key", "unknown-batch", "unknown-code", "key-revoked")
+WRONG_PINS = ("mismatch", "throttled")  # `scans.pin` of a wrong PIN, and of an attempt refused by the throttle
+
+_WINDOW = "scans INDEXED BY scans_at WHERE at >= :since"
+_COUNTED = "counted = 1 AND reason IN ('genuine-repeat', 'suspicious-repeat', 'genuine')"
+_COUNTERFEIT = ", ".join(f"'{r}'" for r in COUNTERFEIT_REASONS)
+_WRONG_PINS = ", ".join(f"'{p}'" for p in WRONG_PINS)
+# The window's first id, read from the time index alone: rare verdicts are then read through
+# scans_reason (reason, id) from that id on, and `at >= :since` keeps the result exact.
+_FIRST_ID = "(SELECT min(id) FROM scans INDEXED BY scans_at WHERE at >= :since)"
+# The partial index scans_reason is usable only if its own condition is in the query.
+_RARE = "reason NOT IN ('genuine', 'genuine-repeat')"
+
+ANOMALY_QUERIES: dict[str, str] = {
+    # Codes over the threshold are few: find them in the window, then read their scans by serial.
+    "repeat-checks": f"""
+        WITH flagged AS (SELECT DISTINCT serial FROM {_WINDOW} AND serial IS NOT NULL AND checks > :repeat_checks
+                         AND {_COUNTED})
+        SELECT serial, max(checks), min(at), max(at), group_concat(id) FROM scans INDEXED BY scans_serial
+        WHERE serial IN flagged AND at >= :since AND {_COUNTED} GROUP BY serial HAVING max(checks) > :repeat_checks""",
+    "many-sessions": f"""
+        SELECT serial, count(DISTINCT session_hash), min(at), max(at), group_concat(id) FROM {_WINDOW}
+        AND serial IS NOT NULL AND session_hash IS NOT NULL
+        GROUP BY serial HAVING count(DISTINCT session_hash) > :sessions""",
+    # Consecutive scans of one code (in time order) from two places, at most :distant_ms apart. Codes
+    # scanned once in the window (most of them) are dropped first, by a cheap count.
+    "distant-regions": f"""
+        WITH several AS (SELECT serial FROM {_WINDOW} AND serial IS NOT NULL AND country IS NOT NULL
+                         GROUP BY serial HAVING count(*) > 1),
+             seen AS (SELECT serial, id, at, coalesce(country, '') || '/' || coalesce(region, '') AS place
+                      FROM scans INDEXED BY scans_serial
+                      WHERE serial IN several AND at >= :since AND country IS NOT NULL),
+             pairs AS (SELECT serial, id, at, place, lag(id) OVER w AS prev_id, lag(at) OVER w AS prev_at,
+                              lag(place) OVER w AS prev_place
+                       FROM seen WINDOW w AS (PARTITION BY serial ORDER BY at, id))
+        SELECT serial, prev_id, prev_at, prev_place, id, at, place FROM pairs
+        WHERE place <> prev_place AND round((julianday(at) - julianday(prev_at)) * 86400000) <= :distant_ms
+        ORDER BY serial, at, id""",
+    "counterfeit-cluster": f"""
+        SELECT coalesce(country, '?'), coalesce(region, ''), substr(at, 1, 10), count(*), min(at), max(at),
+               group_concat(id)
+        FROM scans INDEXED BY scans_reason WHERE reason IN ({_COUNTERFEIT}) AND {_RARE} AND id >= {_FIRST_ID}
+        AND at >= :since GROUP BY 1, 2, 3 HAVING count(*) >= :cluster_scans""",
+    "scan-after-recall": f"""
+        SELECT batch_id, count(*), min(at), max(at), group_concat(id) FROM scans INDEXED BY scans_reason
+        WHERE reason = 'recalled' AND {_RARE} AND id >= {_FIRST_ID} AND at >= :since GROUP BY batch_id""",
+    "pin-reused": f"""
+        SELECT serial, count(*), min(at), max(at), group_concat(id) FROM {_WINDOW}
+        AND pin = 'reused' GROUP BY serial""",
+    # Clients are the keyed hash of the full IP (the session cookie is too easy to drop), else the session.
+    "pin-guessing": f"""
+        SELECT serial, count(*), count(DISTINCT coalesce(ip_hash, session_hash)), min(at), max(at), group_concat(id)
+        FROM {_WINDOW} AND serial IS NOT NULL AND pin IN ({_WRONG_PINS}) GROUP BY serial
+        HAVING count(*) >= :pin_guesses AND count(DISTINCT coalesce(ip_hash, session_hash)) >= :pin_clients""",
+}
+
+
+def anomaly_rows(conn: sqlite3.Connection, rule: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
+    """The rows of one rule's query (ANOMALY_QUERIES) with its named parameters."""
+    return conn.execute(ANOMALY_QUERIES[rule], params).fetchall()
