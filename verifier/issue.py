@@ -162,10 +162,13 @@ def make_signer(
     expiry: str | None = None,
 ) -> Signer:
     """The URL signer of one batch's codes: compact (the batch number signed in) or GS1."""
+    signer: Signer  # codes' signer factories are untyped: say what they make
     if form == codes.FORM_COMPACT:
-        return codes.compact_signer(private, kid, mark, batch_id, base_url)
-    assert gtin is not None and lot is not None and expiry is not None
-    return codes.gs1_signer(private, kid, mark, gtin, lot, expiry, base_url)
+        signer = codes.compact_signer(private, kid, mark, batch_id, base_url)
+    else:
+        assert gtin is not None and lot is not None and expiry is not None
+        signer = codes.gs1_signer(private, kid, mark, gtin, lot, expiry, base_url)
+    return signer
 
 
 def batch_signer(batch: dict[str, Any], record: keys.KeyRecord, private: Ed25519PrivateKey) -> Signer:
@@ -302,6 +305,7 @@ def _work_chunk(part: str, serials: list[int]) -> tuple[str, list[tuple[str, str
     urls = [signer(s) for s in serials]
     humans = [codes.human_code(s) for s in serials]
     secret = w["pin_secret"]
+    codes_pins: list[str | None]
     if secret:
         codes_pins = [pins.derive_pin(secret, s) for s in serials]
         rows = [csv_row(s, h, u, p) for s, h, u, p in zip(serials, humans, urls, codes_pins)]
@@ -339,7 +343,7 @@ def csv_row(serial: int, human: str, url: str, pin: str | None = None) -> str:
     """One line of codes.csv, exactly as csvcells.SafeWriter writes it (every field quoted, serial
     and PIN as text digits, text cells neutralised), without the csv module's 5 µs a row (~8 % of
     signing): no field can hold a quote (digits, spaces, an http(s) URL of A-Z a-z 0-9 . _ - / ~ ? = &)."""
-    cells = [csvcells.text_digits(f"{serial:016d}"), csvcells.safe_cell(human), csvcells.safe_cell(url)]
+    cells: list[Any] = [csvcells.text_digits(f"{serial:016d}"), csvcells.safe_cell(human), csvcells.safe_cell(url)]
     if pin is not None:
         cells.append(csvcells.text_digits(pin))
     return '"' + '","'.join(cells) + '"\r\n'
@@ -666,7 +670,7 @@ def _produce(
         "base_url": request.base_url,
         "gtin": request.gtin,
         "lot": request.lot,
-        "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 else None,
+        "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 and request.expiry else None,
         "pin_secret": pin_secret if request.pin else None,
         "formats": request.formats,
         "folder": str(partial),
@@ -719,7 +723,7 @@ def _produce(
             with ProcessPoolExecutor(
                 max_workers=workers or os.cpu_count(), initializer=_init_pool_worker, initargs=(settings,)
             ) as pool:
-                pending: deque[tuple[Future, int]] = deque()
+                pending: deque[tuple[Future[tuple[str, list[tuple[str, str]], int]], int]] = deque()
                 window = 2 * (workers or os.cpu_count() or 1)
                 for index in range(chunks):
                     serials = next_chunk(index)

@@ -14,8 +14,9 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageFont
 
 from .qr import QUIET_ZONE, QrMatrix
 
@@ -34,7 +35,7 @@ def qr_image(matrix: QrMatrix, module_px: int = 1) -> Image.Image:
     rows += [white] * QUIET_ZONE
     image = Image.frombytes("L", (side, side), b"".join(rows))
     if module_px > 1:
-        image = image.resize((side * module_px, side * module_px), Image.NEAREST)
+        image = image.resize((side * module_px, side * module_px), Image.Resampling.NEAREST)
     return image.convert("1")
 
 
@@ -231,7 +232,7 @@ class TextLine:
     def width_mm(self) -> float:
         from reportlab.pdfbase.pdfmetrics import stringWidth
 
-        return stringWidth(self.text, self.font, self.size) * MM_PER_PT
+        return float(stringWidth(self.text, self.font, self.size)) * MM_PER_PT
 
 
 @dataclass(frozen=True)
@@ -252,7 +253,7 @@ class LabelPlan:
 def _width_mm(text: str, font: str, size: float) -> float:
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
-    return stringWidth(text, font, size) * MM_PER_PT
+    return float(stringWidth(text, font, size)) * MM_PER_PT
 
 
 def _fit(text: str, font: str, sizes: tuple[float, float], width: float) -> float | None:
@@ -400,11 +401,9 @@ def write_pdf(path: Path, labels: Iterable[Label], layout: SheetLayout, plan: La
 
 
 @functools.lru_cache(maxsize=8)
-def _pil_font(kind: str, px: int, font_path: str | None = None):
-    from PIL import ImageFont
-
+def _pil_font(kind: str, px: int, font_path: str | None = None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     cjk = cjk_font_path(font_path)
-    paths = [cjk] if kind == "cjk" else list(MONO_TTF_CANDIDATES) + [cjk]
+    paths: list[str | None] = [cjk] if kind == "cjk" else [*MONO_TTF_CANDIDATES, cjk]
     for path in paths:
         if path and Path(path).is_file():
             try:
@@ -436,7 +435,12 @@ def label_png_bytes(
     code_font = _pil_font("mono", round(CODE_PT[0] * px_per_pt), font_path)
     lookup_font = _pil_font("cjk", round(LOOKUP_PT[0] * px_per_pt), font_path)
     lookup = text.lookup_line(chinese=cjk_font_path(font_path) is not None)
-    rows = [(text.mark_title, title_font), (None, None), (human_code, code_font), (lookup, lookup_font)]
+    rows: list[tuple[str | None, Any]] = [  # (None, None): where the QR code goes
+        (text.mark_title, title_font),
+        (None, None),
+        (human_code, code_font),
+        (lookup, lookup_font),
+    ]
     rows = [(t, f) for t, f in rows if t is None or t]
     pad = round(PAD_MM / MM_PER_INCH * dpi)
     widths = [qr.width] + [math.ceil(f.getlength(t)) for t, f in rows if t]
