@@ -15,8 +15,10 @@ from pathlib import Path
 import biip
 import pytest
 
-from verifier import codes, issue, keys, pins, store
+from verifier import clock, codes, issue, keys, pins
+from verifier import db as database
 from verifier.cli import cli
+from verifier.repos import registry as repo
 
 PIN_SECRET = "test-pin-secret-0123456789"
 
@@ -270,7 +272,7 @@ def test_pool_workers_die_with_their_issuer_and_do_not_hold_its_lock(issuer, tmp
         workers = running_descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        lock = issue.BatchLock.acquire(store.connect(db_path), 1, wait=False)
+        lock = issue.BatchLock.acquire(database.connect(db_path), 1, wait=False)
         assert lock is not None, "a worker still holds the dead issuer's batch lock"
         lock.release()
         wait_for(lambda: not workers & running_pids(), "the workers to die with their parent", timeout=20)
@@ -305,11 +307,11 @@ def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(issuer, tmp_path, k
     def meanwhile_another_container_runs_a_batch_command(count):
         if recoveries:
             return
-        other = store.connect(db_path)
+        other = database.connect(db_path)
         pid = 999_999_999 if recorded_pid == "dead" else os.getpid()
-        with store.transaction(other) as conn:
+        with database.transaction(other) as conn:
             conn.execute("UPDATE batches SET issuing_pid = ?", [pid])
-        recoveries.append(issue.recover_interrupted(other))
+        recoveries.append(issue.recover_interrupted(other, clock.now()))
         other.close()
 
     result = issue.issue_batch(
@@ -338,8 +340,8 @@ def test_a_batch_removed_while_being_issued_fails_at_once_with_a_clear_error(iss
     )
 
     def delete_the_batch_behind_its_back(count):
-        other = store.connect(db_path)
-        with store.transaction(other) as conn:
+        other = database.connect(db_path)
+        with database.transaction(other) as conn:
             conn.execute("DELETE FROM codes")
             conn.execute("DELETE FROM batches")
         other.close()
@@ -381,10 +383,10 @@ def test_serial_collision_redraws_are_bounded(issuer, tmp_path, keypair):
 def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer, runner, tmp_path):
     out = tmp_path / "done"
     assert issue_cli(runner, out).exit_code == 0
-    db = store.connect(issuer / "verifier.db")
-    db.execute("UPDATE batches SET status = 'issuing', issuing_pid = 999999999")
-    assert issue.recover_interrupted(db) == [(1, "completed")]
-    assert store.get_batch(db, 1)["status"] == "active"
+    conn = database.connect(issuer / "verifier.db")
+    conn.execute("UPDATE batches SET status = 'issuing', issuing_pid = 999999999")
+    assert issue.recover_interrupted(conn, clock.now()) == [(1, "completed")]
+    assert repo.get_batch(conn, 1)["status"] == "active"
 
 
 @pytest.mark.parametrize(
@@ -490,17 +492,17 @@ def test_progress_is_drawn_on_a_terminal_only():
 
 
 def test_credit_code_validation():
-    assert store.validate_credit_code("91350100m000100y43") == "91350100M000100Y43"
-    with pytest.raises(store.StoreError):
-        store.validate_credit_code("91350100M000100Y4")
+    assert repo.validate_credit_code("91350100m000100y43") == "91350100M000100Y43"
+    with pytest.raises(database.StoreError):
+        repo.validate_credit_code("91350100M000100Y4")
 
 
 def test_migrations_are_recorded_and_idempotent(tmp_path):
-    db = store.connect(tmp_path / "r.db")
-    assert [r["name"] for r in db.query("SELECT name FROM _migrations")] == [name for name, _ in store.MIGRATIONS]
-    assert store.migrate(db) == []
-    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert db.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    conn = database.connect(tmp_path / "r.db")
+    assert database.migrations_applied(conn) == [name for name, _ in database.MIGRATIONS]
+    assert database.migrate(conn) == []
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
 
 
 def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, tmp_path, keypair):

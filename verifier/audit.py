@@ -321,7 +321,7 @@ def code_history(conn: sqlite3.Connection, user: accounts.User, serial: int) -> 
         state.checks if state else 0,
         state.first_checked_at if state else None,
         history,
-        registry.reported_code(conn, serial),
+        registry.code_report(conn, serial),
     )
 
 
@@ -461,10 +461,9 @@ def report_code(conn: sqlite3.Connection, serial: int, note: str, actor: str, no
     """Mark an issued code as reported counterfeit, and log it; NotFound if it was never issued."""
     if registry.batch_for_serial(conn, serial) is None:
         raise errors.NotFound(f"code {serial:016d} was never issued")
-    at = clock.utc_text(now)
     note = note.strip()[:NOTE_MAX]
-    registry.report_code(conn, serial, at, actor, note)
-    auditlog.append(conn, "code.reported", {"serial": serial, "note": note}, at, actor)
+    registry.report_code(conn, serial, actor, note, now)
+    auditlog.append(conn, "code.reported", {"serial": serial, "note": note}, clock.utc_text(now), actor)
 
 
 @dataclass(frozen=True)

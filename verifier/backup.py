@@ -5,25 +5,26 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import sqlite3
 from pathlib import Path
 
-from . import auditlog, files
+from . import auditlog, db, errors, files
 
 
-class BackupError(Exception):
-    """A backup or restore that cannot be done; the message is for the user."""
+class BackupError(errors.VerifierError):
+    """A backup or restore that cannot be done; the message is for the user (CLI exit status 1)."""
+
+    exit_code = 1
 
 
 def check(path: Path) -> auditlog.Report:
     """integrity_check must be ok and the audit chain must verify; the chain's report."""
-    conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+    conn = db.open_read_only(path)
     try:
-        result = conn.execute("PRAGMA integrity_check").fetchone()[0]
-        if result != "ok":
-            raise BackupError(f"{path} fails integrity_check: {result}")
+        problem = db.integrity_problem(conn)
+        if problem is not None:
+            raise BackupError(f"{path} fails integrity_check: {problem}")
         report = auditlog.verify(conn)
-    except sqlite3.DatabaseError as exc:
+    except db.DatabaseError as exc:
         raise BackupError(f"{path} is not a usable database: {exc}") from None
     finally:
         conn.close()
@@ -48,40 +49,33 @@ def backup(db_path: Path, target: Path) -> auditlog.Report:
     except OSError as exc:
         raise BackupError(f"cannot write {exc.filename or target}: {exc.strerror}") from None
     try:
-        source = sqlite3.connect(db_path, timeout=30)
-        try:
-            source.execute("VACUUM INTO ?", (str(tmp),))
-        finally:
-            source.close()
+        db.snapshot(db_path, tmp)
         report = check(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         files.fsync_dir(target.parent)
         return report
-    except sqlite3.Error as exc:
+    except db.Error as exc:
         raise BackupError(f"backup failed: {exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def restore(backup_path: Path, db_path: Path, now: dt.datetime | None = None) -> tuple[auditlog.Report, Path | None]:
-    """Put a checked backup in place of the database; the old one is kept beside it. Stop the
-    server first. Returns the backup's chain report and where the old database went."""
+def restore(backup_path: Path, db_path: Path, now: dt.datetime) -> tuple[auditlog.Report, Path | None]:
+    """Put a checked backup in place of the database; the old one is kept beside it, named with
+    `now` (UTC). Stop the server first. Returns the backup's chain report and where the old
+    database went."""
     backup_path, db_path = Path(backup_path), Path(db_path)
     report = check(backup_path)
     kept = None
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%S")
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")
     if db_path.exists():
         kept = db_path.with_name(f"{db_path.name}.before-restore-{stamp}")
-        source = sqlite3.connect(db_path)
-        try:  # fold the WAL in, so the kept copy is one self-contained file
-            source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            source.close()
+        db.fold_wal(db_path)  # so the kept copy is one self-contained file
         os.replace(db_path, kept)
         files.tighten(kept)
-    for suffix in ("-wal", "-shm"):
+    for suffix in db.SIDE_FILE_SUFFIXES:
         Path(str(db_path) + suffix).unlink(missing_ok=True)
     tmp = db_path.with_name(f".{db_path.name}.restoring")
     tmp.unlink(missing_ok=True)

@@ -1,4 +1,5 @@
-"""The `verifier` command: a thin layer that calls the library and turns its errors into messages."""
+"""The `verifier` command: a thin adapter that reads settings and the clock once, calls the
+services and prints what they return; errors are `errors.VerifierError`s, printed by the group."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ from pathlib import Path
 
 import click
 
-from . import clock, codes, config, keys
+from . import clock, codes, errors, keys, settings
 
 
 class CliError(click.ClickException):
-    """A failure reported as one line `Error: ...`."""
+    """A failure of the command line itself, reported as one line `Error: ...`."""
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
@@ -23,7 +24,10 @@ class CliError(click.ClickException):
 
 
 class OneLineErrors(click.Group):
-    """A group whose every failure prints one line `Error: ...`, never usage blocks or tracebacks."""
+    """A group whose every failure prints one line `Error: ...`, never usage blocks or tracebacks.
+
+    A `VerifierError` of any module exits with its class's `exit_code` (1: could not do it; 2: a
+    bad argument, setting or file; see each module's error classes)."""
 
     def main(self, *args, **kwargs):  # type: ignore[override]
         kwargs["standalone_mode"] = False
@@ -35,12 +39,14 @@ class OneLineErrors(click.Group):
             _fail(exc.format_message(), 2)
         except click.ClickException as exc:
             _fail(exc.format_message(), exc.exit_code)
+        except errors.VerifierError as exc:
+            _fail(exc.message, exc.exit_code)
         except click.Abort:
             _fail("aborted", 1)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
         except Exception as exc:  # noqa: BLE001 - the last line of defence against tracebacks
-            if os.environ.get("VERIFIER_DEBUG"):
+            if _debug():
                 raise
             _fail(f"unexpected {type(exc).__name__}: {exc} (set VERIFIER_DEBUG=1 for details)", 1)
         sys.exit(rv if isinstance(rv, int) else 0)
@@ -51,18 +57,49 @@ def _fail(message: str, code: int) -> None:
     sys.exit(code)
 
 
+def _debug() -> bool:
+    try:
+        return settings.load().debug
+    except errors.VerifierError:
+        return False
+
+
+class Run:
+    """What one command reads once: the time it started, and the settings (on first use, so a
+    command that needs none is not stopped by an unrelated bad variable)."""
+
+    def __init__(self) -> None:
+        self.now = clock.now()
+        self._settings: settings.Settings | None = None
+
+    @property
+    def settings(self) -> settings.Settings:
+        if self._settings is None:
+            self._settings = settings.load()
+        return self._settings
+
+
+def _run() -> Run:
+    return click.get_current_context().find_root().ensure_object(Run)
+
+
+def _settings() -> settings.Settings:
+    return _run().settings
+
+
 def _now() -> dt.datetime:
-    return clock.now()  # read through the module: tests set the time with monkeypatch.setattr(clock, "now", ...)
+    """The command's time: read once, when the command started."""
+    return _run().now
 
 
 def passphrase(confirm: bool = False) -> bytes:
     """The key passphrase from VERIFIER_KEY_PASSPHRASE, or a prompt in a terminal."""
-    value = os.environ.get("VERIFIER_KEY_PASSPHRASE")
+    value = _settings().key_passphrase
     if value is None:
         if not sys.stdin.isatty():
             raise CliError("no key passphrase: set VERIFIER_KEY_PASSPHRASE or run in a terminal")
-        value = click.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm)
-    return value.encode("utf-8")
+        value = click.prompt("Key passphrase", hide_input=True, confirmation_prompt=confirm).encode("utf-8")
+    return value
 
 
 @click.group(cls=OneLineErrors)
@@ -89,10 +126,8 @@ def keys_group() -> None:
 
 
 def _keys_call(fn, *args):
-    try:
-        return fn(*args)
-    except keys.KeyringError as exc:
-        raise CliError(str(exc)) from None
+    """Transitional, for the audit commands' bodies: keyring errors are VerifierErrors now."""
+    return fn(*args)
 
 
 @keys_group.command("new")
@@ -109,8 +144,8 @@ def keys_new(name: str, purpose: str) -> None:
 
     Example: VERIFIER_KEY_PASSPHRASE=... verifier keys new factory-2026
     """
-    folder = config.keys_dir()
-    record = _keys_call(keys.create_key, folder, name, passphrase(confirm=True), _now(), purpose)
+    folder = _settings().keys_dir
+    record = keys.create_key(folder, name, passphrase(confirm=True), _now(), purpose)
     click.echo(f"Created key {record.name} (kid {record.kid}) in {folder}")
     click.echo(f"Private key: {folder / (record.name + '.pem')} (mode 0600, keep it off the web server)")
 
@@ -122,12 +157,13 @@ def keys_list(as_json: bool) -> None:
 
     Example: verifier keys list --json
     """
-    records = _keys_call(keys.read_keyring, config.keys_dir())
+    folder = _settings().keys_dir
+    records = keys.read_keyring(folder)
     if as_json:
         click.echo(json.dumps([r.__dict__ for r in records], indent=2))
         return
     if not records:
-        click.echo(f"No keys in {config.keys_dir()} (create one with `verifier keys new NAME`)")
+        click.echo(f"No keys in {folder} (create one with `verifier keys new NAME`)")
     for r in records:
         click.echo(f"{r.kid}  {r.status:<8} {r.purpose:<6} {r.name:<24} created {r.created_at}")
 
@@ -140,7 +176,7 @@ def keys_export(out: str | None, public: bool) -> None:
 
     Example: verifier keys export-jwks --out keys/jwks.json
     """
-    text = json.dumps(keys.jwks(_keys_call(keys.read_keyring, config.keys_dir()), not public), indent=2) + "\n"
+    text = json.dumps(keys.jwks(keys.read_keyring(_settings().keys_dir), not public), indent=2) + "\n"
     if out:
         Path(out).write_text(text, "utf-8")
         click.echo(f"Wrote {out}", err=True)
@@ -154,7 +190,7 @@ def _status_command(status: str):
         def log_change(record: keys.KeyRecord) -> None:  # under the keyring lock, once written
             _log_admin("key.status", {"kid": record.kid, "name": record.name, "status": record.status})
 
-        record = _keys_call(keys.set_status, config.keys_dir(), kid, status, _now(), log_change)
+        record = keys.set_status(_settings().keys_dir, kid, status, _now(), log_change)
         click.echo(f"Key {record.name} ({record.kid}) is now {record.status}")
 
     return command
@@ -174,14 +210,17 @@ keys_group.command(
 
 def _log_admin(kind: str, body: dict) -> None:
     """Record an administrative action in the audit log, if this installation has a database."""
-    from . import auditlog, store
+    from . import auditlog, db
 
-    if not config.db_path().exists():
+    path = _settings().database
+    if not path.exists():
         return
-    db = store.connect(config.db_path())
-    with store.transaction(db) as conn:
-        auditlog.append(conn, kind, body, auditlog.now_text(), actor=_actor())
-    db.close()
+    conn = db.connect(path)
+    try:
+        with db.transaction(conn):
+            auditlog.append(conn, kind, body, clock.utc_text(_now()), actor=_actor())
+    finally:
+        conn.close()
 
 
 def _actor() -> str:
@@ -215,28 +254,22 @@ def sign_command(key_name, mark, batch, serial, gtin, lot, expiry) -> None:
 
     Example: verifier sign --key dev --mark stable-qualified --batch 7
     """
-    record, private = _keys_call(keys.load_private_key, config.keys_dir(), key_name, passphrase())
+    from . import issue
+
+    private, kid = issue.signing_key(_settings().keys_dir, key_name, passphrase())
     serial = secrets.randbelow(codes.SERIAL_LIMIT) if serial is None else serial
-    kid = bytes.fromhex(record.kid)
-    mark_obj = codes.mark_by_slug(mark)
-    try:
-        if gtin:
-            if not lot or not expiry:
-                raise CliError("a GS1 code needs --gtin, --lot and --expiry", 2)
-            code = codes.Code(
-                codes.FORM_GS1,
-                kid,
-                mark_obj,
-                serial,
-                gtin=codes.normalize_gtin(gtin),
-                lot=lot,
-                expiry=codes.expiry_text(expiry.date()),
-            )
-        else:
-            code = codes.Code(codes.FORM_COMPACT, kid, mark_obj, serial, batch=batch)
-        click.echo(codes.encode_url(codes.sign(code, private), config.base_urls()[0]))
-    except (codes.InvalidCode, ValueError) as exc:
-        raise CliError(str(exc).split(": ", 1)[-1], 2) from None
+    url = issue.sign_code(
+        private,
+        kid,
+        codes.mark_by_slug(mark),
+        serial,
+        _settings().base_urls[0],
+        batch=batch,
+        gtin=gtin,
+        lot=lot,
+        expiry=expiry.date() if expiry else None,
+    )
+    click.echo(url)
 
 
 def _read_image(path: Path) -> list[str]:
@@ -272,12 +305,12 @@ def verify_command(code: str, jwks_path: str | None, base_url: tuple[str, ...], 
 
     Example: verifier verify label.png --json
     """
-    try:
-        trusted = keys.load_jwks_file(Path(jwks_path)) if jwks_path else keys.trust_from_folder(config.keys_dir())
+    try:  # exit 2 for an unusable keyring or JWKS: 1 means "checked, not genuine"
+        trusted = keys.load_jwks_file(Path(jwks_path)) if jwks_path else keys.trust_from_folder(_settings().keys_dir)
     except keys.KeyringError as exc:
-        raise CliError(str(exc), 2) from None
+        raise CliError(exc.message, 2) from None
     texts = _read_image(Path(code)) if _looks_like_file(code) else [code]
-    bases = list(base_url) or config.base_urls()
+    bases = list(base_url) or list(_settings().base_urls)
     try:
         results = [codes.verify(text, trusted, bases) for text in texts]
     except ValueError as exc:  # a bad --base-url
@@ -392,7 +425,7 @@ def batch_issue(
 
     Example: verifier batch issue --key dev --mark traceability --enterprise Acme --product Tea --count 1000 --out l/
     """
-    from . import issue, labels, pins, progress, store
+    from . import issue, labels, pins, progress
 
     try:
         mark_obj = codes.mark_by_slug(mark)
@@ -402,13 +435,14 @@ def batch_issue(
         raise CliError(str(exc).split(": ", 1)[-1] if isinstance(exc, codes.InvalidCode) else str(exc), 2) from None
     if workers is not None and workers < 1:
         raise CliError("--workers must be at least 1", 2)
+    cfg = _settings()
     request = issue.BatchRequest(
         mark=mark_obj,
         enterprise=enterprise,
         product=product,
         count=count,
         out_dir=Path(out_dir),
-        base_url=base_url or config.base_urls()[0],
+        base_url=base_url or cfg.base_urls[0],
         formats=_split_formats(formats),
         credit_code=credit_code,
         spec=spec,
@@ -420,20 +454,14 @@ def batch_issue(
         pin=pin,
         layout=layout,
         note=note,
+        label_font=cfg.label_font,
     )
-    try:
-        request.validate()
-        secret = pins.load_secret(required=pin) if pin else None
-    except (issue.IssueError, pins.PinSecretError) as exc:
-        raise CliError(str(exc), 2) from None
-    record, private = _keys_call(keys.load_private_key, config.keys_dir(), key_name, passphrase())
+    request.validate()
+    secret = pins.require_secret(cfg.pin_secret) if pin else None
+    private, kid = issue.signing_key(cfg.keys_dir, key_name, passphrase())
     meter = progress.Progress(count)
     try:
-        result = issue.issue_batch(
-            config.db_path(), request, private, bytes.fromhex(record.kid), secret, meter.advance, workers
-        )
-    except (issue.IssueError, store.StoreError) as exc:
-        raise CliError(str(exc)) from None
+        result = issue.issue_batch(cfg.database, request, private, kid, secret, meter.advance, workers, _now())
     except KeyboardInterrupt:
         raise CliError("interrupted: nothing was registered and the partial output was removed", 130) from None
     finally:
@@ -452,7 +480,7 @@ def batch_issue(
             f"PINs are in {where} only: they are never stored; print them under a scratch-off layer, "
             "then keep these files as safe as the labels themselves."
         )
-    if not labels.label_font()[1] and "pdf" in request.formats:
+    if not labels.label_font(cfg.label_font)[1] and "pdf" in request.formats:
         click.echo(
             "Note: no CJK TrueType font found, so the PDF references STSong-Light without embedding it; "
             "set VERIFIER_LABEL_FONT to a .ttf/.ttc to embed one.",
@@ -460,15 +488,21 @@ def batch_issue(
         )
 
 
-def _open_db(create: bool = False):
-    from . import issue, store
+def _open_registry(create: bool = False):
+    """The registry's connection, with interrupted batches recovered first."""
+    from . import db, issue
 
-    try:
-        db = store.connect(config.db_path(), create=create)
-    except store.StoreError as exc:
-        raise CliError(str(exc)) from None
-    issue.recover_interrupted(db)
-    return db
+    conn = db.connect(_settings().database, create=create)
+    issue.recover_interrupted(conn, _now())
+    return conn
+
+
+def _open_db(create: bool = False):
+    """Transitional, for the audit and users commands' bodies: the registry as `store.connect`
+    returns it (`.conn`, `.execute`, `.query`); remove with verifier/store.py."""
+    import sqlite_utils
+
+    return sqlite_utils.Database(_open_registry(create))
 
 
 def _batch_summary(b: dict) -> str:
@@ -486,9 +520,9 @@ def batch_list(enterprise: str | None, as_json: bool) -> None:
 
     Example: verifier batch list --enterprise Acme
     """
-    from . import store
+    from .repos import registry
 
-    batches = store.list_batches(_open_db(), enterprise)
+    batches = registry.list_batches(_open_registry(), enterprise)
     if as_json:
         click.echo(json.dumps(batches, indent=2, ensure_ascii=False))
     elif not batches:
@@ -499,15 +533,6 @@ def batch_list(enterprise: str | None, as_json: bool) -> None:
             click.echo(_batch_summary(b))
 
 
-def _get_batch(db, batch_id: int) -> dict:
-    from . import store
-
-    try:
-        return store.get_batch(db, batch_id)
-    except store.StoreError as exc:
-        raise CliError(str(exc)) from None
-
-
 @batch_group.command("show")
 @click.argument("batch_id", type=int)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -516,7 +541,9 @@ def batch_show(batch_id: int, as_json: bool) -> None:
 
     Example: verifier batch show 3
     """
-    batch = _get_batch(_open_db(), batch_id)
+    from .repos import registry
+
+    batch = registry.get_batch(_open_registry(), batch_id)
     if as_json:
         click.echo(json.dumps(batch, indent=2, ensure_ascii=False))
         return
@@ -556,12 +583,9 @@ def batch_recall(batch_id: int, reason: str) -> None:
 
     Example: verifier batch recall 3 --reason 'contaminated lot'
     """
-    from . import store
+    from . import issue
 
-    try:
-        batch = store.recall_batch(_open_db(), batch_id, reason, actor=_actor())
-    except store.StoreError as exc:
-        raise CliError(str(exc)) from None
+    batch = issue.recall_batch(_open_registry(), batch_id, reason, _now(), actor=_actor())
     click.echo(f"Batch {batch_id} recalled at {batch['recalled_at']}: {batch['recall_reason']}")
 
 
@@ -576,22 +600,14 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
 
     Example: verifier batch export 3 --out batch-3.csv
     """
-    from . import csvcells, store
+    from . import csvcells, issue
+    from .repos import registry
 
-    db = _open_db()
-    batch = _get_batch(db, batch_id)
+    conn = _open_registry()
+    batch = registry.get_batch(conn, batch_id)
     signer = None
     if key_name:
-        record, private = _keys_call(keys.load_private_key_any_status, config.keys_dir(), key_name, passphrase())
-        if record.kid != batch["kid"]:
-            raise CliError(f"batch {batch_id} was signed by key {batch['kid']}, not {record.kid}")
-        mark = codes.mark_by_slug(batch["mark"])
-        kid = bytes.fromhex(record.kid)
-        if batch["form"] == codes.FORM_GS1:
-            expiry = codes.expiry_text(dt.date.fromisoformat(batch["expiry_date"]))
-            signer = codes.gs1_signer(private, kid, mark, batch["gtin"], batch["lot"], expiry, batch["base_url"])
-        else:
-            signer = codes.compact_signer(private, kid, mark, batch_id, batch["base_url"])
+        signer = issue.load_signer_for_batch(_settings().keys_dir, key_name, passphrase(), batch)
     try:  # owner-only, like the batch folder: with --key it holds every label's URL
         out = (
             os.fdopen(
@@ -604,10 +620,9 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
         raise CliError(f"cannot write {out_file}: {exc.strerror}") from None
     try:
         writer = csvcells.writer(out)
-        writer.writerow(["serial", "code", "batch", "status"] + (["url"] if signer else []))
-        for serial in store.batch_serials(db, batch_id):
-            row = [f"{serial:016d}", codes.human_code(serial), batch_id, batch["status"]]
-            writer.writerow(row + ([signer(serial)] if signer else []), text_columns=frozenset({0}))
+        writer.writerow(list(issue.EXPORT_HEADER) + (["url"] if signer else []))
+        for row in issue.export_rows(conn, batch, signer):
+            writer.writerow(row, text_columns=frozenset({0}))
     finally:
         if out_file:
             out.close()
@@ -650,7 +665,7 @@ def audit_group() -> None:
 
 
 def _log_public_keys() -> dict:
-    return {r.kid: r.public_key() for r in _keys_call(keys.read_keyring, config.keys_dir()) if r.purpose == "log"}
+    return {r.kid: r.public_key() for r in _keys_call(keys.read_keyring, _settings().keys_dir) if r.purpose == "log"}
 
 
 @audit_group.command("verify")
@@ -716,7 +731,7 @@ def audit_checkpoint(key_name: str, out_file: str | None) -> None:
     """
     from . import audit, store
 
-    record, private = _keys_call(keys.load_private_key, config.keys_dir(), key_name, passphrase(), "log")
+    record, private = _keys_call(keys.load_private_key, _settings().keys_dir, key_name, passphrase(), "log")
     db = _open_db()
     with store.transaction(db) as conn:
         checkpoint = audit.checkpoint(conn, private, record.kid, _now())
@@ -963,10 +978,7 @@ def db_backup(target: str) -> None:
     """
     from . import backup
 
-    try:
-        report = backup.backup(config.db_path(), Path(target))
-    except backup.BackupError as exc:
-        raise CliError(str(exc)) from None
+    report = backup.backup(_settings().database, Path(target))
     size = Path(target).stat().st_size
     click.echo(
         f"Backed up to {target} ({size / 1e6:.1f} MB): integrity ok, audit log verifies "
@@ -983,10 +995,8 @@ def db_restore(backup_file: str) -> None:
     """
     from . import backup
 
-    try:
-        report, kept = backup.restore(Path(backup_file), config.db_path())
-    except backup.BackupError as exc:
-        raise CliError(str(exc)) from None
-    click.echo(f"Restored {backup_file} to {config.db_path()}: audit log verifies ({report.entries:,} entries)")
+    database = _settings().database
+    report, kept = backup.restore(Path(backup_file), database, _now())
+    click.echo(f"Restored {backup_file} to {database}: audit log verifies ({report.entries:,} entries)")
     if kept:
         click.echo(f"The previous database is kept as {kept}")

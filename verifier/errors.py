@@ -15,7 +15,7 @@ class VerifierError(Exception):
 
     http_status = 400
     api_code = "bad-request"
-    exit_code = 1  # the CLI's status for "could not do it" (click's usage errors are 2)
+    exit_code = 2  # the CLI's status for bad input; a failed operation's class says 1 where commands always exited 1
 
     @property
     def message(self) -> str:
@@ -59,7 +59,8 @@ class Unavailable(VerifierError):
 
 
 class Tampered(VerifierError):
-    """A check ran and found the data edited."""
+    """A check ran and found the data edited: exit status 1, like a failed verification."""
 
     http_status = 409
     api_code = "tampered"
+    exit_code = 1

@@ -29,16 +29,19 @@ import sqlite3
 import sys
 import tempfile
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, codes, csvcells, labels, pins, qr, store
+from . import auditlog, codes, csvcells, db, errors, keys, labels, pins, qr
+from . import clock as clocks
+from .repos import registry
 
 FORMATS = ("csv", "png", "label-png", "svg", "pdf")
 IMAGE_QR_MM = 20.0  # the QR code in PNG, label PNG and SVG files, with quiet zone
@@ -46,8 +49,20 @@ MAX_COUNT = 100_000_000
 MANIFEST_FORMAT = "verifier-batch-manifest/1"
 
 
-class IssueError(Exception):
+class IssueError(errors.VerifierError):
     """A batch that cannot be issued; the message is for the user. Nothing was registered."""
+
+    exit_code = 1
+
+
+class InvalidRequest(IssueError, errors.InvalidInput):
+    """A batch request that is not one: a bad count, format, date, GTIN... (CLI exit status 2)."""
+
+    exit_code = 2
+
+
+class WrongKey(IssueError, errors.Conflict):
+    """A key that did not sign the batch it is asked to re-sign."""
 
 
 @dataclass(frozen=True)
@@ -72,33 +87,34 @@ class BatchRequest:
     layout: labels.SheetLayout = field(default_factory=labels.SheetLayout)
     note: str = ""
     created_by: str = ""
+    label_font: str | None = None  # a CJK TrueType font for PDF and PNG labels (settings.label_font)
 
     def validate(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
-            raise IssueError(f"--count must be between 1 and {MAX_COUNT:,}")
+            raise InvalidRequest(f"--count must be between 1 and {MAX_COUNT:,}")
         unknown = set(self.formats) - set(FORMATS)
         if unknown or not self.formats:
-            raise IssueError(f"--format takes a comma-separated list of {', '.join(FORMATS)}")
+            raise InvalidRequest(f"--format takes a comma-separated list of {', '.join(FORMATS)}")
         try:
             codes.normalize_base_url(self.base_url)
             self.layout.validate()
             if "pdf" in self.formats:
                 self.label_plan()
         except ValueError as exc:
-            raise IssueError(str(exc)) from None
+            raise InvalidRequest(str(exc)) from None
         if self.form == codes.FORM_GS1:
             if not (self.gtin and self.lot and self.expiry):
-                raise IssueError("a GS1 Digital Link batch needs --gtin, --lot and --expiry")
+                raise InvalidRequest("a GS1 Digital Link batch needs --gtin, --lot and --expiry")
             try:
                 codes.validate_gtin(self.gtin)
                 codes.validate_lot(self.lot)
                 codes.expiry_text(self.expiry)
             except (codes.InvalidCode, ValueError) as exc:
-                raise IssueError(str(exc).split(": ", 1)[-1]) from None
+                raise InvalidRequest(str(exc).split(": ", 1)[-1]) from None
         elif self.form != codes.FORM_COMPACT:
-            raise IssueError(f"unknown URL form {self.form!r} (compact or gs1)")
+            raise InvalidRequest(f"unknown URL form {self.form!r} (compact or gs1)")
         if self.production_date and self.expiry and self.expiry < self.production_date:
-            raise IssueError("the expiry date is before the production date")
+            raise InvalidRequest("the expiry date is before the production date")
 
     def label_text(self) -> labels.LabelText:
         """What every label of the batch prints besides its code."""
@@ -113,7 +129,7 @@ class BatchRequest:
 
     def label_plan(self) -> labels.LabelPlan:
         """The PDF label's layout; ValueError if `layout.label_mm` cannot hold it."""
-        return labels.plan_label(self.layout.label_mm, self.label_text())
+        return labels.plan_label(self.layout.label_mm, self.label_text(), self.label_font)
 
 
 @dataclass(frozen=True)
@@ -128,24 +144,120 @@ class BatchResult:
 
 # --- work done in each process ------------------------------------------------------------
 
-_worker: dict = {}
+_worker: dict[str, Any] = {}
 
 
-def _init_worker(settings: dict) -> None:
+Signer = Callable[[int], str]  # serial -> the code's URL
+
+
+def make_signer(
+    private: Ed25519PrivateKey,
+    kid: bytes,
+    mark: codes.Mark,
+    form: str,
+    batch_id: int,
+    base_url: str,
+    gtin: str | None = None,
+    lot: str | None = None,
+    expiry: str | None = None,
+) -> Signer:
+    """The URL signer of one batch's codes: compact (the batch number signed in) or GS1."""
+    signer: Signer  # codes' signer factories are untyped: say what they make
+    if form == codes.FORM_COMPACT:
+        signer = codes.compact_signer(private, kid, mark, batch_id, base_url)
+    else:
+        assert gtin is not None and lot is not None and expiry is not None
+        signer = codes.gs1_signer(private, kid, mark, gtin, lot, expiry, base_url)
+    return signer
+
+
+def batch_signer(batch: dict[str, Any], record: keys.KeyRecord, private: Ed25519PrivateKey) -> Signer:
+    """A signer that re-creates a registered batch's URLs (Ed25519 signatures are deterministic);
+    WrongKey unless `record` is the key that signed the batch."""
+    if record.kid != batch["kid"]:
+        raise WrongKey(f"batch {batch['id']} was signed by key {batch['kid']}, not {record.kid}")
+    expiry = None
+    if batch["form"] == codes.FORM_GS1:
+        expiry = codes.expiry_text(dt.date.fromisoformat(batch["expiry_date"]))
+    return make_signer(
+        private,
+        bytes.fromhex(record.kid),
+        codes.mark_by_slug(batch["mark"]),
+        batch["form"],
+        batch["id"],
+        batch["base_url"],
+        batch["gtin"],
+        batch["lot"],
+        expiry,
+    )
+
+
+def load_signer_for_batch(keys_dir: Path, key_name: str, passphrase: bytes, batch: dict[str, Any]) -> Signer:
+    """Load key `key_name` (whatever its status: a retired key's codes still verify) and make the
+    signer of `batch` with it (`batch export --key`)."""
+    record, private = keys.load_private_key_any_status(keys_dir, key_name, passphrase)
+    return batch_signer(batch, record, private)
+
+
+def signing_key(keys_dir: Path, key_name: str, passphrase: bytes) -> tuple[Ed25519PrivateKey, bytes]:
+    """The private key and key id that sign new codes (an active `codes` key: keys.KeyringError else)."""
+    record, private = keys.load_private_key(keys_dir, key_name, passphrase)
+    return private, bytes.fromhex(record.kid)
+
+
+def sign_code(
+    private: Ed25519PrivateKey,
+    kid: bytes,
+    mark: codes.Mark,
+    serial: int,
+    base_url: str,
+    batch: int = 1,
+    gtin: str | None = None,
+    lot: str | None = None,
+    expiry: dt.date | None = None,
+) -> str:
+    """The URL of one signed code (`verifier sign`): GS1 when `gtin` is given, else compact."""
+    try:
+        if gtin:
+            if not lot or not expiry:
+                raise InvalidRequest("a GS1 code needs --gtin, --lot and --expiry")
+            code = codes.Code(
+                codes.FORM_GS1,
+                kid,
+                mark,
+                serial,
+                gtin=codes.normalize_gtin(gtin),
+                lot=lot,
+                expiry=codes.expiry_text(expiry),
+            )
+        else:
+            code = codes.Code(codes.FORM_COMPACT, kid, mark, serial, batch=batch)
+        return codes.encode_url(codes.sign(code, private), base_url)
+    except (codes.InvalidCode, ValueError) as exc:
+        raise InvalidRequest(str(exc).split(": ", 1)[-1]) from None
+
+
+def _init_worker(settings: dict[str, Any]) -> None:
     """Set up a signing process; the private key arrives as its 32 raw bytes."""
     private = Ed25519PrivateKey.from_private_bytes(settings["private_raw"])
-    kid, mark = settings["kid"], settings["mark"]
-    if settings["form"] == codes.FORM_COMPACT:
-        signer = codes.compact_signer(private, kid, mark, settings["batch_id"], settings["base_url"])
-    else:
-        signer = codes.gs1_signer(
-            private, kid, mark, settings["gtin"], settings["lot"], settings["expiry"], settings["base_url"]
-        )
+    signer = make_signer(
+        private,
+        settings["kid"],
+        settings["mark"],
+        settings["form"],
+        settings["batch_id"],
+        settings["base_url"],
+        settings["gtin"],
+        settings["lot"],
+        settings["expiry"],
+    )
+    if "pdf" in settings["formats"]:
+        labels.label_font(settings["label_font"])  # registered in this process too (not only by fork)
     _worker.clear()
     _worker.update(settings, signer=signer, private_raw=None)
 
 
-def _init_pool_worker(settings: dict) -> None:
+def _init_pool_worker(settings: dict[str, Any]) -> None:
     """Set up a pool process: it dies with its issuer and does not keep the batch lock alive."""
     _die_with_parent(settings["parent_pid"])
     try:  # forked with the issuer's descriptors: a copy of the lock's would outlive a killed issuer
@@ -193,6 +305,7 @@ def _work_chunk(part: str, serials: list[int]) -> tuple[str, list[tuple[str, str
     urls = [signer(s) for s in serials]
     humans = [codes.human_code(s) for s in serials]
     secret = w["pin_secret"]
+    codes_pins: list[str | None]
     if secret:
         codes_pins = [pins.derive_pin(secret, s) for s in serials]
         rows = [csv_row(s, h, u, p) for s, h, u, p in zip(serials, humans, urls, codes_pins)]
@@ -208,7 +321,7 @@ def _work_chunk(part: str, serials: list[int]) -> tuple[str, list[tuple[str, str
                 data = labels.png_bytes(matrix, IMAGE_QR_MM)
                 written.append(_write_bytes(folder, f"png/{serial:016d}.png", data))
             if "label-png" in formats:
-                data = labels.label_png_bytes(matrix, human, w["png_text"], IMAGE_QR_MM)
+                data = labels.label_png_bytes(matrix, human, w["png_text"], IMAGE_QR_MM, font_path=w["label_font"])
                 written.append(_write_bytes(folder, f"label-png/{serial:016d}.png", data))
             if "svg" in formats:
                 data = labels.svg_text(matrix, IMAGE_QR_MM, title=url).encode("utf-8")
@@ -230,7 +343,7 @@ def csv_row(serial: int, human: str, url: str, pin: str | None = None) -> str:
     """One line of codes.csv, exactly as csvcells.SafeWriter writes it (every field quoted, serial
     and PIN as text digits, text cells neutralised), without the csv module's 5 µs a row (~8 % of
     signing): no field can hold a quote (digits, spaces, an http(s) URL of A-Z a-z 0-9 . _ - / ~ ? = &)."""
-    cells = [csvcells.text_digits(f"{serial:016d}"), csvcells.safe_cell(human), csvcells.safe_cell(url)]
+    cells: list[Any] = [csvcells.text_digits(f"{serial:016d}"), csvcells.safe_cell(human), csvcells.safe_cell(url)]
     if pin is not None:
         cells.append(csvcells.text_digits(pin))
     return '"' + '","'.join(cells) + '"\r\n'
@@ -306,21 +419,21 @@ REGISTER_PER_TRANSACTION = 50_000  # measured: 4,000 a commit costs 2x (WAL page
 MAX_REDRAWS = 8  # a redraw collides again with probability < 10^-3 even at 10^13 codes issued
 
 
-def _register_serials(db, batch_id: int, count: int, random_bytes: RandomBytes = os.urandom) -> list[int]:
+def _register_serials(
+    conn: sqlite3.Connection, batch_id: int, count: int, random_bytes: RandomBytes = os.urandom
+) -> list[int]:
     """Draw and register `count` new serials in one short transaction; the registry's primary
     key keeps them unique across all batches, so nothing of the batch is held in memory."""
     serials = sorted(_draw_serials(count, random_bytes))  # neighbouring keys share B-tree pages
     for _ in range(MAX_REDRAWS + 1):
         try:
-            with store.transaction(db) as conn:
-                store.insert_codes(conn, batch_id, serials)
+            with db.transaction(conn):
+                registry.insert_codes(conn, batch_id, serials)
             return serials
-        except sqlite3.IntegrityError as exc:  # about 1 in 10^9 a code per 10^7 issued: redraw those
-            taken = store.serials_taken(db.conn, serials)
+        except db.IntegrityError as exc:  # about 1 in 10^9 a code per 10^7 issued: redraw those
+            taken = registry.serials_taken(conn, serials)
             if not taken:  # not a collision: retrying could never succeed
-                if not db.execute(
-                    "SELECT 1 FROM batches WHERE id = ? AND status = ?", [batch_id, store.BATCH_ISSUING]
-                ).fetchone():
+                if not registry.is_issuing(conn, batch_id):
                     raise IssueError(
                         f"batch {batch_id} was removed from the registry while it was being "
                         "issued; nothing of it is registered"
@@ -364,82 +477,81 @@ def issue_batch(
     workers: int | None = None,
     now: dt.datetime | None = None,
     random_bytes: RandomBytes = os.urandom,
+    clock: Callable[[], dt.datetime] = clocks.now,
 ) -> BatchResult:
     """Issue a batch: register it, sign and render every code, write outputs; all or nothing.
 
+    `now` is the batch's registration time (default: `clock()`); `clock` is read again when the
+    batch is activated, minutes or hours later for a large one, so the log says when that was.
     `random_bytes` is where serials come from: the OS CSPRNG; tests pass a seeded one.
     """
     request.validate()
     if request.pin and not pin_secret:
         raise IssueError("--pin needs a PIN secret (VERIFIER_PIN_SECRET or VERIFIER_PIN_SECRET_FILE)")
     out_dir = _prepare_out_dir(request.out_dir)
-    started = dt.datetime.now(dt.UTC)
-    db = store.connect(db_path)
+    started = time.monotonic()
+    now = now or clock()
+    conn = db.connect(db_path)
     lock: BatchLock | None = None
     try:
-        recover_interrupted(db)
-        with store.transaction(db):
-            enterprise_id = store.ensure_enterprise(db, request.enterprise, request.credit_code)
-            product_id = store.ensure_product(db, enterprise_id, request.product, request.spec, request.gtin)
-            batch_id = db.execute(
-                """INSERT INTO batches (enterprise_id, product_id, mark, form, lot, gtin, production_date,
-                   expiry_date, count, kid, base_url, pin, status, output_dir, issuing_pid, created_at,
-                   created_by, note) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
-                [
-                    enterprise_id,
-                    product_id,
-                    request.mark.slug,
-                    request.form,
-                    request.lot,
-                    request.gtin,
-                    _iso(request.production_date),
-                    _iso(request.expiry),
-                    request.count,
-                    kid.hex(),
-                    codes.normalize_base_url(request.base_url),
-                    int(request.pin),
-                    store.BATCH_ISSUING,
-                    str(out_dir),
-                    os.getpid(),
-                    store.now_text(now),
-                    request.created_by or _user(),
-                    request.note,
-                ],
-            ).lastrowid
+        recover_interrupted(conn, now)
+        with db.transaction(conn):
+            enterprise_id = registry.ensure_enterprise(conn, request.enterprise, request.credit_code, now)
+            product_id = registry.ensure_product(conn, enterprise_id, request.product, request.spec, request.gtin, now)
+            batch_id = registry.insert_batch(
+                conn,
+                {
+                    "enterprise_id": enterprise_id,
+                    "product_id": product_id,
+                    "mark": request.mark.slug,
+                    "form": request.form,
+                    "lot": request.lot,
+                    "gtin": request.gtin,
+                    "production_date": _iso(request.production_date),
+                    "expiry_date": _iso(request.expiry),
+                    "count": request.count,
+                    "kid": kid.hex(),
+                    "base_url": codes.normalize_base_url(request.base_url),
+                    "pin": int(request.pin),
+                    "status": registry.BATCH_ISSUING,
+                    "output_dir": str(out_dir),
+                    "issuing_pid": os.getpid(),
+                    "created_by": request.created_by or _user(),
+                    "note": request.note,
+                },
+                now,
+            )
             # Locked before the row is committed, so no other process ever sees it unlocked.
-            lock = BatchLock.acquire(db, batch_id, wait=True)
-    except store.StoreError as exc:
-        _close(db, lock)
-        raise IssueError(str(exc)) from None
+            lock = BatchLock.acquire(conn, batch_id, wait=True)
     except BaseException:
-        _close(db, lock)
+        _close(conn, lock)
         raise
     assert lock is not None
     try:
         if batch_id >= codes.BATCH_LIMIT:
-            _roll_back(db, batch_id, None)
+            _roll_back(conn, batch_id, None)
             raise IssueError("batch numbers are exhausted (2^32 - 1)")
         partial = _partial_dir(out_dir, batch_id)
         try:
             pages, counts = _produce(
-                db, batch_id, request, private_key, kid, pin_secret, partial, progress, workers, random_bytes, lock.fd
+                conn, batch_id, request, private_key, kid, pin_secret, partial, progress, workers, random_bytes, lock.fd
             )
-            _write_manifest(db, batch_id, request, partial, counts, pages)
+            _write_manifest(conn, batch_id, request, partial, counts, pages)
             _move_into_place(partial, out_dir)
-            _activate(db, batch_id)
+            _activate(conn, batch_id, clock())
         except BaseException:
-            _roll_back(db, batch_id, partial)
+            _roll_back(conn, batch_id, partial)
             raise
     finally:
-        _close(db, lock)
-    seconds = (dt.datetime.now(dt.UTC) - started).total_seconds()
+        _close(conn, lock)
+    seconds = time.monotonic() - started
     return BatchResult(batch_id, request.count, out_dir, sum(counts.values()) + 1, pages, seconds)
 
 
-def _close(db, lock: BatchLock | None) -> None:
+def _close(conn: sqlite3.Connection, lock: BatchLock | None) -> None:
     if lock is not None:
         lock.release()
-    db.close()
+    conn.close()
 
 
 class BatchLock:
@@ -449,13 +561,13 @@ class BatchLock:
     locks it checks afterwards that the path still names the file it locked, else tries again.
     """
 
-    def __init__(self, path: str, fd: int):
+    def __init__(self, path: str, fd: int) -> None:
         self.path, self.fd = path, fd
 
     @classmethod
-    def acquire(cls, db, batch_id: int, wait: bool) -> BatchLock | None:
+    def acquire(cls, conn: sqlite3.Connection, batch_id: int, wait: bool) -> BatchLock | None:
         """The lock of batch `batch_id`; None if another process holds it and `wait` is false."""
-        path = f"{_db_file(db)}-batch-{batch_id}.lock"
+        path = f"{db.db_file(conn)}-batch-{batch_id}.lock"
         while True:
             fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
             try:
@@ -487,15 +599,11 @@ class BatchLock:
         self.fd = -1
 
 
-def _db_file(db) -> str:
-    return db.conn.execute("PRAGMA database_list").fetchone()[2]
-
-
-def _activate(db, batch_id: int) -> None:
+def _activate(conn: sqlite3.Connection, batch_id: int, now: dt.datetime) -> None:
     """Register the batch, and say so in the audit log, in one transaction."""
-    with store.transaction(db) as conn:
-        conn.execute("UPDATE batches SET status = ?, issuing_pid = NULL WHERE id = ?", [store.BATCH_ACTIVE, batch_id])
-        row = store.batch_row(db, batch_id)
+    with db.transaction(conn):
+        registry.activate_batch(conn, batch_id)
+        row = registry.batch_row(conn, batch_id)
         body = {
             k: row[k]
             for k in (
@@ -513,7 +621,7 @@ def _activate(db, batch_id: int) -> None:
                 "created_by",
             )
         }
-        auditlog.append(conn, "batch.issued", body, auditlog.now_text(), actor=row["created_by"])
+        auditlog.append(conn, "batch.issued", body, clocks.utc_text(now), actor=row["created_by"])
 
 
 def _move_into_place(partial: Path, out_dir: Path) -> None:
@@ -536,15 +644,15 @@ def _user() -> str:
 
 
 def _produce(
-    db,
-    batch_id,
-    request,
-    private_key,
-    kid,
-    pin_secret,
+    conn: sqlite3.Connection,
+    batch_id: int,
+    request: BatchRequest,
+    private_key: Ed25519PrivateKey,
+    kid: bytes,
+    pin_secret: bytes | None,
     partial: Path,
-    progress,
-    workers,
+    progress: Callable[[int], None] | None,
+    workers: int | None,
     random_bytes: RandomBytes,
     lock_fd: int,
 ) -> tuple[int, dict[str, int]]:
@@ -562,14 +670,15 @@ def _produce(
         "base_url": request.base_url,
         "gtin": request.gtin,
         "lot": request.lot,
-        "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 else None,
+        "expiry": codes.expiry_text(request.expiry) if request.form == codes.FORM_GS1 and request.expiry else None,
         "pin_secret": pin_secret if request.pin else None,
         "formats": request.formats,
         "folder": str(partial),
         "layout": request.layout,
         "plan": request.label_plan() if "pdf" in request.formats else None,
         "mark_title": request.mark.name_zh,
-        "png_text": labels.label_png_text(request.label_text(), request.mark.name_en),
+        "png_text": labels.label_png_text(request.label_text(), request.mark.name_en, request.label_font),
+        "label_font": request.label_font,
         "parent_pid": os.getpid(),
         "lock_fd": lock_fd,
     }
@@ -601,7 +710,7 @@ def _produce(
             count = min(size, request.count - index * size)
             if len(registered) < count:
                 wanted = min(max(REGISTER_PER_TRANSACTION, count), request.count - index * size) - len(registered)
-                registered += _register_serials(db, batch_id, wanted, random_bytes)
+                registered += _register_serials(conn, batch_id, wanted, random_bytes)
             chunk, registered = registered[:count], registered[count:]
             return chunk
 
@@ -614,7 +723,7 @@ def _produce(
             with ProcessPoolExecutor(
                 max_workers=workers or os.cpu_count(), initializer=_init_pool_worker, initargs=(settings,)
             ) as pool:
-                pending: deque[tuple[Future, int]] = deque()
+                pending: deque[tuple[Future[tuple[str, list[tuple[str, str]], int]], int]] = deque()
                 window = 2 * (workers or os.cpu_count() or 1)
                 for index in range(chunks):
                     serials = next_chunk(index)
@@ -631,11 +740,12 @@ def _produce(
 
 
 def _write_manifest(
-    db, batch_id: int, request: BatchRequest, partial: Path, counts: dict[str, int], pages: int
+    conn: sqlite3.Connection, batch_id: int, request: BatchRequest, partial: Path, counts: dict[str, int], pages: int
 ) -> None:
     """manifest.json: batch metadata, counts, and the SHA-256 of every file, streamed."""
-    batch = {k: v for k, v in store.batch_row(db, batch_id).items() if k not in ("issuing_pid", "output_dir")}
-    batch["status"] = store.BATCH_ACTIVE
+    row = registry.batch_row(conn, batch_id)
+    batch = {k: v for k, v in row.items() if k not in ("issuing_pid", "output_dir")}
+    batch["status"] = registry.BATCH_ACTIVE
     head = {
         "format": MANIFEST_FORMAT,
         "batch": batch,
@@ -671,38 +781,35 @@ def _write_manifest(
     listing.unlink()
 
 
-def _roll_back(db, batch_id: int, partial: Path | None) -> None:
+def _roll_back(conn: sqlite3.Connection, batch_id: int, partial: Path | None) -> None:
     """Forget a batch that did not complete: its codes, its row, its partial outputs."""
-    with store.transaction(db):
-        db.execute("DELETE FROM codes WHERE batch_id = ?", [batch_id])
-        db.execute("DELETE FROM batches WHERE id = ? AND status = ?", [batch_id, store.BATCH_ISSUING])
+    with db.transaction(conn):
+        registry.forget_batch(conn, batch_id)
     if partial is not None:
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def recover_interrupted(db) -> list[tuple[int, str]]:
+def recover_interrupted(conn: sqlite3.Connection, now: dt.datetime) -> list[tuple[int, str]]:
     """Finish or forget batches whose issuer is gone: [(batch id, 'completed'|'rolled back')].
 
     A batch whose lock is held is being issued, whatever process id it records (PIDs mean
     nothing across PID namespaces); one whose lock can be taken has no issuer left.
     """
     outcomes = []
-    for (batch_id,) in db.execute("SELECT id FROM batches WHERE status = ?", [store.BATCH_ISSUING]).fetchall():
-        lock = BatchLock.acquire(db, batch_id, wait=False)
+    for batch_id, _ in registry.issuing_batches(conn):
+        lock = BatchLock.acquire(conn, batch_id, wait=False)
         if lock is None:
             continue
         try:
-            row = db.execute(
-                "SELECT output_dir FROM batches WHERE id = ? AND status = ?", [batch_id, store.BATCH_ISSUING]
-            ).fetchone()
-            if row is None:  # its issuer finished (or another recovery did) before we locked it
+            folder = registry.issuing_output_dir(conn, batch_id)
+            if folder is None:  # its issuer finished (or another recovery did) before we locked it
                 continue
-            out = Path(row[0])
+            out = Path(folder)
             if _outputs_complete(out, batch_id):
-                _activate(db, batch_id)
+                _activate(conn, batch_id, now)
                 outcomes.append((batch_id, "completed"))
             else:
-                _roll_back(db, batch_id, _partial_dir(out, batch_id))
+                _roll_back(conn, batch_id, _partial_dir(out, batch_id))
                 outcomes.append((batch_id, "rolled back"))
         finally:
             lock.release()
@@ -729,3 +836,37 @@ def verify_outputs(out_dir: Path) -> list[str]:
         if not path.is_file() or _sha256_file(path) != digest:
             bad.append(name)
     return bad
+
+
+# --- after issuance: recall, export -------------------------------------------------------
+
+
+def recall_batch(
+    conn: sqlite3.Connection, batch_id: int, reason: str, now: dt.datetime, actor: str = ""
+) -> dict[str, Any]:
+    """Mark a batch recalled with a reason (and log it); lookups then report it. The batch after."""
+    reason = reason.strip()
+    if not reason:
+        raise db.StoreInvalid("a recall needs a reason (--reason)")
+    with db.transaction(conn):
+        batch = registry.get_batch(conn, batch_id)
+        if batch["status"] == registry.BATCH_RECALLED:
+            raise db.StoreConflict(f"batch {batch_id} was already recalled on {batch['recalled_at']}")
+        registry.mark_recalled(conn, batch_id, reason, now)
+        auditlog.append(
+            conn, "batch.recalled", {"batch": batch_id, "reason": reason}, clocks.utc_text(now), actor=actor
+        )
+    return registry.get_batch(conn, batch_id)
+
+
+EXPORT_HEADER = ("serial", "code", "batch", "status")
+
+
+def export_rows(
+    conn: sqlite3.Connection, batch: dict[str, Any], signer: Signer | None = None
+) -> Iterator[list[object]]:
+    """The rows of `batch export` after its header (EXPORT_HEADER, + "url" with a signer), streamed
+    in serial order: serial as 16 digits, printed code, batch, status (and the code's URL)."""
+    for serial in registry.batch_serials(conn, batch["id"]):
+        row: list[object] = [f"{serial:016d}", codes.human_code(serial), batch["id"], batch["status"]]
+        yield row + [signer(serial)] if signer else row

@@ -19,7 +19,7 @@ from typing import TypeVar
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import files
+from . import errors, files
 from .codes import KEY_ACTIVE, KEY_RETIRED, KEY_REVOKED_STATUS, KEY_STATUSES, KID_BYTES, TrustedKey
 
 KEYRING_FILE = "keyring.json"
@@ -28,8 +28,10 @@ PURPOSES = ("codes", "log")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,39}")
 
 
-class KeyringError(Exception):
+class KeyringError(errors.VerifierError):
     """A key operation that cannot be done; the message is for the user."""
+
+    exit_code = 1  # the CLI's status for a keyring failure, as before
 
 
 @dataclass(frozen=True)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import functools
 import io
 import math
-import os
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageFont
 
 from .qr import QUIET_ZONE, QrMatrix
 
@@ -35,7 +35,7 @@ def qr_image(matrix: QrMatrix, module_px: int = 1) -> Image.Image:
     rows += [white] * QUIET_ZONE
     image = Image.frombytes("L", (side, side), b"".join(rows))
     if module_px > 1:
-        image = image.resize((side * module_px, side * module_px), Image.NEAREST)
+        image = image.resize((side * module_px, side * module_px), Image.Resampling.NEAREST)
     return image.convert("1")
 
 
@@ -159,32 +159,32 @@ MONO_FONT = "Courier-Bold"  # a standard PDF font: every printed code and PIN is
 MONO_TTF_CANDIDATES = ("/usr/share/fonts/truetype/dejavu/DejaVuSansMono-Bold.ttf",)  # for label PNGs
 
 
-def cjk_font_path() -> str | None:
-    """VERIFIER_LABEL_FONT, else the first CJK TrueType font installed, else None."""
-    configured = os.environ.get("VERIFIER_LABEL_FONT")
+def cjk_font_path(configured: str | None = None) -> str | None:
+    """`configured` (VERIFIER_LABEL_FONT, from the caller), else the first CJK TrueType font
+    installed, else None."""
     if configured:
         return configured
     return next((path for path in CJK_FONT_CANDIDATES if Path(path).is_file()), None)
 
 
-@functools.lru_cache(maxsize=1)
-def label_font() -> tuple[str, bool]:
+@functools.lru_cache(maxsize=4)
+def label_font(configured: str | None = None) -> tuple[str, bool]:
     """The font for Chinese label text and whether it is embedded in the PDF.
 
-    A CJK TrueType font (VERIFIER_LABEL_FONT, or one of CJK_FONT_CANDIDATES) is subset and
-    embedded, so the print shop sees what we see. Without one, the standard CID font
+    A CJK TrueType font (`configured`: VERIFIER_LABEL_FONT, passed by the caller; or one of
+    CJK_FONT_CANDIDATES) is subset and embedded, so the print shop sees what we see. Without one, the standard CID font
     STSong-Light is referenced: readers with Asian font support show it, others show nothing.
     """
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.cidfonts import UnicodeCIDFont
     from reportlab.pdfbase.ttfonts import TTFont
 
-    configured = os.environ.get("VERIFIER_LABEL_FONT")
     for path in ([configured] if configured else []) + list(CJK_FONT_CANDIDATES):
         if Path(path).is_file():
             try:
-                pdfmetrics.registerFont(TTFont("VerifierCJK", path, subfontIndex=0))
-                return "VerifierCJK", True
+                name = "VerifierCJK" if path in CJK_FONT_CANDIDATES else f"VerifierCJK-{Path(path).stem}"
+                pdfmetrics.registerFont(TTFont(name, path, subfontIndex=0))
+                return name, True
             except Exception as exc:  # noqa: BLE001 - any unusable font file: say which, then fall back
                 if configured:
                     raise ValueError(f"VERIFIER_LABEL_FONT {path} is not a usable TrueType font: {exc}") from None
@@ -232,7 +232,7 @@ class TextLine:
     def width_mm(self) -> float:
         from reportlab.pdfbase.pdfmetrics import stringWidth
 
-        return stringWidth(self.text, self.font, self.size) * MM_PER_PT
+        return float(stringWidth(self.text, self.font, self.size)) * MM_PER_PT
 
 
 @dataclass(frozen=True)
@@ -253,7 +253,7 @@ class LabelPlan:
 def _width_mm(text: str, font: str, size: float) -> float:
     from reportlab.pdfbase.pdfmetrics import stringWidth
 
-    return stringWidth(text, font, size) * MM_PER_PT
+    return float(stringWidth(text, font, size)) * MM_PER_PT
 
 
 def _fit(text: str, font: str, sizes: tuple[float, float], width: float) -> float | None:
@@ -266,9 +266,10 @@ def _fit(text: str, font: str, sizes: tuple[float, float], width: float) -> floa
     return None
 
 
-def plan_label(label_mm: tuple[float, float], text: LabelText) -> LabelPlan:
-    """Lay out a label; ValueError naming the smallest size that holds it if `label_mm` cannot."""
-    cjk, _ = label_font()
+def plan_label(label_mm: tuple[float, float], text: LabelText, font_path: str | None = None) -> LabelPlan:
+    """Lay out a label; ValueError naming the smallest size that holds it if `label_mm` cannot.
+    `font_path`: a CJK TrueType font to use (VERIFIER_LABEL_FONT), else an installed one."""
+    cjk, _ = label_font(font_path)
     width, height = label_mm
     full = [(t, cjk, TITLE_PT) for t in [text.mark_title] if t]
     full.append((CODE_SAMPLE, MONO_FONT, CODE_PT))
@@ -400,10 +401,9 @@ def write_pdf(path: Path, labels: Iterable[Label], layout: SheetLayout, plan: La
 
 
 @functools.lru_cache(maxsize=8)
-def _pil_font(kind: str, px: int):
-    from PIL import ImageFont
-
-    paths = [cjk_font_path()] if kind == "cjk" else list(MONO_TTF_CANDIDATES) + [cjk_font_path()]
+def _pil_font(kind: str, px: int, font_path: str | None = None) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    cjk = cjk_font_path(font_path)
+    paths: list[str | None] = [cjk] if kind == "cjk" else [*MONO_TTF_CANDIDATES, cjk]
     for path in paths:
         if path and Path(path).is_file():
             try:
@@ -413,21 +413,34 @@ def _pil_font(kind: str, px: int):
     return ImageFont.load_default(px)
 
 
-def label_png_bytes(matrix: QrMatrix, human_code: str, text: LabelText, qr_mm: float = 20.0, dpi: int = 300) -> bytes:
+def label_png_bytes(
+    matrix: QrMatrix,
+    human_code: str,
+    text: LabelText,
+    qr_mm: float = 20.0,
+    dpi: int = 300,
+    font_path: str | None = None,
+) -> bytes:
     """A PNG label: the mark's name above the QR code, the printed code and the lookup host below.
 
     Without a CJK font the mark's name and the lookup line cannot be drawn in Chinese; pass
     an English `text` then (see `label_png_text`). No PIN: a PNG has no scratch-off layer.
+    `font_path`: a CJK TrueType font to use (VERIFIER_LABEL_FONT), else an installed one.
     """
     from PIL import ImageDraw
 
     px_per_pt = dpi / 72
     qr = qr_image(matrix, module_px_for(matrix, qr_mm, dpi)).convert("L")
-    title_font = _pil_font("cjk", round(TITLE_PT[0] * px_per_pt))
-    code_font = _pil_font("mono", round(CODE_PT[0] * px_per_pt))
-    lookup_font = _pil_font("cjk", round(LOOKUP_PT[0] * px_per_pt))
-    lookup = text.lookup_line(chinese=cjk_font_path() is not None)
-    rows = [(text.mark_title, title_font), (None, None), (human_code, code_font), (lookup, lookup_font)]
+    title_font = _pil_font("cjk", round(TITLE_PT[0] * px_per_pt), font_path)
+    code_font = _pil_font("mono", round(CODE_PT[0] * px_per_pt), font_path)
+    lookup_font = _pil_font("cjk", round(LOOKUP_PT[0] * px_per_pt), font_path)
+    lookup = text.lookup_line(chinese=cjk_font_path(font_path) is not None)
+    rows: list[tuple[str | None, Any]] = [  # (None, None): where the QR code goes
+        (text.mark_title, title_font),
+        (None, None),
+        (human_code, code_font),
+        (lookup, lookup_font),
+    ]
     rows = [(t, f) for t, f in rows if t is None or t]
     pad = round(PAD_MM / MM_PER_INCH * dpi)
     widths = [qr.width] + [math.ceil(f.getlength(t)) for t, f in rows if t]
@@ -447,8 +460,8 @@ def label_png_bytes(matrix: QrMatrix, human_code: str, text: LabelText, qr_mm: f
     return buffer.getvalue()
 
 
-def label_png_text(text: LabelText, mark_name_en: str) -> LabelText:
+def label_png_text(text: LabelText, mark_name_en: str, font_path: str | None = None) -> LabelText:
     """`text` as a label PNG can draw it: the English mark name when no CJK font is installed."""
-    if cjk_font_path() is not None:
+    if cjk_font_path(font_path) is not None:
         return text
     return LabelText(mark_name_en, text.enterprise, text.product, text.lot, text.lookup_host, text.pin)

@@ -4,18 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import os
 from collections.abc import Mapping
-from pathlib import Path
 
-from . import codes
+from . import codes, errors, settings
 
 PIN_DIGITS = 8
-MIN_SECRET_BYTES = 16
+MIN_SECRET_BYTES = settings.MIN_PIN_SECRET_BYTES
 _CONTEXT = b"verifier.pin\x00"
 
 
-class PinSecretError(Exception):
+class PinSecretError(errors.InvalidInput):
     """The PIN secret is missing or unusable; the message is for the user."""
 
 
@@ -32,20 +30,18 @@ def check_pin(secret: bytes, serial: int, typed: str) -> bool:
     return hmac.compare_digest(cleaned.encode("ascii", "replace"), derive_pin(secret, serial).encode("ascii"))
 
 
-def load_secret(env: Mapping[str, str] = os.environ, required: bool = True) -> bytes | None:
-    """The secret from VERIFIER_PIN_SECRET, or from the file VERIFIER_PIN_SECRET_FILE names."""
-    value = env.get("VERIFIER_PIN_SECRET")
-    path = env.get("VERIFIER_PIN_SECRET_FILE")
-    if value is None and path:
-        try:
-            value = Path(path).read_text("utf-8").strip()
-        except OSError as exc:
-            raise PinSecretError(f"cannot read PIN secret file {path}: {exc.strerror}") from None
-    if value is None:
-        if required:
-            raise PinSecretError("no PIN secret: set VERIFIER_PIN_SECRET or VERIFIER_PIN_SECRET_FILE")
-        return None
-    secret = value.encode("utf-8")
-    if len(secret) < MIN_SECRET_BYTES:
-        raise PinSecretError(f"the PIN secret must be at least {MIN_SECRET_BYTES} characters")
+def require_secret(secret: bytes | None) -> bytes:
+    """The PIN secret (`settings.pin_secret`, from VERIFIER_PIN_SECRET or its _FILE), which must be set."""
+    if not secret:
+        raise PinSecretError("no PIN secret: set VERIFIER_PIN_SECRET or VERIFIER_PIN_SECRET_FILE")
     return secret
+
+
+def load_secret(env: Mapping[str, str], required: bool = True) -> bytes | None:
+    """Transitional, for web/__init__.py until it reads `settings.load()`: the secret from `env`
+    through the one settings loader (remove with the last caller)."""
+    try:
+        secret = settings.pin_secret(env)
+    except errors.InvalidInput as exc:
+        raise PinSecretError(str(exc)) from None
+    return require_secret(secret) if required else secret

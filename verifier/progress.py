@@ -1,4 +1,9 @@
-"""Progress lines with rate and ETA on stderr, for long runs in a terminal."""
+"""Progress lines with rate and ETA on stderr, for long runs in a terminal.
+
+Not `click.progressbar`: it shows no rate, no thousands separators and no "ETA" label, and on a
+stream that is not a terminal it still writes a line (its label, "\n" when empty), where this
+writes nothing.
+"""
 
 from __future__ import annotations
 

@@ -1,1 +1,1 @@
-"""Repositories: every SQL statement of the application, one module per noun, the connection first."""
+"""Repositories: one module per noun, each function taking the connection first, owning every SQL statement."""

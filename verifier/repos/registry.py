@@ -1,25 +1,243 @@
-"""The registry's rows: enterprises, products, batches, codes, reported codes.
+"""The registry's SQL: enterprises, products, batches, codes and reported codes.
 
-Minimal on this branch (g10-scans): only what lookups and the audit service need; the db
-engineer's module of the same name is the full one (the lead merges the two).
+Every function takes the connection first; writes expect the caller's transaction
+(`db.transaction`). Times are passed in (`now`) and stored as `clock.utc_text_seconds`.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 import sqlite3
+from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .. import codes
+from .. import clock, codes, db
+from ..db import StoreConflict, StoreInvalid, StoreNotFound
 
-# The GTIN: a GS1 batch's own (always set, and what lookup._matches compares), else the product's.
-_BATCH_SQL = """
+BATCH_ISSUING = "issuing"  # rows exist but the batch is not registered until its outputs are complete
+BATCH_ACTIVE = "active"
+BATCH_RECALLED = "recalled"
+
+# --- enterprises and products -------------------------------------------------------------
+
+_USCC_CHARS = "0123456789ABCDEFGHJKLMNPQRTUWXY"
+_USCC_WEIGHTS = (1, 3, 9, 27, 19, 26, 16, 17, 20, 29, 25, 13, 8, 24, 10, 30, 28)
+
+
+def validate_credit_code(code: str) -> str:
+    """An 18-character unified social credit code (GB 32100-2015) with a valid check character."""
+    code = code.strip().upper()
+    if not re.fullmatch(f"[{_USCC_CHARS}]{{18}}", code):
+        raise StoreInvalid("a unified social credit code has 18 characters of 0-9 and A-Y without I, O, S, V, Z")
+    total = sum(_USCC_CHARS.index(ch) * w for ch, w in zip(code, _USCC_WEIGHTS))
+    if _USCC_CHARS[(31 - total % 31) % 31] != code[17]:
+        raise StoreInvalid(f"unified social credit code {code} has a wrong check character")
+    return code
+
+
+def ensure_enterprise(conn: sqlite3.Connection, name: str, credit_code: str | None, now: dt.datetime) -> int:
+    """The id of enterprise `name`, created on first use."""
+    name = name.strip()
+    if not name:
+        raise StoreInvalid("an enterprise needs a name")
+    code = validate_credit_code(credit_code) if credit_code else None
+    row = conn.execute("SELECT id, credit_code FROM enterprises WHERE name = ?", [name]).fetchone()
+    if row:
+        if code and row[1] and row[1] != code:
+            raise StoreConflict(f"enterprise {name!r} is registered with credit code {row[1]}, not {code}")
+        if code and not row[1]:
+            conn.execute("UPDATE enterprises SET credit_code = ? WHERE id = ?", [code, row[0]])
+        return int(row[0])
+    try:
+        row = conn.execute(
+            "INSERT INTO enterprises (name, credit_code, created_at) VALUES (?, ?, ?) RETURNING id",
+            [name, code, clock.utc_text_seconds(now)],
+        ).fetchone()
+    except db.IntegrityError:
+        raise StoreConflict(f"credit code {code} already belongs to another enterprise") from None
+    return int(row[0])
+
+
+def enterprise_id(conn: sqlite3.Connection, name: str) -> int | None:
+    """The id of the enterprise called `name`, or None."""
+    row = conn.execute("SELECT id FROM enterprises WHERE name = ?", [name]).fetchone()
+    return None if row is None else int(row[0])
+
+
+def ensure_product(
+    conn: sqlite3.Connection, enterprise_id: int, name: str, spec: str, gtin: str | None, now: dt.datetime
+) -> int:
+    """The id of the enterprise's product `name` / `spec`, created on first use."""
+    name = name.strip()
+    if not name:
+        raise StoreInvalid("a product needs a name")
+    row = conn.execute(
+        "SELECT id, gtin FROM products WHERE enterprise_id = ? AND name = ? AND spec = ?", [enterprise_id, name, spec]
+    ).fetchone()
+    if row:
+        if gtin and row[1] and row[1] != gtin:
+            raise StoreConflict(f"product {name!r} has GTIN {row[1]}, not {gtin}")
+        if gtin and not row[1]:
+            conn.execute("UPDATE products SET gtin = ? WHERE id = ?", [gtin, row[0]])
+        return int(row[0])
+    row = conn.execute(
+        "INSERT INTO products (enterprise_id, name, spec, gtin, created_at) VALUES (?, ?, ?, ?, ?) RETURNING id",
+        [enterprise_id, name, spec, gtin, clock.utc_text_seconds(now)],
+    ).fetchone()
+    return int(row[0])
+
+
+# --- batches ------------------------------------------------------------------------------
+
+_BATCH_COLUMNS = (
+    "enterprise_id",
+    "product_id",
+    "mark",
+    "form",
+    "lot",
+    "gtin",
+    "production_date",
+    "expiry_date",
+    "count",
+    "kid",
+    "base_url",
+    "pin",
+    "status",
+    "output_dir",
+    "issuing_pid",
+    "created_at",
+    "created_by",
+    "note",
+)
+
+
+def insert_batch(conn: sqlite3.Connection, row: dict[str, Any], now: dt.datetime) -> int:
+    """A new batch row (status `issuing` unless `row` says otherwise); its number."""
+    values = {"status": BATCH_ISSUING, "created_at": clock.utc_text_seconds(now), **row}
+    unknown = set(values) - set(_BATCH_COLUMNS)
+    if unknown:
+        raise ValueError(f"not batch columns: {sorted(unknown)}")
+    names = [name for name in _BATCH_COLUMNS if name in values]
+    found = conn.execute(
+        f"INSERT INTO batches ({', '.join(names)}) VALUES ({db.placeholders(names)}) RETURNING id",
+        [values[name] for name in names],
+    ).fetchone()
+    return int(found[0])
+
+
+BATCH_VIEW = """
+SELECT b.*, e.name AS enterprise, e.credit_code, p.name AS product, p.spec AS spec
+FROM batches b JOIN enterprises e ON e.id = b.enterprise_id JOIN products p ON p.id = b.product_id
+"""
+
+
+def batch_row(conn: sqlite3.Connection, batch_id: int) -> dict[str, Any]:
+    """A batch with its enterprise and product, whatever its status."""
+    row = db.one_dict(conn.execute(BATCH_VIEW + " WHERE b.id = ?", [batch_id]))
+    if row is None:
+        raise StoreNotFound(f"no batch {batch_id}")
+    return row
+
+
+def list_batches(conn: sqlite3.Connection, enterprise: str | None = None) -> list[dict[str, Any]]:
+    """Registered batches, newest first (batches still being issued are not registered)."""
+    sql = BATCH_VIEW + " WHERE b.status != ?"
+    params: list[object] = [BATCH_ISSUING]
+    if enterprise:
+        sql += " AND e.name = ?"
+        params.append(enterprise)
+    return db.dicts(conn.execute(sql + " ORDER BY b.id DESC", params))
+
+
+def get_batch(conn: sqlite3.Connection, batch_id: int) -> dict[str, Any]:
+    """One registered batch; StoreNotFound if there is none with that number."""
+    row = db.one_dict(conn.execute(BATCH_VIEW + " WHERE b.id = ? AND b.status != ?", [batch_id, BATCH_ISSUING]))
+    if row is None:
+        raise StoreNotFound(f"no batch {batch_id} (see `verifier batch list`)")
+    return row
+
+
+def is_issuing(conn: sqlite3.Connection, batch_id: int) -> bool:
+    """Whether batch `batch_id` exists and is still being issued."""
+    row = conn.execute("SELECT 1 FROM batches WHERE id = ? AND status = ?", [batch_id, BATCH_ISSUING]).fetchone()
+    return row is not None
+
+
+def issuing_batches(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+    """(number, output folder) of every batch still being issued."""
+    rows = conn.execute("SELECT id, output_dir FROM batches WHERE status = ?", [BATCH_ISSUING]).fetchall()
+    return [(int(r[0]), str(r[1])) for r in rows]
+
+
+def issuing_output_dir(conn: sqlite3.Connection, batch_id: int) -> str | None:
+    """The output folder of batch `batch_id` if it is still being issued, else None."""
+    row = conn.execute(
+        "SELECT output_dir FROM batches WHERE id = ? AND status = ?", [batch_id, BATCH_ISSUING]
+    ).fetchone()
+    return None if row is None else str(row[0])
+
+
+def activate_batch(conn: sqlite3.Connection, batch_id: int) -> None:
+    """Register a batch that was being issued."""
+    conn.execute("UPDATE batches SET status = ?, issuing_pid = NULL WHERE id = ?", [BATCH_ACTIVE, batch_id])
+
+
+def forget_batch(conn: sqlite3.Connection, batch_id: int) -> None:
+    """Remove a batch that is still being issued, with its codes (nothing of it was registered)."""
+    conn.execute("DELETE FROM codes WHERE batch_id = ?", [batch_id])
+    conn.execute("DELETE FROM batches WHERE id = ? AND status = ?", [batch_id, BATCH_ISSUING])
+
+
+def mark_recalled(conn: sqlite3.Connection, batch_id: int, reason: str, now: dt.datetime) -> str:
+    """Set a batch's status to recalled with its reason; the recall time as stored."""
+    at = clock.utc_text_seconds(now)
+    conn.execute(
+        "UPDATE batches SET status = ?, recalled_at = ?, recall_reason = ? WHERE id = ?",
+        [BATCH_RECALLED, at, reason, batch_id],
+    )
+    return at
+
+
+# --- codes --------------------------------------------------------------------------------
+
+
+def insert_codes(conn: sqlite3.Connection, batch_id: int, serials: Iterable[int]) -> None:
+    """Register serials for a batch; db.IntegrityError if one is already taken."""
+    conn.executemany("INSERT INTO codes (serial, batch_id) VALUES (?, ?)", ((s, batch_id) for s in serials))
+
+
+def serials_taken(conn: sqlite3.Connection, serials: list[int]) -> set[int]:
+    """Which of `serials` are registered already."""
+    taken: set[int] = set()
+    for start in range(0, len(serials), db.MAX_PARAMETERS):
+        chunk = serials[start : start + db.MAX_PARAMETERS]
+        sql = f"SELECT serial FROM codes WHERE serial IN ({db.placeholders(chunk)})"
+        taken.update(r[0] for r in conn.execute(sql, chunk))
+    return taken
+
+
+def code_exists(conn: sqlite3.Connection, serial: int) -> bool:
+    """Whether `serial` was ever issued (in a registered batch or one being issued)."""
+    return conn.execute("SELECT 1 FROM codes WHERE serial = ?", [serial]).fetchone() is not None
+
+
+def batch_serials(conn: sqlite3.Connection, batch_id: int) -> Iterator[int]:
+    """The serials of a batch in serial order, streamed."""
+    cursor = conn.execute("SELECT serial FROM codes WHERE batch_id = ? ORDER BY serial", [batch_id])
+    for row in cursor:
+        yield row[0]
+
+
+# The lookup's view of a code's batch: one query on the hot path of every scan.
+_BATCH_FOR_SERIAL_SQL = """
 SELECT b.id, b.status, b.mark, b.form, b.lot, coalesce(b.gtin, p.gtin), b.production_date, b.expiry_date, b.pin,
        b.recalled_at, b.recall_reason, e.name, e.credit_code, p.name, p.spec, r.reported_at
 FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
 JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
 WHERE c.serial = ?
 """
-_BATCH_FIELDS = (
+_BATCH_FOR_SERIAL_FIELDS = (
     "id",
     "status",
     "mark",
@@ -40,12 +258,12 @@ _BATCH_FIELDS = (
 
 
 def batch_for_serial(conn: sqlite3.Connection, serial: int) -> dict[str, Any] | None:
-    """The registered batch of a code, with its enterprise, product, mark names, PIN flag and
-    whether the code was reported counterfeit; None if the code is unknown or still being issued."""
-    row = conn.execute(_BATCH_SQL, (serial,)).fetchone()
-    if row is None or row[1] == "issuing":
+    """The registered batch of code `serial` as a lookup shows it, or None (not issued, or its
+    batch still being issued): the batch's fields, `mark_zh`/`mark_en`, `has_pin`, `reported`."""
+    row = conn.execute(_BATCH_FOR_SERIAL_SQL, (serial,)).fetchone()
+    if row is None or row[1] == BATCH_ISSUING:
         return None
-    batch = dict(zip(_BATCH_FIELDS, row))
+    batch = dict(zip(_BATCH_FOR_SERIAL_FIELDS, row))
     mark = codes.mark_by_slug(batch["mark"])
     batch.update(
         mark_zh=mark.name_zh,
@@ -56,18 +274,22 @@ def batch_for_serial(conn: sqlite3.Connection, serial: int) -> dict[str, Any] | 
     return batch
 
 
-def report_code(conn: sqlite3.Connection, serial: int, at: str, by: str, note: str) -> None:
-    """Mark a code reported counterfeit (the first report stands), inside the caller's transaction."""
-    conn.execute(
-        "INSERT INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?)"
-        " ON CONFLICT (serial) DO NOTHING",
-        (serial, at, by, note),
+# --- reported codes -----------------------------------------------------------------------
+
+
+def report_code(conn: sqlite3.Connection, serial: int, reported_by: str, note: str, now: dt.datetime) -> bool:
+    """Mark code `serial` as reported counterfeit (the first report stands); whether it was new."""
+    cursor = conn.execute(
+        "INSERT INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?) "
+        "ON CONFLICT (serial) DO NOTHING",
+        (serial, clock.utc_text(now), reported_by, note),
     )
+    return cursor.rowcount == 1
 
 
-def reported_code(conn: sqlite3.Connection, serial: int) -> tuple[str, str, str] | None:
-    """(reported_at, reported_by, note) of a code reported counterfeit, else None."""
+def code_report(conn: sqlite3.Connection, serial: int) -> tuple[str, str, str] | None:
+    """(reported_at, reported_by, note) of a reported code, or None."""
     row = conn.execute(
         "SELECT reported_at, reported_by, note FROM reported_codes WHERE serial = ?", (serial,)
     ).fetchone()
-    return (str(row[0]), str(row[1]), str(row[2])) if row else None
+    return None if row is None else (row[0], row[1], row[2])
