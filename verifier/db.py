@@ -94,6 +94,11 @@ def db_file(conn: sqlite3.Connection) -> str:
     return str(path)
 
 
+def ping(conn: sqlite3.Connection) -> None:
+    """A round trip to the database (the health check); the engine's error if it cannot answer."""
+    conn.execute("SELECT 1").fetchone()
+
+
 # --- rows ---------------------------------------------------------------------------------
 
 

@@ -7,7 +7,7 @@ import re
 from flask import Blueprint, Response, abort, current_app, request
 from markupsafe import Markup, escape
 
-from .. import codes, lookup
+from .. import codes, db, lookup
 from .i18n import TEXT, choose_language, format_date, format_time, page, verdict_text
 from .state import check_code, is_prefetch, state
 
@@ -124,7 +124,7 @@ def favicon() -> Response:
 
 @bp.get("/healthz")
 def health() -> Response:
-    state().connection().execute("SELECT 1").fetchone()
+    db.ping(state().connection())
     return Response("ok\n", mimetype="text/plain")
 
 
