@@ -84,12 +84,6 @@ def append(
     return seq
 
 
-def now_text(now: dt.datetime | None = None) -> str:
-    """Deprecated: `clock.utc_text(now)`. Kept only while other modules still call it (the lead
-    removes it once accounts, issue, store and cli pass `now` down)."""
-    return clock.utc_text(now or clock.now())
-
-
 def new_salt() -> str:
     return secrets.token_hex(16)
 

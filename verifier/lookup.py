@@ -21,8 +21,6 @@ from .clients import Client
 from .repos import registry
 from .repos import scans as scans_repo
 
-CHINA = clock.CHINA  # kept for importers (web.i18n)
-
 # Verdict reasons: stable machine codes.
 GENUINE = "genuine"  # first check of an issued code
 GENUINE_REPEAT = "genuine-repeat"  # checked before, within the repeat threshold
@@ -163,7 +161,7 @@ def examine_url(text: str, settings: Settings) -> codes.Verification:
     return result
 
 
-# --- the recording part: call inside store.transaction() ----------------------------------
+# --- the recording part: call inside db.transaction() -------------------------------------
 
 
 def _matches(code: codes.Code, batch: dict[str, Any]) -> bool:
@@ -280,7 +278,7 @@ def _record_issued(
         verdict.reason = REPORTED  # whatever else holds: labels with this code are known fakes
     elif batch["status"] == "recalled":
         verdict.reason = RECALLED
-    elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(CHINA).date():
+    elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(clock.CHINA).date():
         verdict.reason = EXPIRED
     elif pin_state == "throttled":
         verdict.reason = PIN_THROTTLED

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Mapping
 
 from . import codes, errors, settings
 
@@ -35,13 +34,3 @@ def require_secret(secret: bytes | None) -> bytes:
     if not secret:
         raise PinSecretError("no PIN secret: set VERIFIER_PIN_SECRET or VERIFIER_PIN_SECRET_FILE")
     return secret
-
-
-def load_secret(env: Mapping[str, str], required: bool = True) -> bytes | None:
-    """Transitional, for web/__init__.py until it reads `settings.load()`: the secret from `env`
-    through the one settings loader (remove with the last caller)."""
-    try:
-        secret = settings.pin_secret(env)
-    except errors.InvalidInput as exc:
-        raise PinSecretError(str(exc)) from None
-    return require_secret(secret) if required else secret
