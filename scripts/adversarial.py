@@ -300,18 +300,18 @@ def audit_requests(values: list[str], batch_id: int, serial: str, ui: bool) -> l
 
 def audit_outcomes(app, tmp: Path, random_count: int) -> tuple[list[tuple[int, bool]], list[tuple[int, bool]]]:
     """(status, invalid?) of every hostile audit request, API and UI, as an admin and as an enterprise."""
-    from verifier import accounts, store
+    from verifier import accounts, db
 
     now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
-    db = store.connect(tmp / "verifier.db")
-    with store.transaction(db) as conn:
+    conn = db.connect(tmp / "verifier.db")
+    with db.transaction(conn):
         enterprise, batch_id = conn.execute("SELECT enterprise_id, id FROM batches ORDER BY id LIMIT 1").fetchone()
         serial = f"{conn.execute('SELECT serial FROM codes LIMIT 1').fetchone()[0]:016d}"
         tokens = {}
         for name, role, owner in (("adv-admin", "admin", None), ("adv-enterprise", "enterprise", enterprise)):
             accounts.add_user(conn, name, role, "adversarial password", owner, "adversarial", now)
             tokens[name] = accounts.issue_token(conn, name, "adversarial", "adversarial", now)[1]
-    db.close()
+    conn.close()
     values = HOSTILE + random_values(random.Random(20261122), random_count)
     api, ui = [], []
     for name, token in tokens.items():

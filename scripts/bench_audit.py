@@ -33,7 +33,7 @@ import threading
 import time
 from pathlib import Path
 
-from verifier import accounts, codes, issue, keys, store
+from verifier import accounts, codes, db, issue, keys
 from verifier.web import create_app
 
 BASE = "HTTPS://V.CN/"
@@ -56,9 +56,8 @@ REGIONS = [
 
 
 def generate(db_path: Path, total: int) -> None:
-    db = store.connect(db_path)
-    conn = db.conn
-    with store.transaction(conn):
+    conn = db.connect(db_path)
+    with db.transaction(conn):
         for e in range(1, 6):
             conn.execute(
                 "INSERT INTO enterprises (id, name, created_at) VALUES (?, ?, '2026-01-01')", (e, f"Enterprise {e}")
@@ -120,7 +119,7 @@ def generate(db_path: Path, total: int) -> None:
                     f"{rng.getrandbits(64):016x}",
                 )
             )
-        with store.transaction(conn):
+        with db.transaction(conn):
             conn.executemany(
                 """INSERT INTO scans (id, at, channel, reason, serial, batch_id, counted, checks, pin, country,
                                 region, ip_prefix, ip_hash, user_agent, session_hash)
@@ -171,7 +170,7 @@ def main() -> None:
         }
     )
     conn = app.extensions["verifier"].connection()
-    with store.transaction(conn):
+    with db.transaction(conn):
         ian = accounts.issue_token(conn, "ian", "bench", "bench", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))[1]
         eve = accounts.issue_token(conn, "eve", "bench", "bench", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))[1]
     total = conn.execute("SELECT max(id) FROM scans").fetchone()[0]

@@ -167,7 +167,7 @@ def world(tmp_path_factory) -> dict:
     import datetime as dt
     import sqlite3
 
-    from verifier import codes, issue, store
+    from verifier import clock, codes, db, issue
 
     root = tmp_path_factory.mktemp("world")
     keys_dir = root / "keys"
@@ -210,9 +210,9 @@ def world(tmp_path_factory) -> dict:
     world["expired"] = batch(
         "expired", mark=tr, count=5, production_date=dt.date(2019, 1, 1), expiry=dt.date(2020, 1, 1)
     )
-    db = store.connect(db_path)
-    store.recall_batch(db, world["recalled"][0], "contaminated lot")
-    db.close()
+    conn = db.connect(db_path)
+    issue.recall_batch(conn, world["recalled"][0], "contaminated lot", clock.now())
+    conn.close()
     with sqlite3.connect(db_path) as conn:
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return world
@@ -372,7 +372,7 @@ def audit_world(world, db_copy, tmp_path, make_app):
     """Scans of two enterprises' batches, and one account (with a token) per principal."""
     import datetime as dt
 
-    from verifier import accounts, codes, issue, store
+    from verifier import accounts, codes, db, issue
 
     NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
     request = issue.BatchRequest(
@@ -392,9 +392,9 @@ def audit_world(world, db_copy, tmp_path, make_app):
         other_rows = list(issue.read_codes_csv(fh))
     for url in [world["pin"][1][0]["url"]] * 2 + [other_rows[0]["url"]] * 2:
         app.test_client().get("/" + url.split("/", 3)[3])
-    db = store.connect(db_copy)
+    conn = db.connect(db_copy)
     tokens = {"anonymous": None}
-    with store.transaction(db) as conn:
+    with db.transaction(conn):
         mine = conn.execute("SELECT id FROM enterprises WHERE name = '华茶集团'").fetchone()[0]
         theirs = conn.execute("SELECT id FROM enterprises WHERE name = 'Other Co'").fetchone()[0]
         for name, role, enterprise in (

@@ -8,7 +8,7 @@ import re
 
 import pytest
 
-from verifier import accounts, store
+from verifier import accounts, db
 from verifier.cli import cli
 
 NOW = dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
@@ -17,10 +17,10 @@ T = NOW  # the `now` of account changes
 
 @pytest.fixture
 def conn(tmp_path):
-    db = store.connect(tmp_path / "a.db")
-    with store.transaction(db) as c:
+    c = db.connect(tmp_path / "a.db")
+    with db.transaction(c):
         accounts.add_user(c, "ian", "inspector", "correct horse battery", None, "test", T)
-    return db.conn
+    return c
 
 
 def test_passwords_are_scrypt_hashed(conn):
@@ -92,7 +92,7 @@ def sql_shape(statements: list[str]) -> list[str]:
 @pytest.fixture
 def people(conn):
     """ian (inspector), ada (admin) and gone (disabled), all with the same password."""
-    with store.transaction(conn):
+    with db.transaction(conn):
         accounts.add_user(conn, "ada", "admin", PASSWORD, None, "test", T)
         accounts.add_user(conn, "gone", "inspector", PASSWORD, None, "test", T)
         accounts.disable_user(conn, "gone", "test", T)
@@ -258,5 +258,5 @@ def test_users_cli(instance, runner, monkeypatch):
     assert bad.exit_code == 1 and bad.stderr.startswith("Error: no enterprise 'Nobody'")
     again = runner.invoke(cli, ["users", "add", "ada", "--role", "admin"])
     assert again.exit_code == 1 and again.stderr.strip() == "Error: user 'ada' already exists"
-    kinds = [k for (k,) in store.connect(instance / "verifier.db").execute("SELECT kind FROM audit_log ORDER BY seq")]
+    kinds = [k for (k,) in db.connect(instance / "verifier.db").execute("SELECT kind FROM audit_log ORDER BY seq")]
     assert kinds == ["user.added", "token.issued", "token.revoked", "user.disabled"]

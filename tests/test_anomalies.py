@@ -144,15 +144,15 @@ def test_pin_guessing_is_quiet_for_one_client_or_few_guesses(lookups, world, run
 
 
 def test_pin_guessing_in_the_api_and_the_ui(lookups, world, db_copy, make_app):
-    from verifier import accounts, store
+    from verifier import accounts, db
 
     _, typed = lookups
     row = world["pin"][1][10]
     for i in range(6):
         typed(row["code"], "11111111", ip=f"198.51.100.{i}")
-    db = store.connect(db_copy)
+    conn = db.connect(db_copy)
     now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
-    with store.transaction(db) as conn:
+    with db.transaction(conn):
         accounts.add_user(conn, "ian", "inspector", "correct horse battery", None, "test", now)
         token = accounts.issue_token(conn, "ian", "t", "test", now)[1]
     client = make_app().test_client()

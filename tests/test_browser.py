@@ -139,14 +139,14 @@ def test_language_switch_link(browser, serve, world):
 
 def report(db, serial) -> None:
     """What `verifier audit report-code` does."""
-    from verifier import store
+    from verifier import db as database
     from verifier.audit import report_code
     from verifier.clock import now
 
-    database = store.connect(db)
-    with store.transaction(database) as conn:
+    conn = database.connect(db)
+    with database.transaction(conn):
         report_code(conn, int(serial), "seen at a market stall", "test", now())
-    database.close()
+    conn.close()
 
 
 @pytest.mark.parametrize(

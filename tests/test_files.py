@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from together import run_together
 
-from verifier import files, store
+from verifier import db, files
 from verifier.cli import cli
 from verifier.web import _instance_secret
 
@@ -27,28 +27,28 @@ def open_umask():
 
 
 def test_database_files_are_private(instance, open_umask):
-    db = store.connect(instance / "verifier.db")
-    with store.transaction(db) as conn:
+    conn = db.connect(instance / "verifier.db")
+    with db.transaction(conn):
         conn.execute("INSERT INTO enterprises (name, created_at) VALUES ('x', '2026-11-22')")
     side = [Path(f"{instance / 'verifier.db'}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
     assert {p.name: mode_of(p) for p in side} == {p.name: 0o600 for p in side}
     assert mode_of(instance) == 0o700
-    db.close()
+    conn.close()
 
 
 def test_loose_database_is_tightened_on_connect(instance, open_umask):
-    store.connect(instance / "verifier.db").close()
+    db.connect(instance / "verifier.db").close()
     side = [Path(f"{instance / 'verifier.db'}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
     for path in side:
         path.touch()
         os.chmod(path, 0o666)
-    db = store.connect(instance / "verifier.db")  # open: SQLite removes -wal and -shm on the last close
+    conn = db.connect(instance / "verifier.db")  # open: SQLite removes -wal and -shm on the last close
     assert {p.name: mode_of(p) for p in side} == {p.name: 0o600 for p in side}
-    db.close()
+    conn.close()
 
 
 def test_backups_are_private(instance, runner, open_umask, tmp_path):
-    store.connect(instance / "verifier.db").close()
+    db.connect(instance / "verifier.db").close()
     target = tmp_path / "backups" / "daily" / "verifier.db"
     result = runner.invoke(cli, ["db", "backup", str(target)])
     assert result.exit_code == 0, result.stderr

@@ -141,10 +141,10 @@ def keyring_with(folder, count: int) -> list[keys.KeyRecord]:
 
 
 def test_concurrent_revocations_are_all_kept(instance):
-    from verifier import auditlog, store
+    from verifier import auditlog, db
 
     records = keyring_with(instance / "keys", 6)
-    store.connect(instance / "verifier.db").close()
+    db.connect(instance / "verifier.db").close()
     revoke = "from verifier.cli import cli", "cli.main(['keys', 'revoke', {!r}], prog_name='verifier')"
     jobs = [(revoke[0], revoke[1].format(r.kid)) for r in records] + [(revoke[0], revoke[1].format("k0"))]
     done = run_together(jobs)
@@ -153,17 +153,17 @@ def test_concurrent_revocations_are_all_kept(instance):
     assert refused.stderr == f"Error: key k0 ({records[0].kid}) is already revoked\n"  # one line, no traceback
     assert {r.kid: r.status for r in keys.read_keyring(instance / "keys")} == {r.kid: "revoked" for r in records}
     assert sorted(key_status_log(instance / "verifier.db")) == sorted((r.kid, "revoked") for r in records)
-    assert auditlog.verify(store.connect(instance / "verifier.db").conn).ok
+    assert auditlog.verify(db.connect(instance / "verifier.db")).ok
     leftovers = set(os.listdir(instance / "keys")) - {"keyring.json", "keyring.lock"} - {f"k{i}.pem" for i in range(6)}
     assert leftovers == set()  # no temporary file left behind
 
 
 def test_status_log_follows_the_keyring_order(instance, runner):
-    from verifier import store
+    from verifier import db
     from verifier.cli import cli
 
     [record] = keyring_with(instance / "keys", 1)
-    store.connect(instance / "verifier.db").close()
+    db.connect(instance / "verifier.db").close()
     assert runner.invoke(cli, ["keys", "retire", "k0"]).exit_code == 0
     assert runner.invoke(cli, ["keys", "revoke", "k0"]).exit_code == 0
     again = runner.invoke(cli, ["keys", "revoke", "k0"])
@@ -191,12 +191,12 @@ def test_keyring_is_replaced_atomically_and_keeps_its_mode(tmp_path):
 def test_concurrent_ui_revocations_never_fail(db_copy, tmp_path, app_config):
     from conftest import log_in
 
-    from verifier import accounts, store
+    from verifier import accounts, db
     from verifier.web import create_app
     from verifier.web.audit_ui import COOKIE
 
     records = keyring_with(tmp_path / "keys", 5)
-    with store.transaction(store.connect(db_copy)) as conn:
+    with db.transaction(db.connect(db_copy)) as conn:
         accounts.add_user(
             conn, "ada", "admin", "correct horse battery", None, "test", dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
         )

@@ -518,14 +518,14 @@ def test_pin_secret_derivation_matches_the_printer_file(world):
 
 def report(db: Path, serial: int | str, note: str = "seen at a market stall") -> None:
     """What `verifier audit report-code` does."""
-    from verifier import store
+    from verifier import db as database
     from verifier.audit import report_code
     from verifier.clock import now
 
-    database = store.connect(db)
-    with store.transaction(database) as conn:
+    conn = database.connect(db)
+    with database.transaction(conn):
         report_code(conn, int(serial), note, "test", now())
-    database.close()
+    conn.close()
 
 
 def test_reported_counterfeit_code_is_red_on_every_channel(app, world, db_copy):
@@ -693,15 +693,16 @@ def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db
 
 
 def test_pin_throttle_window_follows_the_injected_clock(world, db_copy):
-    from verifier import clients, lookup, store
+    from verifier import clients, lookup
+    from verifier import db as database
 
     settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
     anyone = clients.Client(None, None, clients.Region(), "", None, "x")
-    db = store.connect(db_copy)
+    conn = database.connect(db_copy)
     row, t0 = world["pin"][1][36], dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 
     def attempt(pin, minutes):
-        with store.transaction(db) as conn:
+        with database.transaction(conn):
             return lookup.record_typed(
                 conn, row["code"], pin, settings, anyone, "api", t0 + dt.timedelta(minutes=minutes)
             )
@@ -712,7 +713,7 @@ def test_pin_throttle_window_follows_the_injected_clock(world, db_copy):
     assert attempt(row["pin"], 60).pin == "first"  # an hour after the first wrong PIN: checked again
     assert [attempt(wrong, 61 + m).reason for m in range(6)] == ["pin-mismatch"] * 5 + ["pin-throttled"]
     assert attempt(row["pin"], 121).reason == "pin-reused"
-    db.close()
+    conn.close()
 
 
 NEW_BASE, OLD_BASE = "HTTPS://NEW.EXAMPLE.CN/", "https://old.example.cn/v/"
@@ -770,11 +771,11 @@ def test_a_path_outside_every_base_is_still_malformed(two_bases):
 
 
 def test_recall_has_its_own_look_no_pin_form_and_a_remedy(app, world, db_copy):
-    from verifier import store
+    from verifier import clock, db, issue
 
-    db = store.connect(db_copy)
-    store.recall_batch(db, world["pin"][0], "glass fragments")  # a batch with PINs
-    db.close()
+    conn = db.connect(db_copy)
+    issue.recall_batch(conn, world["pin"][0], "glass fragments", clock.now())  # a batch with PINs
+    conn.close()
     row = world["pin"][1][37]
     page = scan(fresh(app), row["url"])
     html = page.get_data(as_text=True)

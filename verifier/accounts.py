@@ -19,7 +19,7 @@ from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import auditlog, clients, clock, errors, store
+from . import auditlog, clients, clock, db, errors
 from .repos import accounts as repo
 
 ROLES = ("admin", "inspector", "enterprise")
@@ -233,7 +233,7 @@ def login(
     client = clients.keyed_hash(key, "login-client", clients.rate_network(ip))
     name = clients.keyed_hash(key, "login-name", username)
     at = clock.utc_text(now)
-    with store.transaction(conn):
+    with db.transaction(conn):
         repo.forget_failures_before(conn, clock.utc_text(now - LOGIN_WINDOW))
         wait, own_fault = _login_wait(conn, client, name, now)
         if wait:
@@ -247,7 +247,7 @@ def login(
     if account is None or account[2] or not right:
         return LoginResult()
     session = secrets.token_urlsafe(32)
-    with store.transaction(conn):
+    with db.transaction(conn):
         repo.forgive_failures(conn, client, name)
         repo.insert_session(conn, _token_hash(session), account[0], at)
         row = repo.user_by_id(conn, account[0])

@@ -24,7 +24,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, errors, lookup, store
+from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, errors, issue, lookup
 from .repos import log, registry, scans
 from .repos.scans import ScanFilter
 
@@ -226,17 +226,11 @@ def columns_for(user: accounts.User) -> tuple[str, ...]:
     return SCAN_COLUMNS if user.sees_everything() else tuple(c for c in SCAN_COLUMNS if c not in PERSONAL_COLUMNS)
 
 
-def _db(conn: sqlite3.Connection) -> Any:
-    import sqlite_utils  # store's registry functions still take a sqlite-utils Database
-
-    return sqlite_utils.Database(conn)
-
-
 def visible_batch(conn: sqlite3.Connection, user: accounts.User, batch_id: int) -> dict[str, Any]:
     """A registered batch `user` may see; NotFound otherwise (another enterprise's batch included)."""
     try:
-        batch: dict[str, Any] = store.get_batch(_db(conn), batch_id)
-    except store.StoreError:
+        batch = registry.get_batch(conn, batch_id)
+    except errors.NotFound:
         raise errors.NotFound(f"no batch {batch_id}") from None
     if not user.sees_everything() and batch["enterprise_id"] != user.enterprise_id:
         raise errors.NotFound(f"no batch {batch_id}")  # another enterprise's batch does not exist for this user
@@ -245,7 +239,7 @@ def visible_batch(conn: sqlite3.Connection, user: accounts.User, batch_id: int) 
 
 def list_batches(conn: sqlite3.Connection, user: accounts.User) -> list[dict[str, Any]]:
     """The registered batches `user` may see, newest first."""
-    batches: list[dict[str, Any]] = store.list_batches(_db(conn))
+    batches = registry.list_batches(conn)
     if not user.sees_everything():
         batches = [b for b in batches if b["enterprise_id"] == user.enterprise_id]
     return batches
@@ -434,27 +428,16 @@ def export_scans(database: Path | str, flt: ScanFilter, user: accounts.User, lim
     return ScanExport(conn, fd, cursor, first, columns, limits)
 
 
-# --- writes: inside the caller's write transaction (store.transaction) unless said otherwise -
+# --- writes: inside the caller's write transaction (db.transaction) unless said otherwise ----
 
 
 def recall(conn: sqlite3.Connection, batch_id: int, reason: str, actor: str, now: dt.datetime) -> dict[str, Any]:
     """Recall a batch with a reason (logged; runs its own write transaction); the batch after it.
 
-    InvalidInput without a reason, NotFound for no such batch, Conflict if it was recalled already.
+    InvalidInput without a reason, NotFound for no such batch, Conflict if it was recalled already
+    (before or meanwhile, by another process): `issue.recall_batch`'s errors.
     """
-    if not reason.strip():
-        raise errors.InvalidInput("a recall needs a reason (--reason)")
-    try:
-        batch: dict[str, Any] = store.get_batch(_db(conn), batch_id)
-    except store.StoreError as exc:
-        raise errors.NotFound(str(exc)) from None
-    if batch["status"] == store.BATCH_RECALLED:
-        raise errors.Conflict(f"batch {batch_id} was already recalled on {batch['recalled_at']}")
-    try:
-        recalled: dict[str, Any] = store.recall_batch(_db(conn), batch_id, reason, now=now, actor=actor)
-    except store.StoreError as exc:  # recalled meanwhile, by another process
-        raise errors.Conflict(str(exc)) from None
-    return recalled
+    return issue.recall_batch(conn, batch_id, reason, now, actor)
 
 
 def report_code(conn: sqlite3.Connection, serial: int, note: str, actor: str, now: dt.datetime) -> None:

@@ -125,11 +125,6 @@ def keys_group() -> None:
     """
 
 
-def _keys_call(fn, *args):
-    """Transitional, for the audit commands' bodies: keyring errors are VerifierErrors now."""
-    return fn(*args)
-
-
 @keys_group.command("new")
 @click.argument("name")
 @click.option(
@@ -497,14 +492,6 @@ def _open_registry(create: bool = False):
     return conn
 
 
-def _open_db(create: bool = False):
-    """Transitional, for the audit and users commands' bodies: the registry as `store.connect`
-    returns it (`.conn`, `.execute`, `.query`); remove with verifier/store.py."""
-    import sqlite_utils
-
-    return sqlite_utils.Database(_open_registry(create))
-
-
 def _batch_summary(b: dict) -> str:
     return (
         f"{b['id']:>6}  {b['status']:<8} {b['mark']:<17} {b['count']:>10,}  {b['enterprise']} / {b['product']}"
@@ -665,7 +652,7 @@ def audit_group() -> None:
 
 
 def _log_public_keys() -> dict:
-    return {r.kid: r.public_key() for r in _keys_call(keys.read_keyring, _settings().keys_dir) if r.purpose == "log"}
+    return {r.kid: r.public_key() for r in keys.read_keyring(_settings().keys_dir) if r.purpose == "log"}
 
 
 @audit_group.command("verify")
@@ -684,14 +671,14 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
     """
     from . import auditlog
 
-    db = _open_db()
-    checkpoints = auditlog.stored_checkpoints(db.conn)
+    conn = _open_registry()
+    checkpoints = auditlog.stored_checkpoints(conn)
     for path in checkpoint_files:
         try:
             checkpoints.append(auditlog.parse_checkpoint(json.loads(Path(path).read_text("utf-8"))))
         except (ValueError, UnicodeDecodeError) as exc:  # exit 2: a bad file, never "tampered" (1)
             raise CliError(f"{path} is not a checkpoint file: {exc}", 2) from None
-    report = auditlog.verify(db.conn, checkpoints, _log_public_keys())
+    report = auditlog.verify(conn, checkpoints, _log_public_keys())
     if as_json:
         click.echo(
             json.dumps(
@@ -729,11 +716,10 @@ def audit_checkpoint(key_name: str, out_file: str | None) -> None:
 
     Example: verifier audit checkpoint --key audit-2026 --out /mnt/offsite/checkpoint.json
     """
-    from . import audit, store
+    from . import audit, db
 
-    record, private = _keys_call(keys.load_private_key, _settings().keys_dir, key_name, passphrase(), "log")
-    db = _open_db()
-    with store.transaction(db) as conn:
+    record, private = keys.load_private_key(_settings().keys_dir, key_name, passphrase(), "log")
+    with db.transaction(_open_registry()) as conn:
         checkpoint = audit.checkpoint(conn, private, record.kid, _now())
     text = json.dumps(checkpoint, indent=2) + "\n"
     if out_file:
@@ -752,10 +738,9 @@ def audit_purge(days: int) -> None:
 
     Example: verifier audit purge --older-than 180
     """
-    from . import audit, store
+    from . import audit, db
 
-    db = _open_db()
-    with store.transaction(db) as conn:
+    with db.transaction(_open_registry()) as conn:
         purged = audit.purge(conn, days, _now(), _actor())
     click.echo(f"Erased the personal fields of {purged.scans:,} scans older than {purged.cutoff}")
 
@@ -804,7 +789,7 @@ def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, pin_g
 
     since = anomalies.since_days(days, _now())
     thresholds = anomalies.Thresholds(repeat_checks, sessions, distant_hours, cluster, pin_guesses, pin_clients)
-    found = anomalies.find(_open_db().conn, since, thresholds)
+    found = anomalies.find(_open_registry(), since, thresholds)
     if as_json:
         click.echo(json.dumps([a.as_dict() for a in found], indent=2, ensure_ascii=False))
         return
@@ -829,17 +814,15 @@ def users_group() -> None:
 
 
 def _accounts_call(fn, *args):
-    """Run an accounts operation in one write transaction, at one `now`; its errors as `Error: ...` lines."""
-    from . import clock, errors, store
+    """Run an accounts operation in one write transaction, at the command's `now`."""
+    from . import db
 
-    db = _open_db(create=True)
+    conn = _open_registry(create=True)
     try:
-        with store.transaction(db) as conn:
-            return fn(conn, *args, _actor(), clock.now())
-    except errors.VerifierError as exc:  # the kind carries the exit status; no message is matched
-        raise CliError(exc.message, exc.exit_code) from None
+        with db.transaction(conn):
+            return fn(conn, *args, _actor(), _now())
     finally:
-        db.close()
+        conn.close()
 
 
 @users_group.command("add")
@@ -876,11 +859,11 @@ def users_list(as_json: bool) -> None:
     """
     from . import accounts
 
-    db = _open_db(create=True)
+    conn = _open_registry(create=True)
     try:
-        users = accounts.list_users(db.conn)
+        users = accounts.list_users(conn)
     finally:
-        db.close()
+        conn.close()
     if as_json:
         click.echo(json.dumps(users, indent=2, ensure_ascii=False))
         return
@@ -943,15 +926,15 @@ def audit_report_code(code: str, note: str) -> None:
 
     Example: verifier audit report-code '3141 5926 5358 97932' --note 'seen at a market stall'
     """
-    from . import audit, errors, store
+    from . import audit, db, errors
 
     try:
         serial = audit.serial_of(code)
     except audit.BadFilter as exc:
         raise CliError(exc.message, 2) from None
-    db = _open_db()
+    conn = _open_registry()  # outside the try: no database is not "never issued"
     try:
-        with store.transaction(db) as conn:
+        with db.transaction(conn):
             audit.report_code(conn, serial, note, _actor(), _now())
     except errors.NotFound:
         raise CliError(f"code {code} was never issued") from None

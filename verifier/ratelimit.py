@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import store
+from . import db
 from .repos import ratecounters
 from .repos.ratecounters import connect
 
@@ -69,7 +69,7 @@ def counters(database: Path | str) -> sqlite3.Connection:
 def hit(conn: sqlite3.Connection, client: str, limit: Limit, now_seconds: float) -> Outcome:
     """Count one request of `client` in the counters `conn` (its own short transaction)."""
     until = (int(now_seconds // limit.seconds) + 1) * limit.seconds
-    with store.transaction(conn):
+    with db.transaction(conn):
         hits = ratecounters.count_hit(conn, client, until)
         if next(_pruning) % 1000 == 0:  # ended windows are never read again
             ratecounters.prune(conn, int(now_seconds))

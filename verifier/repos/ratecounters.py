@@ -12,7 +12,7 @@ import logging
 import sqlite3
 from pathlib import Path
 
-from .. import store
+from .. import db
 
 log = logging.getLogger("verifier.ratelimit")
 
@@ -35,17 +35,17 @@ def _open(path: Path) -> sqlite3.Connection:
     path.parent.mkdir(parents=True, exist_ok=True)
     conn = sqlite3.connect(
         path,
-        timeout=store.BUSY_TIMEOUT_MS / 1000,
+        timeout=db.BUSY_TIMEOUT_MS / 1000,
         isolation_level=None,
         check_same_thread=False,
-        factory=store.Connection,
+        factory=db.Connection,
     )
     try:
-        conn.execute(f"PRAGMA busy_timeout = {store.BUSY_TIMEOUT_MS}")
+        conn.execute(f"PRAGMA busy_timeout = {db.BUSY_TIMEOUT_MS}")
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("PRAGMA synchronous = OFF")  # counters need not survive a power loss
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # WAL-reset bug: checkpoints run under the lock
-        with store.transaction(conn):  # this file's own writer lock, not the registry's
+        with db.transaction(conn):  # this file's own writer lock, not the registry's
             if conn.execute("PRAGMA user_version").fetchone()[0] != SCHEMA_VERSION:
                 conn.execute("DROP TABLE IF EXISTS hits")
                 # One row per client and window; `until` is the window's end (Unix seconds).

@@ -4,7 +4,7 @@ anomaly rules' queries and the retention purge.
 
 Every statement on these tables is here. Scan ids grow with time, so time bounds become id
 bounds (cheap ranges on the primary key); `INDEXED BY` hints are SQLite's and are kept in this
-module, next to the indexes they name (migration 004 in `verifier.store`).
+module, next to the indexes they name (migration 004 in `verifier.db`).
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
 
-from .. import accounts, anomalies, audit, auditlog, clock, codes, errors, keys, lookup, store
+from .. import accounts, anomalies, audit, auditlog, clock, codes, db, errors, keys, lookup
 from . import audit_reads
 from .state import state
 
@@ -34,7 +34,7 @@ def session_user() -> accounts.User | None:
     if not session:
         return None
     conn = state().connection()
-    with store.transaction(conn):
+    with db.transaction(conn):
         return accounts.user_for_session(conn, session, g.now)
 
 
@@ -164,7 +164,7 @@ def login() -> Response:
 @login_required()
 def logout() -> Response:
     conn = state().connection()
-    with store.transaction(conn):
+    with db.transaction(conn):
         accounts.logout(conn, request.cookies[COOKIE])
     response = redirect(url_for("audit_ui.login"))
     response.delete_cookie(COOKIE, path="/audit")
@@ -264,7 +264,7 @@ def code(code: str) -> Response:
         if g.user.role != "admin":
             abort(403)
         note = audit.parse_text("note", request.form.get("note", ""), NOTE_MAX)
-        with store.transaction(conn):
+        with db.transaction(conn):
             audit.report_code(conn, serial, note, f"ui:{g.user.username}", g.now)
         return redirect(url_for(".code", code=f"{serial:016d}"))
     with audit_reads.reads():
@@ -305,7 +305,7 @@ def key_list() -> Response:
 
         def log_change(record: keys.KeyRecord) -> None:  # under the keyring lock, once written
             conn = st.connection()
-            with store.transaction(conn):
+            with db.transaction(conn):
                 auditlog.append(
                     conn,
                     "key.status",

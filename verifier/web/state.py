@@ -19,7 +19,7 @@ from typing import Any, cast
 
 from flask import Flask, current_app, g, request
 
-from .. import clients, codes, errors, files, keys, lookup, ratelimit, store
+from .. import clients, codes, db, errors, files, keys, lookup, ratelimit
 
 log = logging.getLogger("verifier.web")
 
@@ -110,7 +110,7 @@ class ServerState:
     def connection(self) -> sqlite3.Connection:
         """This process's connection (made after a fork, never shared across one)."""
         if self._conn is None or self._pid != os.getpid():
-            self._conn = store.connect(self.database).conn
+            self._conn = db.connect(self.database)
             self._pid = os.getpid()
         return self._conn
 
@@ -209,7 +209,7 @@ def check_code(text: str, channel: str, *, typed: bool, pin: str | None = None) 
     client = describe_request_client()
     verification = None if typed else lookup.examine_url(text, settings)  # outside the write lock
     conn = st.connection()
-    with store.transaction(conn):
+    with db.transaction(conn):
         if verification is None:
             return lookup.record_typed(conn, text, pin, settings, client, channel, g.now)
         return lookup.record_url(conn, verification, settings, client, channel, g.now)
