@@ -9,14 +9,15 @@ import os
 import secrets
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from . import clock, codes, errors, keys, settings
 
 
-class CliError(click.ClickException):
-    """A failure of the command line itself, reported as one line `Error: ...`."""
+class CliError(errors.VerifierError):
+    """A failure of the command line itself (an unreadable image, a missing passphrase...)."""
 
     def __init__(self, message: str, exit_code: int = 1):
         super().__init__(message)
@@ -29,7 +30,7 @@ class OneLineErrors(click.Group):
     A `VerifierError` of any module exits with its class's `exit_code` (1: could not do it; 2: a
     bad argument, setting or file; see each module's error classes)."""
 
-    def main(self, *args, **kwargs):  # type: ignore[override]
+    def main(self, *args, **kwargs):
         kwargs["standalone_mode"] = False
         try:
             rv = super().main(*args, **kwargs)
@@ -203,7 +204,7 @@ keys_group.command(
 )(_status_command(codes.KEY_REVOKED_STATUS))
 
 
-def _log_admin(kind: str, body: dict) -> None:
+def _log_admin(kind: str, body: dict[str, object]) -> None:
     """Record an administrative action in the audit log, if this installation has a database."""
     from . import auditlog, db
 
@@ -273,7 +274,7 @@ def _read_image(path: Path) -> list[str]:
 
     try:
         with Image.open(path) as img:
-            found = zxingcpp.read_barcodes(img.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)
+            found = zxingcpp.read_barcodes(img.convert("L"), formats=zxingcpp.BarcodeFormat.QRCode)  # type: ignore[arg-type]  # one format is accepted; the stub wants the flag set
     except (UnidentifiedImageError, OSError) as exc:
         raise CliError(f"cannot read image {path}: {exc}", 2) from None
     if not found:
@@ -492,7 +493,7 @@ def _open_registry(create: bool = False):
     return conn
 
 
-def _batch_summary(b: dict) -> str:
+def _batch_summary(b: dict[str, Any]) -> str:
     return (
         f"{b['id']:>6}  {b['status']:<8} {b['mark']:<17} {b['count']:>10,}  {b['enterprise']} / {b['product']}"
         f"{' / ' + b['lot'] if b['lot'] else ''}  {b['created_at']}"
@@ -651,7 +652,7 @@ def audit_group() -> None:
     """
 
 
-def _log_public_keys() -> dict:
+def _log_public_keys() -> dict[str, Any]:
     return {r.kid: r.public_key() for r in keys.read_keyring(_settings().keys_dir) if r.purpose == "log"}
 
 

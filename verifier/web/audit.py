@@ -9,6 +9,7 @@ the read budget and the heavy-read slots. Errors are `VerifierError`s, answered 
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
@@ -155,7 +156,7 @@ def recall(batch: str) -> Response:
     return _json({"ok": True, "batch": audit.public_batch(recalled)})
 
 
-def _json(data: dict) -> Response:
+def _json(data: dict[str, Any]) -> Response:
     return jsonify(data)
 
 

@@ -15,6 +15,7 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns; flask's Response is one
 
 from .. import accounts, anomalies, audit, auditlog, clock, codes, db, errors, keys, lookup
 from . import audit_reads
@@ -67,7 +68,7 @@ def login_required(*roles: str):
     return decorate
 
 
-def render(template: str, status: int = 200, **context) -> Response:
+def render(template: str, status: int = 200, **context) -> BaseResponse:
     html = render_template(template, user=getattr(g, "user", None), csrf=csrf_token(), **context)
     return Response(html, status, mimetype="text/html")
 
@@ -77,7 +78,7 @@ def _sentence(text: str) -> str:
 
 
 @bp.errorhandler(errors.VerifierError)
-def verifier_error(error: errors.VerifierError) -> Response:
+def verifier_error(error: errors.VerifierError) -> BaseResponse:
     """The service's errors as message pages, with the status of the error's kind."""
     if isinstance(error, audit.TooBroad):
         title, message = "Too much to read at once", _sentence(error.message)
@@ -96,7 +97,7 @@ def verifier_error(error: errors.VerifierError) -> Response:
 
 
 @bp.errorhandler(403)
-def forbidden(_error) -> Response:
+def forbidden(_error) -> BaseResponse:
     return render("audit/message.html", 403, title="Not allowed", message="Your role cannot do this.")
 
 
@@ -107,7 +108,7 @@ LOGIN_FORM_STALE = (
 )
 
 
-def login_page(status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> Response:
+def login_page(status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> BaseResponse:
     """The login form, with a CSRF token bound to the pre-login cookie (set here when missing)."""
     pre = request.cookies.get(PRE_COOKIE, "")
     fresh = not _PRE_RE.fullmatch(pre)
@@ -129,7 +130,7 @@ def login_page(status: int = 200, error: str | None = None, headers: dict[str, s
 
 
 @bp.route("/login", methods=["GET", "POST"])
-def login() -> Response:
+def login() -> BaseResponse:
     if request.method == "GET":
         return login_page()
     pre = request.cookies.get(PRE_COOKIE, "")
@@ -152,6 +153,7 @@ def login() -> Response:
                 {"Retry-After": str(result.retry_after)},
             )
         return login_page(401, LOGIN_FAILED)
+    assert result.session is not None  # a login with a user always opens a session
     response = redirect(url_for("audit_ui.scans"))
     response.set_cookie(
         COOKIE, result.session, httponly=True, samesite="Strict", secure=request.is_secure, path="/audit"
@@ -162,7 +164,7 @@ def login() -> Response:
 
 @bp.post("/logout")
 @login_required()
-def logout() -> Response:
+def logout() -> BaseResponse:
     conn = state().connection()
     with db.transaction(conn):
         accounts.logout(conn, request.cookies[COOKIE])
@@ -176,7 +178,7 @@ FILTERS = ("enterprise", "batch", "code", "reason", "channel", "since", "until",
 
 @bp.get("/")
 @login_required()
-def scans() -> Response:
+def scans() -> BaseResponse:
     flt = audit.scan_filter(request.args)
     after = audit.int_arg(request.args, "after", 1)
     with audit_reads.reads():
@@ -197,13 +199,13 @@ def scans() -> Response:
 
 @bp.get("/scans.csv")
 @login_required()
-def export() -> Response:
+def export() -> BaseResponse:
     return audit_reads.csv_response(g.user, audit.scan_filter(request.args))
 
 
 @bp.get("/batches")
 @login_required()
-def batches() -> Response:
+def batches() -> BaseResponse:
     return render("audit/batches.html", batches=audit.list_batches(state().connection(), g.user))
 
 
@@ -230,7 +232,7 @@ def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160
 
 @bp.route("/batches/<batch>", methods=["GET", "POST"])
 @login_required()
-def batch(batch: str) -> Response:
+def batch(batch: str) -> BaseResponse:
     batch_id = audit.batch_id_of(batch)
     conn = state().connection()
     found = audit.visible_batch(conn, g.user, batch_id)
@@ -256,7 +258,7 @@ def batch(batch: str) -> Response:
 
 @bp.route("/codes/<code>", methods=["GET", "POST"])
 @login_required()
-def code(code: str) -> Response:
+def code(code: str) -> BaseResponse:
     serial = audit.serial_of(code)
     conn = state().connection()
     if request.method == "POST":
@@ -282,7 +284,7 @@ def code(code: str) -> Response:
 
 @bp.get("/anomalies")
 @login_required()
-def anomaly_list() -> Response:
+def anomaly_list() -> BaseResponse:
     days = audit.int_arg(request.args, "days", 1, audit.DAYS_MAX) or 30
     with audit_reads.heavy_reads():
         _, found = audit.anomalies_for(state().connection(), g.user, days, g.now)
@@ -291,7 +293,7 @@ def anomaly_list() -> Response:
 
 @bp.route("/keys", methods=["GET", "POST"])
 @login_required("admin")
-def key_list() -> Response:
+def key_list() -> BaseResponse:
     st = state()
     folder = st.keys_source.parent
     if st.keys_source.name != keys.KEYRING_FILE:
@@ -323,6 +325,6 @@ def key_list() -> Response:
 
 
 @bp.route("/<path:rest>", methods=["GET", "POST"])
-def not_found(rest: str) -> Response:
+def not_found(rest: str) -> BaseResponse:
     """Anything else under /audit/ (e.g. a code with a slash): not a consumer lookup, not a page."""
     return render("audit/message.html", 404, title="Not found", message="There is no such audit page.")
