@@ -1,11 +1,31 @@
 #!/usr/bin/env python3
-"""Lookup throughput: `verifier serve` vs a Flask hello-world, both under gunicorn, loaded by wrk.
+"""Lookup throughput: `verifier serve` vs a Flask hello-world and a floor app, under gunicorn, loaded by wrk.
 
-    .venv/bin/python scripts/bench_lookup.py [--seconds 10] [--connections 32] [--codes 20000]
+    .venv/bin/python scripts/bench_lookup.py [--seconds 10] [--connections 32] [--codes N] [--clients 65536]
 
-Both servers run the same way (gunicorn, sync workers, one a core) on 127.0.0.1; wrk runs in
-its own process. The lookup requests cycle through many distinct valid codes, so every request
-verifies a signature, writes a scan durably (synchronous=FULL) and renders the verdict page.
+Three servers, one after the other in the same run, each under gunicorn with sync workers (one a
+core) on 127.0.0.1, wrk in its own process:
+
+- hello-world: Flask returning a constant;
+- floor: the least a lookup must do, on the same gunicorn settings as hello-world: decode and
+  verify one compact code with `verifier.codes.verify` (the same keyring), one durable INSERT into
+  SQLite (WAL, synchronous=FULL, one connection per worker process), a tiny body;
+- lookup: `verifier serve`, the product, with its rate limit at the production default.
+
+Every request of a run is a distinct issued code: the codes are shuffled with a fixed seed and each
+wrk thread walks its own disjoint slice (wrk's `setup(thread)` gives the ids); the script says how
+many requests had to reuse a code (and exits 1 if any did: raise --codes). Each phone is a fresh
+one: wrk sends no cookie, so each request gets a new session.
+
+Client addresses: production sits behind a reverse proxy, so the lookup runs with
+VERIFIER_TRUSTED_PROXIES=1 and every request carries an `X-Forwarded-For` from a rotating pool of
+public IPv4 addresses (--clients). The rate limit (120/minute per client unless the code's default
+changes) then counts per pool address, as it counts per phone in production; the pool is checked
+to be large enough that no address can exceed the limit, and the non-2xx count must be 0. All three
+servers get the same Lua script and headers, so wrk's own cost is the same for each.
+
+CPU per request: user+system CPU of the server's whole process group (gunicorn master and
+workers, /proc/<pid>/stat) over the wrk phase, divided by the requests wrk completed.
 Target (issue 4): lookup rps / hello-world rps >= 0.5, p99 well under 300 ms.
 """
 
@@ -13,20 +33,28 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import ipaddress
+import math
 import os
+import random
 import re
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 import urllib.request
+from contextlib import ExitStack
 from pathlib import Path
 
-from verifier import codes, issue, keys
+from verifier import codes, issue, keys, ratelimit, settings
+
+BASE = "HTTPS://VERIFY.EXAMPLE.CN/"
+CODES_PER_SECOND = 4_000  # above hello-world's rps on the development machine: lookups never run out
 
 HELLO = """
 from flask import Flask
@@ -37,13 +65,94 @@ def hello():
     return "Hello, World!"
 """
 
+# The floor: verify one code, one durable INSERT, a tiny body. Nothing else a lookup does.
+FLOOR = """
+import datetime as dt
+import os
+import sqlite3
+from pathlib import Path
+
+from flask import Flask
+
+from verifier import codes, keys
+
+app = Flask(__name__)
+TRUSTED = keys.trust_from_folder(Path(os.environ["VERIFIER_KEYS"]))
+BASES = (os.environ["VERIFIER_BASE_URL"],)
+HOST = BASES[0].split("://", 1)[1].rstrip("/")
+_conn = None
+_pid = 0
+
+
+def connection():
+    global _conn, _pid
+    if _conn is None or _pid != os.getpid():  # one connection per worker process, made after the fork
+        _conn = sqlite3.connect(os.environ["BENCH_FLOOR_DB"], timeout=10, isolation_level=None)
+        _conn.execute("PRAGMA journal_mode = WAL")
+        _conn.execute("PRAGMA synchronous = FULL")
+        _pid = os.getpid()
+    return _conn
+
+
+@app.get("/")
+def ready():
+    return "ready"
+
+
+@app.get("/<path:subpath>")
+def check(subpath):
+    result = codes.verify(f"{HOST}/{subpath}", TRUSTED, BASES)
+    if not result.genuine:
+        return result.reason, 400
+    connection().execute(
+        "INSERT INTO scans (at, serial, kid) VALUES (?, ?, ?)",
+        (dt.datetime.now(dt.UTC).isoformat(), result.code.serial, result.code.kid_hex),
+    )
+    return "ok"
+"""
+
+# Each line of BENCH_REQUESTS: "<path> <client address>". Thread n of N walks lines
+# [n*len/N, (n+1)*len/N): every request of the run is a distinct line until a slice runs out.
 WRK_SCRIPT = """
-local paths = {}
-for line in io.lines(os.getenv("BENCH_PATHS")) do paths[#paths + 1] = line end
-local i = math.random(#paths)
-request = function()
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local count = tonumber(os.getenv("BENCH_THREADS"))
+  local fixed_path = os.getenv("BENCH_FIXED_PATH")
+  local all = {}
+  for line in io.lines(os.getenv("BENCH_REQUESTS")) do all[#all + 1] = line end
+  local first = math.floor(id * #all / count) + 1
+  local last = math.floor((id + 1) * #all / count)
+  paths, addrs = {}, {}
+  for k = first, last do
+    local path, addr = all[k]:match("^(%S+) (%S+)$")
+    paths[#paths + 1] = fixed_path or path
+    addrs[#addrs + 1] = addr
+  end
+  i, sent, reused = 0, 0, 0
+end
+
+function request()
   i = i % #paths + 1
-  return wrk.format("GET", paths[i])
+  sent = sent + 1
+  if sent > #paths then reused = reused + 1 end
+  return wrk.format("GET", paths[i], {["X-Forwarded-For"] = addrs[i]})
+end
+
+function done(summary, latency, requests)
+  local sent_all, reused_all = 0, 0
+  for _, thread in ipairs(threads) do
+    sent_all = sent_all + thread:get("sent")
+    reused_all = reused_all + thread:get("reused")
+  end
+  io.write(string.format("BENCH sent=%d reused=%d\\n", sent_all, reused_all))
 end
 """
 
@@ -54,9 +163,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_ready(url: str, timeout: float = 30) -> None:
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server for {url} exited with status {proc.returncode}")
         try:
             urllib.request.urlopen(url, timeout=1).read()
             return
@@ -65,12 +176,43 @@ def wait_ready(url: str, timeout: float = 30) -> None:
     raise SystemExit(f"server at {url} did not start")
 
 
+def start(stack: ExitStack, args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A server in its own process group, stopped (the whole group) when `stack` closes."""
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    stack.callback(stop, proc)
+    return proc
+
+
 def stop(proc: subprocess.Popen) -> None:
-    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
     try:
         proc.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)  # a worker left behind by its master
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU of every process in the group, with the children its members reaped."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        if int(fields[2]) == pgid:  # pgrp; then utime, stime, cutime, cstime are fields 14-17
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def to_ms(value: str) -> float:
@@ -78,119 +220,202 @@ def to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1, "s": 1000, "m": 60000}[unit]
 
 
-def run_wrk(url: str, seconds: int, connections: int, script: Path | None, env: dict) -> dict[str, float]:
-    args = ["wrk", f"-t{min(2, connections)}", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
-    if script:
-        args += ["-s", str(script)]
-    out = subprocess.run(args + [url], capture_output=True, text=True, env=env, check=True).stdout
+def run_wrk(url: str, pgid: int, args: argparse.Namespace, script: Path, env: dict[str, str]) -> dict[str, float]:
+    threads = min(2, args.connections)
+    command = ["wrk", f"-t{threads}", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "--timeout", "5s"]
+    cpu_before = group_cpu_seconds(pgid)
+    out = subprocess.run(
+        [*command, "-s", str(script), url],
+        capture_output=True,
+        text=True,
+        env={**env, "BENCH_THREADS": str(threads)},
+        check=True,
+    ).stdout
+    cpu = group_cpu_seconds(pgid) - cpu_before
     result = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))}
+    result["requests"] = float(re.search(r"(\d+) requests in", out).group(1))
     for pct in ("50", "99"):
         result[f"p{pct}"] = to_ms(re.search(rf"\s{pct}%\s+([\d.]+\w+)", out).group(1))
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     result["non2xx"] = float(errors.group(1)) if errors else 0.0
+    socket_errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    result["socket_errors"] = float(sum(map(int, socket_errors.groups()))) if socket_errors else 0.0
+    sent, reused = re.search(r"BENCH sent=(\d+) reused=(\d+)", out).groups()
+    result["sent"], result["reused"] = float(sent), float(reused)
+    result["cpu_us"] = cpu / max(result["requests"], 1) * 1e6
     return result
+
+
+def client_pool(size: int, rng: random.Random) -> list[str]:
+    """`size` distinct public IPv4 addresses (never contacted: they only travel in a header)."""
+    pool: dict[str, None] = {}
+    while len(pool) < size:
+        address = ipaddress.IPv4Address(rng.getrandbits(32))
+        if address.is_global:
+            pool[str(address)] = None
+    return list(pool)
+
+
+def gunicorn(workers: int, port: int, folder: Path, app: str) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "gunicorn",
+        "-w",
+        str(workers),
+        "-k",
+        "sync",
+        "-b",
+        f"127.0.0.1:{port}",
+        "--chdir",
+        str(folder),
+        "--log-level",
+        "warning",  # as `verifier serve`
+        "--control-socket",
+        str(folder / f"{app.partition(':')[0]}.ctl"),  # not the shared default under ~/.gunicorn
+        app,
+    ]
+
+
+def line(name: str, r: dict[str, float]) -> str:
+    reused = "-" if name == "hello-world" else f"{r['reused']:,.0f}"  # hello-world is one path
+    return (
+        f"{name:<12}{r['rps']:>8,.0f}{r['p50']:>9.1f}{r['p99']:>9.1f}{r['cpu_us']:>11,.0f}"
+        f"{r['requests']:>10,.0f}{r['non2xx']:>8,.0f}{r['socket_errors']:>8,.0f}{reused:>8}"
+    )
+
+
+def bench(args: argparse.Namespace, stack: ExitStack, tmp_path: Path) -> int:
+    workers = max(2, os.cpu_count() or 1)
+    rng = random.Random(args.seed)
+    now = dt.datetime.now(dt.UTC)
+    record = keys.create_key(tmp_path / "keys", "bench", b"bench", now)
+    _, private = keys.load_private_key(tmp_path / "keys", "bench", b"bench")
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="Bench",
+        product="Tea",
+        count=args.codes,
+        out_dir=tmp_path / "batch",
+        base_url=BASE,
+        formats=("csv",),
+    )
+    started = time.monotonic()
+    issue.issue_batch(tmp_path / "verifier.db", request, private, bytes.fromhex(record.kid))
+    print(f"issued {args.codes:,} codes in {time.monotonic() - started:.1f} s", file=sys.stderr)
+    with open(tmp_path / "batch" / "codes.csv", encoding="utf-8", newline="") as fh:
+        paths = ["/" + row["url"][len(BASE) :] for row in issue.read_codes_csv(fh)]
+    rng.shuffle(paths)  # not in serial order: no help from the B-tree's locality
+    pool = client_pool(args.clients, rng)
+    requests_file = tmp_path / "requests.txt"
+    requests_file.write_text("".join(f"{path} {pool[k % len(pool)]}\n" for k, path in enumerate(paths)))
+    script = tmp_path / "requests.lua"
+    script.write_text(textwrap.dedent(WRK_SCRIPT))
+    (tmp_path / "hello.py").write_text(HELLO)
+    (tmp_path / "floor.py").write_text(FLOOR)
+    floor_db = tmp_path / "floor.db"
+    with sqlite3.connect(floor_db) as conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE scans (id INTEGER PRIMARY KEY, at TEXT NOT NULL, serial INTEGER, kid TEXT)")
+    conn.close()
+
+    env = {name: value for name, value in os.environ.items() if not name.startswith("VERIFIER_")}
+    env |= {
+        "BENCH_REQUESTS": str(requests_file),
+        "BENCH_FLOOR_DB": str(floor_db),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])),
+        "VERIFIER_DB": str(tmp_path / "verifier.db"),
+        "VERIFIER_KEYS": str(tmp_path / "keys"),
+        "VERIFIER_BASE_URL": BASE,
+        "VERIFIER_INSTANCE": str(tmp_path / "instance"),
+        "VERIFIER_TRUSTED_PROXIES": "1",  # production sits behind one reverse proxy
+    }
+    limit = ratelimit.parse_limit(settings.load(env).ratelimit)  # the production default: not overridden
+    # An address is used at most ceil(codes / clients) times in the whole run while no code is reused.
+    per_client = math.ceil(args.codes / len(pool))
+    if limit is not None and per_client > limit.hits:
+        raise SystemExit(f"--clients {len(pool):,} is too small: {per_client} requests a client, limit {limit}")
+
+    results = {}
+    for name, app, ready in (("hello-world", "hello:app", "/"), ("floor", "floor:app", "/")):
+        port = free_port()
+        proc = start(stack, gunicorn(workers, port, tmp_path, app), env)
+        wait_ready(f"http://127.0.0.1:{port}{ready}", proc)
+        run_env = env | {"BENCH_FIXED_PATH": "/"} if name == "hello-world" else env
+        results[name] = run_wrk(f"http://127.0.0.1:{port}", proc.pid, args, script, run_env)
+        stop(proc)
+
+    port = free_port()
+    proc = start(
+        stack, [sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", str(workers)], env
+    )
+    wait_ready(f"http://127.0.0.1:{port}/healthz", proc)
+    results["lookup"] = run_wrk(f"http://127.0.0.1:{port}", proc.pid, args, script, env)
+    stop(proc)
+
+    conn = sqlite3.connect(tmp_path / "verifier.db")
+    scans, first = conn.execute("SELECT count(*), sum(reason = 'genuine') FROM scans").fetchone()
+    conn.close()
+    counters = sqlite3.connect(ratelimit.counters_path(tmp_path / "verifier.db"))
+    clients, max_hits = counters.execute("SELECT count(DISTINCT client), max(hits) FROM hits").fetchone()
+    counters.close()
+    floor_rows = sqlite3.connect(floor_db).execute("SELECT count(*) FROM scans").fetchone()[0]
+
+    hello, floor, lookup = results["hello-world"], results["floor"], results["lookup"]
+    print(
+        f"gunicorn sync workers: {workers}; wrk -t{min(2, args.connections)} -c{args.connections} for "
+        f"{args.seconds} s on 127.0.0.1; {args.codes:,} codes (seed {args.seed}), {len(pool):,} client addresses"
+    )
+    print(
+        f"{'':<12}{'rps':>8}{'p50 ms':>9}{'p99 ms':>9}{'CPU µs/req':>11}{'requests':>10}"
+        f"{'non-2xx':>8}{'sockerr':>8}{'reused':>8}"
+    )
+    for name, r in results.items():
+        print(line(name, r))
+    print(
+        f"ratios (rps): lookup/hello {lookup['rps'] / hello['rps']:.2f} (target >= 0.50) · "
+        f"floor/hello {floor['rps'] / hello['rps']:.2f} · lookup/floor {lookup['rps'] / floor['rps']:.2f}"
+    )
+    print(
+        f"CPU a request: lookup/hello {lookup['cpu_us'] / hello['cpu_us']:.2f} · "
+        f"floor/hello {floor['cpu_us'] / hello['cpu_us']:.2f} · lookup/floor {lookup['cpu_us'] / floor['cpu_us']:.2f}"
+    )
+    print(
+        f"lookup: scans recorded {scans:,}: first checks {first or 0:,}, repeats {scans - (first or 0):,}; "
+        f"rate limit {limit}: at most {per_client} request(s) an address; its live window counted "
+        f"{clients or 0:,} clients, at most {max_hits or 0} hits by one; "
+        f"floor rows {floor_rows:,}; p99 {lookup['p99']:.1f} ms (EU FMD bar: 95 % within 300 ms)"
+    )
+    status = 0
+    if any(r["non2xx"] for r in results.values()):
+        print("FAILED: non-2xx responses (a rate limit hit, or a code not verified)", file=sys.stderr)
+        status = 1
+    if lookup["reused"] or floor["reused"]:
+        most = max(lookup["sent"], floor["sent"])
+        print(f"FAILED: codes reused; rerun with --codes above {most:,.0f}", file=sys.stderr)
+        status = 1
+    return status
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--codes", type=int, default=20_000)
+    parser.add_argument(
+        "--codes", type=int, default=0, help=f"codes to issue (default: {CODES_PER_SECOND:,} a second of the run)"
+    )
+    parser.add_argument("--clients", type=int, default=65_536, help="client addresses in the rotating pool")
+    parser.add_argument("--seed", type=int, default=15, help="seed of the code order and the address pool")
     args = parser.parse_args()
+    args.codes = args.codes or CODES_PER_SECOND * args.seconds
     if not shutil.which("wrk"):
         raise SystemExit("wrk is needed: apt-get install wrk")
-    workers = max(2, os.cpu_count() or 1)
-
-    with tempfile.TemporaryDirectory(prefix="bench-lookup-") as tmp:
-        tmp_path = Path(tmp)
-        base = "HTTPS://VERIFY.EXAMPLE.CN/"
-        now = dt.datetime.now(dt.UTC)
-        record = keys.create_key(tmp_path / "keys", "bench", b"bench", now)
-        _, private = keys.load_private_key(tmp_path / "keys", "bench", b"bench")
-        request = issue.BatchRequest(
-            mark=codes.MARKS[0],
-            enterprise="Bench",
-            product="Tea",
-            count=args.codes,
-            out_dir=tmp_path / "batch",
-            base_url=base,
-            formats=("csv",),
-        )
-        issue.issue_batch(tmp_path / "verifier.db", request, private, bytes.fromhex(record.kid))
-        paths_file = tmp_path / "paths.txt"
-        with open(tmp_path / "batch" / "codes.csv", encoding="utf-8", newline="") as fh, open(paths_file, "w") as out:
-            for row in issue.read_codes_csv(fh):
-                out.write("/" + row["url"][len(base) :] + "\n")
-        script = tmp_path / "codes.lua"
-        script.write_text(textwrap.dedent(WRK_SCRIPT))
-        (tmp_path / "hello.py").write_text(HELLO)
-        env = {
-            **os.environ,
-            "BENCH_PATHS": str(paths_file),
-            "VERIFIER_DB": str(tmp_path / "verifier.db"),
-            "VERIFIER_KEYS": str(tmp_path / "keys"),
-            "VERIFIER_BASE_URL": base,
-            "VERIFIER_RATELIMIT": "off",
-            "VERIFIER_INSTANCE": str(tmp_path / "instance"),
-        }
-
-        port = free_port()
-        hello = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "gunicorn",
-                "-w",
-                str(workers),
-                "-k",
-                "sync",
-                "-b",
-                f"127.0.0.1:{port}",
-                "--chdir",
-                str(tmp_path),
-                "hello:app",
-            ],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/")
-            baseline = run_wrk(f"http://127.0.0.1:{port}/", args.seconds, args.connections, None, env)
-        finally:
-            stop(hello)
-
-        port = free_port()
-        lookup = subprocess.Popen(
-            [sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", str(workers)],
-            env=env,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-        )
-        try:
-            wait_ready(f"http://127.0.0.1:{port}/healthz")
-            result = run_wrk(f"http://127.0.0.1:{port}", args.seconds, args.connections, script, env)
-        finally:
-            stop(lookup)
-        import sqlite3
-
-        scans = (
-            sqlite3.connect(tmp_path / "verifier.db")
-            .execute("SELECT count(*), sum(reason = 'genuine') FROM scans")
-            .fetchone()
-        )
-
-    print(f"gunicorn sync workers: {workers}; wrk -c{args.connections} for {args.seconds} s on 127.0.0.1")
-    print(f"hello-world: {baseline['rps']:,.0f} rps  p50 {baseline['p50']:.1f} ms  p99 {baseline['p99']:.1f} ms")
-    print(
-        f"lookup:      {result['rps']:,.0f} rps  p50 {result['p50']:.1f} ms  p99 {result['p99']:.1f} ms  "
-        f"(non-2xx: {result['non2xx']:.0f}; scans recorded: {scans[0]:,}, first checks: {scans[1]:,})"
-    )
-    print(
-        f"ratio lookup / hello-world: {result['rps'] / baseline['rps']:.2f} (target >= 0.50); "
-        f"p99 {result['p99']:.1f} ms (EU FMD bar: 95 % within 300 ms)"
-    )
+    # Ctrl-C and kill both unwind through the ExitStack, which stops every server's process group.
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even when started in the background
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory(prefix="bench-lookup-") as tmp, ExitStack() as stack:
+        status = bench(args, stack, Path(tmp))
+    sys.exit(status)
 
 
 if __name__ == "__main__":
