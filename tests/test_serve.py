@@ -149,3 +149,13 @@ def test_serve_accepts_codes_issued_under_every_base_url(serve, world, db_copy, 
         status, _, body = get(server.url + "/" + url.split("/", 3)[3])
         assert status == 200 and expected.encode() in body, url
     assert api(server, old_url)[1]["reason"] == "genuine-repeat"
+
+
+def test_two_nodes_on_one_host_share_no_control_socket(serve, tmp_path):
+    """gunicorn 27 opens a control socket under $HOME by default, one path for every server of a
+    user: lookup nodes on one host would fight over it. verifier serve opens none."""
+    home = tmp_path / "home"
+    home.mkdir()
+    first, second = serve(HOME=str(home)), serve(HOME=str(home))
+    assert get(first.url + "/healthz")[0] == 200 and get(second.url + "/healthz")[0] == 200
+    assert not (home / ".gunicorn").exists()

@@ -63,6 +63,9 @@ def run(
             "errorlog": "-",
             "loglevel": "warning",
             "proc_name": "verifier-lookup",
+            # gunicorn 27's control socket defaults to one path per user (~/.gunicorn/gunicorn.ctl):
+            # two lookup nodes on one host would share it. Nothing of ours uses it.
+            "control_socket_disable": True,
         },
         loaded,
     ).run()
