@@ -25,24 +25,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from . import clock
 from .repos import log
+from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
 GENESIS = "0" * 64
 CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # these signatures mean nothing elsewhere
-PERSONAL_FIELDS = ("ip_prefix", "ip_hash", "region", "city", "user_agent", "session_hash")
-SCAN_FIELDS = (
-    "id",
-    "at",
-    "channel",
-    "reason",
-    "detail",
-    "serial",
-    "batch_id",
-    "kid",
-    "counted",
-    "checks",
-    "pin",
-    "country",
-)
 
 
 def canonical(value: object) -> str:

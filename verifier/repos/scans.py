@@ -14,7 +14,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-INSERT_COLUMNS = (
+# What a scan's log entry commits to (never changed), and the personal fields the retention purge
+# may erase (committed to through a salted hash); then the row's link to its log entry.
+SCAN_FIELDS = (
     "id",
     "at",
     "channel",
@@ -27,15 +29,9 @@ INSERT_COLUMNS = (
     "checks",
     "pin",
     "country",
-    "ip_prefix",
-    "ip_hash",
-    "region",
-    "city",
-    "user_agent",
-    "session_hash",
-    "log_seq",
-    "personal_salt",
 )
+PERSONAL_FIELDS = ("ip_prefix", "ip_hash", "region", "city", "user_agent", "session_hash")
+INSERT_COLUMNS = SCAN_FIELDS + PERSONAL_FIELDS + ("log_seq", "personal_salt")
 COLUMNS = frozenset(INSERT_COLUMNS)
 COMMON_REASONS = ("genuine", "genuine-repeat")  # the verdicts the partial index scans_reason leaves out
 HISTORY_MAX = 1000
