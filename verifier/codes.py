@@ -12,9 +12,10 @@ import functools
 import re
 import unicodedata
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from cryptography.exceptions import InvalidSignature
+import nacl.bindings
+import nacl.exceptions
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 VERSION = 1
@@ -157,6 +158,24 @@ class TrustedKey:
     kid: bytes
     public_key: Ed25519PublicKey
     status: str = KEY_ACTIVE
+    raw: bytes = field(init=False, repr=False, compare=False)  # the key's 32 bytes, as libsodium takes it
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "raw", self.public_key.public_bytes_raw())
+
+
+def signature_valid(public_raw: bytes, signature: bytes, message: bytes) -> bool:
+    """Whether `signature` is an Ed25519 signature of `message` by the key `public_raw` (32 bytes).
+
+    libsodium (PyNaCl) verifies about twice as fast as OpenSSL: this is the lookup's hot path.
+    `cryptography` keeps signing and the keys themselves."""
+    if len(signature) != SIGNATURE_BYTES:
+        return False
+    try:
+        nacl.bindings.crypto_sign_open(signature + message, public_raw)
+    except nacl.exceptions.BadSignatureError:
+        return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -582,10 +601,8 @@ def check_signature(code: Code, keys: Mapping[bytes, TrustedKey]) -> TrustedKey:
     key = keys.get(code.kid)
     if key is None:
         raise InvalidCode(UNKNOWN_KEY, message=f"no trusted key has id {code.kid_hex}")
-    try:
-        key.public_key.verify(code.signature, signed_message(code))
-    except InvalidSignature:
-        raise InvalidCode(BAD_SIGNATURE, message="the signature does not match") from None
+    if not signature_valid(key.raw, code.signature, signed_message(code)):
+        raise InvalidCode(BAD_SIGNATURE, message="the signature does not match")
     if key.status == KEY_REVOKED_STATUS:
         raise InvalidCode(KEY_REVOKED, message=f"key {code.kid_hex} has been revoked")
     return key
