@@ -69,3 +69,45 @@ def test_resolver_ignores_headers_unless_trusted():
     )
     wire = {"X-Geo-City": "深圳".encode().decode("latin-1")}  # what a WSGI server hands over for UTF-8 bytes
     assert clients.RegionResolver(trust_headers=True).resolve(None, wire).city == "深圳"
+
+
+def _truncate_ip_reference(ip: str) -> str | None:
+    """truncate_ip as it was written before its IPv4 fast path: `ipaddress` alone."""
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped:
+        address = address.ipv4_mapped
+    prefix = 24 if address.version == 4 else 48
+    return str(ipaddress.ip_network(f"{address}/{prefix}", strict=False))
+
+
+def _rate_network_reference(ip: str) -> str:
+    import ipaddress
+
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6 and not address.ipv4_mapped:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address.ipv4_mapped or address) if address.version == 6 else str(address)
+
+
+def test_ip_fast_path_answers_as_ipaddress_does():
+    """The IPv4 fast path of truncate_ip and rate_network gives `ipaddress`'s answer for every input."""
+    import random
+
+    rng = random.Random(15)
+    octets = ["0", "00", "01", "1", "9", "10", "99", "100", "199", "200", "249", "250", "255", "256", "300", "0255"]
+    octets += ["", " 1", "1 ", "+1", "-1", "١", "１", "1e1", "0x1", "999", "1000"]
+    samples = ["", ".", "...", "1.2.3", "1.2.3.4.5", "1.2.3.4.", ".1.2.3.4", "1.2.3.4\n", "::ffff:198.51.100.7"]
+    samples += ["203.0.113.9", "2001:db8:1234:5678::9", "::1", "::", "fe80::1%eth0", "1.2.3.4/24", "junk"]
+    samples += [".".join(rng.choice(octets) for _ in range(4)) for _ in range(5000)]
+    samples += [".".join(str(rng.randrange(256)) for _ in range(4)) for _ in range(5000)]
+    for ip in samples:
+        assert clients.truncate_ip(ip) == _truncate_ip_reference(ip), ip
+        assert clients.rate_network(ip) == _rate_network_reference(ip), ip

@@ -9,7 +9,6 @@ browser session. Never the full IP, never a position.
 from __future__ import annotations
 
 import functools
-import hashlib
 import hmac
 import ipaddress
 import re
@@ -40,11 +39,19 @@ class Client:
 
 def keyed_hash(key: bytes, purpose: str, value: str) -> str:
     """A short HMAC-SHA256 of `value`, separated by purpose, for correlation without the value."""
-    return hmac.new(key, f"{purpose}\x00{value}".encode(), hashlib.sha256).hexdigest()[:16]
+    return hmac.digest(key, f"{purpose}\x00{value}".encode(), "sha256").hex()[:16]  # one-shot: in C
+
+
+# An IPv4 address exactly as `ipaddress` accepts one: four decimal octets 0-255, no leading zeros.
+# The common case skips building address objects (the answers are the same: tests/test_clients.py).
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_IPV4_RE = re.compile(rf"{_OCTET}\.{_OCTET}\.{_OCTET}\.{_OCTET}")
 
 
 def truncate_ip(ip: str) -> str | None:
     """The /24 (IPv4) or /48 (IPv6) network of an address, or None if it is not one."""
+    if _IPV4_RE.fullmatch(ip):
+        return ip[: ip.rindex(".")] + ".0/24"
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -57,6 +64,8 @@ def truncate_ip(ip: str) -> str | None:
 
 def rate_network(ip: str) -> str:
     """What one client is, for rate limits: an IPv4 address, or an IPv6 /64 (one household)."""
+    if _IPV4_RE.fullmatch(ip):
+        return ip
     try:
         address = ipaddress.ip_address(ip)
     except ValueError:
@@ -133,10 +142,11 @@ class RegionResolver:
             except Exception:  # noqa: BLE001 - a malformed address is simply not located
                 result = None
             code = getattr(result, "country_code", None)
-            country = code if code and re.fullmatch(r"[A-Z]{2}", code) else None
+            country = code if code and _COUNTRY_RE.fullmatch(code) else None
         return Region(country, region, city)
 
 
+_COUNTRY_RE = re.compile(r"[A-Z]{2}")
 PLACE_MAX = 64
 _PLACE_CHARACTERS = frozenset("0123456789 -.'")
 _FORMULA_STARTS = tuple("=+-@")  # a spreadsheet would run a cell starting so (scan exports are CSV)
@@ -181,6 +191,11 @@ def _is_mark(ch: str) -> bool:
     return unicodedata.category(ch).startswith("M")  # a vowel sign or accent, part of the letter before it
 
 
+def client_rate_key(key: bytes, ip: str) -> str:
+    """What rate limits count for the client at `ip`: the keyed hash of its `rate_network`."""
+    return keyed_hash(key, "rate", rate_network(ip))
+
+
 def describe_client(
     ip: str | None,
     user_agent: str,
@@ -188,8 +203,10 @@ def describe_client(
     headers: Mapping[str, str],
     key: bytes,
     resolver: RegionResolver,
+    rate_key: str | None = None,
 ) -> Client:
-    """The minimised record of a client, computed once at scan time."""
+    """The minimised record of a client, computed once at scan time (`rate_key`: the one the rate
+    limit already computed for this `ip`, to save computing it again)."""
     ip = ip or ""
     return Client(
         ip_prefix=truncate_ip(ip),
@@ -197,5 +214,5 @@ def describe_client(
         region=resolver.resolve(ip or None, headers),
         user_agent=coarse_user_agent(user_agent[:512]),
         session_hash=keyed_hash(key, "session", session_id) if session_id else None,
-        rate_key=keyed_hash(key, "rate", rate_network(ip)),
+        rate_key=rate_key if rate_key is not None else client_rate_key(key, ip),
     )

@@ -151,8 +151,8 @@ def state() -> ServerState:
     return cast(ServerState, current_app.extensions["verifier"])
 
 
-def describe_request_client() -> clients.Client:
-    """The minimised client of the current request."""
+def describe_request_client(rate_key: str | None = None) -> clients.Client:
+    """The minimised client of the current request (`rate_key`: the one `rate_limit` returned)."""
     st = state()
     return clients.describe_client(
         request.remote_addr,
@@ -161,6 +161,7 @@ def describe_request_client() -> clients.Client:
         cast(Mapping[str, str], request.headers),  # read with .get only
         st.hash_key,
         st.resolver,
+        rate_key,
     )
 
 
@@ -179,22 +180,24 @@ def is_typed(text: str, pin: str | None = None) -> bool:
     return pin is not None or _DIGITS_RE.fullmatch(codes.normalize_typed(text[:2048])) is not None
 
 
-def rate_limit() -> None:
-    """Count the request against its client's limit; `RateLimited` if it is over.
+def rate_limit() -> str | None:
+    """Count the request against its client's limit; `RateLimited` if it is over. The client's
+    rate key (None when there is no limit).
 
     Runs before the signature check and the registry's writer lock: a request over the limit
     costs one non-durable counter update and writes nothing to the registry."""
     st = state()
     if st.limit is None:
-        return
-    key = clients.keyed_hash(st.hash_key, "rate", clients.rate_network(request.remote_addr or ""))
+        return None
+    key = clients.client_rate_key(st.hash_key, request.remote_addr or "")
     try:
         outcome = ratelimit.hit(st.counters(), key, st.limit, g.now.timestamp())
     except sqlite3.DatabaseError as exc:  # the counters are protection, not the service: fail open
         current_app.logger.error("rate-limit counters failed: %r", exc)
-        return
+        return key
     if not outcome.allowed:
         raise RateLimited(outcome.retry_after)
+    return key
 
 
 def check_code(text: str, channel: str, *, typed: bool, pin: str | None = None) -> lookup.Verdict:
@@ -203,10 +206,10 @@ def check_code(text: str, channel: str, *, typed: bool, pin: str | None = None) 
 
     `text` is a label's URL (`typed=False`) or a printed code (`typed=True`, with the PIN if any;
     the caller trims both to what its form accepts). Over the limit: `RateLimited`."""
-    rate_limit()
+    rate_key = rate_limit()
     st = state()
     settings = st.settings()
-    client = describe_request_client()
+    client = describe_request_client(rate_key)
     verification = None if typed else lookup.examine_url(text, settings)  # outside the write lock
     conn = st.connection()
     with db.transaction(conn):
