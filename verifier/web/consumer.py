@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from flask import Blueprint, Response, abort, current_app, request
@@ -46,7 +47,7 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
     show_pin_form = (
         bool(batch.get("has_pin")) and verdict.pin is None and channel == "qr" and verdict.tone in ("ok", "warn")
     )  # not for a recall or a red verdict
-    contact = contact_link(str(current_app.config["REPORT_CONTACT"]))
+    contact = str(current_app.config["REPORT_CONTACT"])
     retry = verdict.reason in (lookup.PIN_MISMATCH, lookup.MISTYPED)
     retry_code = typed.strip() if typed is not None and retry else None
     return page(
@@ -59,8 +60,8 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         show_pin_form=show_pin_form,
         show_report=verdict.tone != "ok",
         retry_code=retry_code,
-        report=_fill(TEXT[lang]["report"], contact=contact),
-        recall_contact=_fill(TEXT[lang]["recall.contact"], contact=contact),
+        report=_with_contact(lang, "report", contact),
+        recall_contact=_with_contact(lang, "recall.contact", contact),
         enterprise=_enterprise_named(batch.get("enterprise"), lang),
         number_keys=NUMBER_KEYS,
     )
@@ -72,6 +73,7 @@ _URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
 
+@functools.lru_cache(maxsize=64)  # one contact a deployment: the same markup every request
 def contact_link(contact: str) -> Markup:
     """The report contact as a link: tel: for a phone number (12315), the address of an http(s) URL,
     mailto: for an email address; anything else as escaped text."""
@@ -89,6 +91,12 @@ def contact_link(contact: str) -> Markup:
 def _fill(template: str, **values: Markup) -> Markup:
     """A sentence of ours with markup filled in; every value not already markup is escaped."""
     return escape(template).format(**values)
+
+
+@functools.lru_cache(maxsize=64)
+def _with_contact(lang: str, key: str, contact: str) -> Markup:
+    """The sentence `key` of `lang` with the report contact's link in it (the same every request)."""
+    return _fill(TEXT[lang][key], contact=contact_link(contact))
 
 
 def _enterprise_named(name: str | None, lang: str) -> str:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Any
 
-from flask import Response, g, make_response, render_template, request, url_for
+from flask import Response, g, render_template, request, url_for
+from werkzeug.datastructures import LanguageAccept
+from werkzeug.http import parse_accept_header
 
 from ..clock import CHINA
 from .state import SESSION_COOKIE
@@ -189,14 +192,21 @@ def choose_language() -> str:
     cookie = request.cookies.get("lang")
     if cookie in LANGUAGES:
         return str(cookie)
-    return request.accept_languages.best_match(["zh", "en"], default="zh") or "zh"
+    return _negotiate(request.headers.get("Accept-Language"))
+
+
+@functools.lru_cache(maxsize=512)  # phones send few distinct headers: parse each once a process
+def _negotiate(accept_language: str | None) -> str:
+    """The language an Accept-Language header asks for, as `request.accept_languages` chooses it."""
+    accepted = parse_accept_header(accept_language, LanguageAccept)
+    return accepted.best_match(["zh", "en"], default="zh") or "zh"
 
 
 def page(template: str, status: int = 200, **context: Any) -> Response:
     """A consumer page in the request's language; sets the language and browser-session cookies."""
     lang = context.pop("lang", None) or choose_language()
     html = render_template(template, lang=lang, t=TEXT[lang], other=_other_language_link(lang), **context)
-    response = make_response(html, status)
+    response = Response(html, status)  # what flask.make_response makes of a str and a status
     if request.args.get("lang") in LANGUAGES:
         response.set_cookie("lang", lang, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure)
     if g.get("new_session"):  # the browser session: repeat views from it count once
