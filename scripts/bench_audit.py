@@ -17,21 +17,20 @@ rate of both phases, same run, and what the anomaly requests answered.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import http.client
 import os
 import random
 import resource
-import signal
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
 import time
+from contextlib import ExitStack
 from pathlib import Path
+
+from _benchlib import free_port, start, wait_ready
 
 from verifier import accounts, codes, db, issue, keys
 from verifier.web import create_app
@@ -243,14 +242,8 @@ def genuine_paths(folder: Path, db_path: Path, count: int = 500) -> list[str]:
             formats=("csv",),
         )
         issue.issue_batch(db_path, request, private, bytes.fromhex(record.kid))
-    with open(listing, encoding="utf-8") as fh:
-        return ["/" + row["url"][len(BASE) :] for row in csv.DictReader(fh)]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    with open(listing, encoding="utf-8", newline="") as fh:
+        return ["/" + row["url"][len(BASE) :] for row in issue.read_codes_csv(fh)]
 
 
 def load(
@@ -307,23 +300,10 @@ def lookup_under_audit(folder: Path, db_path: Path, token: str, seconds: float, 
         "VERIFIER_SECRET_KEY": "bench",
         "VERIFIER_INSTANCE": str(folder),
     }
-    server = subprocess.Popen(
-        [sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise SystemExit("verifier serve did not start") from None
-                time.sleep(0.2)
+    with ExitStack() as stack:
+        serve = [sys.executable, "-m", "verifier", "serve", "--port", str(port), "--workers", "2"]
+        server = start(stack, serve, env)
+        wait_ready(f"http://127.0.0.1:{port}/healthz", server, timeout=60)
         load(port, paths, 2, connections)  # warm-up
         alone = load(port, paths, seconds, connections)
         audit: list[tuple[float, int]] = []
@@ -356,13 +336,6 @@ def lookup_under_audit(folder: Path, db_path: Path, token: str, seconds: float, 
         )
         a, b = (sorted(ms for ms, _ in r) for r in (alone, busy))
         print(f"  lookup p99 ratio (with / without anomalies): {b[int(0.99 * len(b))] / a[int(0.99 * len(a))]:.2f}")
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
-            server.wait()
 
 
 if __name__ == "__main__":

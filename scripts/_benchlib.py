@@ -1,0 +1,98 @@
+"""What the benchmark scripts share: a signed batch to scan, servers in their own process groups,
+their CPU time. Imported by scripts/bench_*.py (scripts/ is on sys.path when they run); never by
+the package.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+from contextlib import ExitStack
+from pathlib import Path
+
+from verifier import codes, issue, keys
+
+
+def issue_bench_batch(folder: Path, count: int, base_url: str) -> list[str]:
+    """A key and a registered batch of `count` codes under `folder` (keys/, verifier.db, batch/):
+    the label URLs' paths, in codes.csv order."""
+    now = dt.datetime.now(dt.UTC)
+    record = keys.create_key(folder / "keys", "bench", b"bench", now)
+    _, private = keys.load_private_key(folder / "keys", "bench", b"bench")
+    request = issue.BatchRequest(
+        mark=codes.MARKS[0],
+        enterprise="Bench",
+        product="Tea",
+        count=count,
+        out_dir=folder / "batch",
+        base_url=base_url,
+        formats=("csv",),
+    )
+    issue.issue_batch(folder / "verifier.db", request, private, bytes.fromhex(record.kid))
+    with open(folder / "batch" / "codes.csv", encoding="utf-8", newline="") as fh:
+        return ["/" + row["url"][len(base_url) :] for row in issue.read_codes_csv(fh)]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes] | None = None, timeout: float = 30) -> None:
+    """Poll `url` until it answers; exit the script if the server exits or does not start."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"server for {url} exited with status {proc.returncode}")
+        try:
+            urllib.request.urlopen(url, timeout=1).read()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit(f"server at {url} did not start")
+
+
+def start(stack: ExitStack, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """A server in its own process group, stopped (the whole group) when `stack` closes."""
+    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    stack.callback(stop, proc)
+    return proc
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the group, then SIGKILL to whatever of it is left (a worker its master lost)."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        pass
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def group_cpu_seconds(pgid: int) -> float:
+    """User+system CPU of every process in the group, with the children its members reaped."""
+    ticks = 0
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:  # it ended meanwhile
+            continue
+        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
+        if int(fields[2]) == pgid:  # pgrp; then utime, stime, cutime, cstime are fields 14-17
+            ticks += sum(int(value) for value in fields[11:15])
+    return ticks / os.sysconf("SC_CLK_TCK")
