@@ -16,6 +16,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from .. import clock, settings
 from . import errors
+from .i18n import first
 from .state import SESSION_COOKIE, ServerState, _instance_secret
 
 __all__ = ["create_app", "_instance_secret"]  # _instance_secret: tests/test_files.py
@@ -93,7 +94,7 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     @app.before_request
     def request_clock_and_session() -> None:
         g.now = clock.now()
-        cookie = request.cookies.get(SESSION_COOKIE, "")
+        cookie = first(request.cookies, SESSION_COOKIE) or ""
         g.new_session = not (len(cookie) == 32 and all(c in "0123456789abcdef" for c in cookie))
         g.session_id = secrets.token_hex(16) if g.new_session else cookie
 

@@ -165,14 +165,18 @@ def describe_request_client(rate_key: str | None = None) -> clients.Client:
     )
 
 
+_PURPOSE_KEYS = ("HTTP_SEC_PURPOSE", "HTTP_PURPOSE", "HTTP_X_PURPOSE", "HTTP_X_MOZ")
+
+
 def is_prefetch() -> bool:
     """HEAD requests, link previews and prefetches: they must not count as a consumer's check."""
     if request.method == "HEAD":
         return True
     # Sec-Purpose (Fetch spec, Chrome's "prefetch;prerender"), Purpose (older Chrome), X-Purpose
     # (Safari's "preview"), X-Moz (older Firefox's "prefetch").
-    hints = " ".join(request.headers.get(name, "") for name in ("Sec-Purpose", "Purpose", "X-Purpose", "X-Moz"))
-    return "prefetch" in hints.lower() or "preview" in hints.lower()
+    environ = request.environ  # the headers, read where request.headers.get reads them
+    hints = " ".join(environ.get(key, "") for key in _PURPOSE_KEYS).lower()
+    return "prefetch" in hints or "preview" in hints
 
 
 def is_typed(text: str, pin: str | None = None) -> bool:
