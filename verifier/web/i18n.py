@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import time
 from typing import Any
 
 from flask import Response, g, render_template, request, url_for
 from werkzeug.datastructures import LanguageAccept, MultiDict
-from werkzeug.http import http_date, parse_accept_header
+from werkzeug.http import parse_accept_header
 
 from ..clock import CHINA
 from .state import SESSION_COOKIE
@@ -215,27 +214,17 @@ def page(template: str, status: int = 200, **context: Any) -> Response:
     html = render_template(template, lang=lang, t=TEXT[lang], other=_other_language_link(lang), **context)
     response = Response(html, status)  # what flask.make_response makes of a str and a status
     if first(request.args, "lang") in LANGUAGES:
-        response.headers.add("Set-Cookie", _cookie("lang", lang, LANG_COOKIE_AGE, request.is_secure))
+        response.set_cookie("lang", lang, max_age=365 * 86400, httponly=True, samesite="Lax", secure=request.is_secure)
     if g.get("new_session"):  # the browser session: repeat views from it count once
-        response.headers.add("Set-Cookie", _cookie(SESSION_COOKIE, g.session_id, SESSION_COOKIE_AGE, request.is_secure))
+        response.set_cookie(
+            SESSION_COOKIE,
+            g.session_id,
+            max_age=2 * 365 * 86400,
+            httponly=True,
+            samesite="Lax",
+            secure=request.is_secure,
+        )
     return response
-
-
-LANG_COOKIE_AGE = 365 * 86400
-SESSION_COOKIE_AGE = 2 * 365 * 86400
-
-
-def _cookie(name: str, value: str, max_age: int, secure: bool) -> str:
-    """The Set-Cookie value werkzeug's set_cookie(name, value, max_age=max_age, httponly=True,
-    samesite="Lax", secure=secure) makes, for our own names and values (a language, a hex id: no
-    quoting needed), with its Expires date formatted once a second rather than every request."""
-    expires = _http_date(int(time.time()) + max_age)  # werkzeug: now + max_age, to the second (gmtime)
-    return f"{name}={value}; Expires={expires}; Max-Age={max_age}{'; Secure' if secure else ''}; HttpOnly; Path=/; SameSite=Lax"
-
-
-@functools.lru_cache(maxsize=8)
-def _http_date(timestamp: int) -> str:
-    return http_date(timestamp)
 
 
 def message_page(status: int, title_key: str, body: str) -> Response:
