@@ -40,16 +40,16 @@ import random
 import re
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from contextlib import ExitStack
 from pathlib import Path
+
+from _benchlib import free_port, group_cpu_seconds, start, stop, wait_ready
 
 from verifier import codes, issue, keys, ratelimit, settings
 
@@ -155,64 +155,6 @@ function done(summary, latency, requests)
   io.write(string.format("BENCH sent=%d reused=%d\\n", sent_all, reused_all))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 30) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"server for {url} exited with status {proc.returncode}")
-        try:
-            urllib.request.urlopen(url, timeout=1).read()
-            return
-        except OSError:
-            time.sleep(0.1)
-    raise SystemExit(f"server at {url} did not start")
-
-
-def start(stack: ExitStack, args: list[str], env: dict[str, str]) -> subprocess.Popen:
-    """A server in its own process group, stopped (the whole group) when `stack` closes."""
-    proc = subprocess.Popen(args, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
-    stack.callback(stop, proc)
-    return proc
-
-
-def stop(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        pass
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)  # a worker left behind by its master
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
-def group_cpu_seconds(pgid: int) -> float:
-    """User+system CPU of every process in the group, with the children its members reaped."""
-    ticks = 0
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = Path(entry.path, "stat").read_text()
-        except OSError:  # it ended meanwhile
-            continue
-        fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-        if int(fields[2]) == pgid:  # pgrp; then utime, stime, cutime, cstime are fields 14-17
-            ticks += sum(int(value) for value in fields[11:15])
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def to_ms(value: str) -> float:
