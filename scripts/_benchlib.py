@@ -18,23 +18,36 @@ from pathlib import Path
 from verifier import codes, issue, keys
 
 
-def issue_bench_batch(folder: Path, count: int, base_url: str) -> list[str]:
-    """A key and a registered batch of `count` codes under `folder` (keys/, verifier.db, batch/):
-    the label URLs' paths, in codes.csv order."""
+def issue_bench_batch(
+    folder: Path,
+    count: int,
+    base_url: str,
+    database: Path | None = None,
+    out_dir: Path | None = None,
+    enterprise: str = "Bench",
+) -> list[str]:
+    """A key (folder/keys) and a registered batch of `count` codes in `database` (folder/verifier.db),
+    written to `out_dir` (folder/batch): the label URLs' paths, in codes.csv order."""
+    out_dir = out_dir or folder / "batch"
     now = dt.datetime.now(dt.UTC)
     record = keys.create_key(folder / "keys", "bench", b"bench", now)
     _, private = keys.load_private_key(folder / "keys", "bench", b"bench")
     request = issue.BatchRequest(
         mark=codes.MARKS[0],
-        enterprise="Bench",
+        enterprise=enterprise,
         product="Tea",
         count=count,
-        out_dir=folder / "batch",
+        out_dir=out_dir,
         base_url=base_url,
         formats=("csv",),
     )
-    issue.issue_batch(folder / "verifier.db", request, private, bytes.fromhex(record.kid))
-    with open(folder / "batch" / "codes.csv", encoding="utf-8", newline="") as fh:
+    issue.issue_batch(database or folder / "verifier.db", request, private, bytes.fromhex(record.kid))
+    return batch_paths(out_dir, base_url)
+
+
+def batch_paths(out_dir: Path, base_url: str) -> list[str]:
+    """The label URLs' paths of the batch written to `out_dir`, in codes.csv order."""
+    with open(out_dir / "codes.csv", encoding="utf-8", newline="") as fh:
         return ["/" + row["url"][len(base_url) :] for row in issue.read_codes_csv(fh)]
 
 

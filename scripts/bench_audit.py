@@ -30,9 +30,9 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 
-from _benchlib import free_port, start, wait_ready
+from _benchlib import batch_paths, free_port, issue_bench_batch, start, wait_ready
 
-from verifier import accounts, codes, db, issue, keys
+from verifier import accounts, db
 from verifier.web import create_app
 
 BASE = "HTTPS://V.CN/"
@@ -227,23 +227,10 @@ def main() -> None:
 
 def genuine_paths(folder: Path, db_path: Path, count: int = 500) -> list[str]:
     """Paths of `count` genuine codes of a batch issued (once) into the bench database."""
-    listing = folder / "lookup-codes" / "codes.csv"
-    if not listing.exists():
-        now = dt.datetime.now(dt.UTC)
-        record = keys.create_key(folder / "keys", "bench", b"bench", now)
-        _, private = keys.load_private_key(folder / "keys", "bench", b"bench")
-        request = issue.BatchRequest(
-            mark=codes.MARKS[0],
-            enterprise="Enterprise 1",
-            product="P",
-            count=count,
-            out_dir=folder / "lookup-codes",
-            base_url=BASE,
-            formats=("csv",),
-        )
-        issue.issue_batch(db_path, request, private, bytes.fromhex(record.kid))
-    with open(listing, encoding="utf-8", newline="") as fh:
-        return ["/" + row["url"][len(BASE) :] for row in issue.read_codes_csv(fh)]
+    out_dir = folder / "lookup-codes"
+    if (out_dir / "codes.csv").exists():
+        return batch_paths(out_dir, BASE)
+    return issue_bench_batch(folder, count, BASE, database=db_path, out_dir=out_dir, enterprise="Enterprise 1")
 
 
 def load(

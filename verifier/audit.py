@@ -40,22 +40,7 @@ NOTE_MAX = 500
 TEXT_MAX = {"enterprise": 200, "region": 64}
 TEXT_CSV_COLUMNS = ("serial", "ip_hash", "session_hash")  # digit (and hex) strings spreadsheets would mangle
 PERSONAL_COLUMNS = ("ip_prefix", "ip_hash", "session_hash", "user_agent")
-SCAN_COLUMNS = (
-    "id",
-    "at",
-    "channel",
-    "reason",
-    "detail",
-    "serial",
-    "batch_id",
-    "kid",
-    "counted",
-    "checks",
-    "pin",
-    "country",
-    "region",
-    "city",
-) + PERSONAL_COLUMNS
+SCAN_COLUMNS = scans.SCAN_FIELDS + ("region", "city") + PERSONAL_COLUMNS  # what the audit shows
 
 TOO_BROAD = (
     "this needs more work than an audit request may do: narrow the time range (days, since/until) "
