@@ -22,6 +22,18 @@ VECTORS = Path(__file__).parent / "vectors"
 TEST_SEED = int(os.environ.get("VERIFIER_TEST_SEED", "20261122"))
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Skips grouped by reason, one line each (the PostgreSQL half alone would take hundreds)."""
+    reasons: dict[str, int] = {}
+    for report in terminalreporter.stats.get("skipped", []):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        reasons[reason] = reasons.get(reason, 0) + 1
+    if reasons:
+        terminalreporter.section("skipped, by reason")
+        for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+            terminalreporter.line(f"{count:5d} skipped: {reason.removeprefix('Skipped: ')}")
+
+
 def pytest_report_header(config) -> str:
     return f"VERIFIER_TEST_SEED={TEST_SEED} (serials of test batches; set it to repeat a run)"
 
@@ -145,6 +157,7 @@ def instance(tmp_path, monkeypatch) -> Path:
     monkeypatch.setenv("VERIFIER_INSTANCE", str(folder))
     monkeypatch.delenv("VERIFIER_KEYS", raising=False)
     monkeypatch.delenv("VERIFIER_DB", raising=False)
+    monkeypatch.delenv("VERIFIER_DATABASE_URL", raising=False)
     monkeypatch.setenv("VERIFIER_BASE_URL", "HTTPS://VERIFY.EXAMPLE.CN/")
     monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "correct horse battery staple")
     return folder
@@ -161,20 +174,132 @@ PIN_SECRET = b"test-pin-secret-0123456789"
 BASE_URL = "HTTPS://VERIFY.EXAMPLE.CN/"
 
 
+# --- the two engines: every test that uses a database runs on SQLite and on PostgreSQL -----------
+#
+# scripts/test starts a throwaway PostgreSQL server and sets VERIFIER_TEST_POSTGRES to a URL of its
+# maintenance database; without it the PostgreSQL half is skipped, and the summary says why.
+
+POSTGRES_ADMIN_URL = os.environ.get("VERIFIER_TEST_POSTGRES", "")
+ENGINES = ("sqlite", "postgresql")
+
+
+class PostgresServer:
+    """Databases on the test server: made empty or from a template, dropped at the end of the run."""
+
+    def __init__(self, admin_url: str):
+        self.admin_url = admin_url
+        self.made: list[str] = []
+        self._admin = None
+        self._count = 0
+
+    def admin(self):
+        import psycopg
+
+        if self._admin is None or self._admin.closed:
+            self._admin = psycopg.connect(self.admin_url, autocommit=True)
+        return self._admin
+
+    def url(self, name: str) -> str:
+        return self.admin_url.rsplit("/", 1)[0] + "/" + name  # postgresql://user@host:port/<name>
+
+    def create(self, name: str | None = None, template: str | None = None) -> str:
+        """A new database (a copy of the database at URL `template`, if given); its URL."""
+        self._count += 1
+        name = name or f"t{os.getpid()}_{self._count}"
+        source = f' TEMPLATE "{template.rsplit("/", 1)[1]}" STRATEGY FILE_COPY' if template else ""
+        self.admin().execute(f'CREATE DATABASE "{name}"{source}')
+        self.made.append(name)
+        return self.url(name)
+
+    def drop(self, url: str) -> None:
+        name = url.rsplit("/", 1)[1]
+        self.admin().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def drop_all(self) -> None:
+        for name in self.made:
+            try:
+                self.admin().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            except Exception:  # noqa: BLE001  (the server is thrown away after the run anyway)
+                pass
+        if self._admin is not None:
+            self._admin.close()
+
+
 @pytest.fixture(scope="session")
-def world(tmp_path_factory) -> dict:
-    """A key and four batches, issued once: compact with PINs, GS1, recalled, expired."""
+def postgres_server():
+    """The test PostgreSQL server, or None when VERIFIER_TEST_POSTGRES is not set."""
+    if not POSTGRES_ADMIN_URL:
+        yield None
+        return
+    server = PostgresServer(POSTGRES_ADMIN_URL)
+    yield server
+    server.drop_all()
+
+
+@pytest.fixture(scope="session", params=ENGINES)
+def engine(request) -> str:
+    """`sqlite` or `postgresql`: the engine of the test's databases."""
+    if request.param == "postgresql" and not POSTGRES_ADMIN_URL:
+        pytest.skip("PostgreSQL half: no test server (scripts/test starts one; VERIFIER_TEST_POSTGRES is unset)")
+    return request.param
+
+
+@pytest.fixture
+def new_database(engine, tmp_path, postgres_server):
+    """`new_database(name)`: the location of a new, empty database of the test's engine (a path
+    under tmp_path on SQLite, a URL on PostgreSQL)."""
+    made = []
+
+    def make(name: str = "verifier.db"):
+        if engine == "postgresql":
+            url = postgres_server.create()
+            made.append(url)
+            return url
+        return tmp_path / name
+
+    yield make
+    for url in made:
+        postgres_server.drop(url)
+
+
+def database_env(location) -> dict[str, str]:
+    """The environment variable that points verifier at `location` (VERIFIER_DB for a SQLite
+    file, VERIFIER_DATABASE_URL for PostgreSQL)."""
+    text = str(location)
+    if text.startswith("postgresql://"):
+        return {"VERIFIER_DATABASE_URL": text}
+    return {"VERIFIER_DB": text}
+
+
+def settle(location_or_conn) -> int:
+    """Let the log sequencer chain everything pending (PostgreSQL; SQLite chains inline): how many."""
+    from verifier import db, sequencer
+
+    if isinstance(location_or_conn, (str, Path)):
+        if not db.is_postgres(location_or_conn):
+            return 0
+        conn = db.connect(location_or_conn)
+        try:
+            return sequencer.drain(conn)
+        finally:
+            conn.close()
+    return sequencer.drain(location_or_conn)
+
+
+@pytest.fixture(scope="session")
+def world(tmp_path_factory, engine, postgres_server) -> dict:
+    """A key and four batches, issued once per engine: compact with PINs, GS1, recalled, expired."""
     import datetime as dt
     import sqlite3
 
     from verifier import clock, codes, db, issue
 
-    root = tmp_path_factory.mktemp("world")
+    root = tmp_path_factory.mktemp(f"world-{engine}")
     keys_dir = root / "keys"
     record = keys.create_key(keys_dir, "dev", b"pw", dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
     _, private = keys.load_private_key(keys_dir, "dev", b"pw")
     kid = bytes.fromhex(record.kid)
-    db_path = root / "verifier.db"
+    db_path = root / "verifier.db" if engine == "sqlite" else postgres_server.create(f"world_{os.getpid()}")
 
     random_bytes = seeded_random_bytes("world")
 
@@ -193,7 +318,7 @@ def world(tmp_path_factory) -> dict:
             return result.batch_id, list(issue.read_codes_csv(fh))
 
     sq, tr, ac = codes.MARKS
-    world = {"root": root, "keys_dir": keys_dir, "db": db_path, "private": private, "kid": kid}
+    world = {"root": root, "keys_dir": keys_dir, "db": db_path, "private": private, "kid": kid, "engine": engine}
     world["pin"] = batch(
         "pin",
         mark=sq,
@@ -213,16 +338,19 @@ def world(tmp_path_factory) -> dict:
     conn = db.connect(db_path)
     issue.recall_batch(conn, world["recalled"][0], "contaminated lot", clock.now())
     conn.close()
-    with sqlite3.connect(db_path) as conn:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if engine == "sqlite":
+        with sqlite3.connect(db_path) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     return world
 
 
 @pytest.fixture
-def db_copy(world, tmp_path) -> Path:
-    """A fresh copy of the world's database."""
+def db_copy(world, tmp_path, postgres_server):
+    """A fresh copy of the world's database: a file (Path) on SQLite, a database (its URL) on PostgreSQL."""
     import shutil
 
+    if world["engine"] == "postgresql":
+        return postgres_server.create(template=world["db"])
     target = tmp_path / "verifier.db"
     shutil.copyfile(world["db"], target)
     return target
@@ -342,7 +470,7 @@ def server_env(world, db_copy, tmp_path) -> dict:
 
     return {
         **os.environ,
-        "VERIFIER_DB": str(db_copy),
+        **database_env(db_copy),
         "VERIFIER_KEYS": str(world["keys_dir"]),
         "VERIFIER_BASE_URL": BASE_URL,
         "VERIFIER_PIN_SECRET": PIN_SECRET.decode(),

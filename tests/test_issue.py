@@ -272,7 +272,7 @@ def test_pool_workers_die_with_their_issuer_and_do_not_hold_its_lock(issuer, tmp
         workers = running_descendants(proc.pid)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        lock = issue.BatchLock.acquire(database.connect(db_path), 1, wait=False)
+        lock = issue._batch_lock(database.connect(db_path), 1, wait=False)
         assert lock is not None, "a worker still holds the dead issuer's batch lock"
         lock.release()
         wait_for(lambda: not workers & running_pids(), "the workers to die with their parent", timeout=20)
@@ -499,7 +499,7 @@ def test_credit_code_validation():
 
 def test_migrations_are_recorded_and_idempotent(tmp_path):
     conn = database.connect(tmp_path / "r.db")
-    assert database.migrations_applied(conn) == [name for name, _ in database.MIGRATIONS]
+    assert database.migrations_applied(conn) == list(database.MIGRATION_NAMES)
     assert database.migrate(conn) == []
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1

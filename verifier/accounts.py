@@ -12,7 +12,6 @@ import hmac
 import math
 import re
 import secrets
-import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -109,7 +108,7 @@ def _token_hash(token: str) -> str:
 
 
 def add_user(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     username: str,
     role: str,
     password: str,
@@ -132,7 +131,7 @@ def add_user(
     return User(user_id, username, role, enterprise_id, False)
 
 
-def enterprise_id(conn: sqlite3.Connection, name: str) -> int:
+def enterprise_id(conn: db.Conn, name: str) -> int:
     """The id of the enterprise an `enterprise` account is to belong to."""
     found = repo.enterprise_id(conn, name)
     if found is None:
@@ -140,18 +139,18 @@ def enterprise_id(conn: sqlite3.Connection, name: str) -> int:
     return found
 
 
-def find_user(conn: sqlite3.Connection, username: str) -> User:
+def find_user(conn: db.Conn, username: str) -> User:
     row = repo.user_by_name(conn, username)
     if row is None:
         raise AccountNotFound(f"no user {username!r} (see `verifier users list`)")
     return _user(row)
 
 
-def list_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_users(conn: db.Conn) -> list[dict[str, Any]]:
     return repo.list_users(conn)
 
 
-def disable_user(conn: sqlite3.Connection, username: str, actor: str, now: dt.datetime) -> User:
+def disable_user(conn: db.Conn, username: str, actor: str, now: dt.datetime) -> User:
     """Disable an account: its sessions and tokens stop working at once."""
     user = find_user(conn, username)
     at = clock.utc_text(now)
@@ -160,7 +159,7 @@ def disable_user(conn: sqlite3.Connection, username: str, actor: str, now: dt.da
     return User(user.id, user.username, user.role, user.enterprise_id, True)
 
 
-def issue_token(conn: sqlite3.Connection, username: str, label: str, actor: str, now: dt.datetime) -> tuple[int, str]:
+def issue_token(conn: db.Conn, username: str, label: str, actor: str, now: dt.datetime) -> tuple[int, str]:
     """A new API token for a user: (token id, the token). The token is shown once, stored hashed."""
     user = find_user(conn, username)
     if user.disabled:
@@ -172,14 +171,14 @@ def issue_token(conn: sqlite3.Connection, username: str, label: str, actor: str,
     return token_id, token
 
 
-def revoke_token(conn: sqlite3.Connection, token_id: int, actor: str, now: dt.datetime) -> None:
+def revoke_token(conn: db.Conn, token_id: int, actor: str, now: dt.datetime) -> None:
     at = clock.utc_text(now)
     if not repo.revoke_token(conn, token_id, at):
         raise AccountNotFound(f"no active token {token_id}")
     auditlog.append(conn, "token.revoked", {"token_id": token_id}, at, actor)
 
 
-def user_for_token(conn: sqlite3.Connection, token: str) -> User | None:
+def user_for_token(conn: db.Conn, token: str) -> User | None:
     """The enabled user a bearer token belongs to, or None."""
     if not token.startswith(TOKEN_PREFIX) or len(token) > 100:
         return None
@@ -215,7 +214,7 @@ class LoginResult:
 
 
 def login(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     username: str,
     password: str,
     now: dt.datetime,
@@ -254,7 +253,7 @@ def login(
     return LoginResult(_user(row), session) if row else LoginResult()
 
 
-def _login_wait(conn: sqlite3.Connection, client: str, name: str, now: dt.datetime) -> tuple[int, bool]:
+def _login_wait(conn: db.Conn, client: str, name: str, now: dt.datetime) -> tuple[int, bool]:
     """(seconds before this address may try this name, or 0; whether the address caused the wait)."""
     since = clock.utc_text(now - LOGIN_WINDOW)
 
@@ -276,7 +275,7 @@ def _seconds(delta: dt.timedelta) -> int:
     return max(1, math.ceil(delta.total_seconds()))
 
 
-def user_for_session(conn: sqlite3.Connection, session: str, now: dt.datetime) -> User | None:
+def user_for_session(conn: db.Conn, session: str, now: dt.datetime) -> User | None:
     """The user of a live session (idle and absolute timeouts); refreshes its idle clock.
 
     Inside the caller's write transaction: it ends an expired session or touches a live one.
@@ -293,5 +292,5 @@ def user_for_session(conn: sqlite3.Connection, session: str, now: dt.datetime) -
     return _user(found[2])
 
 
-def logout(conn: sqlite3.Connection, session: str) -> None:
+def logout(conn: db.Conn, session: str) -> None:
     repo.delete_session(conn, _token_hash(session))

@@ -8,11 +8,10 @@ index, so a test can check each plan; this module turns the rows into anomalies.
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock
+from . import clock, db
 from .repos import scans
 
 COUNTERFEIT_REASONS = scans.COUNTERFEIT_REASONS
@@ -76,7 +75,7 @@ def _ids(text: str | None, limit: int = EVIDENCE_MAX) -> list[int]:
     return [int(x) for x in (text or "").split(",")[:limit] if x]
 
 
-def find(conn: sqlite3.Connection, since: str, thresholds: Thresholds = Thresholds()) -> list[Anomaly]:
+def find(conn: db.Conn, since: str, thresholds: Thresholds = Thresholds()) -> list[Anomaly]:
     """Every anomaly in scans at or after `since` (UTC ISO time), most serious first."""
     params = parameters(since, thresholds)
 

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
 import io
-import os
 import re
-import sqlite3
 import unicodedata
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -24,7 +21,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, errors, issue, lookup
+from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, db, errors, issue, lookup
 from .repos import log, registry, scans
 from .repos.scans import ScanFilter
 
@@ -166,7 +163,7 @@ class Limits:
 
 
 @contextlib.contextmanager
-def reads(conn: sqlite3.Connection, limits: Limits) -> Iterator[budget.Meter]:
+def reads(conn: db.Conn, limits: Limits) -> Iterator[budget.Meter]:
     """The block's statements on `conn` within `limits`; TooBroad if they need more."""
     try:
         with budget.limited(conn, limits.steps, limits.seconds) as meter:
@@ -175,32 +172,29 @@ def reads(conn: sqlite3.Connection, limits: Limits) -> Iterator[budget.Meter]:
         raise TooBroad(TOO_BROAD) from None
 
 
-def heavy_slot(database: Path | str, slots: int) -> int:
-    """A file lock, one of `slots` shared by every process on `database`; Busy if all are taken.
+def heavy_slot(database: Path | str, slots: int) -> db.NamedLock:
+    """One of `slots` locks shared by every process on `database` (every node, on PostgreSQL);
+    Busy if all are taken. `release()` gives the slot back.
 
     With sync workers, a slot is a worker: one slot on a two-worker server keeps one worker for
-    lookups. Closing the returned descriptor gives the slot back.
+    lookups.
     """
     for slot in range(max(1, slots)):
-        fd = os.open(f"{database}-audit{slot}.lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
-            continue
-        return fd
+        lock = db.acquire_lock_at(database, f"audit{slot}")
+        if lock is not None:
+            return lock
     raise Busy(BUSY, retry_after=HEAVY_RETRY_SECONDS)
 
 
 @contextlib.contextmanager
-def heavy_reads(conn: sqlite3.Connection, database: Path | str, slots: int, limits: Limits) -> Iterator[budget.Meter]:
+def heavy_reads(conn: db.Conn, database: Path | str, slots: int, limits: Limits) -> Iterator[budget.Meter]:
     """A heavy slot and the read budget for the block."""
-    fd = heavy_slot(database, slots)
+    slot = heavy_slot(database, slots)
     try:
         with reads(conn, limits) as meter:
             yield meter
     finally:
-        os.close(fd)  # releases the lock
+        slot.release()
 
 
 # --- who sees what -------------------------------------------------------------------------
@@ -211,7 +205,7 @@ def columns_for(user: accounts.User) -> tuple[str, ...]:
     return SCAN_COLUMNS if user.sees_everything() else tuple(c for c in SCAN_COLUMNS if c not in PERSONAL_COLUMNS)
 
 
-def visible_batch(conn: sqlite3.Connection, user: accounts.User, batch_id: int) -> dict[str, Any]:
+def visible_batch(conn: db.Conn, user: accounts.User, batch_id: int) -> dict[str, Any]:
     """A registered batch `user` may see; NotFound otherwise (another enterprise's batch included)."""
     try:
         batch = registry.get_batch(conn, batch_id)
@@ -222,7 +216,7 @@ def visible_batch(conn: sqlite3.Connection, user: accounts.User, batch_id: int) 
     return batch
 
 
-def list_batches(conn: sqlite3.Connection, user: accounts.User) -> list[dict[str, Any]]:
+def list_batches(conn: db.Conn, user: accounts.User) -> list[dict[str, Any]]:
     """The registered batches `user` may see, newest first."""
     batches = registry.list_batches(conn)
     if not user.sees_everything():
@@ -235,7 +229,7 @@ def public_batch(batch: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in batch.items() if k not in ("issuing_pid", "output_dir")}
 
 
-def visible_code(conn: sqlite3.Connection, user: accounts.User, serial: int) -> int:
+def visible_code(conn: db.Conn, user: accounts.User, serial: int) -> int:
     """The batch id of a code `user` may see; NotFound otherwise."""
     batch = registry.batch_for_serial(conn, serial)
     if batch is None:
@@ -256,9 +250,7 @@ class ScanPage:
     next: int | None  # pass as `after` for the next page; None on the last one
 
 
-def list_scans(
-    conn: sqlite3.Connection, flt: ScanFilter, user: accounts.User, after: int | None, limit: int
-) -> ScanPage:
+def list_scans(conn: db.Conn, flt: ScanFilter, user: accounts.User, after: int | None, limit: int) -> ScanPage:
     """Matching scans `user` may see, newest first, keyset-paginated by id."""
     columns = columns_for(user)
     rows = scans.newest_first(
@@ -288,7 +280,7 @@ class CodeHistory:
         return codes.human_code(self.serial)
 
 
-def code_history(conn: sqlite3.Connection, user: accounts.User, serial: int) -> CodeHistory:
+def code_history(conn: db.Conn, user: accounts.User, serial: int) -> CodeHistory:
     """Every scan of one code `user` may see, with its check count; NotFound if it may not."""
     batch_id = visible_code(conn, user, serial)
     columns = columns_for(user)
@@ -304,13 +296,13 @@ def code_history(conn: sqlite3.Connection, user: accounts.User, serial: int) -> 
     )
 
 
-def batch_statistics(conn: sqlite3.Connection, batch_id: int) -> scans.BatchStatistics:
+def batch_statistics(conn: db.Conn, batch_id: int) -> scans.BatchStatistics:
     """A batch's scans per day, verdict mix and most checked codes (check `visible_batch` first)."""
     return scans.batch_statistics(conn, batch_id)
 
 
 def anomalies_for(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     user: accounts.User,
     days: int,
     now: dt.datetime,
@@ -343,16 +335,16 @@ class ScanExport:
 
     def __init__(
         self,
-        conn: sqlite3.Connection,
-        fd: int,
-        cursor: sqlite3.Cursor,
+        conn: db.Conn,
+        slot: db.NamedLock | None,
+        cursor: db.Cursor,
         first: list[tuple[Any, ...]],
         columns: tuple[str, ...],
         limits: Limits,
     ):
-        self.conn, self.fd, self.cursor, self.first, self.columns, self.limits = (
+        self.conn, self.slot, self.cursor, self.first, self.columns, self.limits = (
             conn,
-            fd,
+            slot,
             cursor,
             first,
             columns,
@@ -384,10 +376,10 @@ class ScanExport:
             self.close()
 
     def close(self) -> None:
-        if self.fd >= 0:
+        if self.slot is not None:
             self.conn.close()
-            os.close(self.fd)
-            self.fd = -1
+            self.slot.release()
+            self.slot = None
 
 
 def export_scans(database: Path | str, flt: ScanFilter, user: accounts.User, limits: Limits, slots: int) -> ScanExport:
@@ -396,27 +388,27 @@ def export_scans(database: Path | str, flt: ScanFilter, user: accounts.User, lim
     The first rows are read here: a query over budget is TooBroad before anything is sent.
     """
     columns = columns_for(user)
-    fd = heavy_slot(database, slots)
+    slot = heavy_slot(database, slots)
     conn = None
     try:
-        conn = sqlite3.connect(f"file:{database}?mode=ro", uri=True)  # engine-specific: db.py's, once it has it
+        conn = db.connect_read_only(database)
         with reads(conn, limits):
             cursor = scans.oldest_first(
-                conn, columns, flt, everything=user.sees_everything(), enterprise_id=user.enterprise_id
+                conn, columns, flt, everything=user.sees_everything(), enterprise_id=user.enterprise_id, chunk=CSV_CHUNK
             )
             first = cursor.fetchmany(CSV_CHUNK)
     except BaseException:
         if conn is not None:
             conn.close()
-        os.close(fd)
+        slot.release()
         raise
-    return ScanExport(conn, fd, cursor, first, columns, limits)
+    return ScanExport(conn, slot, cursor, first, columns, limits)
 
 
 # --- writes: inside the caller's write transaction (db.transaction) unless said otherwise ----
 
 
-def recall(conn: sqlite3.Connection, batch_id: int, reason: str, actor: str, now: dt.datetime) -> dict[str, Any]:
+def recall(conn: db.Conn, batch_id: int, reason: str, actor: str, now: dt.datetime) -> dict[str, Any]:
     """Recall a batch with a reason (logged; runs its own write transaction); the batch after it.
 
     InvalidInput without a reason, NotFound for no such batch, Conflict if it was recalled already
@@ -425,7 +417,7 @@ def recall(conn: sqlite3.Connection, batch_id: int, reason: str, actor: str, now
     return issue.recall_batch(conn, batch_id, reason, now, actor)
 
 
-def report_code(conn: sqlite3.Connection, serial: int, note: str, actor: str, now: dt.datetime) -> None:
+def report_code(conn: db.Conn, serial: int, note: str, actor: str, now: dt.datetime) -> None:
     """Mark an issued code as reported counterfeit, and log it; NotFound if it was never issued."""
     if registry.batch_for_serial(conn, serial) is None:
         raise errors.NotFound(f"code {serial:016d} was never issued")
@@ -440,7 +432,7 @@ class Purged:
     scans: int
 
 
-def purge(conn: sqlite3.Connection, days: int, now: dt.datetime, actor: str) -> Purged:
+def purge(conn: db.Conn, days: int, now: dt.datetime, actor: str) -> Purged:
     """Erase the personal fields of scans older than `days` before `now`, and log it.
 
     The chain still verifies: log entries commit to a salted hash of these fields.
@@ -451,7 +443,7 @@ def purge(conn: sqlite3.Connection, days: int, now: dt.datetime, actor: str) -> 
     return Purged(cutoff, erased)
 
 
-def checkpoint(conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime) -> dict[str, Any]:
+def checkpoint(conn: db.Conn, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime) -> dict[str, Any]:
     """Sign the log's head with a log key and store the checkpoint; export it off the host."""
     signed = auditlog.sign_checkpoint(conn, private_key, kid, now)
     log.insert_checkpoint(conn, signed)

@@ -15,7 +15,6 @@ import hashlib
 import json
 import re
 import secrets
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import clock
+from . import clock, db
 from .repos import log
 from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
@@ -46,28 +45,41 @@ def personal_hash(salt: str, personal: Mapping[str, object]) -> str:
     return hashlib.sha256(f"{salt}\n{canonical({k: personal.get(k) for k in PERSONAL_FIELDS})}".encode()).hexdigest()
 
 
-def head(conn: sqlite3.Connection) -> tuple[int, str]:
+def head(conn: db.Conn) -> tuple[int, str]:
     """The log's last sequence number and hash ((0, GENESIS) for an empty log)."""
     return log.head(conn) or (0, GENESIS)
 
 
 def append(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     kind: str,
     body: Mapping[str, object],
     at: str,
     actor: str = "",
     personal_commitment: str = "",
-) -> int:
-    """Append one entry inside the caller's write transaction; its sequence number."""
+) -> int | None:
+    """Append one entry inside the caller's write transaction; its sequence number, or None on
+    PostgreSQL, where the entry is queued for the sequencer (verifier/sequencer.py) to chain."""
     if "\n" in kind or "\n" in actor or "\n" in at:
         raise ValueError("log fields cannot hold line breaks")
+    if not db.sequences_inline(conn):
+        log.queue(conn, at, kind, actor, canonical(body), personal_commitment)
+        return None
     seq, prev = head(conn)
     seq += 1
     body_text = canonical(body)
     digest = entry_hash(prev, seq, at, kind, actor, personal_commitment, body_text)
     log.insert(conn, seq, at, kind, actor, body_text, personal_commitment, prev, digest)
     return seq
+
+
+def append_scan(conn: db.Conn, scan: Mapping[str, object], salt: str) -> int | None:
+    """A scan's entry, inside the transaction that inserts the scan: its sequence number on SQLite;
+    None on PostgreSQL, where the sequencer chains the scan row itself once it is committed."""
+    if not db.sequences_inline(conn):
+        return None
+    at = str(scan["at"])
+    return append(conn, "scan", scan_body(scan), at, personal_commitment=personal_hash(salt, scan))
 
 
 def new_salt() -> str:
@@ -94,6 +106,7 @@ class Report:
     head_seq: int
     head_hash: str
     problems: tuple[Problem, ...]
+    pending: int = 0  # written but not chained yet (PostgreSQL's sequencer): neither valid nor tampered
 
     @property
     def ok(self) -> bool:
@@ -105,12 +118,23 @@ class Report:
 
 
 def verify(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     checkpoints: list[dict[str, Any]] | None = None,
     log_keys: Mapping[str, Ed25519PublicKey] | None = None,
     max_problems: int = 20,
 ) -> Report:
-    """Recompute the chain, compare scans with their entries, check signed checkpoints."""
+    """Recompute the chain, compare scans with their entries, check signed checkpoints, all on one
+    snapshot of the database. Entries the sequencer has not chained yet are counted as pending."""
+    with db.read_snapshot(conn):
+        return _verify(conn, checkpoints, log_keys, max_problems)
+
+
+def _verify(
+    conn: db.Conn,
+    checkpoints: list[dict[str, Any]] | None,
+    log_keys: Mapping[str, Ed25519PublicKey] | None,
+    max_problems: int,
+) -> Report:
     problems: list[Problem] = []
     expected_seq, prev, count = 1, GENESIS, 0
     hashes_at: dict[int, str] = {}
@@ -130,17 +154,25 @@ def verify(
             break
     head_seq = expected_seq - 1
     problems += _check_scans(conn, max_problems)
+    scan_entries, linked = log.scan_entry_counts(conn)
+    if scan_entries != linked and not problems:  # each linked scan matched a distinct entry above
+        problems.append(Problem(head_seq, f"{scan_entries - linked} scan entries have lost their scan (unlinked)"))
     for checkpoint in checkpoints or []:
         problems += _check_checkpoint(checkpoint, head_seq, hashes_at, log_keys or {})
-    return Report(count, head_seq, prev, tuple(sorted(problems, key=lambda p: p.seq)))
+    pending = log.pending_count(conn)
+    return Report(count, head_seq, prev, tuple(sorted(problems, key=lambda p: p.seq)), pending)
 
 
-def _check_scans(conn: sqlite3.Connection, limit: int) -> list[Problem]:
-    """Every scan row must equal what its log entry recorded (and its personal fields, unless purged)."""
+def _check_scans(conn: db.Conn, limit: int) -> list[Problem]:
+    """Every scan row must equal what its log entry recorded (and its personal fields, unless
+    purged); scans still waiting for the sequencer (PostgreSQL) are pending, not checked."""
     problems: list[Problem] = []
+    deferred = not db.sequences_inline(conn)
     names = SCAN_FIELDS + PERSONAL_FIELDS
     for log_seq, salt, body, p_hash, *values in log.scans_with_entries(conn, names):
         scan = dict(zip(names, values))
+        if log_seq is None and deferred:
+            continue
         if body is None:
             problems.append(Problem(log_seq or 0, f"scan {scan['id']} has no log entry"))
         elif canonical(scan_body(scan)) != body:
@@ -186,9 +218,7 @@ def parse_checkpoint(data: object) -> dict[str, Any]:
     return {"seq": seq, "head": head, "at": at, "kid": kid, "signature": signature}
 
 
-def sign_checkpoint(
-    conn: sqlite3.Connection, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime
-) -> dict[str, Any]:
+def sign_checkpoint(conn: db.Conn, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime) -> dict[str, Any]:
     """A signed statement of the log's current head; store it and export it off the host."""
     seq, head_hash = head(conn)
     at = clock.utc_text(now)
@@ -196,7 +226,7 @@ def sign_checkpoint(
     return {"format": CHECKPOINT_FORMAT, "seq": seq, "head": head_hash, "at": at, "kid": kid, "signature": signature}
 
 
-def stored_checkpoints(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def stored_checkpoints(conn: db.Conn) -> list[dict[str, Any]]:
     """The checkpoints kept in the database (`verify` checks them with those exported off the host)."""
     return log.checkpoints(conn)
 

@@ -1,4 +1,10 @@
-"""Consistent backups of the live database, and restores that prove what they restore."""
+"""Consistent backups of the live database, and restores that prove what they restore.
+
+A backup is a SQLite file on both engines: of a SQLite database, a VACUUM INTO snapshot; of a
+PostgreSQL database, a copy on one snapshot (verifier/dbcopy.py), so any backup can be checked,
+restored or moved with the same commands. For a large PostgreSQL server, its own tools
+(pg_basebackup and WAL archiving) are the backup; see docs/scale-out.md.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +13,7 @@ import os
 import shutil
 from pathlib import Path
 
-from . import auditlog, db, errors, files
+from . import auditlog, db, dbcopy, errors, files
 
 
 class BackupError(errors.VerifierError):
@@ -33,12 +39,14 @@ def check(path: Path) -> auditlog.Report:
     return report
 
 
-def backup(db_path: Path, target: Path) -> auditlog.Report:
-    """A consistent snapshot of a database in use (VACUUM INTO a temporary file, checked, then
-    renamed into place), so a half-written backup never carries the target's name."""
-    db_path, target = Path(db_path), Path(target)
-    if not db_path.exists():
-        raise BackupError(f"no database at {db_path}")
+def backup(database: Path | str, target: Path) -> auditlog.Report:
+    """A consistent snapshot of a database in use (VACUUM INTO, or a copy out of PostgreSQL, into a
+    temporary file, checked, then renamed into place), so a half-written backup never carries the
+    target's name."""
+    target = Path(target)
+    postgres = db.is_postgres(database)
+    if not postgres and not Path(database).exists():
+        raise BackupError(f"no database at {database}")
     if target.exists():
         raise BackupError(f"{target} already exists; choose a new name")
     tmp = target.with_name(f".{target.name}.partial-{os.getpid()}")
@@ -49,24 +57,33 @@ def backup(db_path: Path, target: Path) -> auditlog.Report:
     except OSError as exc:
         raise BackupError(f"cannot write {exc.filename or target}: {exc.strerror}") from None
     try:
-        db.snapshot(db_path, tmp)
+        if postgres:
+            tmp.unlink()  # db copy makes the file itself (0600)
+            dbcopy.copy(database, tmp)
+        else:
+            db.snapshot(database, tmp)
         report = check(tmp)
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
         os.replace(tmp, target)
         files.fsync_dir(target.parent)
         return report
-    except db.Error as exc:
+    except (*db.Error, dbcopy.CopyError) as exc:
         raise BackupError(f"backup failed: {exc}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def restore(backup_path: Path, db_path: Path, now: dt.datetime) -> tuple[auditlog.Report, Path | None]:
+def restore(backup_path: Path, database: Path | str, now: dt.datetime) -> tuple[auditlog.Report, Path | None]:
     """Put a checked backup in place of the database; the old one is kept beside it, named with
     `now` (UTC). Stop the server first. Returns the backup's chain report and where the old
-    database went."""
-    backup_path, db_path = Path(backup_path), Path(db_path)
+    database went. PostgreSQL: restored by `verifier db copy` into a new database instead."""
+    if db.is_postgres(database):
+        raise BackupError(
+            "restore into PostgreSQL with 'verifier db copy --from BACKUP --to postgresql://...' "
+            "into a new, empty database, then point VERIFIER_DATABASE_URL at it"
+        )
+    backup_path, db_path = Path(backup_path), Path(database)
     report = check(backup_path)
     kept = None
     stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%S")

@@ -4,14 +4,16 @@ SQLite calls a progress handler every `GRAIN` virtual-machine instructions; the 
 the running statement once the block has used its budget. Instructions, not seconds: the same
 query on the same data is cut at the same point on any machine, which keeps tests deterministic.
 On the development machine SQLite runs ~30 million instructions a second (docs/audit.md).
+PostgreSQL counts no instructions: there the budget is the time limit alone (statement_timeout).
 """
 
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
+
+from . import db
 
 GRAIN = 10_000  # instructions between two calls of the handler (~0.3 ms)
 clock: Callable[[], float] = time.monotonic  # tests replace it
@@ -47,18 +49,18 @@ class Meter:
 
 
 @contextlib.contextmanager
-def limited(conn: sqlite3.Connection, steps: int | None, seconds: float | None = None) -> Iterator[Meter]:
+def limited(conn: db.Conn, steps: int | None, seconds: float | None = None) -> Iterator[Meter]:
     """Run the block with at most `steps` SQLite instructions and `seconds` on `conn` (None: unlimited).
 
     OverBudget if the block needs more.
     """
     meter = Meter(steps, seconds)
-    conn.set_progress_handler(meter.tick, GRAIN)
     try:
-        yield meter
-    except sqlite3.OperationalError as exc:
+        with db.work_limit(conn, meter.tick, GRAIN, seconds):
+            yield meter
+    except db.Interrupted as exc:
+        if db.is_postgres_conn(conn):
+            raise OverBudget(f"stopped after {seconds} s (statement_timeout)") from exc
         if meter.exceeded:
             raise OverBudget(f"stopped after {meter.used:,} SQLite instructions") from exc
         raise
-    finally:
-        conn.set_progress_handler(None, GRAIN)

@@ -208,10 +208,10 @@ def _log_admin(kind: str, body: dict[str, object]) -> None:
     """Record an administrative action in the audit log, if this installation has a database."""
     from . import auditlog, db
 
-    path = _settings().database
-    if not path.exists():
+    location = _settings().database
+    if not db.is_postgres(location) and not Path(location).exists():
         return
-    conn = db.connect(path)
+    conn = db.connect(location)
     try:
         with db.transaction(conn):
             auditlog.append(conn, kind, body, clock.utc_text(_now()), actor=_actor())
@@ -626,19 +626,60 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535), help="Port.")
 @click.option("--workers", type=click.IntRange(1, 64), help="Worker processes (default: one a core, at least 2).")
 @click.option("--access-log", is_flag=True, help="Log every request (holds full IP addresses; off by default).")
-def serve_command(host: str, port: int, workers: int | None, access_log: bool) -> None:
+@click.option(
+    "--no-sequencer",
+    is_flag=True,
+    help="PostgreSQL: do not run a log sequencer beside the workers (run 'verifier sequence' elsewhere).",
+)
+def serve_command(host: str, port: int, workers: int | None, access_log: bool, no_sequencer: bool) -> None:
     """Serve the consumer lookup, the JSON API and the public keys (gunicorn).
 
-    The server reads public keys and the PIN secret only; it never sees a private key.
+    The server reads public keys and the PIN secret only; it never sees a private key. On
+    PostgreSQL every node also runs a log sequencer on standby; one of them leads.
 
     Example: verifier serve --host 0.0.0.0 --port 8000
     """
     from . import serve
 
     try:
-        serve.run(host, port, workers, access_log)
+        serve.run(host, port, workers, access_log, with_sequencer=not no_sequencer)
     except (ValueError, OSError) as exc:
         raise CliError(str(exc)) from None
+
+
+@cli.command("sequence")
+@click.option("--once", is_flag=True, help="Chain what is pending now, then exit.")
+def sequence_command(once: bool) -> None:
+    """PostgreSQL: chain pending scans and actions into the audit log (the log sequencer).
+
+    Any number may run (each `verifier serve` runs one); one leads, the others stand by. On
+    SQLite every entry is chained when it is written, so there is nothing to do.
+
+    Example: verifier sequence --once
+    """
+    import signal
+    import threading
+
+    from . import db, sequencer
+
+    location = _settings().database
+    if not db.is_postgres(location):
+        click.echo("Nothing to do: on SQLite every log entry is chained when it is written.")
+        return
+    if once:
+        conn = db.connect(location, create=False)
+        try:
+            done = sequencer.drain(conn)
+            left = sequencer.status(conn)["pending"]
+        finally:
+            conn.close()
+        click.echo(f"Chained {done:,} entries; {left:,} pending")
+        return
+    event = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: event.set())
+    signal.signal(signal.SIGINT, lambda *_: event.set())
+    click.echo(f"Sequencing {db.describe(location)} (Ctrl-C to stop)", err=True)
+    sequencer.run(location, sequencer.Stop(event))
 
 
 # --- audit --------------------------------------------------------------------------------
@@ -685,6 +726,7 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
             json.dumps(
                 {
                     "ok": report.ok,
+                    "pending": report.pending,
                     "entries": report.entries,
                     "head_seq": report.head_seq,
                     "head_hash": report.head_hash,
@@ -699,6 +741,8 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
             f"OK: {report.entries:,} entries chain correctly up to {report.head_seq} "
             f"(head {report.head_hash[:16]}...); {len(checkpoints)} checkpoint(s) match"
         )
+        if report.pending:
+            click.echo(f"Pending: {report.pending:,} entries are not chained yet (the sequencer is behind)")
     else:
         click.echo(f"TAMPERED: first bad entry is {report.first_bad_seq}")
         for problem in report.problems:
@@ -947,10 +991,106 @@ def audit_report_code(code: str, note: str) -> None:
 
 @cli.group("db")
 def db_group() -> None:
-    """Back up and restore the database.
+    """Create, migrate, inspect, copy, back up and restore the database.
+
+    The database is VERIFIER_DATABASE_URL (sqlite:///path or postgresql://...), else the SQLite
+    file VERIFIER_DB, else instance/verifier.db.
 
     Example: verifier db backup /var/backups/verifier-$(date +%F).db
     """
+
+
+def _database_status(conn: Any, location: str) -> dict[str, Any]:
+    from . import db, sequencer
+
+    applied = db.migrations_applied(conn)
+    return {
+        "database": db.describe(location),
+        "engine": db.dialect(conn),
+        "migrations": applied,
+        "missing": [name for name in db.MIGRATION_NAMES if name not in applied],
+        **sequencer.status(conn),
+    }
+
+
+@db_group.command("init")
+def db_init() -> None:
+    """Create the database's tables (an empty PostgreSQL database, or a new SQLite file).
+
+    Example: VERIFIER_DATABASE_URL=postgresql://verifier@db1/verifier verifier db init
+    """
+    from . import db
+
+    location = _settings().database
+    conn = db.connect(location)
+    try:
+        applied = len(db.migrations_applied(conn))
+        click.echo(f"Ready: {db.describe(location)} ({db.dialect(conn)}, {applied} migrations)")
+    finally:
+        conn.close()
+
+
+@db_group.command("migrate")
+def db_migrate() -> None:
+    """Apply the migrations an existing database lacks (safe while other nodes run).
+
+    Example: verifier db migrate
+    """
+    from . import db
+
+    location = _settings().database
+    conn = db.connect(location, create=False)  # connecting migrates; say what it did
+    try:
+        click.echo(f"Up to date: {db.describe(location)} has all {len(db.migrations_applied(conn))} migrations")
+    finally:
+        conn.close()
+
+
+@db_group.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def db_status(as_json: bool) -> None:
+    """The database's engine, its migrations and what waits for the log sequencer.
+
+    Example: verifier db status --json
+    """
+    from . import db
+
+    location = _settings().database
+    conn = db.connect(location, create=False)
+    try:
+        status = _database_status(conn, location)
+    finally:
+        conn.close()
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    click.echo(f"{status['database']} ({status['engine']})")
+    click.echo(f"  migrations: {len(status['migrations'])} applied, latest {status['migrations'][-1]}")
+    pending = status["pending"]
+    since = f" (oldest written {status['oldest_pending_at']})" if pending else ""
+    click.echo(f"  log entries waiting for the sequencer: {pending:,}{since}")
+
+
+@db_group.command("copy")
+@click.option("--from", "source", required=True, help="The database to copy: a path, sqlite:///path or a URL.")
+@click.option("--to", "target", required=True, help="A new, empty database: a path, sqlite:///path or a URL.")
+def db_copy(source: str, target: str) -> None:
+    """Copy a whole instance's database to another engine: registry, scans, log, checkpoints, accounts.
+
+    Stop the lookup nodes first. The target must be empty; the log must verify on the copy.
+
+    Example: verifier db copy --from sqlite:///instance/verifier.db --to postgresql://verifier@db1/verifier
+    """
+    from . import db, dbcopy
+
+    def progress(table: str, rows: int) -> None:
+        click.echo(f"  {table}: {rows:,} rows", err=True)
+
+    copied = dbcopy.copy(db.location(source), db.location(target), progress)
+    click.echo(
+        f"Copied {sum(copied.rows.values()):,} rows to {db.describe(target)}: audit log verifies "
+        f"({copied.report.entries:,} entries, head {copied.report.head_hash[:16]}...)"
+    )
 
 
 @db_group.command("backup")
@@ -962,7 +1102,7 @@ def db_backup(target: str) -> None:
     """
     from . import backup
 
-    report = backup.backup(_settings().database, Path(target))
+    report = backup.backup(_settings().database, Path(target))  # PostgreSQL: a SQLite file too
     size = Path(target).stat().st_size
     click.echo(
         f"Backed up to {target} ({size / 1e6:.1f} MB): integrity ok, audit log verifies "

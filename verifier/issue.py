@@ -8,27 +8,22 @@ An interrupted run is rolled back at once; a killed one is rolled back or forwar
 `recover_interrupted` the next time a batch command runs.
 
 Whether an issuer is alive is told by a lock, not by its process id (which means nothing across
-PID namespaces, e.g. containers sharing an instance volume): the issuer holds an exclusive flock
-on `<database>-batch-<id>.lock` from before its row is visible until the batch is active or
-forgotten, and recovery only touches a batch whose lock it can take without waiting.
+PID namespaces, e.g. containers sharing an instance volume, or nodes sharing a PostgreSQL server):
+the issuer holds the batch's lock (an flock on `<database>-batch-<id>.lock`, or a PostgreSQL
+advisory lock) from before its row is visible until the batch is active or forgotten, and
+recovery only touches a batch whose lock it can take without waiting.
 """
 
 from __future__ import annotations
 
 import array
 import csv
-import ctypes
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
 import shutil
-import signal
-import sqlite3
-import sys
 import tempfile
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -39,7 +34,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, codes, csvcells, db, errors, keys, labels, pins, qr
+from . import auditlog, codes, csvcells, db, errors, keys, labels, pins, processes, qr
 from . import clock as clocks
 from .repos import registry
 
@@ -259,35 +254,12 @@ def _init_worker(settings: dict[str, Any]) -> None:
 
 def _init_pool_worker(settings: dict[str, Any]) -> None:
     """Set up a pool process: it dies with its issuer and does not keep the batch lock alive."""
-    _die_with_parent(settings["parent_pid"])
+    processes.die_with_parent(settings["parent_pid"])
     try:  # forked with the issuer's descriptors: a copy of the lock's would outlive a killed issuer
         os.close(settings["lock_fd"])
     except OSError:
         pass
     _init_worker(settings)
-
-
-PR_SET_PDEATHSIG = 1  # linux/prctl.h
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """Have the kernel kill this process when its parent dies (Linux), or watch for it elsewhere."""
-    armed = False
-    if sys.platform.startswith("linux"):
-        try:
-            armed = ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
-        except (OSError, AttributeError):
-            armed = False
-    if os.getppid() != parent_pid:  # the parent died before the signal was armed
-        os._exit(1)
-    if not armed:
-        threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-
-
-def _watch_parent(parent_pid: int) -> None:
-    while os.getppid() == parent_pid:
-        threading.Event().wait(1.0)
-    os._exit(1)
 
 
 def _sha256_file(path: Path) -> str:
@@ -419,9 +391,7 @@ REGISTER_PER_TRANSACTION = 50_000  # measured: 4,000 a commit costs 2x (WAL page
 MAX_REDRAWS = 8  # a redraw collides again with probability < 10^-3 even at 10^13 codes issued
 
 
-def _register_serials(
-    conn: sqlite3.Connection, batch_id: int, count: int, random_bytes: RandomBytes = os.urandom
-) -> list[int]:
+def _register_serials(conn: db.Conn, batch_id: int, count: int, random_bytes: RandomBytes = os.urandom) -> list[int]:
     """Draw and register `count` new serials in one short transaction; the registry's primary
     key keeps them unique across all batches, so nothing of the batch is held in memory."""
     serials = sorted(_draw_serials(count, random_bytes))  # neighbouring keys share B-tree pages
@@ -468,7 +438,7 @@ def _partial_dir(out_dir: Path, batch_id: int) -> Path:
 
 
 def issue_batch(
-    db_path: Path,
+    database: Path | str,
     request: BatchRequest,
     private_key: Ed25519PrivateKey,
     kid: bytes,
@@ -491,8 +461,8 @@ def issue_batch(
     out_dir = _prepare_out_dir(request.out_dir)
     started = time.monotonic()
     now = now or clock()
-    conn = db.connect(db_path)
-    lock: BatchLock | None = None
+    conn = db.connect(database)
+    lock: db.NamedLock | None = None
     try:
         recover_interrupted(conn, now)
         with db.transaction(conn):
@@ -522,7 +492,7 @@ def issue_batch(
                 now,
             )
             # Locked before the row is committed, so no other process ever sees it unlocked.
-            lock = BatchLock.acquire(conn, batch_id, wait=True)
+            lock = _batch_lock(conn, batch_id, wait=True)
     except BaseException:
         _close(conn, lock)
         raise
@@ -548,58 +518,20 @@ def issue_batch(
     return BatchResult(batch_id, request.count, out_dir, sum(counts.values()) + 1, pages, seconds)
 
 
-def _close(conn: sqlite3.Connection, lock: BatchLock | None) -> None:
+def _close(conn: db.Conn, lock: db.NamedLock | None) -> None:
     if lock is not None:
         lock.release()
     conn.close()
 
 
-class BatchLock:
-    """The exclusive flock an issuer holds on `<database>-batch-<id>.lock` while it issues.
-
-    The file is removed by whoever holds the lock, before releasing it; so a process that
-    locks it checks afterwards that the path still names the file it locked, else tries again.
-    """
-
-    def __init__(self, path: str, fd: int) -> None:
-        self.path, self.fd = path, fd
-
-    @classmethod
-    def acquire(cls, conn: sqlite3.Connection, batch_id: int, wait: bool) -> BatchLock | None:
-        """The lock of batch `batch_id`; None if another process holds it and `wait` is false."""
-        path = f"{db.db_file(conn)}-batch-{batch_id}.lock"
-        while True:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-                held = os.fstat(fd)
-                current = os.stat(path)
-            except BlockingIOError:
-                os.close(fd)
-                return None
-            except FileNotFoundError:  # removed by its last holder after we opened it
-                os.close(fd)
-                continue
-            except BaseException:
-                os.close(fd)
-                raise
-            if (held.st_dev, held.st_ino) == (current.st_dev, current.st_ino):
-                return cls(path, fd)
-            os.close(fd)
-
-    def release(self) -> None:
-        """Remove the lock file, then let go of it."""
-        if self.fd < 0:
-            return
-        try:
-            os.unlink(self.path)
-        except FileNotFoundError:
-            pass
-        os.close(self.fd)
-        self.fd = -1
+def _batch_lock(conn: db.Conn, batch_id: int, wait: bool) -> db.NamedLock | None:
+    """The lock an issuer holds while it issues batch `batch_id` (SQLite: an flock on
+    `<database>-batch-<id>.lock`; PostgreSQL: an advisory lock of its session, gone with it);
+    None if another process holds it and `wait` is false."""
+    return db.acquire_lock(conn, f"batch-{batch_id}", wait=wait)
 
 
-def _activate(conn: sqlite3.Connection, batch_id: int, now: dt.datetime) -> None:
+def _activate(conn: db.Conn, batch_id: int, now: dt.datetime) -> None:
     """Register the batch, and say so in the audit log, in one transaction."""
     with db.transaction(conn):
         registry.activate_batch(conn, batch_id)
@@ -644,7 +576,7 @@ def _user() -> str:
 
 
 def _produce(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     batch_id: int,
     request: BatchRequest,
     private_key: Ed25519PrivateKey,
@@ -740,7 +672,7 @@ def _produce(
 
 
 def _write_manifest(
-    conn: sqlite3.Connection, batch_id: int, request: BatchRequest, partial: Path, counts: dict[str, int], pages: int
+    conn: db.Conn, batch_id: int, request: BatchRequest, partial: Path, counts: dict[str, int], pages: int
 ) -> None:
     """manifest.json: batch metadata, counts, and the SHA-256 of every file, streamed."""
     row = registry.batch_row(conn, batch_id)
@@ -781,7 +713,7 @@ def _write_manifest(
     listing.unlink()
 
 
-def _roll_back(conn: sqlite3.Connection, batch_id: int, partial: Path | None) -> None:
+def _roll_back(conn: db.Conn, batch_id: int, partial: Path | None) -> None:
     """Forget a batch that did not complete: its codes, its row, its partial outputs."""
     with db.transaction(conn):
         registry.forget_batch(conn, batch_id)
@@ -789,7 +721,7 @@ def _roll_back(conn: sqlite3.Connection, batch_id: int, partial: Path | None) ->
         shutil.rmtree(partial, ignore_errors=True)
 
 
-def recover_interrupted(conn: sqlite3.Connection, now: dt.datetime) -> list[tuple[int, str]]:
+def recover_interrupted(conn: db.Conn, now: dt.datetime) -> list[tuple[int, str]]:
     """Finish or forget batches whose issuer is gone: [(batch id, 'completed'|'rolled back')].
 
     A batch whose lock is held is being issued, whatever process id it records (PIDs mean
@@ -797,7 +729,7 @@ def recover_interrupted(conn: sqlite3.Connection, now: dt.datetime) -> list[tupl
     """
     outcomes = []
     for batch_id, _ in registry.issuing_batches(conn):
-        lock = BatchLock.acquire(conn, batch_id, wait=False)
+        lock = _batch_lock(conn, batch_id, wait=False)
         if lock is None:
             continue
         try:
@@ -841,9 +773,7 @@ def verify_outputs(out_dir: Path) -> list[str]:
 # --- after issuance: recall, export -------------------------------------------------------
 
 
-def recall_batch(
-    conn: sqlite3.Connection, batch_id: int, reason: str, now: dt.datetime, actor: str = ""
-) -> dict[str, Any]:
+def recall_batch(conn: db.Conn, batch_id: int, reason: str, now: dt.datetime, actor: str = "") -> dict[str, Any]:
     """Mark a batch recalled with a reason (and log it); lookups then report it. The batch after."""
     reason = reason.strip()
     if not reason:
@@ -862,9 +792,7 @@ def recall_batch(
 EXPORT_HEADER = ("serial", "code", "batch", "status")
 
 
-def export_rows(
-    conn: sqlite3.Connection, batch: dict[str, Any], signer: Signer | None = None
-) -> Iterator[list[object]]:
+def export_rows(conn: db.Conn, batch: dict[str, Any], signer: Signer | None = None) -> Iterator[list[object]]:
     """The rows of `batch export` after its header (EXPORT_HEADER, + "url" with a signer), streamed
     in serial order: serial as 16 digits, printed code, batch, status (and the code's URL)."""
     for serial in registry.batch_serials(conn, batch["id"]):

@@ -8,14 +8,13 @@ PIN state and the scan row. The web page, the API and the scan log share these r
 from __future__ import annotations
 
 import datetime as dt
-import sqlite3
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, clock, codes, pins
+from . import auditlog, clock, codes, db, pins
 from .clients import Client
 from .repos import registry
 from .repos import scans as scans_repo
@@ -175,7 +174,7 @@ def _matches(code: codes.Code, batch: dict[str, Any]) -> bool:
 
 
 def record_url(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     verification: codes.Verification,
     settings: Settings,
     client: Client,
@@ -202,7 +201,7 @@ def record_url(
 
 
 def record_typed(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     typed: str,
     pin: str | None,
     settings: Settings,
@@ -229,7 +228,7 @@ def record_typed(
 
 
 def _record_issued(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     serial: int,
     batch: dict[str, Any],
     kid: str | None,
@@ -241,6 +240,7 @@ def _record_issued(
 ) -> Verdict:
     """Check the PIN, count the check, apply report, recall, expiry, PIN and repeat rules, record the scan."""
     now_text = clock.utc_text(now)
+    db.lock_code(conn, serial)  # PostgreSQL: two nodes checking one code take turns (SQLite: the writer lock)
     state = scans_repo.code_checks(conn, serial)
     pin_state = None
     if pin is not None and batch["has_pin"]:
@@ -299,7 +299,7 @@ def _record_issued(
     return verdict
 
 
-def _check_pin(conn: sqlite3.Connection, serial: int, pin: str, settings: Settings, now: dt.datetime) -> str:
+def _check_pin(conn: db.Conn, serial: int, pin: str, settings: Settings, now: dt.datetime) -> str:
     """ "right", "mismatch" (counted against the code), or "throttled": too many wrong PINs for this
     code within the window, so this one is not even checked."""
     attempts = scans_repo.pin_attempts(conn, serial)
@@ -315,7 +315,7 @@ def _check_pin(conn: sqlite3.Connection, serial: int, pin: str, settings: Settin
 
 
 def _insert_scan(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     verdict: Verdict,
     client: Client,
     channel: str,
@@ -323,7 +323,7 @@ def _insert_scan(
     batch_id: int | None,
     counted: bool,
 ) -> None:
-    """The scan row and its entry in the hash-chained log, in the caller's transaction."""
+    """The scan row and (SQLite) its entry in the hash-chained log, in the caller's transaction."""
     region = client.region
     at = clock.utc_text(now)
     scan: dict[str, object] = {
@@ -347,7 +347,5 @@ def _insert_scan(
         "session_hash": client.session_hash,
     }
     salt = auditlog.new_salt()
-    seq = auditlog.append(
-        conn, "scan", auditlog.scan_body(scan), at, personal_commitment=auditlog.personal_hash(salt, scan)
-    )
+    seq = auditlog.append_scan(conn, scan, salt)  # PostgreSQL: None, the sequencer chains it
     scans_repo.insert_scan(conn, {**scan, "log_seq": seq, "personal_salt": salt})

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 import re
-import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +20,7 @@ __all__ = ["Limit", "Outcome", "connect", "counters", "counters_path", "hit", "p
 
 _UNITS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
 _pruning = itertools.count()
-_connections: dict[tuple[int, str], sqlite3.Connection] = {}
+_connections: dict[tuple[int, str], db.Conn] = {}
 
 
 @dataclass(frozen=True)
@@ -52,12 +51,15 @@ def parse_limit(text: str) -> Limit | None:
     return Limit(int(m.group(1)), _UNITS[m.group(2)])
 
 
-def counters_path(database: Path | str) -> Path:
-    """Where the counters of the registry at `database` live: next to it, shared by its servers."""
+def counters_path(database: Path | str) -> Path | str:
+    """Where the counters of the registry at `database` live: next to it, shared by its servers
+    (PostgreSQL: in the database itself, shared by every node)."""
+    if db.is_postgres(database):
+        return str(database)
     return Path(f"{database}-ratelimit")
 
 
-def counters(database: Path | str) -> sqlite3.Connection:
+def counters(database: Path | str) -> db.Conn:
     """This process's connection to the counters of `database` (made after a fork, never shared)."""
     key = (os.getpid(), str(database))
     conn = _connections.get(key)
@@ -66,7 +68,7 @@ def counters(database: Path | str) -> sqlite3.Connection:
     return conn
 
 
-def hit(conn: sqlite3.Connection, client: str, limit: Limit, now_seconds: float) -> Outcome:
+def hit(conn: db.Conn, client: str, limit: Limit, now_seconds: float) -> Outcome:
     """Count one request of `client` in the counters `conn` (its own short transaction)."""
     until = (int(now_seconds // limit.seconds) + 1) * limit.seconds
     with db.transaction(conn):

@@ -1,17 +1,21 @@
 """`verifier serve`: the lookup server under gunicorn, with sync workers sized to the cores.
 
 Settings come from `settings.load()` (the caller's, or loaded here once, before the workers fork).
+On PostgreSQL a log sequencer runs beside the workers in a process of its own (it dies with the
+server); every node runs one and one of them leads (verifier/sequencer.py).
 """
 
 from __future__ import annotations
 
+import logging
+import multiprocessing
 import os
 
 import gunicorn
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from . import settings
+from . import db, processes, sequencer, settings
 from .web import create_app
 from .web.state import ServerState
 
@@ -41,13 +45,43 @@ def default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
+def _sequencer_main(location: str, parent_pid: int) -> None:
+    processes.die_with_parent(parent_pid)
+    logging.basicConfig(level=logging.WARNING, format="[sequencer] %(levelname)s %(message)s")
+    try:
+        sequencer.run(location, sequencer.Stop(parent_pid=parent_pid))
+    except KeyboardInterrupt:
+        pass
+
+
+def start_sequencer(location: str) -> multiprocessing.process.BaseProcess:
+    """A sequencer process beside this one, forked before the server opens anything."""
+    process = multiprocessing.get_context("fork").Process(
+        target=_sequencer_main, args=(location, os.getpid()), name="verifier-sequencer", daemon=True
+    )
+    process.start()
+    return process
+
+
 def run(
     host: str,
     port: int,
     workers: int | None = None,
     access_log: bool = False,
     loaded: settings.Settings | None = None,
+    with_sequencer: bool = True,
 ) -> None:
+    loaded = loaded or settings.load()
+    child = start_sequencer(loaded.database) if with_sequencer and db.is_postgres(loaded.database) else None
+    try:
+        _serve(host, port, workers, access_log, loaded)
+    finally:
+        if child is not None:
+            child.terminate()
+            child.join(10)
+
+
+def _serve(host: str, port: int, workers: int | None, access_log: bool, loaded: settings.Settings) -> None:
     gunicorn.SERVER = "verifier"  # the Server header names no version
     LookupServer(
         {

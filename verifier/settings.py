@@ -25,7 +25,8 @@ class Settings:
 
     instance: Path
     keys_dir: Path
-    database: Path
+    database: str  # a SQLite path (VERIFIER_DB) or VERIFIER_DATABASE_URL: sqlite:///path or postgresql://...
+    database_pool_size: int  # PostgreSQL connections a server process may hold
     base_urls: tuple[str, ...]  # the first one issues new codes
     jwks_file: Path | None
     key_passphrase: bytes | None
@@ -52,7 +53,8 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         instance=instance,
         keys_dir=Path(env.get("VERIFIER_KEYS") or instance / "keys"),
-        database=Path(env.get("VERIFIER_DB") or instance / "verifier.db"),
+        database=database(env, instance),
+        database_pool_size=_int(env, "VERIFIER_DATABASE_POOL_SIZE", 4, low=1),
         base_urls=base_urls(env),
         jwks_file=Path(env["VERIFIER_JWKS"]) if env.get("VERIFIER_JWKS") else None,
         key_passphrase=passphrase.encode("utf-8") if passphrase is not None else None,
@@ -70,6 +72,20 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         user_password=env.get("VERIFIER_USER_PASSWORD"),
         debug=env.get("VERIFIER_DEBUG", "").strip().lower() in _TRUE,
     )
+
+
+def database(env: Mapping[str, str], instance: Path) -> str:
+    """Where the registry is: VERIFIER_DATABASE_URL (or the file VERIFIER_DATABASE_URL_FILE names,
+    for a URL holding a password), else the SQLite file VERIFIER_DB, else instance/verifier.db."""
+    url = secret(env, "VERIFIER_DATABASE_URL")
+    if url is not None:
+        text = url.decode("utf-8").strip()
+        if text.startswith(("postgresql://", "postgres://")):
+            return text
+        if text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
+            return text[len("sqlite:///") - 1 :] if text.startswith("sqlite:////") else text[len("sqlite:///") :]
+        raise InvalidInput("VERIFIER_DATABASE_URL must be sqlite:///path or postgresql://user@host:port/name")
+    return str(env.get("VERIFIER_DB") or instance / "verifier.db")
 
 
 def base_urls(env: Mapping[str, str]) -> tuple[str, ...]:

@@ -6,8 +6,9 @@ they neither hash, nor decide, nor open transactions: that is verifier/accounts.
 
 from __future__ import annotations
 
-import sqlite3
 from typing import Any
+
+from .. import db
 
 # id, username, role, enterprise_id, disabled (0/1): what verifier.accounts.User is built from
 UserRow = tuple[int, str, str, int | None, int]
@@ -23,7 +24,7 @@ def _user(row: Any) -> UserRow | None:
 
 
 def insert_user(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     username: str,
     role: str,
     enterprise_id: int | None,
@@ -39,21 +40,21 @@ def insert_user(
     return int(rows[0][0]) if rows else None
 
 
-def user_by_name(conn: sqlite3.Connection, username: str) -> UserRow | None:
+def user_by_name(conn: db.Conn, username: str) -> UserRow | None:
     return _user(conn.execute(_USER + " FROM users WHERE users.username = ?", (username,)).fetchone())
 
 
-def user_by_id(conn: sqlite3.Connection, user_id: int) -> UserRow | None:
+def user_by_id(conn: db.Conn, user_id: int) -> UserRow | None:
     return _user(conn.execute(_USER + " FROM users WHERE users.id = ?", (user_id,)).fetchone())
 
 
-def credentials(conn: sqlite3.Connection, username: str) -> tuple[int, str, bool] | None:
+def credentials(conn: db.Conn, username: str) -> tuple[int, str, bool] | None:
     """(id, password hash, disabled) of the account named `username`, or None."""
     row = conn.execute("SELECT id, password_hash, disabled FROM users WHERE username = ?", (username,)).fetchone()
     return None if row is None else (row[0], row[1], bool(row[2]))
 
 
-def list_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
+def list_users(conn: db.Conn) -> list[dict[str, Any]]:
     """Every account with its enterprise's name and its number of active tokens, oldest first."""
     rows = conn.execute(
         """SELECT u.id, u.username, u.role, e.name, u.disabled, u.created_at,
@@ -64,13 +65,13 @@ def list_users(conn: sqlite3.Connection) -> list[dict[str, Any]]:
     return [dict(zip(keys, row, strict=True)) for row in rows]
 
 
-def enterprise_id(conn: sqlite3.Connection, name: str) -> int | None:
+def enterprise_id(conn: db.Conn, name: str) -> int | None:
     """The id of the enterprise an account may belong to (read only; the registry creates them)."""
     row = conn.execute("SELECT id FROM enterprises WHERE name = ?", (name,)).fetchone()
     return None if row is None else int(row[0])
 
 
-def disable_user(conn: sqlite3.Connection, user_id: int, at: str) -> None:
+def disable_user(conn: db.Conn, user_id: int, at: str) -> None:
     """Mark the account disabled, end its sessions and revoke its active tokens (at `at`)."""
     conn.execute("UPDATE users SET disabled = 1 WHERE id = ?", (user_id,))
     conn.execute("DELETE FROM web_sessions WHERE user_id = ?", (user_id,))
@@ -80,7 +81,7 @@ def disable_user(conn: sqlite3.Connection, user_id: int, at: str) -> None:
 # --- API tokens -------------------------------------------------------------------------------
 
 
-def insert_token(conn: sqlite3.Connection, user_id: int, token_hash: str, label: str, created_at: str) -> int:
+def insert_token(conn: db.Conn, user_id: int, token_hash: str, label: str, created_at: str) -> int:
     rows = conn.execute(
         "INSERT INTO api_tokens (user_id, token_hash, label, created_at) VALUES (?, ?, ?, ?) RETURNING id",
         (user_id, token_hash, label, created_at),
@@ -88,13 +89,13 @@ def insert_token(conn: sqlite3.Connection, user_id: int, token_hash: str, label:
     return int(rows[0][0])
 
 
-def revoke_token(conn: sqlite3.Connection, token_id: int, at: str) -> bool:
+def revoke_token(conn: db.Conn, token_id: int, at: str) -> bool:
     """Whether an active token `token_id` was there to revoke."""
     cur = conn.execute("UPDATE api_tokens SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", (at, token_id))
     return cur.rowcount > 0
 
 
-def user_for_token_hash(conn: sqlite3.Connection, token_hash: str) -> UserRow | None:
+def user_for_token_hash(conn: db.Conn, token_hash: str) -> UserRow | None:
     """The enabled user of an active token."""
     row = conn.execute(
         _USER + " FROM api_tokens t JOIN users ON users.id = t.user_id"
@@ -107,14 +108,14 @@ def user_for_token_hash(conn: sqlite3.Connection, token_hash: str) -> UserRow | 
 # --- web sessions -----------------------------------------------------------------------------
 
 
-def insert_session(conn: sqlite3.Connection, id_hash: str, user_id: int, at: str) -> None:
+def insert_session(conn: db.Conn, id_hash: str, user_id: int, at: str) -> None:
     conn.execute(
         "INSERT INTO web_sessions (id_hash, user_id, created_at, last_seen_at) VALUES (?, ?, ?, ?)",
         (id_hash, user_id, at, at),
     )
 
 
-def session(conn: sqlite3.Connection, id_hash: str) -> tuple[str, str, UserRow] | None:
+def session(conn: db.Conn, id_hash: str) -> tuple[str, str, UserRow] | None:
     """(created_at, last_seen_at, the user) of a session of an enabled user."""
     row = conn.execute(
         "SELECT s.created_at, s.last_seen_at, users.id, users.username, users.role, users.enterprise_id,"
@@ -127,11 +128,11 @@ def session(conn: sqlite3.Connection, id_hash: str) -> tuple[str, str, UserRow] 
     return row[0], row[1], (row[2], row[3], row[4], row[5], row[6])
 
 
-def touch_session(conn: sqlite3.Connection, id_hash: str, at: str) -> None:
+def touch_session(conn: db.Conn, id_hash: str, at: str) -> None:
     conn.execute("UPDATE web_sessions SET last_seen_at = ? WHERE id_hash = ?", (at, id_hash))
 
 
-def delete_session(conn: sqlite3.Connection, id_hash: str) -> None:
+def delete_session(conn: db.Conn, id_hash: str) -> None:
     conn.execute("DELETE FROM web_sessions WHERE id_hash = ?", (id_hash,))
 
 
@@ -145,13 +146,13 @@ _FAILURES_OF = {
 }
 
 
-def forget_failures_before(conn: sqlite3.Connection, at: str) -> None:
+def forget_failures_before(conn: db.Conn, at: str) -> None:
     """Drop failures at or before `at` (they have left every window)."""
     conn.execute("DELETE FROM login_failures WHERE at <= ?", (at,))
 
 
 def nth_newest_failure(
-    conn: sqlite3.Connection, since: str, n: int, *, client: str | None = None, name: str | None = None
+    conn: db.Conn, since: str, n: int, *, client: str | None = None, name: str | None = None
 ) -> str | None:
     """The time of the `n`-th newest failure after `since` of `client`, `name`, or both; None if fewer."""
     where = _FAILURES_OF[(client is not None, name is not None)]
@@ -163,11 +164,11 @@ def nth_newest_failure(
     return None if row is None else str(row[0])
 
 
-def add_failure(conn: sqlite3.Connection, at: str, client: str, name: str | None) -> None:
+def add_failure(conn: db.Conn, at: str, client: str, name: str | None) -> None:
     """One failure of `client` trying `name` (None: an attempt refused unchecked, the address's own)."""
     conn.execute("INSERT INTO login_failures (at, client_hash, account_hash) VALUES (?, ?, ?)", (at, client, name))
 
 
-def forgive_failures(conn: sqlite3.Connection, client: str, name: str) -> None:
+def forgive_failures(conn: db.Conn, client: str, name: str) -> None:
     """A successful login forgets what this address failed on this name."""
     conn.execute("DELETE FROM login_failures WHERE client_hash = ? AND account_hash = ?", (client, name))

@@ -4,6 +4,10 @@ The counters live in their own small SQLite file next to the database (`<databas
 in WAL mode with `synchronous=OFF` and its own writer lock: counting a request costs no fsync and
 never waits for the registry's writer lock, so a request over the limit writes nothing durable.
 The counters are disposable: a file damaged by a power loss is replaced with an empty one.
+
+On PostgreSQL the counters are the registry's UNLOGGED table `rate_hits` (migration 007), shared
+by every lookup node, written with synchronous_commit off: no WAL, no fsync, and a limit that
+holds across nodes.
 """
 
 from __future__ import annotations
@@ -19,8 +23,13 @@ log = logging.getLogger("verifier.ratelimit")
 SCHEMA_VERSION = 1
 
 
-def connect(path: Path | str) -> sqlite3.Connection:
-    """The counters file at `path`, created (or replaced, if damaged) as needed."""
+def connect(path: Path | str) -> db.Conn:
+    """The counters file at `path`, created (or replaced, if damaged) as needed; or, for a
+    PostgreSQL URL, a connection of its own to that database's counters."""
+    if db.is_postgres(path):
+        conn = db.connect(path)
+        conn.execute("SET synchronous_commit = off")  # counters need not survive a crash
+        return conn  # type: ignore[no-any-return]
     path = Path(path)
     try:
         return _open(path)
@@ -59,16 +68,18 @@ def _open(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def count_hit(conn: sqlite3.Connection, client: str, until: int) -> int:
+_COUNT_HIT = """INSERT INTO {table} (client, until, hits) VALUES (?, ?, 1)
+ON CONFLICT (client, until) DO UPDATE SET hits = {table}.hits + 1 RETURNING hits"""
+_TABLE = {db.SQLITE: "hits", db.POSTGRESQL: "rate_hits"}
+_COUNT_HIT_SQL = {dialect: _COUNT_HIT.format(table=table) for dialect, table in _TABLE.items()}
+
+
+def count_hit(conn: db.Conn, client: str, until: int) -> int:
     """Add one to `client`'s count in the window ending at `until`; the count after it."""
-    row = conn.execute(
-        """INSERT INTO hits (client, until, hits) VALUES (?, ?, 1)
-           ON CONFLICT (client, until) DO UPDATE SET hits = hits + 1 RETURNING hits""",
-        (client, until),
-    ).fetchone()
+    row = conn.execute(_COUNT_HIT_SQL[db.dialect(conn)], (client, until)).fetchone()
     return int(row[0])
 
 
-def prune(conn: sqlite3.Connection, now_seconds: int) -> None:
+def prune(conn: db.Conn, now_seconds: int) -> None:
     """Drop the windows that have ended (they are never read again)."""
-    conn.execute("DELETE FROM hits WHERE until <= ?", (now_seconds,))
+    conn.execute(f"DELETE FROM {_TABLE[db.dialect(conn)]} WHERE until <= ?", (now_seconds,))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sqlite3
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -36,7 +35,7 @@ def validate_credit_code(code: str) -> str:
     return code
 
 
-def ensure_enterprise(conn: sqlite3.Connection, name: str, credit_code: str | None, now: dt.datetime) -> int:
+def ensure_enterprise(conn: db.Conn, name: str, credit_code: str | None, now: dt.datetime) -> int:
     """The id of enterprise `name`, created on first use."""
     name = name.strip()
     if not name:
@@ -59,15 +58,13 @@ def ensure_enterprise(conn: sqlite3.Connection, name: str, credit_code: str | No
     return int(row[0])
 
 
-def enterprise_id(conn: sqlite3.Connection, name: str) -> int | None:
+def enterprise_id(conn: db.Conn, name: str) -> int | None:
     """The id of the enterprise called `name`, or None."""
     row = conn.execute("SELECT id FROM enterprises WHERE name = ?", [name]).fetchone()
     return None if row is None else int(row[0])
 
 
-def ensure_product(
-    conn: sqlite3.Connection, enterprise_id: int, name: str, spec: str, gtin: str | None, now: dt.datetime
-) -> int:
+def ensure_product(conn: db.Conn, enterprise_id: int, name: str, spec: str, gtin: str | None, now: dt.datetime) -> int:
     """The id of the enterprise's product `name` / `spec`, created on first use."""
     name = name.strip()
     if not name:
@@ -112,7 +109,7 @@ _BATCH_COLUMNS = (
 )
 
 
-def insert_batch(conn: sqlite3.Connection, row: dict[str, Any], now: dt.datetime) -> int:
+def insert_batch(conn: db.Conn, row: dict[str, Any], now: dt.datetime) -> int:
     """A new batch row (status `issuing` unless `row` says otherwise); its number."""
     values = {"status": BATCH_ISSUING, "created_at": clock.utc_text_seconds(now), **row}
     unknown = set(values) - set(_BATCH_COLUMNS)
@@ -132,7 +129,7 @@ FROM batches b JOIN enterprises e ON e.id = b.enterprise_id JOIN products p ON p
 """
 
 
-def batch_row(conn: sqlite3.Connection, batch_id: int) -> dict[str, Any]:
+def batch_row(conn: db.Conn, batch_id: int) -> dict[str, Any]:
     """A batch with its enterprise and product, whatever its status."""
     row = db.one_dict(conn.execute(BATCH_VIEW + " WHERE b.id = ?", [batch_id]))
     if row is None:
@@ -140,7 +137,7 @@ def batch_row(conn: sqlite3.Connection, batch_id: int) -> dict[str, Any]:
     return row
 
 
-def list_batches(conn: sqlite3.Connection, enterprise: str | None = None) -> list[dict[str, Any]]:
+def list_batches(conn: db.Conn, enterprise: str | None = None) -> list[dict[str, Any]]:
     """Registered batches, newest first (batches still being issued are not registered)."""
     sql = BATCH_VIEW + " WHERE b.status != ?"
     params: list[object] = [BATCH_ISSUING]
@@ -150,7 +147,7 @@ def list_batches(conn: sqlite3.Connection, enterprise: str | None = None) -> lis
     return db.dicts(conn.execute(sql + " ORDER BY b.id DESC", params))
 
 
-def get_batch(conn: sqlite3.Connection, batch_id: int) -> dict[str, Any]:
+def get_batch(conn: db.Conn, batch_id: int) -> dict[str, Any]:
     """One registered batch; StoreNotFound if there is none with that number."""
     row = db.one_dict(conn.execute(BATCH_VIEW + " WHERE b.id = ? AND b.status != ?", [batch_id, BATCH_ISSUING]))
     if row is None:
@@ -158,19 +155,19 @@ def get_batch(conn: sqlite3.Connection, batch_id: int) -> dict[str, Any]:
     return row
 
 
-def is_issuing(conn: sqlite3.Connection, batch_id: int) -> bool:
+def is_issuing(conn: db.Conn, batch_id: int) -> bool:
     """Whether batch `batch_id` exists and is still being issued."""
     row = conn.execute("SELECT 1 FROM batches WHERE id = ? AND status = ?", [batch_id, BATCH_ISSUING]).fetchone()
     return row is not None
 
 
-def issuing_batches(conn: sqlite3.Connection) -> list[tuple[int, str]]:
+def issuing_batches(conn: db.Conn) -> list[tuple[int, str]]:
     """(number, output folder) of every batch still being issued."""
     rows = conn.execute("SELECT id, output_dir FROM batches WHERE status = ?", [BATCH_ISSUING]).fetchall()
     return [(int(r[0]), str(r[1])) for r in rows]
 
 
-def issuing_output_dir(conn: sqlite3.Connection, batch_id: int) -> str | None:
+def issuing_output_dir(conn: db.Conn, batch_id: int) -> str | None:
     """The output folder of batch `batch_id` if it is still being issued, else None."""
     row = conn.execute(
         "SELECT output_dir FROM batches WHERE id = ? AND status = ?", [batch_id, BATCH_ISSUING]
@@ -178,18 +175,18 @@ def issuing_output_dir(conn: sqlite3.Connection, batch_id: int) -> str | None:
     return None if row is None else str(row[0])
 
 
-def activate_batch(conn: sqlite3.Connection, batch_id: int) -> None:
+def activate_batch(conn: db.Conn, batch_id: int) -> None:
     """Register a batch that was being issued."""
     conn.execute("UPDATE batches SET status = ?, issuing_pid = NULL WHERE id = ?", [BATCH_ACTIVE, batch_id])
 
 
-def forget_batch(conn: sqlite3.Connection, batch_id: int) -> None:
+def forget_batch(conn: db.Conn, batch_id: int) -> None:
     """Remove a batch that is still being issued, with its codes (nothing of it was registered)."""
     conn.execute("DELETE FROM codes WHERE batch_id = ?", [batch_id])
     conn.execute("DELETE FROM batches WHERE id = ? AND status = ?", [batch_id, BATCH_ISSUING])
 
 
-def mark_recalled(conn: sqlite3.Connection, batch_id: int, reason: str, now: dt.datetime) -> str:
+def mark_recalled(conn: db.Conn, batch_id: int, reason: str, now: dt.datetime) -> str:
     """Set a batch's status to recalled with its reason; the recall time as stored."""
     at = clock.utc_text_seconds(now)
     conn.execute(
@@ -202,12 +199,12 @@ def mark_recalled(conn: sqlite3.Connection, batch_id: int, reason: str, now: dt.
 # --- codes --------------------------------------------------------------------------------
 
 
-def insert_codes(conn: sqlite3.Connection, batch_id: int, serials: Iterable[int]) -> None:
+def insert_codes(conn: db.Conn, batch_id: int, serials: Iterable[int]) -> None:
     """Register serials for a batch; db.IntegrityError if one is already taken."""
     conn.executemany("INSERT INTO codes (serial, batch_id) VALUES (?, ?)", ((s, batch_id) for s in serials))
 
 
-def serials_taken(conn: sqlite3.Connection, serials: list[int]) -> set[int]:
+def serials_taken(conn: db.Conn, serials: list[int]) -> set[int]:
     """Which of `serials` are registered already."""
     taken: set[int] = set()
     for start in range(0, len(serials), db.MAX_PARAMETERS):
@@ -217,12 +214,12 @@ def serials_taken(conn: sqlite3.Connection, serials: list[int]) -> set[int]:
     return taken
 
 
-def code_exists(conn: sqlite3.Connection, serial: int) -> bool:
+def code_exists(conn: db.Conn, serial: int) -> bool:
     """Whether `serial` was ever issued (in a registered batch or one being issued)."""
     return conn.execute("SELECT 1 FROM codes WHERE serial = ?", [serial]).fetchone() is not None
 
 
-def batch_serials(conn: sqlite3.Connection, batch_id: int) -> Iterator[int]:
+def batch_serials(conn: db.Conn, batch_id: int) -> Iterator[int]:
     """The serials of a batch in serial order, streamed."""
     cursor = conn.execute("SELECT serial FROM codes WHERE batch_id = ? ORDER BY serial", [batch_id])
     for row in cursor:
@@ -257,7 +254,7 @@ _BATCH_FOR_SERIAL_FIELDS = (
 )
 
 
-def batch_for_serial(conn: sqlite3.Connection, serial: int) -> dict[str, Any] | None:
+def batch_for_serial(conn: db.Conn, serial: int) -> dict[str, Any] | None:
     """The registered batch of code `serial` as a lookup shows it, or None (not issued, or its
     batch still being issued): the batch's fields, `mark_zh`/`mark_en`, `has_pin`, `reported`."""
     row = conn.execute(_BATCH_FOR_SERIAL_SQL, (serial,)).fetchone()
@@ -277,7 +274,7 @@ def batch_for_serial(conn: sqlite3.Connection, serial: int) -> dict[str, Any] | 
 # --- reported codes -----------------------------------------------------------------------
 
 
-def report_code(conn: sqlite3.Connection, serial: int, reported_by: str, note: str, now: dt.datetime) -> bool:
+def report_code(conn: db.Conn, serial: int, reported_by: str, note: str, now: dt.datetime) -> bool:
     """Mark code `serial` as reported counterfeit (the first report stands); whether it was new."""
     cursor = conn.execute(
         "INSERT INTO reported_codes (serial, reported_at, reported_by, note) VALUES (?, ?, ?, ?) "
@@ -287,7 +284,7 @@ def report_code(conn: sqlite3.Connection, serial: int, reported_by: str, note: s
     return cursor.rowcount == 1
 
 
-def code_report(conn: sqlite3.Connection, serial: int) -> tuple[str, str, str] | None:
+def code_report(conn: db.Conn, serial: int) -> tuple[str, str, str] | None:
     """(reported_at, reported_by, note) of a reported code, or None."""
     row = conn.execute(
         "SELECT reported_at, reported_by, note FROM reported_codes WHERE serial = ?", (serial,)

@@ -4,15 +4,19 @@ anomaly rules' queries and the retention purge.
 
 Every statement on these tables is here. Scan ids grow with time, so time bounds become id
 bounds (cheap ranges on the primary key); `INDEXED BY` hints are SQLite's and are kept in this
-module, next to the indexes they name (migration 004 in `verifier.db`).
+module, next to the indexes they name (migration 004 in `verifier.db`). PostgreSQL's planner
+needs no hints: `_postgres` rewrites the few SQLite spellings (hints, group_concat, julianday,
+`IN table`) of the anomaly queries.
 """
 
 from __future__ import annotations
 
-import sqlite3
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
+
+from .. import db
 
 # What a scan's log entry commits to (never changed), and the personal fields the retention purge
 # may erase (committed to through a salted hash); then the row's link to its log entry.
@@ -47,7 +51,7 @@ class CodeChecks(NamedTuple):
     pin_verified_at: str | None
 
 
-def code_checks(conn: sqlite3.Connection, serial: int) -> CodeChecks | None:
+def code_checks(conn: db.Conn, serial: int) -> CodeChecks | None:
     """A code's check state; None before its first counted check."""
     row = conn.execute(
         "SELECT sessions, checks, first_checked_at, pin_verified_at FROM code_checks WHERE serial = ?", (serial,)
@@ -55,7 +59,7 @@ def code_checks(conn: sqlite3.Connection, serial: int) -> CodeChecks | None:
     return CodeChecks(*row) if row else None
 
 
-def count_check(conn: sqlite3.Connection, serial: int, at: str, sessions: str) -> tuple[int, str, str | None]:
+def count_check(conn: db.Conn, serial: int, at: str, sessions: str) -> tuple[int, str, str | None]:
     """Count one check of a code at `at`: (checks, first_checked_at, pin_verified_at) after it."""
     row = conn.execute(
         """INSERT INTO code_checks (serial, checks, first_checked_at, last_checked_at, sessions)
@@ -68,18 +72,18 @@ def count_check(conn: sqlite3.Connection, serial: int, at: str, sessions: str) -
     return int(row[0]), str(row[1]), row[2]
 
 
-def mark_pin_verified(conn: sqlite3.Connection, serial: int, at: str) -> None:
+def mark_pin_verified(conn: db.Conn, serial: int, at: str) -> None:
     """The code's PIN was verified for the first time at `at`."""
     conn.execute("UPDATE code_checks SET pin_verified_at = ? WHERE serial = ?", (at, serial))
 
 
-def pin_attempts(conn: sqlite3.Connection, serial: int) -> tuple[str, int] | None:
+def pin_attempts(conn: db.Conn, serial: int) -> tuple[str, int] | None:
     """(window_start, failures) of a code's wrong PINs, if any were recorded."""
     row = conn.execute("SELECT window_start, failures FROM pin_attempts WHERE serial = ?", (serial,)).fetchone()
     return (str(row[0]), int(row[1])) if row else None
 
 
-def set_pin_attempts(conn: sqlite3.Connection, serial: int, window_start: str, failures: int) -> None:
+def set_pin_attempts(conn: db.Conn, serial: int, window_start: str, failures: int) -> None:
     """Replace a code's wrong-PIN window."""
     conn.execute(
         """INSERT INTO pin_attempts (serial, window_start, failures) VALUES (?, ?, ?)
@@ -91,13 +95,19 @@ def set_pin_attempts(conn: sqlite3.Connection, serial: int, window_start: str, f
 # --- scans ---------------------------------------------------------------------------------
 
 
-def next_scan_id(conn: sqlite3.Connection) -> int:
-    """The id of the next scan (inside the write transaction that inserts it)."""
-    (scan_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM scans").fetchone()
+def next_scan_id(conn: db.Conn) -> int:
+    """The id of the next scan (inside the write transaction that inserts it). SQLite: the next
+    number, under the writer lock; PostgreSQL: from the identity's sequence, never handed out
+    twice (a rolled-back scan leaves a gap, which no check reads as a missing scan)."""
+    if db.is_postgres_conn(conn):
+        sql = "SELECT nextval(pg_get_serial_sequence('scans', 'id'))"
+    else:
+        sql = "SELECT coalesce(max(id), 0) + 1 FROM scans"
+    (scan_id,) = conn.execute(sql).fetchone()
     return int(scan_id)
 
 
-def insert_scan(conn: sqlite3.Connection, scan: Mapping[str, object]) -> None:
+def insert_scan(conn: db.Conn, scan: Mapping[str, object]) -> None:
     """One scan row: every column of INSERT_COLUMNS from `scan`."""
     conn.execute(
         f"INSERT INTO scans ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})",
@@ -105,7 +115,7 @@ def insert_scan(conn: sqlite3.Connection, scan: Mapping[str, object]) -> None:
     )
 
 
-def erase_personal(conn: sqlite3.Connection, before: str) -> int:
+def erase_personal(conn: db.Conn, before: str) -> int:
     """Erase the personal fields (and their salt) of scans older than `before` (UTC text); how many."""
     return conn.execute(
         "UPDATE scans SET ip_prefix = NULL, ip_hash = NULL, region = NULL, city = NULL, user_agent = NULL, "
@@ -140,10 +150,12 @@ def _select(columns: Sequence[str], prefix: str = "") -> str:
 
 
 # The first scan at or after a time, through the time index; past the end: an id no scan has.
-_ID_AT = "coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 1 << 62)"
+_ID_AT = "coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER BY at LIMIT 1), 4611686018427387904)"
+_ID_AT_POSTGRES = "coalesce((SELECT id FROM scans WHERE at >= ? ORDER BY at LIMIT 1), 4611686018427387904)"
 
 
-def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None) -> tuple[str, list[Any]]:
+def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None, postgres: bool) -> tuple[str, list[Any]]:
+    id_at = _ID_AT_POSTGRES if postgres else _ID_AT
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if not everything:  # an enterprise's account: its own batches only (no enterprise: nothing)
@@ -167,16 +179,16 @@ def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None) -> tupl
             if name == "reason" and value not in COMMON_REASONS:
                 where.append("s.reason NOT IN ('genuine', 'genuine-repeat')")  # lets SQLite use scans_reason
     if flt.since:  # times become id bounds: ids grow with time, and id ranges are cheap
-        where.append(f"s.id >= {_ID_AT}")
+        where.append(f"s.id >= {id_at}")
         params.append(flt.since)
     if flt.until:
-        where.append(f"s.id < {_ID_AT}")
+        where.append(f"s.id < {id_at}")
         params.append(flt.until)
     return " AND ".join(where), params
 
 
 def newest_first(
-    conn: sqlite3.Connection,
+    conn: db.Conn,
     columns: Sequence[str],
     flt: ScanFilter,
     *,
@@ -186,7 +198,7 @@ def newest_first(
     limit: int,
 ) -> list[tuple[Any, ...]]:
     """One keyset page: at most `limit` matching scans with ids below `after`, newest first."""
-    where, params = _where(flt, everything, enterprise_id)
+    where, params = _where(flt, everything, enterprise_id, db.is_postgres_conn(conn))
     if after is not None:
         where += " AND s.id < ?"
         params.append(after)
@@ -196,16 +208,22 @@ def newest_first(
 
 
 def oldest_first(
-    conn: sqlite3.Connection, columns: Sequence[str], flt: ScanFilter, *, everything: bool, enterprise_id: int | None
-) -> sqlite3.Cursor:
-    """Every matching scan, oldest first, as a cursor to stream from (an export)."""
-    where, params = _where(flt, everything, enterprise_id)
-    return conn.execute(f"SELECT {_select(columns, 's.')} FROM scans s WHERE {where} ORDER BY s.id", params)
+    conn: db.Conn,
+    columns: Sequence[str],
+    flt: ScanFilter,
+    *,
+    everything: bool,
+    enterprise_id: int | None,
+    chunk: int = 2000,
+) -> db.Cursor:
+    """Every matching scan, oldest first, as a cursor to stream from `chunk` rows at a time (an
+    export; on PostgreSQL `conn` is a read-only connection from db.connect_read_only)."""
+    where, params = _where(flt, everything, enterprise_id, db.is_postgres_conn(conn))
+    sql = f"SELECT {_select(columns, 's.')} FROM scans s WHERE {where} ORDER BY s.id"
+    return db.stream(conn, sql, params, chunk)
 
 
-def code_history(
-    conn: sqlite3.Connection, columns: Sequence[str], serial: int, limit: int = HISTORY_MAX
-) -> list[tuple[Any, ...]]:
+def code_history(conn: db.Conn, columns: Sequence[str], serial: int, limit: int = HISTORY_MAX) -> list[tuple[Any, ...]]:
     """The first `limit` scans of one code, oldest first."""
     return conn.execute(
         f"SELECT {_select(columns)} FROM scans WHERE serial = ? ORDER BY id LIMIT ?", (serial, limit)
@@ -218,7 +236,7 @@ class BatchStatistics(NamedTuple):
     top_codes: list[tuple[int, int, int]]  # (serial, most checks, scans), the ten most checked
 
 
-def batch_statistics(conn: sqlite3.Connection, batch_id: int) -> BatchStatistics:
+def batch_statistics(conn: db.Conn, batch_id: int) -> BatchStatistics:
     """A batch's scans per day, verdict mix and most checked codes (served by scans_batch)."""
     return BatchStatistics(
         conn.execute(
@@ -299,6 +317,28 @@ ANOMALY_QUERIES: dict[str, str] = {
 }
 
 
-def anomaly_rows(conn: sqlite3.Connection, rule: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
+_POSTGRES_SPELLINGS = (
+    (re.compile(r" INDEXED BY \w+"), ""),
+    (re.compile(r"group_concat\(id\)"), "string_agg(id::text, ',')"),
+    (re.compile(r"serial IN (flagged|several)\b"), r"serial IN (SELECT serial FROM \1)"),
+    (
+        re.compile(r"round\(\(julianday\(at\) - julianday\(prev_at\)\) \* 86400000\)"),
+        "round(extract(epoch FROM at::timestamptz - prev_at::timestamptz) * 1000)",
+    ),
+)
+
+
+def _postgres(sql: str) -> str:
+    """An anomaly query in PostgreSQL's spelling (the same query: tests run both engines)."""
+    for pattern, replacement in _POSTGRES_SPELLINGS:
+        sql = pattern.sub(replacement, sql)
+    return sql
+
+
+POSTGRES_ANOMALY_QUERIES = {rule: _postgres(sql) for rule, sql in ANOMALY_QUERIES.items()}
+
+
+def anomaly_rows(conn: db.Conn, rule: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
     """The rows of one rule's query (ANOMALY_QUERIES) with its named parameters."""
-    return conn.execute(ANOMALY_QUERIES[rule], params).fetchall()
+    queries = POSTGRES_ANOMALY_QUERIES if db.is_postgres_conn(conn) else ANOMALY_QUERIES
+    return conn.execute(queries[rule], params).fetchall()

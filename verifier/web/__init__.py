@@ -38,7 +38,8 @@ _DEFAULT_HEADERS = tuple(
 def _config_from(loaded: settings.Settings) -> dict[str, object]:
     """The app's config keys, from the loaded settings."""
     return {
-        "DATABASE": str(loaded.database),
+        "DATABASE": str(loaded.database),  # a SQLite path or a PostgreSQL URL
+        "DATABASE_POOL_SIZE": loaded.database_pool_size,
         "KEYS_DIR": str(loaded.keys_dir),
         "JWKS_FILE": str(loaded.jwks_file) if loaded.jwks_file else None,
         "BASE_URLS": list(loaded.base_urls),
@@ -72,7 +73,8 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
         app.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             app.wsgi_app, x_for=int(app.config["TRUSTED_PROXIES"]), x_proto=1, x_host=0
         )
-    app.extensions["verifier"] = ServerState(app)
+    state = app.extensions["verifier"] = ServerState(app)
+    app.teardown_appcontext(lambda _exc: state.release_connection())
 
     from . import api, audit, audit_ui, consumer
 

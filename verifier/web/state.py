@@ -10,14 +10,13 @@ import logging
 import os
 import re
 import secrets
-import sqlite3
 import tempfile
 import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from flask import Flask, current_app, g, request
+from flask import Flask, current_app, g, has_app_context, request
 
 from .. import clients, codes, db, errors, files, keys, lookup, ratelimit
 
@@ -84,14 +83,16 @@ def _trust_geo_headers(cfg: Mapping[str, Any]) -> bool:
 
 
 class ServerState:
-    """Per-process resources: one database connection, trusted keys reloaded when they change,
-    the rate-limit counters and the key of the scan log's keyed hashes."""
+    """Per-process resources: the database connections (SQLite: one a process; PostgreSQL: a
+    pool, a connection a request), trusted keys reloaded when they change, the rate-limit
+    counters and the key of the scan log's keyed hashes."""
 
     KEY_RECHECK_SECONDS = 2.0
 
     def __init__(self, app: Flask):
         cfg = app.config
-        self.database = Path(cfg["DATABASE"])
+        self.database = db.location(str(cfg["DATABASE"]))  # a SQLite path or a PostgreSQL URL
+        self.pool = db.Pool(self.database, max_size=int(cfg.get("DATABASE_POOL_SIZE") or 4))
         self.keys_source = Path(cfg["JWKS_FILE"]) if cfg["JWKS_FILE"] else Path(cfg["KEYS_DIR"]) / keys.KEYRING_FILE
         self.base_urls = tuple(cfg["BASE_URLS"])
         for base in self.base_urls:
@@ -101,20 +102,27 @@ class ServerState:
         self.limit = ratelimit.parse_limit(str(cfg["RATELIMIT"]))
         self.hash_key: bytes = cfg["SECRET_KEY"] or _instance_secret(Path(cfg["INSTANCE"]))
         self.resolver = clients.RegionResolver(trust_headers=_trust_geo_headers(cfg))
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
         self._settings: lookup.Settings | None = None
         self._keys_mtime: float | None = None
         self._keys_checked = 0.0
 
-    def connection(self) -> sqlite3.Connection:
-        """This process's connection (made after a fork, never shared across one)."""
-        if self._conn is None or self._pid != os.getpid():
-            self._conn = db.connect(self.database)
-            self._pid = os.getpid()
-        return self._conn
+    def connection(self) -> db.Conn:
+        """The request's connection, taken from the pool on first use and given back when the
+        request ends (`release_connection`); SQLite: the process's one connection."""
+        if not has_app_context():
+            return self.pool.acquire()  # type: ignore[no-any-return]
+        conn = g.get("verifier_conn")
+        if conn is None:
+            conn = g.verifier_conn = self.pool.acquire()
+        return conn  # type: ignore[no-any-return]
 
-    def counters(self) -> sqlite3.Connection:
+    def release_connection(self) -> None:
+        """At the end of a request: its connection back to the pool."""
+        conn = g.pop("verifier_conn", None)
+        if conn is not None:
+            self.pool.release(conn)
+
+    def counters(self) -> db.Conn:
         """This process's handle on the non-durable rate-limit counters next to the database."""
         return ratelimit.counters(self.database)
 
@@ -196,7 +204,7 @@ def rate_limit() -> str | None:
     key = clients.client_rate_key(st.hash_key, request.remote_addr or "")
     try:
         outcome = ratelimit.hit(st.counters(), key, st.limit, g.now.timestamp())
-    except sqlite3.DatabaseError as exc:  # the counters are protection, not the service: fail open
+    except db.DatabaseError as exc:  # the counters are protection, not the service: fail open
         current_app.logger.error("rate-limit counters failed: %r", exc)
         return key
     if not outcome.allowed:

@@ -1,127 +1,10 @@
-"""The persistence boundary: connect, configure, transactions with the writer lock, migrations.
-
-Everything engine-specific lives here (SQLite today: pragmas, the writer lock, WAL checkpoints,
-the error classes, the clock SQL of the migration table); the repository modules in
-`verifier/repos/` own every other SQL statement and stick to portable SQL (ON CONFLICT,
-RETURNING, `?` parameters). A connection is a plain DB-API connection (`sqlite3.Connection`, a
-subclass that knows its file), what psycopg gives too; no wrapper library in between.
-
-This module never reads the clock and never reads the environment: callers pass paths.
-"""
+"""SQLite's schema: the migrations, in order, as SQLite statements (verifier/db/postgres_schema.py
+holds the same schema for PostgreSQL, migration by migration, under the same names)."""
 
 from __future__ import annotations
 
-import contextlib
-import fcntl
-import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
-from pathlib import Path
-from typing import Any
-
-from . import errors, files
-
-BUSY_TIMEOUT_MS = 10_000
-WRITER_LOCK_SUFFIX = "-writer.lock"
-
-IntegrityError = sqlite3.IntegrityError  # a constraint refused a write (a taken serial, a unique name)
-DatabaseError = sqlite3.DatabaseError  # not a database, or a corrupt one
-Error = sqlite3.Error  # any error of the engine
-
-
-class StoreError(errors.VerifierError):
-    """A registry operation that cannot be done; the message is for the user (CLI exit status 1)."""
-
-    exit_code = 1
-
-
-class StoreNotFound(StoreError, errors.NotFound):
-    """No such database, batch, enterprise..."""
-
-
-class StoreConflict(StoreError, errors.Conflict):
-    """Contradicts the registry's state: already recalled, a credit code that belongs to another..."""
-
-
-class StoreInvalid(StoreError, errors.InvalidInput):
-    """A value the registry does not take: an empty name, a malformed credit code..."""
-
-
-class Connection(sqlite3.Connection):
-    """A connection that knows its database file (for the writer lock) and counts its commits."""
-
-    db_file: str = ""
-    commits: int = 0
-
-
-def connect(path: Path | str, *, create: bool = True) -> Connection:
-    """The registry at `path`, migrated, in WAL mode with foreign keys on."""
-    path = Path(path)
-    if not create and not path.exists():
-        raise StoreNotFound(f"no database at {path} (issue a batch first, or set VERIFIER_DB)")
-    try:
-        files.make_private_dir(path.parent)
-        files.create_private_file(path)  # scans hold personal data: 0600 from the start (SQLite would use 0644)
-    except OSError as exc:
-        raise StoreError(f"cannot create the database {path}: {exc.strerror}") from None
-    for suffix in ("", "-wal", "-shm", WRITER_LOCK_SUFFIX):  # a database made by an older version: tighten
-        files.tighten(Path(f"{path}{suffix}"))  # SQLite gives -wal and -shm the database file's mode
-    conn = sqlite3.connect(
-        path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, check_same_thread=False, factory=Connection
-    )
-    assert isinstance(conn, Connection)
-    configure(conn)
-    migrate(conn)
-    return conn
-
-
-def configure(conn: sqlite3.Connection) -> None:
-    """The pragmas every connection uses: WAL, durable commits, foreign keys, a busy timeout."""
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")  # an acknowledged write survives power loss
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run under the writer lock: see transaction()
-
-
-def db_file(conn: sqlite3.Connection) -> str:
-    """The file of the connection's main database (the writer lock and batch locks sit beside it)."""
-    path = getattr(conn, "db_file", "")
-    if not path:
-        path = conn.execute("PRAGMA database_list").fetchone()[2]
-        if isinstance(conn, Connection):
-            conn.db_file = path
-    return str(path)
-
-
-def ping(conn: sqlite3.Connection) -> None:
-    """A round trip to the database (the health check); the engine's error if it cannot answer."""
-    conn.execute("SELECT 1").fetchone()
-
-
-# --- rows ---------------------------------------------------------------------------------
-
-
-def dicts(cursor: sqlite3.Cursor) -> list[dict[str, Any]]:
-    """The cursor's rows as dicts keyed by column name (DB-API `description`: any engine)."""
-    names = [column[0] for column in cursor.description]
-    return [dict(zip(names, row)) for row in cursor.fetchall()]
-
-
-def one_dict(cursor: sqlite3.Cursor) -> dict[str, Any] | None:
-    """The cursor's first row as a dict, or None."""
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    return dict(zip([column[0] for column in cursor.description], row))
-
-
-def placeholders(values: Sequence[object]) -> str:
-    """`?, ?, ?` for an IN list of `values` (callers keep lists under MAX_PARAMETERS)."""
-    return ",".join("?" * len(values))
-
-
-MAX_PARAMETERS = 500  # per statement; SQLite's limit is 32,766 since 3.32, 999 before
+from collections.abc import Callable
 
 
 def _execute_script(conn: sqlite3.Connection, script: str) -> None:
@@ -135,9 +18,6 @@ def _execute_script(conn: sqlite3.Connection, script: str) -> None:
             statement = ""
     if statement.strip(" \n;"):
         conn.execute(statement.rstrip(";"))
-
-
-# --- migrations ---------------------------------------------------------------------------
 
 
 def _m001_registry(conn: sqlite3.Connection) -> None:
@@ -399,7 +279,13 @@ def _m008_pin_attempts(conn: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
+def _m009_sequencer(conn: sqlite3.Connection) -> None:
+    # PostgreSQL's log sequencer needs a queue (verifier/db/postgres_schema.py); on SQLite every
+    # entry is chained inside the transaction that writes it, under the writer lock, so nothing waits.
+    pass
+
+
+STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
     ("003_audit_log", _m003_audit_log),
@@ -408,115 +294,5 @@ MIGRATIONS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("006_login_throttle", _m006_login_throttle),
     ("007_ratelimit", _m007_ratelimit),
     ("008_pin_attempts", _m008_pin_attempts),
+    ("009_sequencer", _m009_sequencer),
 ]
-
-
-# The time a migration was applied, in the stored text form of registry rows (clock.utc_text_seconds),
-# read from the database's own clock so this module needs no `now`.
-_NOW_SECONDS_SQL = "strftime('%Y-%m-%dT%H:%M:%S+00:00', 'now')"
-
-
-def migrate(conn: sqlite3.Connection) -> list[str]:
-    """Apply the migrations this database lacks, each in its own transaction; their names."""
-    conn.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)")
-    done = {row[0] for row in conn.execute("SELECT name FROM _migrations").fetchall()}
-    applied = []
-    for name, step in MIGRATIONS:
-        if name in done:
-            continue
-        with transaction(conn):
-            if conn.execute("SELECT 1 FROM _migrations WHERE name = ?", [name]).fetchone():
-                continue  # another process migrated meanwhile
-            step(conn)
-            conn.execute(f"INSERT INTO _migrations VALUES (?, {_NOW_SECONDS_SQL})", [name])
-        applied.append(name)
-    return applied
-
-
-def migrations_applied(conn: sqlite3.Connection) -> list[str]:
-    """The names of the migrations this database has, in the order they were applied."""
-    return [row[0] for row in conn.execute("SELECT name FROM _migrations ORDER BY rowid")]
-
-
-# --- transactions: the writer lock --------------------------------------------------------
-
-# SQLite 3.7.0-3.51.2 (Debian 12 ships 3.40.1) has the WAL-reset bug: a commit racing a second
-# checkpoint in another connection can corrupt the database. The mitigation: every write
-# transaction and every checkpoint of every process holds one exclusive lock file, and automatic
-# checkpoints are off, so a commit never overlaps a checkpoint. SQLite serialises writers anyway,
-# so the lock costs one flock() call a transaction. See docs/operations.md.
-CHECKPOINT_EVERY_COMMITS = 500  # per process; about SQLite's default of 1,000 WAL pages
-_writer_locks: dict[tuple[int, str], int] = {}
-
-
-def _writer_lock_fd(conn: sqlite3.Connection) -> int:
-    path = db_file(conn)
-    key = (os.getpid(), path)  # flock belongs to an open file: never share one across fork
-    fd = _writer_locks.get(key)
-    if fd is None:
-        fd = os.open(path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
-        _writer_locks[key] = fd
-    return fd
-
-
-@contextlib.contextmanager
-def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-    """The writer lock, BEGIN IMMEDIATE ... COMMIT (or ROLLBACK), and a checkpoint when due."""
-    fd = _writer_lock_fd(conn)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        _checkpoint_if_due(conn)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-
-
-def _checkpoint_if_due(conn: sqlite3.Connection) -> None:
-    # Counting commits, not the WAL file's size: a checkpoint leaves the file at its size (the
-    # next writer rewinds it), so a size test would checkpoint after every commit.
-    commits = getattr(conn, "commits", 0) + 1
-    if isinstance(conn, Connection):
-        conn.commits = commits
-    if commits % CHECKPOINT_EVERY_COMMITS == 0:
-        conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers (an export may be running)
-
-
-# --- whole-file operations (backup.py) ----------------------------------------------------
-
-
-def open_read_only(path: Path | str) -> sqlite3.Connection:
-    """A read-only connection to a database file that is not migrated or configured (a backup)."""
-    return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-
-
-def integrity_problem(conn: sqlite3.Connection) -> str | None:
-    """None if the file passes the engine's integrity check, else what the check said."""
-    result = str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-    return None if result == "ok" else result
-
-
-def snapshot(path: Path | str, target: Path | str) -> None:
-    """A consistent copy of a database in use into the empty file `target` (VACUUM INTO)."""
-    source = sqlite3.connect(path, timeout=30)
-    try:
-        source.execute("VACUUM INTO ?", (str(target),))
-    finally:
-        source.close()
-
-
-def fold_wal(path: Path | str) -> None:
-    """Checkpoint the WAL into the main file, so the file alone holds the database."""
-    source = sqlite3.connect(path)
-    try:
-        source.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        source.close()
-
-
-SIDE_FILE_SUFFIXES = ("-wal", "-shm")  # the engine's files beside a database file

@@ -1,0 +1,85 @@
+"""Whole tables, for `verifier db copy`: which there are, their columns, their rows, identities.
+
+Every table of the schema is listed here in an order that satisfies the foreign keys; the copy
+itself is verifier/dbcopy.py.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from .. import db
+
+# Parents before children. Not copied: rate-limit counters (disposable), the sequencer's queue
+# (a copy starts with nothing pending), the migrations table (each engine records its own).
+TABLES = (
+    "enterprises",
+    "products",
+    "batches",
+    "codes",
+    "code_checks",
+    "pin_attempts",
+    "reported_codes",
+    "scans",
+    "audit_log",
+    "audit_checkpoints",
+    "users",
+    "api_tokens",
+    "web_sessions",
+    "login_failures",
+)
+# Tables whose `id` the database generates: after a copy into PostgreSQL its sequence must
+# continue after the copied ids.
+GENERATED_IDS = ("enterprises", "products", "batches", "scans", "users", "api_tokens", "login_failures")
+CHUNK = 5000
+
+
+def columns(conn: db.Conn, table: str) -> list[str]:
+    """The table's columns, in their order."""
+    _known(table)
+    cursor = conn.execute(f"SELECT * FROM {table} WHERE 1 = 0")
+    names = [column[0] for column in cursor.description]
+    cursor.fetchall()
+    return names
+
+
+def count(conn: db.Conn, table: str) -> int:
+    _known(table)
+    return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+
+
+def rows(conn: db.Conn, table: str, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:
+    """Every row of `table` (the columns `names`), in primary-key order, streamed."""
+    _known(table)
+    if not all(n.isidentifier() for n in names):
+        raise ValueError("plain column names only")
+    order = "1" if table == "audit_checkpoints" else _order(table)
+    cursor = db.stream(conn, f"SELECT {', '.join(names)} FROM {table} ORDER BY {order}", (), CHUNK)
+    while chunk := cursor.fetchmany(CHUNK):
+        yield from (tuple(row) for row in chunk)
+
+
+def _order(table: str) -> str:
+    return {
+        "codes": "serial",
+        "code_checks": "serial",
+        "pin_attempts": "serial",
+        "reported_codes": "serial",
+        "audit_log": "seq",
+        "web_sessions": "id_hash",
+    }.get(table, "id")
+
+
+def continue_ids(conn: db.Conn, table: str) -> None:
+    """PostgreSQL: the identity of `table` continues after its largest id (SQLite needs nothing)."""
+    _known(table)
+    if db.is_postgres_conn(conn) and table in GENERATED_IDS:
+        conn.execute(
+            f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), coalesce(max(id), 0) + 1, false) FROM {table}"
+        ).fetchone()
+
+
+def _known(table: str) -> None:
+    if table not in TABLES:
+        raise ValueError(f"not a table of the schema: {table!r}")

@@ -1,0 +1,190 @@
+"""The log sequencer: on PostgreSQL, the one writer of the hash-chained log.
+
+Lookups on PostgreSQL commit their scan (durably) without touching the log, so no node waits for
+another; administrative actions queue their entry in `log_pending`. The sequencer chains what
+is pending, oldest first, in batches of up to `BATCH` entries a transaction: it inserts the
+entries, links each scan to its entry (`scans.log_seq`) and drops the queued ones.
+
+Any node may run it and only one does: the leader holds a PostgreSQL advisory lock of its
+session (`run`); the others wait on standby and take over when the leader's session ends (a
+crash included). Every batch also takes a transaction lock, so a one-off `sequence_once` never
+interleaves with the leader. A batch is all or nothing: a sequencer killed mid-batch leaves
+the entries pending, and the next one chains them.
+
+On SQLite there is nothing to do: entries are chained in the transaction that writes them.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from . import auditlog, clock, db
+from .repos import log
+from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
+
+BATCH = 1000
+IDLE_SECONDS = 0.05  # between polls when nothing is pending: the merge delay's floor
+STANDBY_SECONDS = 1.0  # between attempts to become the leader
+RETRY_SECONDS = 2.0  # after the database could not be reached
+LEADER_LOCK = "sequencer"
+
+logger = logging.getLogger("verifier.sequencer")
+
+_SCAN_COLUMNS = ("id", *SCAN_FIELDS[1:], *PERSONAL_FIELDS, "personal_salt")
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One pending entry: a scan (by id) or a queued one (by its queue id)."""
+
+    at: str
+    kind: str
+    actor: str
+    body: str
+    personal_hash: str
+    scan_id: int | None = None
+    queue_id: int | None = None
+
+
+def _pending(conn: db.Conn, limit: int) -> list[Entry]:
+    """Up to `limit` queued entries and `limit` unsequenced scans, merged by time."""
+    entries = [
+        Entry(at, kind, actor, body, p_hash, queue_id=qid)
+        for qid, at, kind, actor, body, p_hash in log.pending_entries(conn, limit)
+    ]
+    for row in log.unsequenced_scans(conn, _SCAN_COLUMNS, limit):
+        scan: dict[str, Any] = dict(zip(_SCAN_COLUMNS, row))
+        salt = scan["personal_salt"]
+        commitment = auditlog.personal_hash(salt, scan) if salt is not None else ""
+        body = auditlog.canonical(auditlog.scan_body(scan))
+        entries.append(Entry(scan["at"], "scan", "", body, commitment, scan_id=scan["id"]))
+    entries.sort(key=lambda e: (e.at, e.scan_id is not None, e.queue_id or e.scan_id or 0))
+    return entries
+
+
+def sequence_once(conn: db.Conn, limit: int = BATCH) -> int:
+    """Chain one batch of pending entries in one transaction; how many (0: nothing pending, or
+    another sequencer is at work)."""
+    if db.sequences_inline(conn):
+        return 0
+    with db.transaction(conn):
+        if not db.try_transaction_lock(conn, LEADER_LOCK):
+            return 0
+        pending = _pending(conn, limit)
+        if not pending:
+            return 0
+        seq, prev = auditlog.head(conn)
+        rows: list[tuple[object, ...]] = []
+        scan_ids: list[int] = []
+        scan_seqs: list[int] = []
+        queue_ids: list[int] = []
+        for entry in pending:
+            seq += 1
+            digest = auditlog.entry_hash(prev, seq, entry.at, entry.kind, entry.actor, entry.personal_hash, entry.body)
+            rows.append((seq, entry.at, entry.kind, entry.actor, entry.body, entry.personal_hash, prev, digest))
+            prev = digest
+            if entry.scan_id is not None:
+                scan_ids.append(entry.scan_id)
+                scan_seqs.append(seq)
+            elif entry.queue_id is not None:
+                queue_ids.append(entry.queue_id)
+        log.insert_entries(conn, rows)
+        if scan_ids:
+            log.link_scans(conn, scan_ids, scan_seqs)
+        if queue_ids:
+            log.dequeue(conn, queue_ids)
+    return len(rows)
+
+
+def drain(conn: db.Conn, limit: int = BATCH) -> int:
+    """Chain everything pending now (a one-off run, tests, `verifier sequence --once`); how many."""
+    total = 0
+    while True:
+        done = sequence_once(conn, limit)
+        total += done
+        if done < limit:
+            return total
+
+
+class Stop:
+    """When `run` should stop: an event set by the caller, or the parent process gone."""
+
+    def __init__(self, event: threading.Event | None = None, parent_pid: int | None = None) -> None:
+        self.event = event or threading.Event()
+        self.parent_pid = parent_pid
+
+    def __call__(self) -> bool:
+        return self.event.is_set() or (self.parent_pid is not None and os.getppid() != self.parent_pid)
+
+    def wait(self, seconds: float) -> None:
+        self.event.wait(seconds)
+
+
+def run(
+    location: Path | str,
+    stop: Stop | None = None,
+    batch: int = BATCH,
+    on_batch: Callable[[int], None] | None = None,
+) -> None:
+    """Sequence until `stop()`: become the leader when no other session is, then chain pending
+    entries as they come. Survives the database going away (it reconnects)."""
+    stop = stop or Stop()
+    while not stop():
+        try:
+            conn = db.connect(location)
+        except db.StoreError as exc:
+            logger.warning("sequencer: %s; retrying in %.0f s", exc, RETRY_SECONDS)
+            stop.wait(RETRY_SECONDS)
+            continue
+        try:
+            _lead(conn, stop, batch, on_batch)
+        except db.Error as exc:
+            logger.warning("sequencer: the database failed (%s); reconnecting", exc)
+            stop.wait(RETRY_SECONDS)
+        finally:
+            try:
+                conn.close()
+            except db.Error:
+                pass
+
+
+def _lead(conn: db.Conn, stop: Stop, batch: int, on_batch: Callable[[int], None] | None) -> None:
+    lock = None
+    while not stop() and lock is None:
+        lock = db.acquire_lock(conn, LEADER_LOCK, wait=False)
+        if lock is None:
+            stop.wait(STANDBY_SECONDS)  # another node leads; take over if it goes
+    if lock is None:
+        return
+    logger.info("sequencer: leading (pid %d)", os.getpid())
+    try:
+        while not stop():
+            done = sequence_once(conn, batch)
+            if on_batch is not None and done:
+                on_batch(done)
+            if done < batch:
+                stop.wait(IDLE_SECONDS)
+    finally:
+        lock.release()
+
+
+def status(conn: db.Conn) -> dict[str, object]:
+    """What waits for the sequencer: how many entries, and since when (None: nothing)."""
+    return {"pending": log.pending_count(conn), "oldest_pending_at": log.oldest_pending_at(conn)}
+
+
+def lag_seconds(conn: db.Conn, now: float | None = None) -> float:
+    """How long the oldest pending entry has waited (0 when nothing waits)."""
+    oldest = log.oldest_pending_at(conn)
+    if oldest is None:
+        return 0.0
+    moment = clock.parse(oldest)
+    assert moment is not None
+    return max(0.0, (now if now is not None else time.time()) - moment.timestamp())
