@@ -225,6 +225,25 @@ class PostgresServer:
             self._admin.close()
 
 
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "sqlite_only(reason): the test is about SQLite itself (its file, WAL, pragmas); skipped on PostgreSQL",
+    )
+    config.addinivalue_line("markers", "postgres_only(reason): the test is about PostgreSQL itself; skipped on SQLite")
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """`@pytest.mark.sqlite_only("why")` / `postgres_only("why")`: the other engine's case is skipped, saying why."""
+    for item in items:
+        engine = getattr(item, "callspec", None) and item.callspec.params.get("engine")
+        for marker, other in (("sqlite_only", "postgresql"), ("postgres_only", "sqlite")):
+            found = item.get_closest_marker(marker)
+            if found and engine == other:
+                why = found.args[0] if found.args else found.kwargs.get("reason", "")
+                item.add_marker(pytest.mark.skip(reason=f"{marker.replace('_', ' ')}: {why}"))
+
+
 @pytest.fixture(scope="session")
 def postgres_server():
     """The test PostgreSQL server, or None when VERIFIER_TEST_POSTGRES is not set."""
