@@ -356,6 +356,7 @@ def world(tmp_path_factory, engine, postgres_server) -> dict:
     )
     conn = db.connect(db_path)
     issue.recall_batch(conn, world["recalled"][0], "contaminated lot", clock.now())
+    settle(conn)  # PostgreSQL: the batches' and the recall's log entries chained, as on SQLite
     conn.close()
     if engine == "sqlite":
         with sqlite3.connect(db_path) as conn:
@@ -432,8 +433,8 @@ def free_port() -> int:
 class RunningServer:
     """`verifier serve` in its own process group, on a free port of 127.0.0.1."""
 
-    def __init__(self, env: dict, workers: int = 2):
-        self.env, self.workers = env, workers
+    def __init__(self, env: dict, workers: int = 2, args: tuple[str, ...] = ()):
+        self.env, self.workers, self.args = env, workers, tuple(args)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = None
@@ -445,7 +446,11 @@ class RunningServer:
         import urllib.request
 
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "verifier", "serve", "--port", str(self.port), "--workers", str(self.workers)],
+            [
+                sys.executable,
+                *("-m", "verifier", "serve", "--port", str(self.port), "--workers", str(self.workers)),
+                *self.args,
+            ],
             env=self.env,
             start_new_session=True,
             stdout=subprocess.DEVNULL,
@@ -501,11 +506,11 @@ def server_env(world, db_copy, tmp_path) -> dict:
 
 @pytest.fixture
 def serve(server_env):
-    """Start `verifier serve` with extra environment; stopped after the test."""
+    """Start `verifier serve` (with extra command-line `args` and environment); stopped after the test."""
     started = []
 
-    def start(workers: int = 2, **env) -> RunningServer:
-        server = RunningServer({**server_env, **env}, workers).start()
+    def start(workers: int = 2, args: tuple[str, ...] = (), **env) -> RunningServer:
+        server = RunningServer({**server_env, **env}, workers, args).start()
         started.append(server)
         return server
 
