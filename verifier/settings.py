@@ -83,7 +83,7 @@ def database(env: Mapping[str, str], instance: Path) -> str:
         if text.startswith(("postgresql://", "postgres://")):
             return text
         if text.startswith("sqlite:///") and len(text) > len("sqlite:///"):
-            return text[len("sqlite:///") - 1 :] if text.startswith("sqlite:////") else text[len("sqlite:///") :]
+            return text.removeprefix("sqlite:///")  # sqlite:///relative, sqlite:////absolute
         raise InvalidInput("VERIFIER_DATABASE_URL must be sqlite:///path or postgresql://user@host:port/name")
     return str(env.get("VERIFIER_DB") or instance / "verifier.db")
 

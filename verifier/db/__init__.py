@@ -95,9 +95,7 @@ class Connection(sqlite3.Connection):
 def location(value: Path | str) -> str:
     """A database location as given by a user: `sqlite:///path`, a plain path, or a PostgreSQL URL."""
     text = str(value)
-    if text.startswith("sqlite:///"):
-        return text[len("sqlite://") :] if text.startswith("sqlite:////") else text[len("sqlite:///") :]
-    return text
+    return text.removeprefix("sqlite:///")  # sqlite:///relative/path, sqlite:////absolute/path
 
 
 def is_postgres(value: Path | str) -> bool:

@@ -1,0 +1,113 @@
+"""The log sequencer: on PostgreSQL lookups commit their scans without the log, and the sequencer
+chains them (and the queued administrative entries) afterwards; until then they are pending,
+never valid and never tampered. On SQLite there is nothing for it to do."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import database_env
+
+from verifier import auditlog, clock, db, issue, sequencer
+from verifier.cli import cli
+from verifier.repos import log
+
+
+def scan_all(make_app, rows) -> None:
+    app = make_app()
+    for row in rows:
+        app.test_client().get("/" + row["url"].split("/", 3)[3])
+
+
+@pytest.fixture
+def conn(db_copy):
+    connection = db.connect(db_copy)
+    yield connection
+    connection.close()
+
+
+@pytest.mark.postgres_only("SQLite chains every entry inside the transaction that writes it")
+def test_scans_are_pending_until_the_sequencer_chains_them(conn, make_app, world):
+    before = auditlog.verify(conn)
+    scan_all(make_app, world["pin"][1][:7])
+    waiting = auditlog.verify(conn)
+    assert waiting.ok and waiting.pending == 7 and waiting.entries == before.entries  # pending: not valid, not tampered
+    assert sequencer.status(conn)["pending"] == 7 and sequencer.status(conn)["oldest_pending_at"] is not None
+    assert sequencer.drain(conn) == 7
+    done = auditlog.verify(conn)
+    assert done.ok and done.pending == 0 and done.entries == before.entries + 7
+    assert sequencer.status(conn) == {"pending": 0, "oldest_pending_at": None}
+    rows = conn.execute(
+        "SELECT s.id, l.kind, l.body FROM scans s JOIN audit_log l ON l.seq = s.log_seq ORDER BY s.id"
+    ).fetchall()
+    assert [kind for _, kind, _ in rows] == ["scan"] * 7
+    assert [json.loads(body)["id"] for _, _, body in rows] == [scan_id for scan_id, _, _ in rows]
+
+
+@pytest.mark.postgres_only("SQLite chains every entry inside the transaction that writes it")
+def test_administrative_entries_are_queued_and_chained_in_time_order(conn, make_app, world):
+    scan_all(make_app, world["pin"][1][:2])
+    issue.recall_batch(conn, world["gs1"][0], "mislabelled", clock.now(), actor="test")
+    scan_all(make_app, world["gs1"][1][:2])
+    assert log.pending_count(conn) == 5
+    assert sequencer.drain(conn, limit=2) == 5  # in batches of two
+    kinds = [row[0] for row in conn.execute("SELECT kind FROM audit_log ORDER BY seq DESC LIMIT 5")][::-1]
+    assert kinds == ["scan", "scan", "batch.recalled", "scan", "scan"]
+    assert auditlog.verify(conn).ok
+
+
+@pytest.mark.postgres_only("a transaction lock of PostgreSQL")
+def test_a_second_sequencer_waits_for_the_batch_of_the_first(conn, db_copy, make_app, world):
+    scan_all(make_app, world["pin"][1][:3])
+    other = db.connect(db_copy)
+    try:
+        with db.transaction(other):
+            assert db.try_transaction_lock(other, sequencer.LEADER_LOCK)  # "another sequencer" mid-batch
+            assert sequencer.sequence_once(conn) == 0
+        assert sequencer.sequence_once(conn) == 3
+    finally:
+        other.close()
+
+
+@pytest.mark.postgres_only("the sequencer's batch on PostgreSQL")
+def test_a_batch_that_fails_midway_chains_nothing(conn, make_app, world, monkeypatch):
+    scan_all(make_app, world["pin"][1][:4])
+    head = auditlog.head(conn)
+
+    def fail(*_):
+        raise RuntimeError("killed mid-batch")
+
+    monkeypatch.setattr(log, "link_scans", fail)  # after the entries are inserted, before the scans are linked
+    with pytest.raises(RuntimeError):
+        sequencer.sequence_once(conn)
+    assert auditlog.head(conn) == head and log.pending_count(conn) == 4
+    monkeypatch.undo()
+    assert sequencer.drain(conn) == 4
+    assert auditlog.verify(conn).ok
+
+
+@pytest.mark.sqlite_only("on SQLite the sequencer has nothing to do")
+def test_on_sqlite_nothing_is_ever_pending(conn, make_app, world):
+    scan_all(make_app, world["pin"][1][:3])
+    assert sequencer.drain(conn) == 0
+    assert sequencer.status(conn) == {"pending": 0, "oldest_pending_at": None}
+    assert auditlog.verify(conn).pending == 0
+
+
+def test_verifier_sequence_once_and_audit_verify_say_what_is_pending(runner, monkeypatch, world, db_copy, make_app):
+    for name, value in {**database_env(db_copy), "VERIFIER_KEYS": str(world["keys_dir"])}.items():
+        monkeypatch.setenv(name, str(value))
+    scan_all(make_app, world["pin"][1][:3])
+    verify = runner.invoke(cli, ["audit", "verify", "--json"])
+    assert verify.exit_code == 0, verify.output
+    postgres = db.is_postgres(db_copy)
+    assert json.loads(verify.output)["pending"] == (3 if postgres else 0)
+    if postgres:
+        assert "Pending: 3 entries are not chained yet" in runner.invoke(cli, ["audit", "verify"]).output
+    once = runner.invoke(cli, ["sequence", "--once"])
+    assert once.exit_code == 0
+    expected = "Chained 3 entries; 0 pending" if postgres else "Nothing to do: on SQLite"
+    assert once.output.startswith(expected)
+    after = runner.invoke(cli, ["audit", "verify"])
+    assert after.exit_code == 0 and after.output.startswith("OK: ") and "Pending" not in after.output
