@@ -200,8 +200,9 @@ def mark_recalled(conn: db.Conn, batch_id: int, reason: str, now: dt.datetime) -
 
 
 def insert_codes(conn: db.Conn, batch_id: int, serials: Iterable[int]) -> None:
-    """Register serials for a batch; db.IntegrityError if one is already taken."""
-    conn.executemany("INSERT INTO codes (serial, batch_id) VALUES (?, ?)", ((s, batch_id) for s in serials))
+    """Register serials for a batch (PostgreSQL: one COPY); db.IntegrityError if one is already
+    taken or the batch is gone, and then none of them is registered (the caller's transaction)."""
+    db.copy_rows(conn, "codes", ("serial", "batch_id"), ((s, batch_id) for s in serials))
 
 
 def serials_taken(conn: db.Conn, serials: list[int]) -> set[int]:
