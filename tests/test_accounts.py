@@ -315,3 +315,25 @@ def test_users_cli(instance, runner, monkeypatch, new_database):
     kinds = [k for (k,) in conn.execute("SELECT kind FROM audit_log ORDER BY seq")]
     conn.close()
     assert kinds == ["user.added", "token.issued", "token.revoked", "user.disabled"]
+
+
+def test_lockout_guesses_sent_at_once_get_no_more_checks_than_one_after_another(conn):
+    """Twelve processes guess ian's password from one address at the same moment: five are checked
+    (FAILURES_PER_CLIENT_AND_NAME), the others are refused unchecked, as if they had come in turn."""
+    from together import run_together
+
+    setup = f"""
+        import datetime as dt
+        from verifier import accounts, db
+        conn = db.connect({db.location_of(conn)!r})
+        now = dt.datetime.fromisoformat({NOW.isoformat()!r})
+    """
+    action = (
+        f"print(accounts.login(conn, 'ian', 'guess', now, ip={A!r}, key={KEY!r},"
+        " check=lambda stored, password: False).retry_after)"
+    )
+    done = run_together([(setup, action)] * 12)
+    assert [p.returncode for p in done] == [0] * 12, [p.stderr[-2000:] for p in done]
+    waits = [int(p.stdout) for p in done]
+    assert waits.count(0) == accounts.FAILURES_PER_CLIENT_AND_NAME, waits
+    assert attempt(conn, "ian", ip=A) == accounts.LoginResult(retry_after=15 * 60)  # and the owner's try from there
