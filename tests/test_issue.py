@@ -709,3 +709,72 @@ def test_reading_codes_csv_undoes_formula_neutralisation():
     assert list(issue.read_codes_csv(io.StringIO(raw, newline=""))) == [
         {"serial": "0000000000000001", "code": '=HYPERLINK("x")', "note": "-5"}
     ]
+
+
+@pytest.mark.postgres_only("transactions side by side (SQLite's writer lock runs one at a time)")
+def test_a_recall_waits_for_one_in_progress_and_is_then_refused(issuer, location, runner, tmp_path, monkeypatch):
+    """A second recall that starts while the first is still in its transaction waits for it, then
+    finds the batch recalled: one recall, one log entry, never two."""
+    import threading
+
+    from conftest import settle
+
+    from verifier import auditlog
+
+    assert issue_cli(runner, tmp_path / "a", count=3).exit_code == 0
+    first, second = database.connect(location), database.connect(location)
+    release, in_first = threading.Event(), threading.Event()
+    real_append = auditlog.append
+
+    def append_then_hold(conn, *args, **kwargs):  # the first recall, between its update and its commit
+        result = real_append(conn, *args, **kwargs)
+        if conn is first:
+            in_first.set()
+            assert release.wait(30)
+        return result
+
+    monkeypatch.setattr(auditlog, "append", append_then_hold)
+    outcomes: list[object] = []
+
+    def recall(conn, reason):
+        try:
+            outcomes.append(issue.recall_batch(conn, 1, reason, clock.now())["recall_reason"])
+        except database.StoreConflict as exc:
+            outcomes.append(exc)
+
+    one = threading.Thread(target=recall, args=(first, "first"))
+    one.start()
+    assert in_first.wait(30)
+    two = threading.Thread(target=recall, args=(second, "second"))
+    two.start()
+    backend = second.raw.info.backend_pid
+    watcher = database.connect(location)
+    waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?"
+    wait_for(lambda: watcher.execute(waiting, (backend,)).fetchone() == ("Lock",), "the second recall to wait")
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert outcomes[0] == "first" and isinstance(outcomes[1], database.StoreConflict), outcomes
+    settle(watcher)
+    kinds = [body for (body,) in watcher.execute("SELECT body FROM audit_log WHERE kind = 'batch.recalled'")]
+    assert len(kinds) == 1 and '"first"' in kinds[0]
+    for conn in (first, second, watcher):
+        conn.close()
+
+
+def test_recalls_sent_at_once_recall_once(issuer, location, runner, tmp_path):
+    """Four operators recall one batch at the same moment: one recall is made and logged, the
+    others are told it was already recalled (PostgreSQL runs their transactions side by side)."""
+    from conftest import settle
+    from together import run_together
+
+    assert issue_cli(runner, tmp_path / "a", count=3).exit_code == 0
+    recall = (
+        "from verifier.cli import cli",
+        "cli.main(['batch', 'recall', '1', '--reason', 'r{}'], prog_name='verifier')",
+    )
+    done = run_together([(recall[0], recall[1].format(i)) for i in range(4)])
+    assert sorted(p.returncode for p in done) == [0, 1, 1, 1], [p.stderr[-2000:] for p in done]
+    assert all("already recalled" in p.stderr for p in done if p.returncode)
+    settle(location)
+    assert count(location, "audit_log WHERE kind = 'batch.recalled'") == 1

@@ -799,6 +799,7 @@ def recall_batch(conn: db.Conn, batch_id: int, reason: str, now: dt.datetime, ac
     if not reason:
         raise db.StoreInvalid("a recall needs a reason (--reason)")
     with db.transaction(conn):
+        registry.lock_batch(conn, batch_id)  # a recall at the same moment waits, then finds it recalled
         batch = registry.get_batch(conn, batch_id)
         if batch["status"] == registry.BATCH_RECALLED:
             raise db.StoreConflict(f"batch {batch_id} was already recalled on {batch['recalled_at']}")
