@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
 import re
 
+import psycopg
 import pytest
+from conftest import database_env, settle
 
 from verifier import accounts, db
 from verifier.cli import cli
@@ -16,11 +19,57 @@ T = NOW  # the `now` of account changes
 
 
 @pytest.fixture
-def conn(tmp_path):
-    c = db.connect(tmp_path / "a.db")
+def conn(new_database):
+    c = db.connect(new_database("a.db"))
     with db.transaction(c):
         accounts.add_user(c, "ian", "inspector", "correct horse battery", None, "test", T)
-    return c
+    yield c
+    c.close()
+
+
+def dump(conn) -> str:
+    """Every row of every table, as text (what a stolen copy of the database would show)."""
+    if db.is_postgres_conn(conn):
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    tables = sorted(name for (name,) in conn.execute(sql))
+    return "\n".join(f"{t}: {row}" for t in tables for row in conn.execute(f"SELECT * FROM {t}").fetchall())
+
+
+@contextlib.contextmanager
+def statements_of(conn):
+    """The SQL statements sent on `conn` meanwhile: SQLite's trace (as run, values in), or on
+    PostgreSQL what the connection was asked to run (values apart)."""
+    seen: list[str] = []
+    if not db.is_postgres_conn(conn):
+        conn.set_trace_callback(seen.append)
+        try:
+            yield seen
+        finally:
+            conn.set_trace_callback(None)
+        return
+    execute, executemany = conn.execute, conn.executemany
+
+    def traced_execute(sql, *params):
+        seen.append(sql)
+        return execute(sql, *params)
+
+    def traced_executemany(sql, rows):
+        seen.append(sql)
+        return executemany(sql, rows)
+
+    conn.execute, conn.executemany = traced_execute, traced_executemany
+    try:
+        yield seen
+    finally:
+        del conn.execute, conn.executemany
+
+
+def in_transaction(conn) -> bool:
+    if db.is_postgres_conn(conn):
+        return conn.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE
+    return conn.in_transaction
 
 
 def test_passwords_are_scrypt_hashed(conn):
@@ -121,10 +170,9 @@ def test_user_enumeration_by_timing_every_outcome_runs_one_equally_expensive_che
 def test_user_enumeration_by_timing_every_failure_does_the_same_database_work(people):
     shapes, results = {}, {}
     for i, (case, (username, password)) in enumerate(FAILURES.items()):
-        seen: list[str] = []
-        people.set_trace_callback(seen.append)
-        results[case] = attempt(people, username, password, ip=f"192.0.2.{i}")  # fresh address, fresh name
-        people.set_trace_callback(None)
+        with statements_of(people) as seen:
+            results[case] = attempt(people, username, password, ip=f"192.0.2.{i}")  # fresh address, fresh name
+        assert seen, case
         shapes[case] = sql_shape(seen)
     assert set(results.values()) == {accounts.LoginResult()}
     assert len({tuple(shape) for shape in shapes.values()}) == 1, shapes
@@ -142,7 +190,7 @@ def test_user_enumeration_by_timing_throttled_attempts_check_nothing_whatever_th
 
 def test_lockout_as_denial_of_service_the_password_check_holds_no_write_lock(people):
     states = []
-    assert attempt(people, "ada", check=lambda stored, pw: states.append(people.in_transaction) or True).user
+    assert attempt(people, "ada", check=lambda stored, pw: states.append(in_transaction(people)) or True).user
     assert states == [False]  # scans and other logins are not queued behind 0.1 s of scrypt
 
 
@@ -207,10 +255,11 @@ def test_lockout_as_denial_of_service_a_name_tried_from_very_many_addresses_back
 def test_login_failures_keep_keyed_hashes_never_addresses_or_names(people):
     attempt(people, "ada", "guess", ip=A)
     attempt(people, "no-such-person", "guess", ip="2001:db8::1")
-    dump = "\n".join(people.iterdump())
+    stored = dump(people)
     assert people.execute("SELECT count(*) FROM login_failures").fetchone()[0] == 2
+    assert "login_failures: (" in stored  # the dump shows the failures' rows...
     for secret in (A, "2001:db8", "no-such-person", "guess"):
-        assert secret not in dump
+        assert secret not in stored  # ...and none of these
 
 
 def test_sessions_have_idle_and_absolute_timeouts_and_server_side_logout(conn):
@@ -245,7 +294,10 @@ def test_disabling_a_user_ends_sessions_and_tokens(conn):
     assert accounts.user_for_token(conn, token) is None and accounts.user_for_session(conn, session, NOW) is None
 
 
-def test_users_cli(instance, runner, monkeypatch):
+def test_users_cli(instance, runner, monkeypatch, new_database):
+    location = new_database()
+    for name, value in database_env(location).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("VERIFIER_USER_PASSWORD", "correct horse battery")
     assert runner.invoke(cli, ["users", "add", "ada", "--role", "admin"]).stdout == "Created admin ada\n"
     token = runner.invoke(cli, ["users", "token", "ada", "--label", "ci"])
@@ -258,5 +310,30 @@ def test_users_cli(instance, runner, monkeypatch):
     assert bad.exit_code == 1 and bad.stderr.startswith("Error: no enterprise 'Nobody'")
     again = runner.invoke(cli, ["users", "add", "ada", "--role", "admin"])
     assert again.exit_code == 1 and again.stderr.strip() == "Error: user 'ada' already exists"
-    kinds = [k for (k,) in db.connect(instance / "verifier.db").execute("SELECT kind FROM audit_log ORDER BY seq")]
+    settle(location)
+    conn = db.connect(location)
+    kinds = [k for (k,) in conn.execute("SELECT kind FROM audit_log ORDER BY seq")]
+    conn.close()
     assert kinds == ["user.added", "token.issued", "token.revoked", "user.disabled"]
+
+
+def test_lockout_guesses_sent_at_once_get_no_more_checks_than_one_after_another(conn):
+    """Twelve processes guess ian's password from one address at the same moment: five are checked
+    (FAILURES_PER_CLIENT_AND_NAME), the others are refused unchecked, as if they had come in turn."""
+    from together import run_together
+
+    setup = f"""
+        import datetime as dt
+        from verifier import accounts, db
+        conn = db.connect({db.location_of(conn)!r})
+        now = dt.datetime.fromisoformat({NOW.isoformat()!r})
+    """
+    action = (
+        f"print(accounts.login(conn, 'ian', 'guess', now, ip={A!r}, key={KEY!r},"
+        " check=lambda stored, password: False).retry_after)"
+    )
+    done = run_together([(setup, action)] * 12)
+    assert [p.returncode for p in done] == [0] * 12, [p.stderr[-2000:] for p in done]
+    waits = [int(p.stdout) for p in done]
+    assert waits.count(0) == accounts.FAILURES_PER_CLIENT_AND_NAME, waits
+    assert attempt(conn, "ian", ip=A) == accounts.LoginResult(retry_after=15 * 60)  # and the owner's try from there

@@ -10,12 +10,36 @@ import sys
 import click
 import pytest
 import qrcode
+from conftest import database_env, settle
 
+from verifier import db
 from verifier.cli import cli
 
 
 def run(runner, *args, **kwargs):
     return runner.invoke(cli, list(args), **kwargs)
+
+
+@pytest.fixture
+def registry(instance, new_database, monkeypatch):
+    """A database of the test's engine that the instance's commands use (on SQLite the instance's
+    own file), made empty; its location."""
+    location = new_database("instance/verifier.db")
+    for name, value in database_env(location).items():
+        monkeypatch.setenv(name, value)
+    db.connect(location).close()
+    return location
+
+
+def logged(location, kind: str) -> list[dict]:
+    """The bodies of the audit log's `kind` entries, in log order (chained first)."""
+    settle(location)
+    conn = db.connect(location)
+    try:
+        rows = conn.execute("SELECT body FROM audit_log WHERE kind = ? ORDER BY seq", (kind,)).fetchall()
+    finally:
+        conn.close()
+    return [json.loads(body) for (body,) in rows]
 
 
 @pytest.fixture
@@ -42,7 +66,7 @@ def test_every_command_has_help_ending_with_an_example(runner, path):
     assert last.startswith("Example: ") and "verifier " in last
 
 
-def test_keys_new_list_and_export(instance, runner):
+def test_keys_new_list_and_export(instance, registry, runner):
     result = run(runner, "keys", "new", "factory")
     assert result.exit_code == 0 and "Created key factory" in result.stdout
     listing = json.loads(run(runner, "keys", "list", "--json").stdout)
@@ -52,6 +76,8 @@ def test_keys_new_list_and_export(instance, runner):
     assert run(runner, "keys", "retire", "factory").stdout.strip().endswith("is now retired")
     assert run(runner, "keys", "revoke", listing[0]["kid"]).stdout.strip().endswith("is now revoked")
     assert json.loads(run(runner, "keys", "export-jwks", "--public").stdout) == {"keys": []}
+    changes = [(body["kid"], body["status"]) for body in logged(registry, "key.status")]
+    assert changes == [(listing[0]["kid"], "retired"), (listing[0]["kid"], "revoked")]
 
 
 def test_verify_genuine_url_exits_0_and_prints_fields(signed, runner):
@@ -171,11 +197,10 @@ def test_installed_command_exit_codes_and_no_traceback(instance, tmp_path):
     assert forged.returncode == 1 and forged.stdout.startswith("NOT GENUINE") and forged.stderr == ""
 
 
-def test_demo_honours_its_port_in_codes_links_and_server(tmp_path):
+def test_demo_honours_its_port_in_codes_links_and_server(tmp_path, new_database):
     """VERIFIER_DEMO_PORT=N ./scripts/demo: the issued codes, the printed links and the server all use port N."""
     import re
     import signal
-    import sqlite3
     import threading
     import time
     import urllib.request
@@ -192,6 +217,8 @@ def test_demo_honours_its_port_in_codes_links_and_server(tmp_path):
         VERIFIER_SECRET_KEY="demo-test",
         VERIFIER_BASE_URL="HTTP://127.0.0.1:8000/",
     )
+    location = new_database("instance/verifier.db")  # on SQLite the demo's own default
+    env.update(database_env(location))
     proc = subprocess.Popen(
         ["bash", str(root / "scripts" / "demo")],
         env=env,
@@ -216,8 +243,9 @@ def test_demo_honours_its_port_in_codes_links_and_server(tmp_path):
         link = re.search(r"^  (HTTP://\S+)$", output, re.M).group(1)
         assert link.startswith(base) and ":8000" not in output
         assert "GENUINE" in output
-        db = sqlite3.connect(tmp_path / "instance" / "verifier.db")
-        assert db.execute("SELECT base_url FROM batches").fetchall() == [(base,)]
+        conn = db.connect(location)
+        assert [tuple(row) for row in conn.execute("SELECT base_url FROM batches").fetchall()] == [(base,)]
+        conn.close()
         deadline = time.monotonic() + 60
         while True:  # the server the demo started, on that port
             try:

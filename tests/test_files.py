@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from conftest import database_env
 from together import run_together
 
 from verifier import db, files
@@ -26,7 +27,18 @@ def open_umask():
     os.umask(previous)
 
 
-def test_database_files_are_private(instance, open_umask):
+@pytest.fixture
+def registry(instance, new_database, monkeypatch):
+    """A new database of the test's engine that the instance's commands use (on SQLite the
+    instance's own file); its location."""
+    location = new_database("instance/verifier.db")
+    for name, value in database_env(location).items():
+        monkeypatch.setenv(name, value)
+    return location
+
+
+@pytest.mark.sqlite_only("the modes of the SQLite database file and its side files")
+def test_database_files_are_private(instance, registry, open_umask):
     conn = db.connect(instance / "verifier.db")
     with db.transaction(conn):
         conn.execute("INSERT INTO enterprises (name, created_at) VALUES ('x', '2026-11-22')")
@@ -36,7 +48,8 @@ def test_database_files_are_private(instance, open_umask):
     conn.close()
 
 
-def test_loose_database_is_tightened_on_connect(instance, open_umask):
+@pytest.mark.sqlite_only("the modes of the SQLite database file and its side files")
+def test_loose_database_is_tightened_on_connect(instance, registry, open_umask):
     db.connect(instance / "verifier.db").close()
     side = [Path(f"{instance / 'verifier.db'}{suffix}") for suffix in ("", "-wal", "-shm", "-writer.lock")]
     for path in side:
@@ -47,13 +60,21 @@ def test_loose_database_is_tightened_on_connect(instance, open_umask):
     conn.close()
 
 
-def test_backups_are_private(instance, runner, open_umask, tmp_path):
-    db.connect(instance / "verifier.db").close()
+def test_backups_are_private(registry, runner, open_umask, tmp_path):
+    """A backup is a SQLite file on both engines (PostgreSQL's is copied into one)."""
+    db.connect(registry).close()
     target = tmp_path / "backups" / "daily" / "verifier.db"
     result = runner.invoke(cli, ["db", "backup", str(target)])
     assert result.exit_code == 0, result.stderr
     assert mode_of(target) == 0o600
     assert (mode_of(target.parent), mode_of(target.parent.parent)) == (0o700, 0o700)  # folders we made
+
+
+@pytest.mark.sqlite_only("restore replaces the SQLite file (PostgreSQL restores with `db copy` into a new database)")
+def test_a_restored_database_is_private(instance, registry, runner, open_umask, tmp_path):
+    db.connect(registry).close()
+    target = tmp_path / "backups" / "daily" / "verifier.db"
+    assert runner.invoke(cli, ["db", "backup", str(target)]).exit_code == 0
     os.chmod(target, 0o644)
     assert runner.invoke(cli, ["db", "restore", str(target)]).exit_code == 0
     assert mode_of(instance / "verifier.db") == 0o600  # the restored database, whatever the backup's mode

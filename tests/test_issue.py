@@ -6,7 +6,6 @@ import io
 import json
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 
 import biip
 import pytest
+from conftest import database_env
 
 from verifier import clock, codes, issue, keys, pins
 from verifier import db as database
@@ -24,9 +24,18 @@ PIN_SECRET = "test-pin-secret-0123456789"
 
 
 @pytest.fixture
-def issuer(instance, runner, monkeypatch):
-    """An instance with a signing key `dev` and a PIN secret."""
+def location(new_database):
+    """The registry of the test's engine that `issuer`'s commands use (VERIFIER_DB or VERIFIER_DATABASE_URL):
+    on SQLite the instance's own database file, so the tests' folders hold what they did before."""
+    return new_database("instance/verifier.db")
+
+
+@pytest.fixture
+def issuer(instance, runner, monkeypatch, location):
+    """An instance with a signing key `dev` and a PIN secret, over the registry at `location`."""
     monkeypatch.setenv("VERIFIER_PIN_SECRET", PIN_SECRET)
+    for name, value in database_env(location).items():
+        monkeypatch.setenv(name, value)
     assert runner.invoke(cli, ["keys", "new", "dev"]).exit_code == 0
     return instance
 
@@ -58,11 +67,43 @@ def read_csv(path: Path) -> list[dict]:
         return list(issue.read_codes_csv(fh))
 
 
-def registry(instance: Path) -> sqlite3.Connection:
-    return sqlite3.connect(instance / "verifier.db")
+def query(location, sql: str, params=()) -> list[tuple]:
+    """The rows of one query on the registry at `location`, on a connection of its own."""
+    conn = database.connect(location, create=False)
+    try:
+        return [tuple(row) for row in conn.execute(sql, params).fetchall()]
+    finally:
+        conn.close()
 
 
-def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_path):
+def count(location, table: str) -> int:
+    return query(location, f"SELECT count(*) FROM {table}")[0][0]
+
+
+def dump(location) -> str:
+    """Every row of every table of the registry, as text (what a stolen copy of it would show)."""
+    conn = database.connect(location, create=False)
+    try:
+        if database.is_postgres_conn(conn):
+            sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+        else:
+            sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+        tables = sorted(name for (name,) in conn.execute(sql))
+        return "\n".join(f"{t}: {row}" for t in tables for row in conn.execute(f"SELECT * FROM {t}").fetchall())
+    finally:
+        conn.close()
+
+
+def is_registry(location) -> bool:
+    """Whether there is a registry at `location` yet (a command may fail before making it)."""
+    try:
+        database.connect(location, create=False).close()
+    except database.StoreNotFound:
+        return False
+    return True
+
+
+def test_issue_writes_every_format_and_registers_the_batch(issuer, location, runner, tmp_path):
     out = tmp_path / "labels"
     result = issue_cli(
         runner,
@@ -99,12 +140,11 @@ def test_issue_writes_every_format_and_registers_the_batch(issuer, runner, tmp_p
         "pdf_pages": 2,
     }
     assert len(manifest["files"]) == 122 and issue.verify_outputs(out) == []
-    db = registry(issuer)
-    assert db.execute("SELECT count(*) FROM codes WHERE batch_id = 1").fetchone() == (40,)
-    assert db.execute("SELECT status, mark, expiry_date FROM batches").fetchall() == [
+    assert query(location, "SELECT count(*) FROM codes WHERE batch_id = 1") == [(40,)]
+    assert query(location, "SELECT status, mark, expiry_date FROM batches") == [
         ("active", "stable-qualified", "2028-10-31")
     ]
-    assert db.execute("SELECT credit_code FROM enterprises").fetchone() == ("91350100M000100Y43",)
+    assert query(location, "SELECT credit_code FROM enterprises") == [("91350100M000100Y43",)]
 
 
 def test_manifest_detects_an_edited_file(issuer, runner, tmp_path):
@@ -127,18 +167,19 @@ def test_gs1_batch_urls_parse_with_biip(issuer, runner, tmp_path):
         assert values["17"] == "281130"
 
 
-def test_pins_are_in_the_printer_file_only(issuer, runner, tmp_path):
+def test_pins_are_in_the_printer_file_only(issuer, location, runner, tmp_path):
     out = tmp_path / "pin"
     result = issue_cli(runner, out, "--pin", "--format", "csv")
     assert result.exit_code == 0 and "PINs are in codes.csv only" in result.stdout
     rows = read_csv(out / "codes.csv")
     assert all(len(r["pin"]) == 8 and r["pin"].isdigit() for r in rows)
     assert all(pins.check_pin(PIN_SECRET.encode(), int(r["serial"]), r["pin"]) for r in rows)
-    dump = "\n".join(registry(issuer).iterdump())
-    assert not any(r["pin"] in dump for r in rows)
+    stored = dump(location)
+    assert f"{int(rows[0]['serial'])}" in stored  # the dump shows the registry's codes...
+    assert not any(r["pin"] in stored for r in rows)  # ...and no PIN
 
 
-def test_many_chunks_on_all_cores_keep_order_and_uniqueness(issuer, tmp_path, keypair):
+def test_many_chunks_on_all_cores_keep_order_and_uniqueness(issuer, location, tmp_path, keypair):
     kid, private = keypair
     request = issue.BatchRequest(
         mark=codes.MARKS[2],
@@ -150,16 +191,15 @@ def test_many_chunks_on_all_cores_keep_order_and_uniqueness(issuer, tmp_path, ke
         formats=("csv",),
     )
     seen = []
-    result = issue.issue_batch(issuer / "verifier.db", request, private, kid, progress=seen.append, workers=2)
+    result = issue.issue_batch(location, request, private, kid, progress=seen.append, workers=2)
     rows = read_csv(tmp_path / "big" / "codes.csv")
     assert result.count == len(rows) == len({r["serial"] for r in rows}) == 9001 and sum(seen) == 9001
     assert len(seen) == -(-9001 // issue.chunk_size(request.layout))
-    db = registry(issuer)
-    assert db.execute("SELECT count(*) FROM codes").fetchone() == (9001,)
-    assert {int(r["serial"]) for r in rows} == {s for (s,) in db.execute("SELECT serial FROM codes")}
+    assert count(location, "codes") == 9001
+    assert {int(r["serial"]) for r in rows} == {s for (s,) in query(location, "SELECT serial FROM codes")}
 
 
-def test_interrupted_issue_registers_nothing_and_leaves_no_output(issuer, tmp_path, keypair):
+def test_interrupted_issue_registers_nothing_and_leaves_no_output(issuer, location, tmp_path, keypair):
     kid, private = keypair
     request = issue.BatchRequest(
         mark=codes.MARKS[0],
@@ -175,12 +215,8 @@ def test_interrupted_issue_registers_nothing_and_leaves_no_output(issuer, tmp_pa
         raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        issue.issue_batch(
-            issuer / "verifier.db", request, private, kid, progress=interrupt_after_first_chunk, workers=2
-        )
-    db = registry(issuer)
-    assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
-    assert db.execute("SELECT count(*) FROM codes").fetchone() == (0,)
+        issue.issue_batch(location, request, private, kid, progress=interrupt_after_first_chunk, workers=2)
+    assert (count(location, "batches"), count(location, "codes")) == (0, 0)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["instance"]
 
 
@@ -224,10 +260,11 @@ def wait_for(condition, what: str, timeout: float = 60) -> None:
         time.sleep(0.05)
 
 
-def codes_registered(db_path: Path) -> int:
+def codes_registered(location) -> int:
+    """How many codes the registry holds (0 while the issuer has not made it yet)."""
     try:
-        return sqlite3.connect(db_path).execute("SELECT count(*) FROM codes").fetchone()[0]
-    except sqlite3.Error:
+        return count(location, "codes")
+    except (database.StoreNotFound, *database.Error):
         return 0
 
 
@@ -239,46 +276,89 @@ def kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def assert_rolled_back_by_the_next_command(db_path: Path, out: Path) -> None:
-    assert sqlite3.connect(db_path).execute("SELECT status FROM batches").fetchall() == [("issuing",)]
+def batch_locks_left(location) -> list:
+    """Batch locks still held or lying about: SQLite's lock files beside the database, PostgreSQL's
+    advisory locks on the database (a session's, alive or not yet noticed dead by the server)."""
+    if not database.is_postgres(location):
+        return list(Path(location).parent.glob("*-batch-*.lock"))
+    return query(
+        location,
+        "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
+    )
+
+
+def assert_rolled_back_by_the_next_command(location, out: Path) -> None:
+    assert query(location, "SELECT status FROM batches") == [("issuing",)]
     listing = subprocess.run([sys.executable, "-m", "verifier", "batch", "list"], capture_output=True, text=True)
-    assert listing.returncode == 0 and "No batches yet" in listing.stdout
-    db = sqlite3.connect(db_path)
-    assert db.execute("SELECT count(*) FROM batches").fetchone() == (0,)
-    assert db.execute("SELECT count(*) FROM codes").fetchone() == (0,)
+    assert listing.returncode == 0 and "No batches yet" in listing.stdout, listing.stderr
+    assert (count(location, "batches"), count(location, "codes")) == (0, 0)
     assert not out.exists() and not list(out.parent.glob(f".{out.name}.partial-*"))
-    assert not list(db_path.parent.glob("*-batch-*.lock"))
+    assert batch_locks_left(location) == []
 
 
-def test_killed_issue_is_rolled_back_by_the_next_command(issuer, tmp_path):
+def test_killed_issue_is_rolled_back_by_the_next_command(issuer, location, tmp_path):
     """kill -9 of the issuer and its workers in the middle of a run: the next batch command forgets the half batch."""
-    out, db_path = tmp_path / "killed", issuer / "verifier.db"
+    out = tmp_path / "killed"
     proc = start_issuer(out)
     try:
-        wait_for(lambda: codes_registered(db_path) > 0, "codes being registered")
+        wait_for(lambda: codes_registered(location) > 0, "codes being registered")
     finally:
         kill_group(proc)
-    assert_rolled_back_by_the_next_command(db_path, out)
+    assert_rolled_back_by_the_next_command(location, out)
 
 
-def test_pool_workers_die_with_their_issuer_and_do_not_hold_its_lock(issuer, tmp_path):
+def test_pool_workers_die_with_their_issuer_and_do_not_hold_its_lock(issuer, location, tmp_path):
     """kill -9 of the issuer alone: its pool workers die too, and its batch lock is free at once."""
     from conftest import running_descendants
 
-    out, db_path = tmp_path / "orphans", issuer / "verifier.db"
+    out = tmp_path / "orphans"
     proc = start_issuer(out, "--workers", "2")
     try:
         wait_for(lambda: len(running_descendants(proc.pid)) >= 2, "two pool workers")
         workers = running_descendants(proc.pid)
+        wait_for(lambda: codes_registered(location) > 0, "codes being registered")  # the lock is held
+        assert {w: lock_descriptors(w, proc.pid, location) for w in workers} == {w: set() for w in workers}
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
-        lock = issue._batch_lock(database.connect(db_path), 1, wait=False)
+        lock = lock_when_the_server_has_noticed(location, proc.pid)
         assert lock is not None, "a worker still holds the dead issuer's batch lock"
         lock.release()
         wait_for(lambda: not workers & running_pids(), "the workers to die with their parent", timeout=20)
     finally:
         kill_group(proc)
-    assert_rolled_back_by_the_next_command(db_path, out)
+    assert_rolled_back_by_the_next_command(location, out)
+
+
+def lock_descriptors(worker: int, issuer: int, location) -> set[str]:
+    """What of the issuer's batch lock a pool worker has open: SQLite, the lock file; PostgreSQL, the
+    socket of the issuer's session (the only socket an issuer shares with its workers: their
+    queues are pipes)."""
+
+    def links(pid: int) -> set[str]:
+        found = set()
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            try:
+                found.add(os.readlink(f"/proc/{pid}/fd/{fd}"))
+            except OSError:  # closed meanwhile
+                pass
+        return found
+
+    if database.is_postgres(location):
+        return {link for link in links(worker) & links(issuer) if link.startswith("socket:")}
+    return {link for link in links(worker) if link.endswith("-batch-1.lock")}
+
+
+def lock_when_the_server_has_noticed(location, issuer_pid: int):
+    """Batch 1's lock, tried once the dead issuer's connection is gone. SQLite: at once (the kernel
+    dropped its flock with its last descriptor). PostgreSQL: once the server has ended the backend
+    of the issuer's session, which it does when the session's socket is closed by every process
+    that had it; a pool worker still holding a copy would keep the lock, and the wait times out."""
+    conn = database.connect(location)
+    if database.is_postgres_conn(conn):
+        sql = "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND pid != pg_backend_pid()"
+        wait_for(lambda: conn.execute(sql).fetchone()[0] == 0, "the server to end the issuer's session", timeout=20)
+    return issue._batch_lock(conn, 1, wait=False)
 
 
 def running_pids() -> set[int]:
@@ -288,11 +368,12 @@ def running_pids() -> set[int]:
 
 
 @pytest.mark.parametrize("recorded_pid", ["dead", "the-recoverers-own"])
-def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(issuer, tmp_path, keypair, monkeypatch, recorded_pid):
+def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(
+    issuer, location, tmp_path, keypair, monkeypatch, recorded_pid
+):
     """An issuer in another PID namespace records a pid that is dead, or is ours, here: its lock says it is alive."""
     kid, private = keypair
     monkeypatch.setattr(issue, "REGISTER_PER_TRANSACTION", 1)  # register chunk by chunk: more after the recovery
-    db_path = issuer / "verifier.db"
     request = issue.BatchRequest(
         mark=codes.MARKS[0],
         enterprise="E",
@@ -307,7 +388,7 @@ def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(issuer, tmp_path, k
     def meanwhile_another_container_runs_a_batch_command(count):
         if recoveries:
             return
-        other = database.connect(db_path)
+        other = database.connect(location)
         pid = 999_999_999 if recorded_pid == "dead" else os.getpid()
         with database.transaction(other) as conn:
             conn.execute("UPDATE batches SET issuing_pid = ?", [pid])
@@ -315,20 +396,20 @@ def test_recovery_leaves_a_batch_whose_issuer_holds_its_lock(issuer, tmp_path, k
         other.close()
 
     result = issue.issue_batch(
-        db_path, request, private, kid, progress=meanwhile_another_container_runs_a_batch_command, workers=1
+        location, request, private, kid, progress=meanwhile_another_container_runs_a_batch_command, workers=1
     )
     assert recoveries == [[]]
-    db = registry(issuer)
-    assert db.execute("SELECT id, status FROM batches").fetchall() == [(result.batch_id, "active")]
-    assert db.execute("SELECT count(*) FROM codes").fetchone() == (9000,)
+    assert query(location, "SELECT id, status FROM batches") == [(result.batch_id, "active")]
+    assert count(location, "codes") == 9000
     assert len(read_csv(tmp_path / "out" / "codes.csv")) == 9000
 
 
-def test_a_batch_removed_while_being_issued_fails_at_once_with_a_clear_error(issuer, tmp_path, keypair, monkeypatch):
+def test_a_batch_removed_while_being_issued_fails_at_once_with_a_clear_error(
+    issuer, location, tmp_path, keypair, monkeypatch
+):
     """What a wrongful recovery did: the issuer's next registration violates the foreign key. No endless retry."""
     kid, private = keypair
     monkeypatch.setattr(issue, "REGISTER_PER_TRANSACTION", 1)
-    db_path = issuer / "verifier.db"
     request = issue.BatchRequest(
         mark=codes.MARKS[0],
         enterprise="E",
@@ -340,24 +421,23 @@ def test_a_batch_removed_while_being_issued_fails_at_once_with_a_clear_error(iss
     )
 
     def delete_the_batch_behind_its_back(count):
-        other = database.connect(db_path)
+        other = database.connect(location)
         with database.transaction(other) as conn:
             conn.execute("DELETE FROM codes")
             conn.execute("DELETE FROM batches")
         other.close()
 
     with pytest.raises(issue.IssueError, match="batch 1 was removed from the registry while it was being issued"):
-        issue.issue_batch(db_path, request, private, kid, progress=delete_the_batch_behind_its_back, workers=1)
-    assert registry(issuer).execute("SELECT count(*) FROM codes").fetchone() == (0,)
+        issue.issue_batch(location, request, private, kid, progress=delete_the_batch_behind_its_back, workers=1)
+    assert count(location, "codes") == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["instance"]
 
 
-def test_serial_collision_redraws_are_bounded(issuer, tmp_path, keypair):
+def test_serial_collision_redraws_are_bounded(issuer, location, tmp_path, keypair):
     """A random source that keeps hitting issued serials ends in an IssueError, not in a busy loop."""
     import struct
 
     kid, private = keypair
-    db_path = issuer / "verifier.db"
     first = issue.BatchRequest(
         mark=codes.MARKS[0],
         enterprise="E",
@@ -367,23 +447,21 @@ def test_serial_collision_redraws_are_bounded(issuer, tmp_path, keypair):
         base_url="HTTPS://VERIFY.EXAMPLE.CN/",
         formats=("csv",),
     )
-    issue.issue_batch(db_path, first, private, kid)
+    issue.issue_batch(location, first, private, kid)
     taken = [int(r["serial"]) for r in read_csv(tmp_path / "first" / "codes.csv")]
     block = b"".join(struct.pack("<Q", s) for s in taken) * 8  # only ever the two issued serials
 
     second = issue.BatchRequest(**{**first.__dict__, "out_dir": tmp_path / "second", "count": 1})
     with pytest.raises(issue.IssueError, match=f"collided with issued ones {issue.MAX_REDRAWS + 1} times"):
-        issue.issue_batch(db_path, second, private, kid, random_bytes=lambda n: block[:n])
-    db = registry(issuer)
-    assert db.execute("SELECT count(*) FROM codes").fetchone() == (2,)
-    assert db.execute("SELECT count(*) FROM batches").fetchone() == (1,)
+        issue.issue_batch(location, second, private, kid, random_bytes=lambda n: block[:n])
+    assert (count(location, "codes"), count(location, "batches")) == (2, 1)
     assert not (tmp_path / "second").exists()
 
 
-def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer, runner, tmp_path):
+def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer, location, runner, tmp_path):
     out = tmp_path / "done"
     assert issue_cli(runner, out).exit_code == 0
-    conn = database.connect(issuer / "verifier.db")
+    conn = database.connect(location)
     conn.execute("UPDATE batches SET status = 'issuing', issuing_pid = 999999999")
     assert issue.recover_interrupted(conn, clock.now()) == [(1, "completed")]
     assert repo.get_batch(conn, 1)["status"] == "active"
@@ -412,7 +490,7 @@ def test_a_batch_killed_after_its_outputs_were_complete_is_rolled_forward(issuer
         (("--key", "missing"), "Error: no key named 'missing'"),
     ],
 )
-def test_bad_input_is_one_line_and_registers_nothing(issuer, runner, tmp_path, args, message):
+def test_bad_input_is_one_line_and_registers_nothing(issuer, location, runner, tmp_path, args, message):
     base = {
         "--key": "dev",
         "--mark": "stable-qualified",
@@ -426,16 +504,15 @@ def test_bad_input_is_one_line_and_registers_nothing(issuer, runner, tmp_path, a
     result = runner.invoke(cli, ["batch", "issue", *merged])
     assert result.exit_code != 0 and result.stdout == ""
     assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1
-    db_file = issuer / "verifier.db"
-    if db_file.exists():
-        assert sqlite3.connect(db_file).execute("SELECT count(*) FROM batches").fetchone() == (0,)
+    if is_registry(location):
+        assert count(location, "batches") == 0
 
 
-def test_missing_passphrase_registers_nothing(issuer, runner, tmp_path, monkeypatch):
+def test_missing_passphrase_registers_nothing(issuer, location, runner, tmp_path, monkeypatch):
     monkeypatch.delenv("VERIFIER_KEY_PASSPHRASE")
     result = issue_cli(runner, tmp_path / "o")
     assert result.exit_code == 1 and result.stderr.startswith("Error: no key passphrase")
-    assert not (issuer / "verifier.db").exists()
+    assert not is_registry(location)
 
 
 def test_pin_without_secret_is_refused(issuer, runner, tmp_path, monkeypatch):
@@ -497,15 +574,22 @@ def test_credit_code_validation():
         repo.validate_credit_code("91350100M000100Y4")
 
 
-def test_migrations_are_recorded_and_idempotent(tmp_path):
-    conn = database.connect(tmp_path / "r.db")
+def test_migrations_are_recorded_and_idempotent(new_database):
+    conn = database.connect(new_database("r.db"))
     assert database.migrations_applied(conn) == list(database.MIGRATION_NAMES)
     assert database.migrate(conn) == []
+    conn.close()
+
+
+@pytest.mark.sqlite_only("SQLite's journal mode and foreign-key pragma")
+def test_a_sqlite_registry_is_in_wal_mode_with_foreign_keys(new_database):
+    conn = database.connect(new_database("r.db"))
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA foreign_keys").fetchone()[0] == 1
+    conn.close()
 
 
-def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, tmp_path, keypair):
+def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, location, tmp_path, keypair):
     """The same random stream twice: the second batch's first three serials are all taken, and redrawn."""
     from conftest import seeded_random_bytes
 
@@ -519,24 +603,24 @@ def test_a_serial_already_issued_elsewhere_is_redrawn(issuer, tmp_path, keypair)
         base_url="HTTPS://VERIFY.EXAMPLE.CN/",
         formats=("csv",),
     )
-    issue.issue_batch(issuer / "verifier.db", request, private, kid, random_bytes=seeded_random_bytes("same"))
+    issue.issue_batch(location, request, private, kid, random_bytes=seeded_random_bytes("same"))
     taken = {int(r["serial"]) for r in read_csv(tmp_path / "first" / "codes.csv")}
     second = issue.BatchRequest(**{**request.__dict__, "out_dir": tmp_path / "second", "count": 5})
-    issue.issue_batch(issuer / "verifier.db", second, private, kid, random_bytes=seeded_random_bytes("same"))
+    issue.issue_batch(location, second, private, kid, random_bytes=seeded_random_bytes("same"))
     serials = {int(r["serial"]) for r in read_csv(tmp_path / "second" / "codes.csv")}
     assert len(serials) == 5 and not serials & taken
-    batches = registry(issuer).execute("SELECT batch_id, count(*) FROM codes GROUP BY batch_id").fetchall()
+    batches = query(location, "SELECT batch_id, count(*) FROM codes GROUP BY batch_id ORDER BY batch_id")
     assert batches == [(1, 3), (2, 5)]
 
 
-def test_serials_are_repeatable_from_the_test_seed(issuer, tmp_path, keypair):
+def test_serials_are_repeatable_from_the_test_seed(issuer, new_database, tmp_path, keypair):
     """Serials come from the injected source (the suite's seed), so a failing run can be repeated."""
     from conftest import seeded_random_bytes
 
     kid, private = keypair
     drawn = []
     for name in ("a", "b"):
-        db_path = tmp_path / name / "verifier.db"
+        db_path = new_database(f"{name}.db")
         request = issue.BatchRequest(
             mark=codes.MARKS[0],
             enterprise="E",
@@ -552,7 +636,7 @@ def test_serials_are_repeatable_from_the_test_seed(issuer, tmp_path, keypair):
     assert issue._draw_serials(4) != issue._draw_serials(4)  # production: the OS CSPRNG
 
 
-def test_codes_csv_keeps_serials_and_pins_exact_in_spreadsheets_and_is_owner_only(issuer, tmp_path, keypair):
+def test_codes_csv_keeps_serials_and_pins_exact_in_spreadsheets_and_is_owner_only(issuer, location, tmp_path, keypair):
     """Serials and PINs are text digits (a leading tab: no lost zeros, no rounding past 15 digits),
     every field is quoted, rows are what csvcells.SafeWriter writes; folder 0700, files 0600."""
     import stat
@@ -573,9 +657,7 @@ def test_codes_csv_keeps_serials_and_pins_exact_in_spreadsheets_and_is_owner_onl
         base_url="HTTPS://VERIFY.EXAMPLE.CN/",
         formats=("csv", "png", "pdf"),
     )
-    issue.issue_batch(
-        issuer / "verifier.db", request, private, kid, pin_secret=PIN_SECRET.encode(), random_bytes=lambda n: block[:n]
-    )
+    issue.issue_batch(location, request, private, kid, pin_secret=PIN_SECRET.encode(), random_bytes=lambda n: block[:n])
     raw = (tmp_path / "out" / "codes.csv").read_bytes().decode("utf-8")
     lines = raw.split("\r\n")
     assert lines[0] == '"serial","code","url","pin"' and lines[-1] == ""
@@ -627,3 +709,72 @@ def test_reading_codes_csv_undoes_formula_neutralisation():
     assert list(issue.read_codes_csv(io.StringIO(raw, newline=""))) == [
         {"serial": "0000000000000001", "code": '=HYPERLINK("x")', "note": "-5"}
     ]
+
+
+@pytest.mark.postgres_only("transactions side by side (SQLite's writer lock runs one at a time)")
+def test_a_recall_waits_for_one_in_progress_and_is_then_refused(issuer, location, runner, tmp_path, monkeypatch):
+    """A second recall that starts while the first is still in its transaction waits for it, then
+    finds the batch recalled: one recall, one log entry, never two."""
+    import threading
+
+    from conftest import settle
+
+    from verifier import auditlog
+
+    assert issue_cli(runner, tmp_path / "a", count=3).exit_code == 0
+    first, second = database.connect(location), database.connect(location)
+    release, in_first = threading.Event(), threading.Event()
+    real_append = auditlog.append
+
+    def append_then_hold(conn, *args, **kwargs):  # the first recall, between its update and its commit
+        result = real_append(conn, *args, **kwargs)
+        if conn is first:
+            in_first.set()
+            assert release.wait(30)
+        return result
+
+    monkeypatch.setattr(auditlog, "append", append_then_hold)
+    outcomes: list[object] = []
+
+    def recall(conn, reason):
+        try:
+            outcomes.append(issue.recall_batch(conn, 1, reason, clock.now())["recall_reason"])
+        except database.StoreConflict as exc:
+            outcomes.append(exc)
+
+    one = threading.Thread(target=recall, args=(first, "first"))
+    one.start()
+    assert in_first.wait(30)
+    two = threading.Thread(target=recall, args=(second, "second"))
+    two.start()
+    backend = second.raw.info.backend_pid
+    watcher = database.connect(location)
+    waiting = "SELECT wait_event_type FROM pg_stat_activity WHERE pid = ?"
+    wait_for(lambda: watcher.execute(waiting, (backend,)).fetchone() == ("Lock",), "the second recall to wait")
+    release.set()
+    one.join(30)
+    two.join(30)
+    assert outcomes[0] == "first" and isinstance(outcomes[1], database.StoreConflict), outcomes
+    settle(watcher)
+    kinds = [body for (body,) in watcher.execute("SELECT body FROM audit_log WHERE kind = 'batch.recalled'")]
+    assert len(kinds) == 1 and '"first"' in kinds[0]
+    for conn in (first, second, watcher):
+        conn.close()
+
+
+def test_recalls_sent_at_once_recall_once(issuer, location, runner, tmp_path):
+    """Four operators recall one batch at the same moment: one recall is made and logged, the
+    others are told it was already recalled (PostgreSQL runs their transactions side by side)."""
+    from conftest import settle
+    from together import run_together
+
+    assert issue_cli(runner, tmp_path / "a", count=3).exit_code == 0
+    recall = (
+        "from verifier.cli import cli",
+        "cli.main(['batch', 'recall', '1', '--reason', 'r{}'], prog_name='verifier')",
+    )
+    done = run_together([(recall[0], recall[1].format(i)) for i in range(4)])
+    assert sorted(p.returncode for p in done) == [0, 1, 1, 1], [p.stderr[-2000:] for p in done]
+    assert all("already recalled" in p.stderr for p in done if p.returncode)
+    settle(location)
+    assert count(location, "audit_log WHERE kind = 'batch.recalled'") == 1

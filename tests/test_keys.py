@@ -127,24 +127,43 @@ def test_keys_folder_gitignore_keeps_private_keys_out():
 # --- status changes under concurrency: the keyring is locked around every read-modify-write ---
 
 
-def key_status_log(db_path) -> list[tuple[str, str]]:
-    """(kid, status) of every key.status entry of the audit log, in log order."""
-    import sqlite3
+def key_status_log(location) -> list[tuple[str, str]]:
+    """(kid, status) of every key.status entry of the audit log, in log order (chained first)."""
+    from conftest import settle
 
-    with sqlite3.connect(db_path) as conn:
+    from verifier import db
+
+    settle(location)
+    conn = db.connect(location)
+    try:
         rows = conn.execute("SELECT body FROM audit_log WHERE kind = 'key.status' ORDER BY seq").fetchall()
+    finally:
+        conn.close()
     return [(body["kid"], body["status"]) for body in (json.loads(text) for (text,) in rows)]
+
+
+@pytest.fixture
+def registry(instance, new_database, monkeypatch):
+    """A new database of the test's engine that the instance's commands use; its location."""
+    from conftest import database_env
+
+    location = new_database()
+    for name, value in database_env(location).items():
+        monkeypatch.setenv(name, value)
+    return location
 
 
 def keyring_with(folder, count: int) -> list[keys.KeyRecord]:
     return [keys.create_key(folder, f"k{i}", PASS, NOW) for i in range(count)]
 
 
-def test_concurrent_revocations_are_all_kept(instance):
+def test_concurrent_revocations_are_all_kept(instance, registry):
+    from conftest import settle
+
     from verifier import auditlog, db
 
     records = keyring_with(instance / "keys", 6)
-    db.connect(instance / "verifier.db").close()
+    db.connect(registry).close()
     revoke = "from verifier.cli import cli", "cli.main(['keys', 'revoke', {!r}], prog_name='verifier')"
     jobs = [(revoke[0], revoke[1].format(r.kid)) for r in records] + [(revoke[0], revoke[1].format("k0"))]
     done = run_together(jobs)
@@ -152,23 +171,26 @@ def test_concurrent_revocations_are_all_kept(instance):
     [refused] = [p for p in done if p.returncode]
     assert refused.stderr == f"Error: key k0 ({records[0].kid}) is already revoked\n"  # one line, no traceback
     assert {r.kid: r.status for r in keys.read_keyring(instance / "keys")} == {r.kid: "revoked" for r in records}
-    assert sorted(key_status_log(instance / "verifier.db")) == sorted((r.kid, "revoked") for r in records)
-    assert auditlog.verify(db.connect(instance / "verifier.db")).ok
+    assert sorted(key_status_log(registry)) == sorted((r.kid, "revoked") for r in records)
+    conn = db.connect(registry)
+    settle(conn)
+    assert auditlog.verify(conn).ok
+    conn.close()
     leftovers = set(os.listdir(instance / "keys")) - {"keyring.json", "keyring.lock"} - {f"k{i}.pem" for i in range(6)}
     assert leftovers == set()  # no temporary file left behind
 
 
-def test_status_log_follows_the_keyring_order(instance, runner):
+def test_status_log_follows_the_keyring_order(instance, registry, runner):
     from verifier import db
     from verifier.cli import cli
 
     [record] = keyring_with(instance / "keys", 1)
-    db.connect(instance / "verifier.db").close()
+    db.connect(registry).close()
     assert runner.invoke(cli, ["keys", "retire", "k0"]).exit_code == 0
     assert runner.invoke(cli, ["keys", "revoke", "k0"]).exit_code == 0
     again = runner.invoke(cli, ["keys", "revoke", "k0"])
     assert again.exit_code == 1 and again.stderr == f"Error: key k0 ({record.kid}) is already revoked\n"
-    assert key_status_log(instance / "verifier.db") == [(record.kid, "retired"), (record.kid, "revoked")]
+    assert key_status_log(registry) == [(record.kid, "retired"), (record.kid, "revoked")]
 
 
 def test_a_failed_status_change_writes_no_log_entry(tmp_path):
@@ -196,10 +218,12 @@ def test_concurrent_ui_revocations_never_fail(db_copy, tmp_path, app_config):
     from verifier.web.audit_ui import COOKIE
 
     records = keyring_with(tmp_path / "keys", 5)
-    with db.transaction(db.connect(db_copy)) as conn:
+    conn = db.connect(db_copy)
+    with db.transaction(conn):
         accounts.add_user(
             conn, "ada", "admin", "correct horse battery", None, "test", dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
         )
+    conn.close()
     config = app_config(KEYS_DIR=str(tmp_path / "keys"))  # a plain dict: the subprocesses get its repr
     browser = create_app(config).test_client()
     login = log_in(browser, "ada")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -11,9 +12,11 @@ import sqlite3
 import threading
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from verifier import clients, db, ratelimit
+from verifier.repos import ratecounters
 from verifier.web import create_app
 
 NOW = dt.datetime(2026, 11, 22, 8, 30, 20, tzinfo=dt.UTC)  # 20 s into a minute
@@ -37,16 +40,30 @@ def limited_app(app, limit: str = "2/minute", now: dt.datetime = NOW):
     return limited
 
 
-def scan_count(db: Path) -> int:
-    with sqlite3.connect(db) as conn:
+def scan_count(location) -> int:
+    conn = db.connect(location)
+    try:
         return conn.execute("SELECT count(*) FROM scans").fetchone()[0]
+    finally:
+        conn.close()
+
+
+def counters_of(new_database):
+    """A connection to the counters of a new database: its `-ratelimit` file on SQLite, its
+    table `rate_hits` on PostgreSQL."""
+    return ratelimit.connect(ratelimit.counters_path(new_database()))
+
+
+def counted_clients(conn) -> list[str]:
+    table = ratecounters._TABLE[db.dialect(conn)]
+    return [row[0] for row in conn.execute(f"SELECT client FROM {table} ORDER BY client")]
 
 
 # --- 1. a request over the limit costs no durable write ------------------------------------
 
 
-def test_ratelimit_counts_each_window_of_the_injected_clock(tmp_path):
-    conn = ratelimit.connect(tmp_path / "counters")
+def test_ratelimit_counts_each_window_of_the_injected_clock(new_database):
+    conn = counters_of(new_database)
     limit = ratelimit.Limit(3, 60)
     outcomes = [ratelimit.hit(conn, "a", limit, NOW_SECONDS) for _ in range(4)]
     assert [o.allowed for o in outcomes] == [True, True, True, False]
@@ -62,9 +79,9 @@ def _hammer(path: str, hits: int, queue) -> None:
     queue.put(sum(ratelimit.hit(conn, "client", limit, NOW_SECONDS).allowed for _ in range(hits)))
 
 
-def test_ratelimit_counters_hold_across_concurrent_processes(tmp_path):
+def test_ratelimit_counters_hold_across_concurrent_processes(new_database):
     """Four processes, 40 requests each at the same instant, a limit of 50: exactly 50 pass."""
-    path = str(tmp_path / "counters")
+    path = str(ratelimit.counters_path(new_database()))
     ratelimit.connect(path).close()
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -77,14 +94,47 @@ def test_ratelimit_counters_hold_across_concurrent_processes(tmp_path):
     assert sum(allowed) == 50, allowed
 
 
-def test_ratelimit_counters_are_not_durable_and_live_next_to_the_database(tmp_path):
-    conn = ratelimit.counters(tmp_path / "verifier.db")
-    assert ratelimit.counters(tmp_path / "verifier.db") is conn  # one connection a process
-    assert Path(conn.execute("PRAGMA database_list").fetchone()[2]) == tmp_path / "verifier.db-ratelimit"
+@pytest.mark.sqlite_only("the counters file beside the database, its pragmas")
+def test_ratelimit_counters_are_not_durable_and_live_next_to_the_database(new_database):
+    location = new_database()
+    conn = ratelimit.counters(location)
+    assert ratelimit.counters(location) is conn  # one connection a process
+    assert Path(conn.execute("PRAGMA database_list").fetchone()[2]) == Path(f"{location}-ratelimit")
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 0  # OFF: no fsync per request
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
 
 
+@pytest.mark.postgres_only("the counters table of a PostgreSQL registry")
+def test_ratelimit_counters_are_not_durable_and_live_in_the_database(new_database):
+    location = new_database()
+    conn = ratelimit.counters(location)
+    assert ratelimit.counters(location) is conn  # one connection a process
+    assert db.location_of(conn) == location  # every node that shares the database shares the counts
+    persistence = conn.execute("SELECT relpersistence FROM pg_class WHERE relname = 'rate_hits'").fetchone()
+    assert persistence == ("u",)  # UNLOGGED: no WAL
+    assert conn.execute("SHOW synchronous_commit").fetchone() == ("off",)  # no WAL flush waited for
+
+
+@pytest.mark.postgres_only("a lost connection to the PostgreSQL server")
+def test_ratelimit_counters_reconnect_after_losing_their_connection(new_database):
+    """A restarted server (or an idle connection ended by a proxy) fails open once, not for good."""
+    location = new_database()
+    limit = ratelimit.Limit(2, 60)
+    conn = ratelimit.counters(location)
+    assert ratelimit.hit(conn, "a", limit, NOW_SECONDS).allowed
+    killer = db.connect(location)
+    backend = conn.raw.info.backend_pid
+    assert killer.execute("SELECT pg_terminate_backend(?)", (backend,)).fetchone() == (True,)
+    killer.close()
+    with pytest.raises(db.DatabaseError):  # the request that meets the broken connection fails open
+        ratelimit.hit(conn, "a", limit, NOW_SECONDS)
+    again = ratelimit.counters(location)
+    assert again is not conn
+    assert [ratelimit.hit(again, "a", limit, NOW_SECONDS).allowed for _ in range(2)] == [True, False]
+    assert ratelimit.counters(location) is again
+
+
+@pytest.mark.sqlite_only("the counters file, damaged as by a power loss")
 def test_ratelimit_damaged_counters_file_is_replaced(tmp_path):
     path = tmp_path / "counters"
     path.write_bytes(b"this is not a database, as after a power loss" * 100)
@@ -92,13 +142,13 @@ def test_ratelimit_damaged_counters_file_is_replaced(tmp_path):
     assert ratelimit.hit(conn, "a", ratelimit.Limit(1, 60), NOW_SECONDS).allowed
 
 
-def test_ratelimit_old_windows_are_pruned(tmp_path):
-    conn = ratelimit.connect(tmp_path / "counters")
+def test_ratelimit_old_windows_are_pruned(new_database):
+    conn = counters_of(new_database)
     limit = ratelimit.Limit(5, 60)
     ratelimit.hit(conn, "old", limit, NOW_SECONDS - 3600)
     for _ in range(1000):  # one hit in a thousand prunes the ended windows
         ratelimit.hit(conn, "new", limit, NOW_SECONDS)
-    assert [r[0] for r in conn.execute("SELECT client FROM hits")] == ["new"]
+    assert counted_clients(conn) == ["new"]
 
 
 def test_ratelimit_key_is_the_clients_rate_key(app):
@@ -109,11 +159,20 @@ def test_ratelimit_key_is_the_clients_rate_key(app):
         assert described.rate_key == clients.keyed_hash(state.hash_key, "rate", clients.rate_network(ip))
 
 
+def registry_tables(conn) -> set[str]:
+    if db.is_postgres_conn(conn):
+        sql = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+    else:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'table'"
+    return {name for (name,) in conn.execute(sql)}
+
+
 def test_ratelimit_table_is_gone_from_the_registry(db_copy):
+    """The durable table of counters is gone; PostgreSQL keeps them in the non-durable `rate_hits`."""
     conn = db.connect(db_copy)
-    assert "rate_limits" not in {
-        name for (name,) in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-    }
+    tables = registry_tables(conn)
+    assert "rate_limits" not in tables
+    assert ("rate_hits" in tables) == db.is_postgres_conn(conn)
     assert conn.execute("SELECT 1 FROM _migrations WHERE name = '007_ratelimit'").fetchone()
     conn.close()
 
@@ -126,32 +185,77 @@ REJECTED_REQUESTS = {
 }
 
 
+def registry_writes(app, location):
+    """`watch()`: a value that changes whenever anything commits a write to the registry's durable
+    tables. SQLite: the file's data_version seen from another connection, the workers' connection's
+    changes and commits, the WAL's size; PostgreSQL: the version (xmin) and place (ctid) of every
+    row of every table but the counters. Both: the number of scans."""
+    if db.is_postgres(location):
+        conn = db.connect(location)
+        tables = sorted(registry_tables(conn) - {"rate_hits"})
+
+        def watch():
+            versions = tuple(
+                conn.execute(
+                    f"SELECT string_agg(xmin::text || '@' || ctid::text, ',' ORDER BY ctid) FROM {t}"
+                ).fetchone()[0]
+                for t in tables
+            )
+            return versions, scan_count(location)
+
+        return watch
+    main = app.extensions["verifier"].connection()  # the workers' connection to the registry
+    watcher = db.connect(location)  # data_version changes when any other connection commits
+
+    def watch():
+        return (
+            watcher.execute("PRAGMA data_version").fetchone()[0],
+            main.total_changes,
+            main.commits,
+            os.path.getsize(f"{location}-wal"),
+            scan_count(location),
+        )
+
+    return watch
+
+
 def test_ratelimit_rejected_request_does_not_write_to_the_main_database(app, world, db_copy):
     limited = limited_app(app, "2/minute")
     client = limited.test_client()
     row = world["pin"][1][0]
     assert [client.get(path_of(row["url"])).status_code for _ in range(2)] == [200, 200]
-    main = limited.extensions["verifier"].connection()  # the workers' connection to the registry
-    watcher = sqlite3.connect(db_copy)  # data_version changes when any other connection commits
-    before = (
-        watcher.execute("PRAGMA data_version").fetchone()[0],
-        main.total_changes,
-        main.commits,
-        os.path.getsize(f"{db_copy}-wal"),
-        scan_count(db_copy),
-    )
+    watch = registry_writes(limited, db_copy)
+    before = watch()
     for name, send in REJECTED_REQUESTS.items():
         response = send(client, row)
         assert response.status_code == 429, name
         assert response.headers["Retry-After"] == "40", name
-    after = (
-        watcher.execute("PRAGMA data_version").fetchone()[0],
-        main.total_changes,
-        main.commits,
-        os.path.getsize(f"{db_copy}-wal"),
-        scan_count(db_copy),
-    )
-    assert after == before
+    assert watch() == before
+    assert scan_count(db_copy) == 2
+
+
+@contextlib.contextmanager
+def registry_writes_locked(location):
+    """Hold what every write to the registry waits for: SQLite's writer lock (an flock, from another
+    open file, which excludes it like another process); on PostgreSQL, every durable table locked
+    against writes (EXCLUSIVE: reads go on) by a transaction of another connection."""
+    if not db.is_postgres(location):
+        fd = os.open(f"{location}-writer.lock", os.O_RDWR)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+        return
+    conn = db.connect(location)
+    try:
+        with db.transaction(conn):
+            tables = sorted(registry_tables(conn) - {"rate_hits"})
+            conn.execute(f"LOCK TABLE {', '.join(tables)} IN EXCLUSIVE MODE")
+            yield
+    finally:
+        conn.close()
 
 
 def test_ratelimit_rejected_request_does_not_wait_for_the_writer_lock(app, world, db_copy):
@@ -160,26 +264,23 @@ def test_ratelimit_rejected_request_does_not_wait_for_the_writer_lock(app, world
     client = limited.test_client()
     row = world["pin"][1][1]
     assert client.get(path_of(row["url"])).status_code == 200
-    fd = os.open(f"{db_copy}-writer.lock", os.O_RDWR)  # another open file: flock excludes it like a process
-    fcntl.flock(fd, fcntl.LOCK_EX)
     statuses: list[int] = []
-    try:
+    with registry_writes_locked(db_copy):
         worker = threading.Thread(
             target=lambda: statuses.extend(send(client, row).status_code for send in REJECTED_REQUESTS.values())
         )
         worker.start()
         worker.join(timeout=10)
         answered_while_locked = not worker.is_alive()
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
-        os.close(fd)
-        worker.join()
+    worker.join()
     assert answered_while_locked and statuses == [429] * len(REJECTED_REQUESTS)
 
 
-def test_ratelimit_failing_counters_fail_open(app, world, monkeypatch):
+def test_ratelimit_failing_counters_fail_open(app, world, monkeypatch, engine):
+    error = {"sqlite": sqlite3.OperationalError("disk I/O error"), "postgresql": psycopg.OperationalError("gone")}
+
     def broken(*args):
-        raise sqlite3.OperationalError("disk I/O error")
+        raise error[engine]
 
     limited = limited_app(app, "1/minute")
     monkeypatch.setattr(ratelimit, "hit", broken)
@@ -278,5 +379,6 @@ def test_head_and_prefetch_are_not_checks(app, world, db_copy, route, method, he
         return
     assert response.status_code == 204 and response.data == b"" and scan_count(db_copy) == 0
     assert limited.test_client().get(path).status_code == 200  # nor did it use up the client's limit
-    with sqlite3.connect(db_copy) as conn:
-        assert conn.execute("SELECT checks FROM code_checks WHERE serial = ?", (int(row["serial"]),)).fetchone() == (1,)
+    conn = db.connect(db_copy)
+    assert conn.execute("SELECT checks FROM code_checks WHERE serial = ?", (int(row["serial"]),)).fetchone() == (1,)
+    conn.close()

@@ -233,6 +233,7 @@ def login(
     name = clients.keyed_hash(key, "login-name", username)
     at = clock.utc_text(now)
     with db.transaction(conn):
+        repo.lock_failures(conn)  # attempts sent at once are throttled as if they came in turn
         repo.forget_failures_before(conn, clock.utc_text(now - LOGIN_WINDOW))
         wait, own_fault = _login_wait(conn, client, name, now)
         if wait:

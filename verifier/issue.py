@@ -255,8 +255,8 @@ def _init_worker(settings: dict[str, Any]) -> None:
 def _init_pool_worker(settings: dict[str, Any]) -> None:
     """Set up a pool process: it dies with its issuer and does not keep the batch lock alive."""
     processes.die_with_parent(settings["parent_pid"])
-    try:  # forked with the issuer's descriptors: a copy of the lock's would outlive a killed issuer
-        os.close(settings["lock_fd"])
+    try:  # forked with the issuer's descriptors: a copy of the lock's (its file, or its PostgreSQL
+        os.close(settings["lock_fd"])  # session's socket, never used here) would outlive a killed issuer
     except OSError:
         pass
     _init_worker(settings)
@@ -504,7 +504,17 @@ def issue_batch(
         partial = _partial_dir(out_dir, batch_id)
         try:
             pages, counts = _produce(
-                conn, batch_id, request, private_key, kid, pin_secret, partial, progress, workers, random_bytes, lock.fd
+                conn,
+                batch_id,
+                request,
+                private_key,
+                kid,
+                pin_secret,
+                partial,
+                progress,
+                workers,
+                random_bytes,
+                _lock_descriptor(lock),
             )
             _write_manifest(conn, batch_id, request, partial, counts, pages)
             _move_into_place(partial, out_dir)
@@ -522,6 +532,16 @@ def _close(conn: db.Conn, lock: db.NamedLock | None) -> None:
     if lock is not None:
         lock.release()
     conn.close()
+
+
+def _lock_descriptor(lock: db.NamedLock) -> int:
+    """The descriptor that keeps `lock` held: SQLite's lock file, or the socket of the PostgreSQL
+    session that holds the advisory lock (the server ends the session, and frees the lock, only
+    when every process that has a copy of the socket has closed it). -1 if neither."""
+    if lock.fd >= 0:
+        return lock.fd
+    raw = getattr(lock.conn, "raw", None)
+    return int(raw.fileno()) if raw is not None else -1
 
 
 def _batch_lock(conn: db.Conn, batch_id: int, wait: bool) -> db.NamedLock | None:
@@ -779,6 +799,7 @@ def recall_batch(conn: db.Conn, batch_id: int, reason: str, now: dt.datetime, ac
     if not reason:
         raise db.StoreInvalid("a recall needs a reason (--reason)")
     with db.transaction(conn):
+        registry.lock_batch(conn, batch_id)  # a recall at the same moment waits, then finds it recalled
         batch = registry.get_batch(conn, batch_id)
         if batch["status"] == registry.BATCH_RECALLED:
             raise db.StoreConflict(f"batch {batch_id} was already recalled on {batch['recalled_at']}")

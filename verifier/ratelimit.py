@@ -60,10 +60,11 @@ def counters_path(database: Path | str) -> Path | str:
 
 
 def counters(database: Path | str) -> db.Conn:
-    """This process's connection to the counters of `database` (made after a fork, never shared)."""
+    """This process's connection to the counters of `database` (made after a fork, never shared);
+    a new one if the last was lost (a PostgreSQL server restarted: that request failed open)."""
     key = (os.getpid(), str(database))
     conn = _connections.get(key)
-    if conn is None:
+    if conn is None or getattr(conn, "closed", False):
         conn = _connections[key] = connect(counters_path(database))
     return conn
 

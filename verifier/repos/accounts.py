@@ -146,6 +146,14 @@ _FAILURES_OF = {
 }
 
 
+def lock_failures(conn: db.Conn) -> None:
+    """Inside a transaction: no other transaction reads or counts failures until this one ends, so
+    attempts sent at once are counted one after another (SQLite: the writer lock does it; on
+    PostgreSQL each would otherwise read the counts before any of them had added its failure)."""
+    if db.is_postgres_conn(conn):
+        conn.execute("LOCK TABLE login_failures IN SHARE ROW EXCLUSIVE MODE")  # excludes itself and writers
+
+
 def forget_failures_before(conn: db.Conn, at: str) -> None:
     """Drop failures at or before `at` (they have left every window)."""
     conn.execute("DELETE FROM login_failures WHERE at <= ?", (at,))

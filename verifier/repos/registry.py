@@ -186,6 +186,14 @@ def forget_batch(conn: db.Conn, batch_id: int) -> None:
     conn.execute("DELETE FROM batches WHERE id = ? AND status = ?", [batch_id, BATCH_ISSUING])
 
 
+def lock_batch(conn: db.Conn, batch_id: int) -> None:
+    """Inside a transaction: other transactions that lock or change batch `batch_id` wait until
+    this one ends, so a read-check-write of its status sees the last committed change (SQLite: the
+    writer lock does it; on PostgreSQL two recalls would otherwise both see it active)."""
+    if db.is_postgres_conn(conn):
+        conn.execute("SELECT id FROM batches WHERE id = ? FOR UPDATE", [batch_id]).fetchall()
+
+
 def mark_recalled(conn: db.Conn, batch_id: int, reason: str, now: dt.datetime) -> str:
     """Set a batch's status to recalled with its reason; the recall time as stored."""
     at = clock.utc_text_seconds(now)
@@ -200,8 +208,9 @@ def mark_recalled(conn: db.Conn, batch_id: int, reason: str, now: dt.datetime) -
 
 
 def insert_codes(conn: db.Conn, batch_id: int, serials: Iterable[int]) -> None:
-    """Register serials for a batch; db.IntegrityError if one is already taken."""
-    conn.executemany("INSERT INTO codes (serial, batch_id) VALUES (?, ?)", ((s, batch_id) for s in serials))
+    """Register serials for a batch (PostgreSQL: one COPY); db.IntegrityError if one is already
+    taken or the batch is gone, and then none of them is registered (the caller's transaction)."""
+    db.copy_rows(conn, "codes", ("serial", "batch_id"), ((s, batch_id) for s in serials))
 
 
 def serials_taken(conn: db.Conn, serials: list[int]) -> set[int]:
