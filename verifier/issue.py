@@ -514,7 +514,7 @@ def issue_batch(
                 progress,
                 workers,
                 random_bytes,
-                _lock_descriptor(lock),
+                lock.descriptor(),
             )
             _write_manifest(conn, batch_id, request, partial, counts, pages)
             _move_into_place(partial, out_dir)
@@ -532,16 +532,6 @@ def _close(conn: db.Conn, lock: db.NamedLock | None) -> None:
     if lock is not None:
         lock.release()
     conn.close()
-
-
-def _lock_descriptor(lock: db.NamedLock) -> int:
-    """The descriptor that keeps `lock` held: SQLite's lock file, or the socket of the PostgreSQL
-    session that holds the advisory lock (the server ends the session, and frees the lock, only
-    when every process that has a copy of the socket has closed it). -1 if neither."""
-    if lock.fd >= 0:
-        return lock.fd
-    raw = getattr(lock.conn, "raw", None)
-    return int(raw.fileno()) if raw is not None else -1
 
 
 def _batch_lock(conn: db.Conn, batch_id: int, wait: bool) -> db.NamedLock | None:

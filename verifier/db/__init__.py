@@ -20,6 +20,7 @@ import contextlib
 import fcntl
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol, cast
@@ -415,17 +416,23 @@ def migrations_applied(conn: Conn) -> list[str]:
 # PostgreSQL needs none of it: its transactions run side by side (READ COMMITTED), and what must
 # not interleave takes a row lock or an advisory lock (`lock_code`).
 CHECKPOINT_EVERY_COMMITS = 500  # per process; about SQLite's default of 1,000 WAL pages
-_writer_locks: dict[tuple[int, str], int] = {}
+_writer_locks: dict[tuple[int, str], tuple[int, threading.Lock]] = {}
+_writer_locks_guard = threading.Lock()
 
 
-def _writer_lock_fd(conn: Conn) -> int:
+def _writer_lock(conn: Conn) -> tuple[int, threading.Lock]:
+    """The process's descriptor of the writer lock file, and the thread lock that goes with it:
+    an flock belongs to the open file, so two threads of one process would both "hold" it."""
     path = db_file(conn)
-    key = (os.getpid(), path)  # flock belongs to an open file: never share one across fork
-    fd = _writer_locks.get(key)
-    if fd is None:
-        fd = os.open(path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
-        _writer_locks[key] = fd
-    return fd
+    key = (os.getpid(), path)  # never share a descriptor across fork
+    found = _writer_locks.get(key)
+    if found is None:
+        with _writer_locks_guard:
+            found = _writer_locks.get(key)
+            if found is None:
+                fd = os.open(path + WRITER_LOCK_SUFFIX, os.O_RDWR | os.O_CREAT, 0o600)
+                found = _writer_locks[key] = (fd, threading.Lock())
+    return found
 
 
 @contextlib.contextmanager
@@ -436,19 +443,20 @@ def transaction(conn: Conn) -> Iterator[Any]:
         with conn.transaction():
             yield conn
         return
-    fd = _writer_lock_fd(conn)
-    fcntl.flock(fd, fcntl.LOCK_EX)
-    try:
-        conn.execute("BEGIN IMMEDIATE")
+    fd, in_process = _writer_lock(conn)
+    with in_process:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            yield conn
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-        _checkpoint_if_due(conn)
-    finally:
-        fcntl.flock(fd, fcntl.LOCK_UN)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+            _checkpoint_if_due(conn)
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def _checkpoint_if_due(conn: Conn) -> None:
@@ -486,6 +494,15 @@ class NamedLock:
     def __init__(self, name: str, fd: int = -1, path: str = "", conn: Any = None, owns_conn: bool = False) -> None:
         self.name, self.fd, self.path, self.conn, self.owns_conn = name, fd, path, conn, owns_conn
 
+    def descriptor(self) -> int:
+        """The descriptor that keeps the lock held: SQLite's lock file, or the socket of the
+        PostgreSQL session holding the advisory lock (the server ends the session, and frees the
+        lock, only when every process with a copy of the socket has closed it). -1 if neither.
+        A forked child must close it, or it keeps a dead parent's lock alive."""
+        if self.fd >= 0:
+            return self.fd
+        return int(self.conn.raw.fileno()) if self.conn is not None else -1
+
     def release(self) -> None:
         """Let go (SQLite: remove the lock file first, so it never piles up)."""
         if self.conn is not None:
@@ -507,7 +524,10 @@ class NamedLock:
 
 def acquire_lock(conn: Conn, name: str, *, wait: bool) -> NamedLock | None:
     """The lock `name` of `conn`'s database, held by this connection's session on PostgreSQL;
-    None if another process holds it and `wait` is false."""
+    None if another process holds it and `wait` is false.
+
+    Unlike an flock, a PostgreSQL session lock is re-entrant: the session that holds `name` gets it
+    again. Take a lock you may already hold (recovery of a batch) on another connection."""
     if isinstance(conn, postgres.PgConnection):
         if wait:
             postgres.named_lock(conn, name)
