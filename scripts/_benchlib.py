@@ -22,12 +22,13 @@ def issue_bench_batch(
     folder: Path,
     count: int,
     base_url: str,
-    database: Path | None = None,
+    database: Path | str | None = None,
     out_dir: Path | None = None,
     enterprise: str = "Bench",
 ) -> list[str]:
-    """A key (folder/keys) and a registered batch of `count` codes in `database` (folder/verifier.db),
-    written to `out_dir` (folder/batch): the label URLs' paths, in codes.csv order."""
+    """A key (folder/keys) and a registered batch of `count` codes in `database` (a path or a
+    PostgreSQL URL; default folder/verifier.db), written to `out_dir` (folder/batch): the label
+    URLs' paths, in codes.csv order."""
     out_dir = out_dir or folder / "batch"
     now = dt.datetime.now(dt.UTC)
     record = keys.create_key(folder / "keys", "bench", b"bench", now)
@@ -47,8 +48,13 @@ def issue_bench_batch(
 
 def batch_paths(out_dir: Path, base_url: str) -> list[str]:
     """The label URLs' paths of the batch written to `out_dir`, in codes.csv order."""
+    return [path for path, _ in batch_codes(out_dir, base_url)]
+
+
+def batch_codes(out_dir: Path, base_url: str) -> list[tuple[str, int]]:
+    """(label URL's path, serial) of each code of the batch written to `out_dir`, in codes.csv order."""
     with open(out_dir / "codes.csv", encoding="utf-8", newline="") as fh:
-        return ["/" + row["url"][len(base_url) :] for row in issue.read_codes_csv(fh)]
+        return [("/" + row["url"][len(base_url) :], int(row["serial"])) for row in issue.read_codes_csv(fh)]
 
 
 def free_port() -> int:
