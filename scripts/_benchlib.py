@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -103,6 +104,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def group_cpu_seconds(pgid: int) -> float:
     """User+system CPU of every process in the group, with the children its members reaped."""
+    return _cpu_seconds(lambda pid, ppid, pgrp: pgrp == pgid)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User+system CPU of `root` and its children, with the children they reaped: a server whose
+    children lead groups of their own (PostgreSQL's backends call setsid)."""
+    return _cpu_seconds(lambda pid, ppid, pgrp: root in (pid, ppid))
+
+
+def _cpu_seconds(wanted: Callable[[int, int, int], bool]) -> float:
     ticks = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -112,6 +123,6 @@ def group_cpu_seconds(pgid: int) -> float:
         except OSError:  # it ended meanwhile
             continue
         fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-        if int(fields[2]) == pgid:  # pgrp; then utime, stime, cutime, cstime are fields 14-17
-            ticks += sum(int(value) for value in fields[11:15])
+        if wanted(int(entry.name), int(fields[1]), int(fields[2])):  # ppid, pgrp
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")

@@ -65,7 +65,16 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from _benchlib import batch_codes, free_port, group_cpu_seconds, issue_bench_batch, start, stop, wait_ready
+from _benchlib import (
+    batch_codes,
+    free_port,
+    group_cpu_seconds,
+    issue_bench_batch,
+    start,
+    stop,
+    tree_cpu_seconds,
+    wait_ready,
+)
 
 from verifier import auditlog, clock, db, sequencer
 from verifier.db import postgres
@@ -179,7 +188,7 @@ def start_cluster(stack: ExitStack) -> Cluster:
         + ["start", "-o", options],
         check=True,
         stdout=subprocess.DEVNULL,
-        start_new_session=True,  # the postmaster's process group holds PostgreSQL only (pg_cpu)
+        start_new_session=True,  # not in this script's group: a Ctrl-C reaches it through the ExitStack only
     )
     stack.callback(
         subprocess.run,
@@ -192,8 +201,16 @@ def start_cluster(stack: ExitStack) -> Cluster:
 
 
 def pg_cpu(cluster: Cluster) -> float:
-    """CPU of the postmaster's process group: every backend, the WAL writer, the checkpointer."""
-    return group_cpu_seconds(os.getpgid(cluster.postmaster))
+    """CPU of the postmaster and its children: every backend (live, or exited and reaped), the WAL
+    writer, the checkpointer. Not its process group: each backend leads a group of its own."""
+    return tree_cpu_seconds(cluster.postmaster)
+
+
+def wal_lsn(url: str) -> int:
+    """The server's WAL insert position, in bytes."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT pg_current_wal_insert_lsn() - '0/0'::pg_lsn").fetchone()
+        return int(row[0]) if row else 0
 
 
 def children_cpu() -> float:
@@ -342,7 +359,7 @@ def throughput(
     thread.start()
     time.sleep(args.poll * 2)  # the sampler's first poll is in
     cpu_nodes = sum(group_cpu_seconds(proc.pid) for proc, _ in nodes)
-    cpu_pg, cpu_children = pg_cpu(cluster), children_cpu()
+    cpu_pg, cpu_children, wal = pg_cpu(cluster), children_cpu(), wal_lsn(url)
     command = ["wrk", "-t1", f"-c{args.connections}", f"-d{args.seconds}s", "--latency", "--timeout", "5s"]
     procs = [
         subprocess.Popen(
@@ -360,6 +377,7 @@ def throughput(
     time.sleep(1.0)  # the last scans get chained and seen
     sampler.stop.set()
     thread.join()
+    wal = wal_lsn(url) - wal  # the scans, their chaining and the sampler's reads (none)
     results = [parse_wrk(out) for out in outs]
     requests = sum(r["requests"] for r in results)
     p50, p99 = sampler.percentiles()
@@ -375,6 +393,7 @@ def throughput(
         "node_cpu_us": cpu_nodes / max(requests, 1) * 1e6,
         "pg_cpu_us": cpu_pg / max(requests, 1) * 1e6,
         "wrk_cpu_us": wrk_cpu / max(requests, 1) * 1e6,
+        "wal_bytes": wal / max(requests, 1),
         "merge_p50": p50,
         "merge_p99": p99,
         "merge_samples": len(sampler.delays),
@@ -405,9 +424,9 @@ def baseline(args: argparse.Namespace, cluster: Cluster, url: str, template: dic
         for _ in range(n)
     ]
     time.sleep(max(0.0, start_at - time.time()))
-    cpu_pg = pg_cpu(cluster)
+    cpu_pg, wal = pg_cpu(cluster), wal_lsn(url)
     outs = [json.loads(proc.communicate()[0]) for proc in procs]
-    cpu_pg = pg_cpu(cluster) - cpu_pg
+    cpu_pg, wal = pg_cpu(cluster) - cpu_pg, wal_lsn(url) - wal
     rows = sum(o["rows"] for o in outs)
     latencies = sorted(x for o in outs for x in o["latencies"])
     cpu = cpu_pg + sum(o["cpu"] for o in outs)  # the writers' loops and the server
@@ -418,7 +437,43 @@ def baseline(args: argparse.Namespace, cluster: Cluster, url: str, template: dic
         "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
         "cpu_us": cpu / max(rows, 1) * 1e6,
         "pg_cpu_us": cpu_pg / max(rows, 1) * 1e6,
+        "wal_bytes": wal / max(rows, 1),
     }
+
+
+def storage(url: str) -> dict[str, Any]:
+    """Bytes a scan takes: its row, each index of scans, its log entry, and how the sequencer's
+    link UPDATE was done (HOT or not: a non-HOT update writes the row and its index entries again)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("VACUUM (ANALYZE) scans, audit_log, code_checks")
+        one = conn.execute  # every query below returns one row
+
+        def value(sql: str) -> Any:
+            row = one(sql).fetchone()
+            return row[0] if row else None
+
+        scans = int(value("SELECT count(*) FROM scans"))
+        result: dict[str, Any] = {
+            "scans": scans,
+            "row_bytes": float(value("SELECT avg(pg_column_size(s.*)) FROM scans s")),
+            "entry_bytes": float(value("SELECT avg(pg_column_size(l.*)) FROM audit_log l")),
+            "heap_bytes": int(value("SELECT pg_table_size('scans')")) / scans,
+            "log_bytes": int(value("SELECT pg_total_relation_size('audit_log')")) / scans,
+            "code_checks_bytes": int(value("SELECT pg_total_relation_size('code_checks')"))
+            / max(1, int(value("SELECT count(*) FROM code_checks"))),
+        }
+        result["indexes"] = {
+            name: size / scans
+            for name, size in conn.execute(
+                "SELECT indexrelid::regclass::text, pg_relation_size(indexrelid) FROM pg_index "
+                "WHERE indrelid = 'scans'::regclass ORDER BY 1"
+            ).fetchall()
+        }
+        updated, hot = conn.execute(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'scans'"
+        ).fetchone() or (0, 0)
+        result["updates"], result["hot_updates"] = int(updated), int(hot)
+    return result
 
 
 def template_scan(url: str) -> dict[str, Any]:
@@ -697,6 +752,7 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
         stop(proc)
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("DROP TABLE floor_scans")
+    sizes = storage(url)
 
     serials = sorted({serial for _, serial in all_codes})
     drained = drain_phase(cluster, url, template, args.drain, serials)
@@ -735,6 +791,19 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
         f"every {args.poll * 1000:.0f} ms); pending: the most scans seen waiting at once"
     )
     print(
+        "  WAL a scan (lookup, chaining included / insert): "
+        + ", ".join(f"N={n} {look['wal_bytes']:,.0f}/{base['wal_bytes']:,.0f} B" for n, (base, look) in rows.items())
+    )
+    print(
+        f"storage after the load phases ({sizes['scans']:,} scans, vacuumed): a scan row "
+        f"{sizes['row_bytes']:,.0f} B (heap {sizes['heap_bytes']:,.0f} B a scan with page overhead and dead "
+        f"versions), indexes "
+        + ", ".join(f"{name} {size:,.0f}" for name, size in sizes["indexes"].items())
+        + f" B a scan; its log entry {sizes['entry_bytes']:,.0f} B (audit_log with its index "
+        f"{sizes['log_bytes']:,.0f} B a scan); code_checks {sizes['code_checks_bytes']:,.0f} B a code; "
+        f"scans UPDATEs {sizes['updates']:,} of which HOT {sizes['hot_updates']:,}"
+    )
+    print(
         f"sequencer.drain: {drained['entries']:,} entries in {drained['seconds']:.1f} s = {drained['rate']:,.0f}/s "
         f"({drained['cpu_us']:,.0f} µs CPU an entry, this process + PostgreSQL); pending after: "
         f"{drained['pending_after']}"
@@ -763,6 +832,10 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
         "baseline_pg_cpu_us": {n: round(base["pg_cpu_us"]) for n, (base, _) in rows.items()},
         "merge_p50_ms": {n: whole_ms(look["merge_p50"]) for n, (_, look) in rows.items()},
         "merge_p99_ms": {n: whole_ms(look["merge_p99"]) for n, (_, look) in rows.items()},
+        "wal_bytes_a_scan": {n: round(look["wal_bytes"]) for n, (_, look) in rows.items()},
+        "wal_bytes_a_insert": {n: round(base["wal_bytes"]) for n, (base, _) in rows.items()},
+        "storage": {k: (round(v) if isinstance(v, float) else v) for k, v in sizes.items() if k != "indexes"}
+        | {"indexes": {k: round(v) for k, v in sizes["indexes"].items()}},
         "sequencer_rps": round(drained["rate"]),
         "sequencer_cpu_us": round(drained["cpu_us"]),
         "kill": killed,
