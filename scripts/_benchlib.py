@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
+from collections.abc import Callable
 from contextlib import ExitStack
 from pathlib import Path
 
@@ -22,12 +23,13 @@ def issue_bench_batch(
     folder: Path,
     count: int,
     base_url: str,
-    database: Path | None = None,
+    database: Path | str | None = None,
     out_dir: Path | None = None,
     enterprise: str = "Bench",
 ) -> list[str]:
-    """A key (folder/keys) and a registered batch of `count` codes in `database` (folder/verifier.db),
-    written to `out_dir` (folder/batch): the label URLs' paths, in codes.csv order."""
+    """A key (folder/keys) and a registered batch of `count` codes in `database` (a path or a
+    PostgreSQL URL; default folder/verifier.db), written to `out_dir` (folder/batch): the label
+    URLs' paths, in codes.csv order."""
     out_dir = out_dir or folder / "batch"
     now = dt.datetime.now(dt.UTC)
     record = keys.create_key(folder / "keys", "bench", b"bench", now)
@@ -47,8 +49,13 @@ def issue_bench_batch(
 
 def batch_paths(out_dir: Path, base_url: str) -> list[str]:
     """The label URLs' paths of the batch written to `out_dir`, in codes.csv order."""
+    return [path for path, _ in batch_codes(out_dir, base_url)]
+
+
+def batch_codes(out_dir: Path, base_url: str) -> list[tuple[str, int]]:
+    """(label URL's path, serial) of each code of the batch written to `out_dir`, in codes.csv order."""
     with open(out_dir / "codes.csv", encoding="utf-8", newline="") as fh:
-        return ["/" + row["url"][len(base_url) :] for row in issue.read_codes_csv(fh)]
+        return [("/" + row["url"][len(base_url) :], int(row["serial"])) for row in issue.read_codes_csv(fh)]
 
 
 def free_port() -> int:
@@ -97,6 +104,16 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def group_cpu_seconds(pgid: int) -> float:
     """User+system CPU of every process in the group, with the children its members reaped."""
+    return _cpu_seconds(lambda pid, ppid, pgrp: pgrp == pgid)
+
+
+def tree_cpu_seconds(root: int) -> float:
+    """User+system CPU of `root` and its children, with the children they reaped: a server whose
+    children lead groups of their own (PostgreSQL's backends call setsid)."""
+    return _cpu_seconds(lambda pid, ppid, pgrp: root in (pid, ppid))
+
+
+def _cpu_seconds(wanted: Callable[[int, int, int], bool]) -> float:
     ticks = 0
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
@@ -106,6 +123,6 @@ def group_cpu_seconds(pgid: int) -> float:
         except OSError:  # it ended meanwhile
             continue
         fields = stat.rpartition(")")[2].split()  # after the command name, which may hold spaces
-        if int(fields[2]) == pgid:  # pgrp; then utime, stime, cutime, cstime are fields 14-17
-            ticks += sum(int(value) for value in fields[11:15])
+        if wanted(int(entry.name), int(fields[1]), int(fields[2])):  # ppid, pgrp
+            ticks += sum(int(value) for value in fields[11:15])  # utime, stime, cutime, cstime
     return ticks / os.sysconf("SC_CLK_TCK")
