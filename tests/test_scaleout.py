@@ -329,3 +329,34 @@ def test_of_two_sequencers_one_leads_and_the_other_takes_over(db_copy, world, ma
     conn.close()
     assert report.ok and report.pending == 0 and report.entries == before + 10
     assert settle(db_copy) == 0
+
+
+def children(node) -> dict[int, str]:
+    """The processes of a node's master: its workers and (PostgreSQL) its `verifier sequence`."""
+    from conftest import process_table
+
+    return {
+        pid: cmd for pid, (ppid, state, cmd) in process_table().items() if ppid == node.proc.pid and state not in "ZX"
+    }
+
+
+def sequencer_children(node) -> list[int]:
+    return [pid for pid, cmd in children(node).items() if "verifier sequence" in cmd]
+
+
+@pytest.mark.postgres_only("the sequencer beside `verifier serve` runs on PostgreSQL only")
+def test_the_nodes_sequencer_survives_a_reload_of_the_workers(serve, world, db_copy):
+    import signal
+
+    node = serve(workers=2)
+    [child] = sequencer_children(node)
+    workers = set(children(node)) - {child}
+    node.proc.send_signal(signal.SIGHUP)  # gunicorn starts new workers and stops the old ones
+    deadline = time.monotonic() + 20
+    while set(children(node)) & workers and time.monotonic() < deadline:
+        time.sleep(0.05)  # polls the reload's progress
+    assert not set(children(node)) & workers, "the old workers did not exit"
+    assert sequencer_children(node) == [child]  # old workers leaving did not take the sequencer with them
+    check(node, world["pin"][1][1]["url"], new_session())
+    report = wait_for_the_log(db_copy)
+    assert report.ok and report.pending == 0

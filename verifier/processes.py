@@ -12,6 +12,15 @@ import threading
 PR_SET_PDEATHSIG = 1  # linux/prctl.h
 
 
+def arm_parent_death_signal() -> None:
+    """In a child (e.g. between fork and exec): SIGTERM when the parent dies (Linux; elsewhere nothing)."""
+    if sys.platform.startswith("linux"):
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        except (OSError, AttributeError):
+            pass
+
+
 def die_with_parent(parent_pid: int) -> None:
     """Have the kernel kill this process when its parent dies (Linux), or watch for it elsewhere."""
     armed = False

@@ -7,15 +7,15 @@ server); every node runs one and one of them leads (verifier/sequencer.py).
 
 from __future__ import annotations
 
-import logging
-import multiprocessing
 import os
+import subprocess
+import sys
 
 import gunicorn
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from . import db, processes, sequencer, settings
+from . import db, processes, settings
 from .web import create_app
 from .web.state import ServerState
 
@@ -45,22 +45,16 @@ def default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def _sequencer_main(location: str, parent_pid: int) -> None:
-    processes.die_with_parent(parent_pid)
-    logging.basicConfig(level=logging.WARNING, format="[sequencer] %(levelname)s %(message)s")
-    try:
-        sequencer.run(location, sequencer.Stop(parent_pid=parent_pid))
-    except KeyboardInterrupt:
-        pass
-
-
-def start_sequencer(location: str) -> multiprocessing.process.BaseProcess:
-    """A sequencer process beside this one, forked before the server opens anything."""
-    process = multiprocessing.get_context("fork").Process(
-        target=_sequencer_main, args=(location, os.getpid()), name="verifier-sequencer", daemon=True
+def start_sequencer(location: str) -> subprocess.Popen[bytes]:
+    """`verifier sequence` beside this server, in its process group, killed by the kernel if this
+    process dies (PR_SET_PDEATHSIG). A process of its own, not a multiprocessing child: gunicorn's
+    workers are forked from this process and must not inherit (and, exiting, terminate) it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "verifier", "sequence"],
+        env={**os.environ, "VERIFIER_DATABASE_URL": location},
+        stdin=subprocess.DEVNULL,
+        preexec_fn=processes.arm_parent_death_signal,  # noqa: PLW1509  (no threads yet: before gunicorn)
     )
-    process.start()
-    return process
 
 
 def run(
@@ -73,12 +67,16 @@ def run(
 ) -> None:
     loaded = loaded or settings.load()
     child = start_sequencer(loaded.database) if with_sequencer and db.is_postgres(loaded.database) else None
+    starter = os.getpid()
     try:
         _serve(host, port, workers, access_log, loaded)
     finally:
-        if child is not None:
+        if child is not None and os.getpid() == starter:  # not in a worker leaving the forked stack
             child.terminate()
-            child.join(10)
+            try:
+                child.wait(10)
+            except subprocess.TimeoutExpired:
+                child.kill()
 
 
 def _serve(host: str, port: int, workers: int | None, access_log: bool, loaded: settings.Settings) -> None:
