@@ -116,6 +116,49 @@ end
 """
 
 # One baseline writer: durable INSERT+COMMIT of a scan-sized row, back to back, from a start time.
+# The lookup's write path in one process, without HTTP: the signature examined, then one
+# transaction that records the scan (lookup.record_url: the code's lock, the batch, the check
+# count, the scan row). What a lookup node does per scan, minus gunicorn and Flask.
+WRITE_PATH = """
+import datetime as dt, json, secrets, sys, time
+from pathlib import Path
+
+from verifier import clients, db, keys, lookup
+
+url, keys_dir, base, start_at, seconds = sys.argv[1], sys.argv[2], sys.argv[3], float(sys.argv[4]), float(sys.argv[5])
+paths = json.loads(sys.stdin.read())
+settings = lookup.Settings(keys.trust_from_folder(Path(keys_dir)), (base,), 4, None)
+resolver = clients.RegionResolver(trust_headers=False)
+pool = db.Pool(url, max_size=1)
+key = secrets.token_bytes(32)
+
+def one(k):
+    address = f"198.51.{k // 256 % 256}.{k % 256}"
+    client = clients.describe_client(address, "bench", secrets.token_hex(16), {}, key, resolver)
+    verification = lookup.examine_url(base + paths[k % len(paths)].lstrip("/"), settings)
+    conn = pool.acquire()
+    try:
+        with db.transaction(conn):
+            return lookup.record_url(conn, verification, settings, client, "qr", dt.datetime.now(dt.UTC))
+    finally:
+        pool.release(conn)
+
+for k in range(5):
+    one(len(paths) - 1 - k)  # warm: statements prepared, as a node's are after its first requests
+time.sleep(max(0.0, start_at - time.time()))
+cpu = time.process_time()
+latencies, k, end = [], 0, start_at + seconds
+while True:
+    t0 = time.perf_counter()
+    one(k)
+    latencies.append(time.perf_counter() - t0)
+    k += 1
+    if time.time() >= end:
+        break
+used = time.process_time() - cpu
+print(json.dumps({"rows": len(latencies), "latencies": latencies, "cpu": used, "reused": max(0, k - len(paths) + 5)}))
+"""
+
 BASELINE = """
 import json, sys, time
 import psycopg
@@ -167,6 +210,11 @@ def start_cluster(stack: ExitStack) -> Cluster:
     binaries = pg_bin()
     folder = Path(tempfile.mkdtemp(prefix="bench-scaleout-pg-"))
     stack.callback(shutil.rmtree, folder, ignore_errors=True)
+    stack.callback(
+        lambda: (
+            shutil.copy(folder / "server.log", "/tmp/bench-pg-server.log") if os.environ.get("BENCH_KEEP_LOG") else None
+        )
+    )
     as_pg: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root: the cluster belongs to `postgres`
         shutil.chown(folder, "postgres")
@@ -441,6 +489,49 @@ def baseline(args: argparse.Namespace, cluster: Cluster, url: str, template: dic
     }
 
 
+def write_path(
+    args: argparse.Namespace, cluster: Cluster, url: str, codes: Codes, folder: Path, env: dict[str, str], n: int
+) -> dict[str, Any]:
+    """N processes running the lookup's write path in-process (WRITE_PATH), started together."""
+    per_process = int(CODES_PER_SECOND * args.seconds / n) + 10
+    start_at = time.time() + 3.0  # after every process imported verifier and warmed up
+    procs = []
+    for _ in range(n):
+        paths = [path for _, path, _ in codes.take(per_process)]
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITE_PATH, url, str(folder / "keys"), BASE, str(start_at), str(args.seconds)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        assert proc.stdin is not None
+        proc.stdin.write(json.dumps(paths))
+        proc.stdin.close()
+        procs.append(proc)
+    time.sleep(max(0.0, start_at - time.time()))
+    cpu_pg, wal = pg_cpu(cluster), wal_lsn(url)
+    outs = []
+    for proc in procs:  # stdin is written and closed already: read the answer, then reap
+        assert proc.stdout is not None
+        outs.append(json.loads(proc.stdout.read()))
+        proc.wait()
+    cpu_pg, wal = pg_cpu(cluster) - cpu_pg, wal_lsn(url) - wal
+    rows = sum(o["rows"] for o in outs)
+    latencies = sorted(x for o in outs for x in o["latencies"])
+    cpu = cpu_pg + sum(o["cpu"] for o in outs)
+    return {
+        "rps": rows / args.seconds,
+        "rows": rows,
+        "p50": latencies[len(latencies) // 2] * 1000,
+        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
+        "cpu_us": cpu / max(rows, 1) * 1e6,
+        "pg_cpu_us": cpu_pg / max(rows, 1) * 1e6,
+        "wal_bytes": wal / max(rows, 1),
+        "reused": sum(o["reused"] for o in outs),
+    }
+
+
 def storage(url: str) -> dict[str, Any]:
     """Bytes a scan takes: its row, each index of scans, its log entry, and how the sequencer's
     link UPDATE was done (HOT or not: a non-HOT update writes the row and its index entries again)."""
@@ -700,7 +791,7 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
             for name in ("server_version", "fsync", "synchronous_commit", "full_page_writes", "wal_sync_method")
         }
     url = cluster.url.rsplit("/", 1)[0] + "/bench"
-    total_seconds = args.seconds * len(CONCURRENCY) + args.kill_seconds
+    total_seconds = 2 * args.seconds * len(CONCURRENCY) + args.kill_seconds
     count = args.codes or int(CODES_PER_SECOND * total_seconds) + 1000
     t0 = time.monotonic()
     issued = issue_bench_batch(folder, count, BASE, database=url)
@@ -739,10 +830,13 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
         conn.execute("CREATE TABLE floor_scans (LIKE scans INCLUDING DEFAULTS INCLUDING IDENTITY, PRIMARY KEY (id))")
 
     rows: dict[int, tuple[dict[str, Any], dict[str, Any]]] = {}
+    paths: dict[int, dict[str, Any]] = {}
     for n in CONCURRENCY:
         base = baseline(args, cluster, url, template, n)
+        paths[n] = write_path(args, cluster, url, codes, folder, env, n)
         look = throughput(args, cluster, url, nodes, codes, folder, env, n)
         rows[n] = (base, look)
+        print(f"  N={n}: write path {paths[n]['rps']:,.0f}/s", file=sys.stderr)
         print(
             f"  N={n}: lookup {look['rps']:,.0f}/s, baseline {base['rps']:,.0f}/s, "
             f"merge p99 {ms(look['merge_p99'])} ms",
@@ -777,6 +871,17 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
             f"{base['rps']:>9,.0f} {base['p50']:>7.1f} {base['p99']:>7.1f} {base['cpu_us']:>7,.0f} "
             f"{look['rps'] / base['rps']:>6.2f} {ms(look['merge_p50']):>7} ms {ms(look['merge_p99']):>7} ms "
             f"{look['max_pending']:>8,} {look['non2xx'] + look['socket_errors']:>8,.0f} {look['reused']:>7,.0f}"
+        )
+    print(
+        "write path in-process (the lookup's transaction and signature check, no HTTP; N processes, "
+        "a sequencer leading from the idle nodes):"
+    )
+    print(f"{'N':>2} {'scans/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'CPU µs':>7} {'PG µs':>7} {'WAL B':>7} {'ratio':>6}")
+    for n, wp in paths.items():
+        base = rows[n][0]
+        print(
+            f"{n:>2} {wp['rps']:>9,.0f} {wp['p50']:>7.1f} {wp['p99']:>7.1f} {wp['cpu_us']:>7,.0f} "
+            f"{wp['pg_cpu_us']:>7,.0f} {wp['wal_bytes']:>7,.0f} {wp['rps'] / base['rps']:>6.2f}"
         )
     print(
         "  CPU µs: CPU a scan (lookup: the nodes' process groups, sequencers included, + PostgreSQL; insert: "
@@ -825,6 +930,9 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
         "lookup_rps": {n: round(look["rps"], 1) for n, (_, look) in rows.items()},
         "baseline_rps": {n: round(base["rps"], 1) for n, (base, _) in rows.items()},
         "ratio": {n: round(look["rps"] / base["rps"], 3) for n, (base, look) in rows.items()},
+        "write_path_rps": {n: round(wp["rps"], 1) for n, wp in paths.items()},
+        "write_path_ratio": {n: round(wp["rps"] / rows[n][0]["rps"], 3) for n, wp in paths.items()},
+        "write_path_cpu_us": {n: round(wp["cpu_us"]) for n, wp in paths.items()},
         "lookup_cpu_us": {n: round(look["cpu_us"]) for n, (_, look) in rows.items()},
         "lookup_node_cpu_us": {n: round(look["node_cpu_us"]) for n, (_, look) in rows.items()},
         "lookup_pg_cpu_us": {n: round(look["pg_cpu_us"]) for n, (_, look) in rows.items()},
@@ -843,7 +951,8 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
     }
     print(json.dumps(summary, separators=(",", ":")))
     print(
-        f"targets: ratio at N=4 {four['rps'] / four_base['rps']:.2f} (>= 0.50), merge p99 at N=4 "
+        f"targets: ratio at N=4 {four['rps'] / four_base['rps']:.2f} over HTTP, "
+        f"{paths[max(CONCURRENCY)]['rps'] / four_base['rps']:.2f} for the write path (>= 0.50), merge p99 at N=4 "
         f"{ms(four['merge_p99'])} ms (<= 1000); run took {elapsed:.0f} s"
     )
 
