@@ -108,7 +108,7 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
     report = auditlog.verify(dst)
     if not report.ok:
         first = report.problems[0]
-        raise CopyError(f"the copy's audit log does not verify (first bad entry {first.seq}: {first.what})")
+        raise CopyError(f"the copy's audit log does not verify (first bad entry {first.seq}): {first.what}")
     if (report.head_seq, report.head_hash) != source_head:
         raise CopyError(f"the copy's audit log ends at {report.head_seq}, the source's at {source_head[0]}")
     return Copied(counts, report, pending if live else 0)
