@@ -6,14 +6,17 @@ import datetime as dt
 import json
 
 import pytest
-from conftest import forged_url, log_in
+from conftest import database_env, forged_url, log_in
+from test_auditlog import attacker, query
 
+from verifier import db
 from verifier.cli import cli
 
 
 @pytest.fixture
 def lookups(db_copy, make_app, monkeypatch):
-    monkeypatch.setenv("VERIFIER_DB", str(db_copy))
+    for name, value in database_env(db_copy).items():
+        monkeypatch.setenv(name, value)
     app = make_app(TRUST_GEO_HEADERS=True, TRUSTED_PROXIES=1)
 
     def scan(url, region="Guangdong", country="CN"):
@@ -69,29 +72,22 @@ def test_thresholds_are_configurable_and_quiet_logs_are_quiet(lookups, world, ru
     assert text.startswith("No anomalies since")
 
 
-def test_report_code_cli(lookups, world, runner):
-    import sqlite3
-
+def test_report_code_cli(lookups, world, runner, db_copy):
     row = world["pin"][1][5]
     result = runner.invoke(cli, ["audit", "report-code", row["code"], "--note", "market stall"])
     assert result.exit_code == 0 and row["serial"] in result.stdout
     bad = runner.invoke(cli, ["audit", "report-code", "12"])
     assert bad.exit_code == 2 and bad.stderr.startswith("Error: a code is a printed code")
-    import os
-
-    conn = sqlite3.connect(os.environ["VERIFIER_DB"])
-    assert conn.execute("SELECT note FROM reported_codes WHERE serial = ?", (int(row["serial"]),)).fetchone() == (
-        "market stall",
-    )
+    assert query(db_copy, "SELECT note FROM reported_codes WHERE serial = ?", (int(row["serial"]),)) == [
+        ("market stall",)
+    ]
 
 
 def test_forged_code_in_the_fixture_is_a_bad_signature_not_malformed(lookups, world, db_copy):
-    import sqlite3
-
     scan, _ = lookups
     for bit in range(0, 512, 37):  # whichever bit is flipped, the verdict is the same
         scan(forged_url(world["pin"][1][0]["url"], bit))
-    reasons = {r for (r,) in sqlite3.connect(db_copy).execute("SELECT reason FROM scans")}
+    reasons = {r for (r,) in query(db_copy, "SELECT reason FROM scans")}
     assert reasons == {"bad-signature"}
 
 
@@ -99,8 +95,6 @@ def test_forged_code_in_the_fixture_is_a_bad_signature_not_malformed(lookups, wo
 
 
 def test_pin_guessing_fires_on_many_wrong_pins_from_several_clients(lookups, world, runner, db_copy):
-    import sqlite3
-
     _, typed = lookups
     row = world["pin"][1][6]
     for i in range(5):
@@ -108,21 +102,18 @@ def test_pin_guessing_fires_on_many_wrong_pins_from_several_clients(lookups, wor
     found = [a for a in anomalies(runner) if a["rule"] == "pin-guessing"]
     assert len(found) == 1 and found[0]["serial"] == int(row["serial"]) and found[0]["count"] == 5
     assert found[0]["subject"] == f"code {row['serial']}: 3 clients"
-    ids = [i for (i,) in sqlite3.connect(db_copy).execute("SELECT id FROM scans WHERE pin = 'mismatch' ORDER BY id")]
+    ids = [i for (i,) in query(db_copy, "SELECT id FROM scans WHERE pin = 'mismatch' ORDER BY id")]
     assert found[0]["evidence"] == ids
 
 
 def test_pin_guessing_counts_throttled_attempts(lookups, world, runner, db_copy):
-    import sqlite3
-
     _, typed = lookups
     row = world["pin"][1][7]
     for i in range(2):
         typed(row["code"], "00000000", ip=f"198.51.100.{i}")
-    conn = sqlite3.connect(db_copy)
-    conn.execute("DROP TRIGGER scans_only_purge")  # stand-in for the throttle, which records pin = 'throttled'
+    conn = attacker(db_copy)  # stand-in for the throttle, which records pin = 'throttled'
     conn.execute("UPDATE scans SET pin = 'throttled' WHERE pin = 'mismatch'")
-    conn.commit()
+    conn.close()
     for i in range(3):
         typed(row["code"], "00000000", ip=f"198.51.100.{i}")
     found = [a for a in anomalies(runner) if a["rule"] == "pin-guessing"]
@@ -177,15 +168,12 @@ BIG_LOG_STATS = [
 
 @pytest.fixture
 def planner(db_copy):
-    import sqlite3
-
-    conn = sqlite3.connect(db_copy)
+    conn = db.connect(db_copy)
     conn.execute("ANALYZE")
     conn.execute("DELETE FROM sqlite_stat1 WHERE tbl = 'scans'")
     conn.executemany("INSERT INTO sqlite_stat1 (tbl, idx, stat) VALUES (?, ?, ?)", BIG_LOG_STATS)
-    conn.commit()
     conn.close()
-    conn = sqlite3.connect(db_copy)  # statistics are read when a connection opens
+    conn = db.connect(db_copy)  # statistics are read when a connection opens
     yield conn
     conn.close()
 
@@ -194,6 +182,7 @@ def plan(conn, sql, params) -> list[str]:
     return [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
 
 
+@pytest.mark.sqlite_only("SQLite's query planner, its index hints and sqlite_stat1")
 def test_query_plans_use_the_time_index_never_a_full_scan(planner):
     import re
 
@@ -208,12 +197,14 @@ def test_query_plans_use_the_time_index_never_a_full_scan(planner):
         assert not [s for s in steps if "scans_serial (serial>?)" in s], (rule, steps)  # the plan of the 15 s query
 
 
+@pytest.mark.sqlite_only("SQLite's query planner, its index hints and sqlite_stat1")
 def test_the_unhinted_query_would_walk_the_serial_index(planner):
     """The regression itself: without the hint, the planner picks the serial index for a 30-day window."""
     sql = """SELECT serial, max(checks) FROM scans WHERE at >= ? AND serial IS NOT NULL GROUP BY serial"""
     assert any("scans_serial" in s for s in plan(planner, sql, ("2026-11-01",)))
 
 
+@pytest.mark.sqlite_only("SQLite's query planner, its index hints and sqlite_stat1")
 def test_audit_filter_queries_use_an_index(planner):
     from verifier.audit import SCAN_COLUMNS
 
@@ -239,9 +230,70 @@ def test_audit_filter_queries_use_an_index(planner):
     assert any("scans_at" in s for s in plan(planner, select + window, ["2026-11-01", "2026-11-02"]))
 
 
-def test_budget_stops_a_query_that_reads_too_much(lookups, world, db_copy, monkeypatch):
-    import sqlite3
+def fill_scans(location, rows: int, newest: dt.datetime, step: dt.timedelta) -> None:
+    """PostgreSQL: `rows` generated scans, one every `step` up to `newest`, ids in time order, with
+    the proportions of a real log (mostly genuine repeats of many codes, a few forgeries, recalls
+    and PIN events), then ANALYZE so the planner knows it."""
+    conn = db.connect(location)
+    try:
+        conn.execute(
+            """INSERT INTO scans (at, channel, reason, serial, batch_id, kid, counted, checks, pin, country,
+                                  region, ip_hash, session_hash)
+            SELECT to_char((?::timestamptz - (? - i) * ?::interval) AT TIME ZONE 'UTC',
+                           'YYYY-MM-DD"T"HH24:MI:SS.MS"+00:00"'),
+                   'web',
+                   CASE WHEN i % 100 = 0 THEN 'bad-signature' WHEN i % 1000 = 1 THEN 'recalled'
+                        WHEN i % 3 = 0 THEN 'genuine' ELSE 'genuine-repeat' END,
+                   CASE WHEN i % 100 = 0 THEN NULL ELSE i % 50000 END,
+                   CASE WHEN i % 100 = 0 THEN NULL ELSE (i % 50000) / 1000 + 1 END,
+                   'k', 1, 1 + i % 3,
+                   CASE WHEN i % 500 = 2 THEN 'reused' WHEN i % 400 = 3 THEN 'mismatch' END,
+                   'CN', 'R' || (i % 30), md5((i % 7000)::text), md5(i::text)
+            FROM generate_series(1, ?) AS i""",
+            (newest.isoformat(), rows, f"{step.total_seconds()} seconds", rows),
+        )
+        conn.execute("ANALYZE scans")
+    finally:
+        conn.close()
 
+
+def scan_nodes(plan: dict):
+    """The nodes of a JSON query plan (EXPLAIN (ANALYZE, FORMAT JSON)) that read scans or its indexes."""
+    if plan.get("Relation Name") == "scans" or str(plan.get("Index Name", "")).startswith("scans_"):
+        yield plan
+    for child in plan.get("Plans", []):
+        yield from scan_nodes(child)
+
+
+@pytest.mark.postgres_only("PostgreSQL's planner on the PostgreSQL spelling of the rules")
+def test_postgres_query_plans_read_the_window_never_the_whole_table(db_copy):
+    from verifier import anomalies as rules
+    from verifier.repos import scans
+
+    newest = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
+    fill_scans(db_copy, 200_000, newest, dt.timedelta(minutes=5))  # about two years of scans
+    since = rules.since_days(30, newest)
+    params = rules.parameters(since, rules.Thresholds())
+    assert set(scans.POSTGRES_ANOMALY_QUERIES) == set(rules.RULES)
+    conn = db.connect(db_copy)
+    try:
+        window = conn.execute("SELECT count(*) FROM scans WHERE at >= ?", (since,)).fetchone()[0]
+        assert 8000 < window < 10_000  # 30 days of 2 years
+        for rule, sql in scans.POSTGRES_ANOMALY_QUERIES.items():
+            plan = conn.execute("EXPLAIN (ANALYZE, FORMAT JSON) " + sql, params).fetchone()[0][0]["Plan"]
+            nodes = list(scan_nodes(plan))
+            assert nodes and not [n for n in nodes if n["Node Type"] == "Seq Scan"], (rule, plan)
+            for node in nodes:  # an index walked from the table's start (filtering on `at`) is a full scan too
+                read = node["Actual Loops"] * sum(
+                    node.get(k, 0) for k in ("Actual Rows", "Rows Removed by Filter", "Rows Removed by Index Recheck")
+                )
+                assert read <= 2 * window, (rule, node["Node Type"], node.get("Index Name"), read, window)
+    finally:
+        conn.close()
+
+
+@pytest.mark.sqlite_only("a budget of SQLite instructions (PostgreSQL has statement_timeout: test_audit_api)")
+def test_budget_stops_a_query_that_reads_too_much(lookups, world, db_copy, monkeypatch):
     from verifier import anomalies as rules
     from verifier import budget
 
@@ -249,7 +301,7 @@ def test_budget_stops_a_query_that_reads_too_much(lookups, world, db_copy, monke
     for row in world["pin"][1][:20]:
         scan(row["url"])
     monkeypatch.setattr(budget, "GRAIN", 10)  # a tiny log: count in tens of instructions
-    conn = sqlite3.connect(db_copy)
+    conn = db.connect(db_copy)
     since = "2000-01-01T00:00:00.000+00:00"
     with budget.limited(conn, None) as meter:
         expected = rules.find(conn, since)

@@ -7,8 +7,9 @@ import datetime as dt
 import io
 
 import pytest
+from test_auditlog import attacker
 
-from verifier import codes
+from verifier import codes, db
 
 
 def call(aw, who, method, path, **kwargs):
@@ -254,6 +255,7 @@ def test_valid_edge_values_still_work(audit_world):
 # --- the budget: audit reads never starve the lookup ----------------------------------------
 
 
+@pytest.mark.sqlite_only("a budget of SQLite instructions (PostgreSQL: test_audit_time_limit_answers_too_broad)")
 def test_audit_budget_answers_narrow_the_time_range(audit_world, monkeypatch):
     from verifier import budget
 
@@ -274,13 +276,27 @@ def test_audit_budget_answers_narrow_the_time_range(audit_world, monkeypatch):
     assert call(audit_world, "ian", "GET", "/api/v1/audit/anomalies").status_code == 200
 
 
-def test_heavy_audit_requests_are_limited_to_their_slots(audit_world):
-    import fcntl
-    import os
+@pytest.mark.postgres_only("statement_timeout, PostgreSQL's budget (SQLite: test_audit_budget_answers_...)")
+def test_audit_time_limit_answers_too_broad(audit_world):
+    from test_anomalies import fill_scans
 
-    lock = f"{audit_world['app'].config['DATABASE']}-audit0.lock"
-    fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # another worker runs anomalies
+    from verifier import clock
+
+    fill_scans(audit_world["app"].config["DATABASE"], 200_000, clock.now(), dt.timedelta(milliseconds=10))
+    audit_world["app"].config["AUDIT_SECONDS"] = 0.001  # statement_timeout 1 ms: 200,000 scans in the window
+    for path in ("/api/v1/audit/anomalies", "/api/v1/audit/anomalies?days=1"):
+        response = call(audit_world, "ian", "GET", path)
+        assert response.status_code == 400, (path, response.status_code)
+        assert response.get_json()["error"] == {"code": "too-broad", "message": response.get_json()["error"]["message"]}
+        assert "narrow the time range" in response.get_json()["error"]["message"]
+    audit_world["app"].config["AUDIT_SECONDS"] = 5.0
+    found = call(audit_world, "ian", "GET", "/api/v1/audit/anomalies")
+    assert found.status_code == 200 and found.get_json()["anomalies"]  # the generated log has pin reuses
+
+
+def test_heavy_audit_requests_are_limited_to_their_slots(audit_world):
+    slot = db.acquire_lock_at(audit_world["app"].config["DATABASE"], "audit0")  # another worker runs anomalies
+    assert slot is not None
     try:
         for path in ("/api/v1/audit/anomalies", "/api/v1/audit/scans.csv"):
             response = call(audit_world, "ian", "GET", path)
@@ -290,7 +306,7 @@ def test_heavy_audit_requests_are_limited_to_their_slots(audit_world):
         audit_world["app"].config["AUDIT_HEAVY_SLOTS"] = 2
         assert call(audit_world, "ian", "GET", "/api/v1/audit/anomalies").status_code == 200
     finally:
-        os.close(fd)
+        slot.release()
     audit_world["app"].config["AUDIT_HEAVY_SLOTS"] = 1
     for _ in range(3):  # each export and anomaly list gives its slot back
         assert call(audit_world, "ian", "GET", "/api/v1/audit/scans.csv").status_code == 200
@@ -301,16 +317,12 @@ def test_heavy_audit_requests_are_limited_to_their_slots(audit_world):
 
 
 def test_csv_export_neutralises_formulas_and_keeps_serials_as_text(audit_world):
-    import sqlite3
-
-    db = audit_world["app"].config["DATABASE"]
-    conn = sqlite3.connect(db)
-    conn.execute("DROP TRIGGER scans_only_purge")  # plant hostile cells, as a crafted User-Agent would
+    conn = attacker(audit_world["app"].config["DATABASE"])  # plant hostile cells, as a crafted User-Agent would
     conn.execute(
         "UPDATE scans SET user_agent = '=HYPERLINK(\"http://evil/\",\"x\")', detail = '+1+1', "
         "region = '@SUM(A1)', city = '-2', serial = 42 WHERE id = 1"
     )
-    conn.commit()
+    conn.close()
     text = call(audit_world, "ian", "GET", "/api/v1/audit/scans.csv").get_data(as_text=True)
     rows = list(csv.DictReader(io.StringIO(text)))
     first = next(r for r in rows if r["id"] == "1")

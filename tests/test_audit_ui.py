@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
-from conftest import csrf_of, log_in
+from conftest import csrf_of, log_in, settle
+from test_auditlog import query
+
+from verifier import db
 
 PASSWORD = "correct horse battery"
 LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
@@ -18,9 +23,7 @@ def logged_in(aw, who):
 
 
 def login_failures(aw) -> int:
-    import sqlite3
-
-    return sqlite3.connect(aw["app"].config["DATABASE"]).execute("SELECT count(*) FROM login_failures").fetchone()[0]
+    return query(aw["app"].config["DATABASE"], "SELECT count(*) FROM login_failures")[0][0]
 
 
 def pages(aw):
@@ -179,8 +182,6 @@ def test_login_csrf_the_cookie_is_strict_http_only_and_scoped_to_the_login_form(
 
 
 def test_admin_actions_need_csrf_and_are_logged(audit_world):
-    import sqlite3
-
     admin = logged_in(audit_world, "ada")
     batch_page = admin.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
     assert "<svg" in batch_page and "Recall batch" in batch_page
@@ -192,8 +193,9 @@ def test_admin_actions_need_csrf_and_are_logged(audit_world):
         f"/audit/codes/{audit_world['my_serial']}", data={"note": "seen at a market", "csrf": csrf_of(code_page)}
     )
     assert "reported counterfeit" in admin.get(f"/audit/codes/{audit_world['my_serial']}").get_data(as_text=True)
-    db = audit_world["app"].config["DATABASE"]
-    kinds = [k for (k,) in sqlite3.connect(db).execute("SELECT kind FROM audit_log")]
+    database = audit_world["app"].config["DATABASE"]
+    settle(database)
+    kinds = [k for (k,) in query(database, "SELECT kind FROM audit_log")]
     assert "batch.recalled" in kinds and "code.reported" in kinds
 
 
@@ -249,10 +251,8 @@ def test_hostile_form_fields_are_a_400_page(audit_world):
         assert admin.post(path, data={**data, "csrf": csrf_of(page)}).status_code == 400, path
 
 
-def test_ui_over_budget_and_busy_are_message_pages(audit_world, monkeypatch):
-    import fcntl
-    import os
-
+@pytest.mark.sqlite_only("a budget of SQLite instructions (PostgreSQL: test_ui_over_the_time_limit_is_a_message_page)")
+def test_ui_over_budget_is_a_message_page(audit_world, monkeypatch):
     from verifier import budget
 
     client = logged_in(audit_world, "ian")
@@ -262,13 +262,34 @@ def test_ui_over_budget_and_busy_are_message_pages(audit_world, monkeypatch):
         response = client.get(path)
         assert response.status_code == 400 and "narrow the time range" in response.get_data(as_text=True), path
     audit_world["app"].config["AUDIT_BUDGET"] = None
-    fd = os.open(f"{audit_world['app'].config['DATABASE']}-audit0.lock", os.O_RDWR | os.O_CREAT, 0o600)
-    fcntl.flock(fd, fcntl.LOCK_EX)
+    assert client.get("/audit/anomalies").status_code == 200
+
+
+@pytest.mark.postgres_only("statement_timeout, PostgreSQL's budget (SQLite: test_ui_over_budget_is_a_message_page)")
+def test_ui_over_the_time_limit_is_a_message_page(audit_world):
+    from test_anomalies import fill_scans
+
+    from verifier import clock
+
+    fill_scans(audit_world["app"].config["DATABASE"], 200_000, clock.now(), dt.timedelta(milliseconds=10))
+    client = logged_in(audit_world, "ian")
+    audit_world["app"].config["AUDIT_SECONDS"] = 0.001  # statement_timeout 1 ms: 200,000 scans in the window
+    for path in ("/audit/anomalies", "/audit/anomalies?days=1"):
+        response = client.get(path)
+        assert response.status_code == 400 and "narrow the time range" in response.get_data(as_text=True), path
+    audit_world["app"].config["AUDIT_SECONDS"] = 5.0
+    assert client.get("/audit/anomalies").status_code == 200
+
+
+def test_ui_busy_is_a_message_page(audit_world):
+    client = logged_in(audit_world, "ian")
+    slot = db.acquire_lock_at(audit_world["app"].config["DATABASE"], "audit0")  # another worker's heavy read
+    assert slot is not None
     try:
         busy = client.get("/audit/anomalies")
         assert busy.status_code == 503 and "<h1>Busy</h1>" in busy.get_data(as_text=True)
     finally:
-        os.close(fd)
+        slot.release()
     assert client.get("/audit/anomalies").status_code == 200
 
 

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import sqlite3
 
 import pytest
+from conftest import database_env, settle
 
+from verifier import db
 from verifier.cli import cli
 
 
@@ -17,13 +18,15 @@ def logged(world, db_copy, instance, runner, monkeypatch, make_app):
 
     keys_dir = instance / "keys"
     shutil.copytree(world["keys_dir"], keys_dir)
-    monkeypatch.setenv("VERIFIER_DB", str(db_copy))
+    for name, value in database_env(db_copy).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "pw")
     assert runner.invoke(cli, ["keys", "new", "audit", "--purpose", "log"]).exit_code == 0
     app = make_app(KEYS_DIR=str(keys_dir))
     for row in world["pin"][1][:6]:
         for _ in range(2):
             app.test_client().get("/" + row["url"].split("/", 3)[3])
+    settle(db_copy)  # PostgreSQL: the sequencer chains the scans and the world's actions
     return db_copy
 
 
@@ -32,36 +35,56 @@ def verify(runner, *extra):
     return result.exit_code, json.loads(result.stdout)
 
 
-def attacker(db_path):
-    """A direct SQLite connection without the triggers: what someone with the file can do."""
-    conn = sqlite3.connect(db_path, isolation_level=None)
-    for trigger in ("audit_log_no_update", "audit_log_no_delete", "scans_no_delete", "scans_only_purge"):
+def attacker(location):
+    """A connection without the append-only triggers: what someone with the database can do
+    (SQLite: the file's owner drops them; PostgreSQL: a superuser sets session_replication_role)."""
+    conn = db.connect(location)
+    if db.is_postgres_conn(conn):
+        conn.execute("SET session_replication_role = replica")  # triggers do not fire on this session
+        return conn
+    for trigger in (
+        "audit_log_no_update",
+        "audit_log_no_delete",
+        "audit_checkpoints_no_delete",
+        "scans_no_delete",
+        "scans_only_purge",
+    ):
         conn.execute(f"DROP TRIGGER {trigger}")
     return conn
+
+
+def query(location, sql, params=()):
+    conn = db.connect(location)
+    try:
+        return conn.execute(sql, params).fetchall()
+    finally:
+        conn.close()
 
 
 def test_a_clean_log_verifies(logged, runner):
     code, report = verify(runner)
     assert code == 0 and report["ok"] and report["entries"] >= 16  # 12 scans + 4 batches issued + 1 recall
-    kinds = [k for (k,) in sqlite3.connect(logged).execute("SELECT kind FROM audit_log ORDER BY seq")]
+    assert report["pending"] == 0
+    kinds = [k for (k,) in query(logged, "SELECT kind FROM audit_log ORDER BY seq")]
     assert kinds.count("scan") == 12 and kinds.count("batch.issued") == 4 and "batch.recalled" in kinds
 
 
 def test_triggers_refuse_update_and_delete(logged):
-    conn = sqlite3.connect(logged)
+    conn = db.connect(logged)
     for sql in (
         "UPDATE audit_log SET kind = 'x' WHERE seq = 3",
         "DELETE FROM audit_log WHERE seq = 3",
         "DELETE FROM scans WHERE id = 1",
         "UPDATE scans SET reason = 'genuine' WHERE id = 2",
         "UPDATE scans SET ip_prefix = '10.0.0.0/24' WHERE id = 2",
+        "UPDATE scans SET log_seq = NULL WHERE id = 2",
     ):
-        with pytest.raises(sqlite3.IntegrityError, match="append-only|only have personal fields erased"):
+        with pytest.raises(db.IntegrityError, match="append-only|only have personal fields erased"):
             conn.execute(sql)
 
 
-def scan_seq(db, n):
-    return sqlite3.connect(db).execute("SELECT log_seq FROM scans WHERE id = ?", (n,)).fetchone()[0]
+def scan_seq(location, n):
+    return query(location, "SELECT log_seq FROM scans WHERE id = ?", (n,))[0][0]
 
 
 def test_edited_entry_is_named(logged, runner):
@@ -119,7 +142,6 @@ def test_truncation_is_caught_by_an_exported_checkpoint(logged, runner, tmp_path
     assert result.exit_code == 0, result.stderr
     checkpoint = json.loads(out.read_text())
     conn = attacker(logged)
-    conn.execute("DROP TRIGGER audit_checkpoints_no_delete")
     conn.execute("DELETE FROM audit_checkpoints")  # the attacker also removes the stored copy
     conn.execute("DELETE FROM audit_log WHERE seq > ?", (checkpoint["seq"] - 3,))
     conn.execute("DELETE FROM scans WHERE log_seq > ?", (checkpoint["seq"] - 3,))
@@ -167,7 +189,7 @@ def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runne
 
     from verifier import clock
 
-    before = sqlite3.connect(logged).execute("SELECT count(*) FROM scans WHERE ip_prefix IS NOT NULL").fetchone()[0]
+    before = query(logged, "SELECT count(*) FROM scans WHERE ip_prefix IS NOT NULL")[0][0]
     assert runner.invoke(cli, ["audit", "purge", "--older-than", "30"]).stdout.startswith(
         "Erased the personal fields of 0 "
     )
@@ -175,15 +197,12 @@ def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runne
     monkeypatch.setattr(clock, "now", lambda: in_a_year)  # the one clock the commands read
     result = runner.invoke(cli, ["audit", "purge", "--older-than", "30"])
     assert result.exit_code == 0 and f"Erased the personal fields of {before} scans" in result.stdout
-    rows = (
-        sqlite3.connect(logged)
-        .execute("SELECT ip_prefix, ip_hash, region, city, user_agent, session_hash, personal_salt FROM scans")
-        .fetchall()
-    )
+    rows = query(logged, "SELECT ip_prefix, ip_hash, region, city, user_agent, session_hash, personal_salt FROM scans")
     assert len(rows) == 12 and all(value is None for row in rows for value in row)
+    settle(logged)
     code, report = verify(runner)
     assert code == 0 and report["ok"]
-    kinds = [k for (k,) in sqlite3.connect(logged).execute("SELECT kind FROM audit_log")]
+    kinds = [k for (k,) in query(logged, "SELECT kind FROM audit_log")]
     assert kinds.count("audit.purged") == 2
 
 
@@ -233,3 +252,39 @@ def test_a_wellformed_checkpoint_file_still_verifies(logged, runner, tmp_path):
     _good_checkpoint(runner, tmp_path)
     code, report = verify(runner, "--checkpoint", str(tmp_path / "good.json"))
     assert code == 0 and report["ok"]
+
+
+# --- entries the sequencer has not chained yet (PostgreSQL) -------------------------------
+
+
+def test_pending_entries_are_reported_as_pending_never_missing_or_tampered(logged, world, make_app, runner):
+    app = make_app()
+    for row in world["pin"][1][10:13]:
+        app.test_client().get("/" + row["url"].split("/", 3)[3])
+    assert runner.invoke(cli, ["audit", "report-code", world["pin"][1][10]["code"]]).exit_code == 0
+    conn = db.connect(logged)
+    waiting = 0 if db.sequences_inline(conn) else 4  # three scans and the report, written but not chained
+    conn.close()
+    code, before = verify(runner)
+    assert code == 0 and before["ok"] and before["problems"] == [] and before["pending"] == waiting
+    text = runner.invoke(cli, ["audit", "verify"]).stdout
+    assert text.startswith("OK:") and ("Pending: 4 entries are not chained yet" in text) == bool(waiting)
+    settle(logged)
+    code, after = verify(runner)
+    assert code == 0 and after["pending"] == 0 and after["entries"] == before["entries"] + waiting
+    assert after["entries"] == len(query(logged, "SELECT seq FROM audit_log"))
+
+
+def test_a_scan_unlinked_from_its_entry_is_caught(logged, runner):
+    """Setting a chained scan's log_seq back to NULL would make it look pending (never checked)
+    while its entry stays in the chain: the count of scan entries against linked scans catches it,
+    before and after the sequencer chains the edited scan a second time."""
+    conn = attacker(logged)
+    conn.execute("UPDATE scans SET log_seq = NULL, checks = 1 WHERE id = 4")  # hide an edit
+    conn.close()
+    code, report = verify(runner)
+    assert code == 1 and not report["ok"]
+    assert any("scan 4 has no log entry" in p["what"] or "lost their scan" in p["what"] for p in report["problems"])
+    settle(logged)
+    code, report = verify(runner)
+    assert code == 1 and not report["ok"]

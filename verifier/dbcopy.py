@@ -2,10 +2,26 @@
 everything that decides a verdict or proves the log included: registry, codes, check counts,
 scans, the log and its checkpoints, accounts.
 
-The source is read on one snapshot (writers may go on, but stop the lookup nodes first: what
-they write after the snapshot stays behind). The target must be a new, empty database; it is
-migrated, filled table by table (COPY on PostgreSQL) in one transaction, and then checked: the
-log must verify on the copy as on the source.
+The source is read on one snapshot. The target must be a new, empty database; it is migrated,
+filled table by table (COPY on PostgreSQL) in one transaction, and then checked: the log must
+verify on the copy and end where the source's did (the copied checkpoints are checked by
+`verifier audit verify` on the copy, which has the log keys).
+
+Two modes, for the two ways entries can be pending on a PostgreSQL source (scans with `log_seq`
+NULL, actions queued in `log_pending`: written, not chained yet by the sequencer):
+
+- a move (`verifier db copy`, the default): the lookup nodes are stopped and the copy is to
+  replace the source, so nothing may be left behind: a source with pending entries is refused
+  (run `verifier sequence --once` first).
+- a live copy (`live=True`, `verifier db backup` of a PostgreSQL database that is serving): the
+  sequencer runs once (`sequencer.drain`), then the snapshot is copied without what is still
+  pending in it (scans not chained yet, the queue), so the copy's log is the source's log up to
+  the snapshot's head and verifies. What was left out stays in the source, chained, and is in
+  the next backup. Effects that are not log entries are copied as the snapshot has them: a check
+  count may include a scan that was left out, a recall may be in `batches` while its log entry
+  was still queued.
+
+On a SQLite source nothing is ever pending (entries are chained inline): both modes are the same.
 """
 
 from __future__ import annotations
@@ -15,7 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import auditlog, db, errors
+from . import auditlog, db, errors, sequencer
 from .repos import log, tables
 
 
@@ -29,17 +45,25 @@ class CopyError(errors.VerifierError):
 class Copied:
     rows: dict[str, int]  # table -> rows copied
     report: auditlog.Report  # the log on the copy
+    left_out: int = 0  # a live copy: entries still pending on the source's snapshot, not copied
 
 
-def copy(source: Path | str, target: Path | str, progress: Callable[[str, int], None] | None = None) -> Copied:
-    """Copy the database at `source` into the new database at `target`; what was copied."""
+def copy(
+    source: Path | str,
+    target: Path | str,
+    progress: Callable[[str, int], None] | None = None,
+    *,
+    live: bool = False,
+) -> Copied:
+    """Copy the database at `source` into the new database at `target`; what was copied.
+    `live`: the source is serving; copy what is chained, leave out what is pending (see above)."""
     if db.location(source) == db.location(target):
         raise CopyError("the source and the target are the same database")
     src = db.connect(source, create=False)
     try:
         dst = db.connect(target)
         try:
-            return _copy(src, dst, progress)
+            return _copy(src, dst, progress, live)
         finally:
             dst.close()
     finally:
@@ -52,14 +76,17 @@ def _counted(rows: Iterator[tuple[Any, ...]], counts: dict[str, int], table: str
         yield row
 
 
-def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | None) -> Copied:
+def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | None, live: bool) -> Copied:
     not_empty = [t for t in tables.TABLES if tables.count(dst, t)]
     if not_empty:
         raise CopyError(f"the target is not empty ({', '.join(not_empty)}): copy into a new database")
+    if live:
+        sequencer.drain(src)  # chain what is written so far; what comes after is left out
     counts: dict[str, int] = {}
     with db.read_snapshot(src):
         pending = log.pending_count(src)
-        if pending:
+        source_head = auditlog.head(src)
+        if pending and not live:
             raise CopyError(
                 f"{pending:,} log entries are not chained yet: stop the lookup nodes, run "
                 "'verifier sequence --once', then copy"
@@ -71,11 +98,17 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
                 if missing:
                     raise CopyError(f"the target's {table} lacks columns {sorted(missing)}: migrate it first")
                 counts[table] = 0
-                db.copy_rows(dst, table, names, _counted(tables.rows(src, table, names), counts, table))
+                source_rows = tables.rows(src, table, names, chained_only=live)
+                db.copy_rows(dst, table, names, _counted(source_rows, counts, table))
                 tables.continue_ids(dst, table)
                 if progress is not None:
                     progress(table, counts[table])
-    report = auditlog.verify(dst, auditlog.stored_checkpoints(dst))
+    # The chain and the scans are checked here; the copied checkpoints' signatures need the log
+    # keys, which `verifier audit verify` on the copy has (a checkpoint here would be "unknown key").
+    report = auditlog.verify(dst)
     if not report.ok:
-        raise CopyError(f"the copy's audit log does not verify (first bad entry {report.first_bad_seq})")
-    return Copied(counts, report)
+        first = report.problems[0]
+        raise CopyError(f"the copy's audit log does not verify (first bad entry {first.seq}): {first.what}")
+    if (report.head_seq, report.head_hash) != source_head:
+        raise CopyError(f"the copy's audit log ends at {report.head_seq}, the source's at {source_head[0]}")
+    return Copied(counts, report, pending if live else 0)

@@ -319,6 +319,13 @@ ANOMALY_QUERIES: dict[str, str] = {
 
 _POSTGRES_SPELLINGS = (
     (re.compile(r" INDEXED BY \w+"), ""),
+    # min(id) alone would walk the primary key from the oldest scan, filtering on `at`, until the
+    # window starts (nearly the whole table); the fence (OFFSET 0) keeps the window's rows read
+    # through scans_at, as SQLite's hint does.
+    (
+        re.compile(re.escape("(SELECT min(id) FROM scans WHERE at >= :since)")),
+        "(SELECT min(id) FROM (SELECT id FROM scans WHERE at >= :since OFFSET 0) AS w)",
+    ),
     (re.compile(r"group_concat\(id\)"), "string_agg(id::text, ',')"),
     (re.compile(r"serial IN (flagged|several)\b"), r"serial IN (SELECT serial FROM \1)"),
     (

@@ -49,13 +49,15 @@ def count(conn: db.Conn, table: str) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-def rows(conn: db.Conn, table: str, names: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-    """Every row of `table` (the columns `names`), in primary-key order, streamed."""
+def rows(conn: db.Conn, table: str, names: Sequence[str], *, chained_only: bool = False) -> Iterator[tuple[Any, ...]]:
+    """Every row of `table` (the columns `names`), in primary-key order, streamed. `chained_only`:
+    of `scans` on PostgreSQL, only those the sequencer has chained (a live copy, verifier/dbcopy.py)."""
     _known(table)
     if not all(n.isidentifier() for n in names):
         raise ValueError("plain column names only")
     order = "1" if table == "audit_checkpoints" else _order(table)
-    cursor = db.stream(conn, f"SELECT {', '.join(names)} FROM {table} ORDER BY {order}", (), CHUNK)
+    where = " WHERE log_seq IS NOT NULL" if chained_only and table == "scans" and db.is_postgres_conn(conn) else ""
+    cursor = db.stream(conn, f"SELECT {', '.join(names)} FROM {table}{where} ORDER BY {order}", (), CHUNK)
     while chunk := cursor.fetchmany(CHUNK):
         yield from (tuple(row) for row in chunk)
 
