@@ -77,13 +77,16 @@ def test_triggers_refuse_update_and_delete(logged):
         "DELETE FROM scans WHERE id = 1",
         "UPDATE scans SET reason = 'genuine' WHERE id = 2",
         "UPDATE scans SET ip_prefix = '10.0.0.0/24' WHERE id = 2",
-        "UPDATE scans SET log_seq = NULL WHERE id = 2",
+        "UPDATE scans SET log_seq = 999 WHERE id = 2",  # the link (SQLite's; PostgreSQL's is the entry's scan_id)
     ):
         with pytest.raises(db.IntegrityError, match="append-only|only have personal fields erased"):
             conn.execute(sql)
 
 
 def scan_seq(location, n):
+    """The sequence number of scan `n`'s entry (linked by scans.log_seq on SQLite, audit_log.scan_id on PostgreSQL)."""
+    if db.is_postgres(location):
+        return query(location, "SELECT seq FROM audit_log WHERE scan_id = ?", (n,))[0][0]
     return query(location, "SELECT log_seq FROM scans WHERE id = ?", (n,))[0][0]
 
 
@@ -144,7 +147,10 @@ def test_truncation_is_caught_by_an_exported_checkpoint(logged, runner, tmp_path
     conn = attacker(logged)
     conn.execute("DELETE FROM audit_checkpoints")  # the attacker also removes the stored copy
     conn.execute("DELETE FROM audit_log WHERE seq > ?", (checkpoint["seq"] - 3,))
-    conn.execute("DELETE FROM scans WHERE log_seq > ?", (checkpoint["seq"] - 3,))
+    if db.is_postgres(logged):  # the scans of the removed entries go too (deleted before their entries would be)
+        conn.execute("DELETE FROM scans WHERE id NOT IN (SELECT scan_id FROM audit_log WHERE scan_id IS NOT NULL)")
+    else:
+        conn.execute("DELETE FROM scans WHERE log_seq > ?", (checkpoint["seq"] - 3,))
     assert verify(runner)[0] == 0  # a shorter chain is still a chain...
     code, report = verify(runner, "--checkpoint", str(out))
     assert code == 1 and report["first_bad_seq"] == checkpoint["seq"] - 2  # ...the off-host checkpoint knows better
@@ -276,15 +282,25 @@ def test_pending_entries_are_reported_as_pending_never_missing_or_tampered(logge
 
 
 def test_a_scan_unlinked_from_its_entry_is_caught(logged, runner):
-    """Setting a chained scan's log_seq back to NULL would make it look pending (never checked)
-    while its entry stays in the chain: the count of scan entries against linked scans catches it,
-    before and after the sequencer chains the edited scan a second time."""
+    """Making a chained scan look pending (never checked) while its entry stays in the chain, to hide
+    an edit: SQLite, its log_seq set back to NULL (the count of scan entries against linked scans
+    catches it); PostgreSQL, its id put back in the sequencer's queue (it still has its entry, which
+    it no longer matches; the sequencer drops it from the queue without chaining it twice). Caught
+    before and after the sequencer runs."""
     conn = attacker(logged)
-    conn.execute("UPDATE scans SET log_seq = NULL, checks = 1 WHERE id = 4")  # hide an edit
+    if db.is_postgres(logged):
+        conn.execute("INSERT INTO scan_queue (scan_id) VALUES (4)")
+        conn.execute("UPDATE scans SET checks = 1 WHERE id = 4")  # hide an edit
+    else:
+        conn.execute("UPDATE scans SET log_seq = NULL, checks = 1 WHERE id = 4")  # hide an edit
     conn.close()
     code, report = verify(runner)
     assert code == 1 and not report["ok"]
-    assert any("scan 4 has no log entry" in p["what"] or "lost their scan" in p["what"] for p in report["problems"])
+    assert any(
+        f"scan 4 {what}" in p["what"] or "lost their scan" in p["what"]
+        for p in report["problems"]
+        for what in ("has no log entry", "differs from its log entry")
+    )
     settle(logged)
     code, report = verify(runner)
     assert code == 1 and not report["ok"]

@@ -75,9 +75,21 @@ def source(world, db_copy, instance, runner, monkeypatch, make_app, tmp_path):
 
 
 def every_row(location) -> dict[str, list[tuple]]:
+    """Every row of every table, in the columns both engines have, and each scan's link to its log
+    entry (kept as scans.log_seq on SQLite, audit_log.scan_id on PostgreSQL) as (scan id, entry seq)."""
     conn = db.connect(location)
     try:
-        return {t: list(tables.rows(conn, t, tables.columns(conn, t))) for t in tables.TABLES}
+        found = {}
+        for t in tables.TABLES:
+            names = [c for c in tables.columns(conn, t) if (t, c) not in tables.LINKS]
+            found[t] = list(tables.rows(conn, t, names))
+        found["links"] = query(
+            location,
+            "SELECT s.id, l.seq FROM scans s JOIN audit_log l ON "
+            + ("l.scan_id = s.id" if db.is_postgres(location) else "l.seq = s.log_seq")
+            + " ORDER BY s.id",
+        )
+        return found
     finally:
         conn.close()
 

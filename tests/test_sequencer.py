@@ -39,10 +39,11 @@ def test_scans_are_pending_until_the_sequencer_chains_them(conn, make_app, world
     assert done.ok and done.pending == 0 and done.entries == before.entries + 7
     assert sequencer.status(conn) == {"pending": 0, "oldest_pending_at": None}
     rows = conn.execute(
-        "SELECT s.id, l.kind, l.body FROM scans s JOIN audit_log l ON l.seq = s.log_seq ORDER BY s.id"
+        "SELECT s.id, l.kind, l.body FROM scans s JOIN audit_log l ON l.scan_id = s.id ORDER BY s.id"
     ).fetchall()
     assert [kind for _, kind, _ in rows] == ["scan"] * 7
     assert [json.loads(body)["id"] for _, _, body in rows] == [scan_id for scan_id, _, _ in rows]
+    assert conn.execute("SELECT count(*) FROM scans WHERE log_seq IS NOT NULL").fetchone()[0] == 0  # never updated
 
 
 @pytest.mark.postgres_only("SQLite chains every entry inside the transaction that writes it")
@@ -78,7 +79,7 @@ def test_a_batch_that_fails_midway_chains_nothing(conn, make_app, world, monkeyp
     def fail(*_):
         raise RuntimeError("killed mid-batch")
 
-    monkeypatch.setattr(log, "link_scans", fail)  # after the entries are inserted, before the scans are linked
+    monkeypatch.setattr(log, "dequeue", fail)  # after the entries are inserted, before the queues are emptied
     with pytest.raises(RuntimeError):
         sequencer.sequence_once(conn)
     assert auditlog.head(conn) == head and log.pending_count(conn) == 4

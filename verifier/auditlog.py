@@ -167,12 +167,11 @@ def _check_scans(conn: db.Conn, limit: int) -> list[Problem]:
     """Every scan row must equal what its log entry recorded (and its personal fields, unless
     purged); scans still waiting for the sequencer (PostgreSQL) are pending, not checked."""
     problems: list[Problem] = []
-    deferred = not db.sequences_inline(conn)
     names = SCAN_FIELDS + PERSONAL_FIELDS
-    for log_seq, salt, body, p_hash, *values in log.scans_with_entries(conn, names):
+    for log_seq, salt, body, p_hash, queued, *values in log.scans_with_entries(conn, names):
         scan = dict(zip(names, values))
-        if log_seq is None and deferred:
-            continue
+        if body is None and queued:
+            continue  # written, not chained yet
         if body is None:
             problems.append(Problem(log_seq or 0, f"scan {scan['id']} has no log entry"))
         elif canonical(scan_body(scan)) != body:

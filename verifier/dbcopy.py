@@ -7,8 +7,8 @@ filled table by table (COPY on PostgreSQL) in one transaction, and then checked:
 verify on the copy and end where the source's did (the copied checkpoints are checked by
 `verifier audit verify` on the copy, which has the log keys).
 
-Two modes, for the two ways entries can be pending on a PostgreSQL source (scans with `log_seq`
-NULL, actions queued in `log_pending`: written, not chained yet by the sequencer):
+Two modes, for the two ways entries can be pending on a PostgreSQL source (scans in `scan_queue`,
+actions in `log_pending`: written, not chained yet by the sequencer):
 
 - a move (`verifier db copy`, the default): the lookup nodes are stopped and the copy is to
   replace the source, so nothing may be left behind: a source with pending entries is refused
@@ -22,6 +22,7 @@ NULL, actions queued in `log_pending`: written, not chained yet by the sequencer
   was still queued.
 
 On a SQLite source nothing is ever pending (entries are chained inline): both modes are the same.
+The link between a scan and its entry is kept as each engine keeps it (repos/tables.LINKS).
 """
 
 from __future__ import annotations
@@ -93,8 +94,8 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
             )
         with db.transaction(dst):
             for table in tables.TABLES:
-                names = tables.columns(src, table)
-                missing = set(names) - set(tables.columns(dst, table))
+                names = tables.columns(dst, table)
+                missing = {c for c in tables.columns(src, table) if c not in names and (table, c) not in tables.LINKS}
                 if missing:
                     raise CopyError(f"the target's {table} lacks columns {sorted(missing)}: migrate it first")
                 counts[table] = 0

@@ -1,9 +1,10 @@
 """The log sequencer: on PostgreSQL, the one writer of the hash-chained log.
 
 Lookups on PostgreSQL commit their scan (durably) without touching the log, so no node waits for
-another; administrative actions queue their entry in `log_pending`. The sequencer chains what
-is pending, oldest first, in batches of up to `BATCH` entries a transaction: it inserts the
-entries, links each scan to its entry (`scans.log_seq`) and drops the queued ones.
+another, and queue its id in `scan_queue`; administrative actions queue their entry in
+`log_pending`. The sequencer chains what is pending, oldest first, in batches of up to `BATCH`
+entries a transaction: it inserts the entries (a scan's entry names its scan: `audit_log.scan_id`;
+the scan row is never updated) and drops what it chained from the queues.
 
 Any node may run it and only one does: the leader holds a PostgreSQL advisory lock of its
 session (`run`); the others wait on standby and take over when the leader's session ends (a
@@ -53,20 +54,26 @@ class Entry:
     queue_id: int | None = None
 
 
-def _pending(conn: db.Conn, limit: int) -> list[Entry]:
-    """Up to `limit` queued entries and `limit` unsequenced scans, merged by time."""
+def _pending(conn: db.Conn, limit: int) -> tuple[list[Entry], list[int]]:
+    """Up to `limit` queued entries and `limit` queued scans, merged by time; with the queued scan
+    ids that need no entry (already chained, or no such scan: only an edit of the database makes
+    those, and `audit verify` reports what such an edit hid), to drop from the queue."""
     entries = [
         Entry(at, kind, actor, body, p_hash, queue_id=qid)
         for qid, at, kind, actor, body, p_hash in log.pending_entries(conn, limit)
     ]
-    for row in log.unsequenced_scans(conn, _SCAN_COLUMNS, limit):
+    stale: list[int] = []
+    for queued_id, chained, *row in log.queued_scans(conn, _SCAN_COLUMNS, limit):
+        if chained or row[0] is None:
+            stale.append(queued_id)
+            continue
         scan: dict[str, Any] = dict(zip(_SCAN_COLUMNS, row))
         salt = scan["personal_salt"]
         commitment = auditlog.personal_hash(salt, scan) if salt is not None else ""
         body = auditlog.canonical(auditlog.scan_body(scan))
         entries.append(Entry(scan["at"], "scan", "", body, commitment, scan_id=scan["id"]))
     entries.sort(key=lambda e: (e.at, e.scan_id is not None, e.queue_id or e.scan_id or 0))
-    return entries
+    return entries, stale
 
 
 def sequence_once(conn: db.Conn, limit: int = BATCH) -> int:
@@ -77,29 +84,26 @@ def sequence_once(conn: db.Conn, limit: int = BATCH) -> int:
     with db.transaction(conn):
         if not db.try_transaction_lock(conn, LEADER_LOCK):
             return 0
-        pending = _pending(conn, limit)
+        pending, stale = _pending(conn, limit)
         if not pending:
+            log.dequeue(conn, [], stale)
             return 0
         seq, prev = auditlog.head(conn)
         rows: list[tuple[object, ...]] = []
         scan_ids: list[int] = []
-        scan_seqs: list[int] = []
         queue_ids: list[int] = []
         for entry in pending:
             seq += 1
             digest = auditlog.entry_hash(prev, seq, entry.at, entry.kind, entry.actor, entry.personal_hash, entry.body)
-            rows.append((seq, entry.at, entry.kind, entry.actor, entry.body, entry.personal_hash, prev, digest))
+            fields = (entry.at, entry.kind, entry.actor, entry.body, entry.personal_hash)
+            rows.append((seq, *fields, prev, digest, entry.scan_id))
             prev = digest
             if entry.scan_id is not None:
                 scan_ids.append(entry.scan_id)
-                scan_seqs.append(seq)
             elif entry.queue_id is not None:
                 queue_ids.append(entry.queue_id)
         log.insert_entries(conn, rows)
-        if scan_ids:
-            log.link_scans(conn, scan_ids, scan_seqs)
-        if queue_ids:
-            log.dequeue(conn, queue_ids)
+        log.dequeue(conn, queue_ids, scan_ids + stale)
     return len(rows)
 
 

@@ -7,8 +7,10 @@ What differs, and why:
 - every TEXT column collates "C" (bytes, like SQLite's BINARY): times are ISO text compared as
   strings, and lists sort the same way on both engines whatever the cluster's locale;
 - the append-only rules are PL/pgSQL triggers, TRUNCATE included;
-- a scan's `log_seq` is filled in later by the log sequencer (009), so the rule on scans lets it go
-  from NULL to a number once;
+- scans are insert-only: the sequencer (009) links a scan to its entry on the log's side
+  (`audit_log.scan_id`), never by updating the scan row (an UPDATE would write the row and every
+  index of `scans` again: twice the WAL of a scan); `scans.log_seq` is only what a copy from SQLite
+  brought along;
 - rate-limit counters are an UNLOGGED table shared by every lookup node (no WAL, no fsync).
 """
 
@@ -194,7 +196,7 @@ ALTER TABLE scans ADD COLUMN personal_salt TEXT
 CREATE FUNCTION verifier_scans_only_purge() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     IF {changed}
-       OR (OLD.log_seq IS NOT NULL AND NEW.log_seq IS DISTINCT FROM OLD.log_seq)
+       OR NEW.log_seq IS DISTINCT FROM OLD.log_seq
        OR {erased_only}
     THEN
         RAISE EXCEPTION 'scans can only have personal fields erased' USING ERRCODE = 'integrity_constraint_violation';
@@ -318,13 +320,18 @@ CREATE TABLE pin_attempts (
 
 
 def _m009_sequencer(conn: _Executes) -> None:
-    # Lookups commit their scan without touching the log; the sequencer (verifier/sequencer.py)
-    # chains what is pending: scans whose log_seq is NULL (this partial index holds only those),
-    # and the other entries, queued in log_pending until they are chained.
+    # Lookups commit their scan without touching the log, and queue its id in scan_queue (the same
+    # statement); the sequencer (verifier/sequencer.py) chains the queued scans and the other
+    # entries, queued in log_pending, then drops them from the queues. An entry of a scan names it
+    # (audit_log.scan_id, one entry a scan at most).
     _run(
         conn,
         """
-CREATE INDEX scans_unsequenced ON scans(id) WHERE log_seq IS NULL
+CREATE TABLE scan_queue (scan_id BIGINT PRIMARY KEY)
+;;
+ALTER TABLE audit_log ADD COLUMN scan_id BIGINT
+;;
+CREATE UNIQUE INDEX audit_log_scan ON audit_log(scan_id) WHERE scan_id IS NOT NULL
 ;;
 CREATE TABLE log_pending (
     id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,

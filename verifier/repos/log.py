@@ -47,19 +47,23 @@ def entries(conn: db.Conn) -> Iterator[Entry]:
     )
 
 
+# How a scan is linked to its entry: SQLite, by the scan's log_seq (written in the same
+# transaction); PostgreSQL, by the entry's scan_id (the sequencer's; scans are never updated).
+_SCANS_WITH_ENTRIES = {
+    db.SQLITE: "SELECT l.seq, s.personal_salt, l.body, l.personal_hash, 0, {columns} FROM scans s "
+    "LEFT JOIN audit_log l ON l.seq = s.log_seq ORDER BY s.id",
+    db.POSTGRESQL: "SELECT l.seq, s.personal_salt, l.body, l.personal_hash, q.scan_id IS NOT NULL, {columns} "
+    "FROM scans s LEFT JOIN audit_log l ON l.scan_id = s.id LEFT JOIN scan_queue q ON q.scan_id = s.id ORDER BY s.id",
+}
+
+
 def scans_with_entries(conn: db.Conn, scan_columns: Sequence[str]) -> Iterator[tuple[Any, ...]]:
-    """Each scan (oldest first) as (log_seq, personal_salt, entry body, entry personal_hash, *scan_columns);
-    the entry's fields are None when the scan has no entry."""
+    """Each scan (oldest first) as (entry seq, personal_salt, entry body, entry personal_hash,
+    queued for the sequencer, *scan_columns); the entry's fields are None when the scan has none."""
     if not all(c.isidentifier() for c in scan_columns):
         raise ValueError("scan columns are plain column names")
     columns = ", ".join(f"s.{c}" for c in scan_columns)
-    yield from db.stream(
-        conn,
-        f"SELECT s.log_seq, s.personal_salt, l.body, l.personal_hash, {columns} FROM scans s "
-        "LEFT JOIN audit_log l ON l.seq = s.log_seq ORDER BY s.id",
-        (),
-        5000,
-    )
+    yield from db.stream(conn, _SCANS_WITH_ENTRIES[db.dialect(conn)].format(columns=columns), (), 5000)
 
 
 def checkpoints(conn: db.Conn) -> list[dict[str, object]]:
@@ -76,10 +80,10 @@ def insert_checkpoint(conn: db.Conn, checkpoint: Mapping[str, object]) -> None:
     )
 
 
-# --- the sequencer's queue (PostgreSQL: verifier/sequencer.py) ------------------------------
+# --- the sequencer's queues (PostgreSQL: verifier/sequencer.py) -----------------------------
 
 PENDING_COLUMNS = ("id", "at", "kind", "actor", "body", "personal_hash")
-ENTRY_COLUMNS = ("seq", "at", "kind", "actor", "body", "personal_hash", "prev_hash", "hash")
+ENTRY_COLUMNS = ("seq", "at", "kind", "actor", "body", "personal_hash", "prev_hash", "hash", "scan_id")
 
 
 def queue(conn: db.Conn, at: str, kind: str, actor: str, body: str, personal_hash: str) -> None:
@@ -97,41 +101,37 @@ def pending_entries(conn: db.Conn, limit: int) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def unsequenced_scans(conn: db.Conn, columns: Sequence[str], limit: int) -> list[tuple[Any, ...]]:
-    """The oldest scans that have no log entry yet (through the partial index scans_unsequenced)."""
+def queued_scans(conn: db.Conn, columns: Sequence[str], limit: int) -> list[tuple[Any, ...]]:
+    """The oldest scans in the sequencer's queue, at most `limit`, as (queued id, whether it has an
+    entry already, *columns); a queued id without a scan row has None for the columns."""
     if not all(c.isidentifier() for c in columns):
         raise ValueError("scan columns are plain column names")
+    selected = ", ".join(f"s.{c}" for c in columns)
     return conn.execute(
-        f"SELECT {', '.join(columns)} FROM scans WHERE log_seq IS NULL ORDER BY id LIMIT ?", (limit,)
+        f"SELECT q.scan_id, l.seq IS NOT NULL, {selected} FROM scan_queue q LEFT JOIN scans s ON s.id = q.scan_id "
+        "LEFT JOIN audit_log l ON l.scan_id = q.scan_id ORDER BY q.scan_id LIMIT ?",
+        (limit,),
     ).fetchall()
 
 
 def insert_entries(conn: db.Conn, rows: Sequence[Sequence[Any]]) -> None:
-    """Chained entries (ENTRY_COLUMNS), inside the sequencer's transaction."""
+    """Chained entries (ENTRY_COLUMNS: a scan's entry names its scan), inside the sequencer's transaction."""
     db.copy_rows(conn, "audit_log", ENTRY_COLUMNS, rows)
 
 
-def link_scans(conn: db.Conn, scan_ids: Sequence[int], seqs: Sequence[int]) -> None:
-    """Give scans their entries' sequence numbers (PostgreSQL; the rule on scans allows it once)."""
-    conn.execute(
-        "UPDATE scans SET log_seq = v.seq FROM (SELECT unnest(?::bigint[]) AS id, unnest(?::bigint[]) AS seq) v "
-        "WHERE scans.id = v.id",
-        (list(scan_ids), list(seqs)),
-    )
-
-
-def dequeue(conn: db.Conn, ids: Sequence[int]) -> None:
-    """Drop queued entries once chained."""
-    conn.execute("DELETE FROM log_pending WHERE id = ANY(?::bigint[])", (list(ids),))
+def dequeue(conn: db.Conn, entry_ids: Sequence[int], scan_ids: Sequence[int]) -> None:
+    """Drop what was chained from the queues, inside the sequencer's transaction."""
+    if entry_ids:
+        conn.execute("DELETE FROM log_pending WHERE id = ANY(?::bigint[])", (list(entry_ids),))
+    if scan_ids:
+        conn.execute("DELETE FROM scan_queue WHERE scan_id = ANY(?::bigint[])", (list(scan_ids),))
 
 
 def pending_count(conn: db.Conn) -> int:
-    """Entries not chained yet: queued ones and scans without an entry (always 0 on SQLite)."""
+    """Entries not chained yet: queued actions and queued scans (always 0 on SQLite)."""
     if not db.is_postgres_conn(conn):
         return 0
-    row = conn.execute(
-        "SELECT (SELECT count(*) FROM log_pending) + (SELECT count(*) FROM scans WHERE log_seq IS NULL)"
-    ).fetchone()
+    row = conn.execute("SELECT (SELECT count(*) FROM log_pending) + (SELECT count(*) FROM scan_queue)").fetchone()
     return int(row[0])
 
 
@@ -141,13 +141,20 @@ def oldest_pending_at(conn: db.Conn) -> str | None:
         return None
     row = conn.execute(
         "SELECT least((SELECT min(at) FROM log_pending), "
-        "(SELECT at FROM scans WHERE log_seq IS NULL ORDER BY id LIMIT 1))"
+        "(SELECT s.at FROM scan_queue q JOIN scans s ON s.id = q.scan_id ORDER BY q.scan_id LIMIT 1))"
     ).fetchone()
     return None if row[0] is None else str(row[0])
 
 
+_SCAN_ENTRY_COUNTS = {
+    db.SQLITE: "SELECT (SELECT count(*) FROM audit_log WHERE kind = 'scan'), "
+    "(SELECT count(*) FROM scans s JOIN audit_log l ON l.seq = s.log_seq)",
+    db.POSTGRESQL: "SELECT (SELECT count(*) FROM audit_log WHERE kind = 'scan'), "
+    "(SELECT count(*) FROM audit_log l JOIN scans s ON s.id = l.scan_id)",
+}
+
+
 def scan_entry_counts(conn: db.Conn) -> tuple[int, int]:
-    """(scan entries in the log, scans linked to an entry): equal unless a scan was unlinked."""
-    entries = conn.execute("SELECT count(*) FROM audit_log WHERE kind = 'scan'").fetchone()[0]
-    linked = conn.execute("SELECT count(*) FROM scans WHERE log_seq IS NOT NULL").fetchone()[0]
+    """(scan entries in the log, scans linked to an entry): equal unless a scan lost its entry's link."""
+    entries, linked = conn.execute(_SCAN_ENTRY_COUNTS[db.dialect(conn)]).fetchone()
     return int(entries), int(linked)

@@ -95,24 +95,33 @@ def set_pin_attempts(conn: db.Conn, serial: int, window_start: str, failures: in
 # --- scans ---------------------------------------------------------------------------------
 
 
-def next_scan_id(conn: db.Conn) -> int:
-    """The id of the next scan (inside the write transaction that inserts it). SQLite: the next
-    number, under the writer lock; PostgreSQL: from the identity's sequence, never handed out
-    twice (a rolled-back scan leaves a gap, which no check reads as a missing scan)."""
+def next_scan_id(conn: db.Conn) -> int | None:
+    """The id of the next scan (inside the write transaction that inserts it), which its log entry
+    records. SQLite: the next number, under the writer lock. PostgreSQL: None, the identity gives
+    it at the insert (the sequencer reads it from the row; a rolled-back scan leaves a gap, which
+    no check reads as a missing scan)."""
     if db.is_postgres_conn(conn):
-        sql = "SELECT nextval(pg_get_serial_sequence('scans', 'id'))"
-    else:
-        sql = "SELECT coalesce(max(id), 0) + 1 FROM scans"
-    (scan_id,) = conn.execute(sql).fetchone()
+        return None
+    (scan_id,) = conn.execute("SELECT coalesce(max(id), 0) + 1 FROM scans").fetchone()
     return int(scan_id)
 
 
+_INSERT_SCAN = f"INSERT INTO scans ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})"
+_QUEUED = tuple(c for c in INSERT_COLUMNS if c not in ("id", "log_seq"))
+# PostgreSQL: the row, and its id in the sequencer's queue, in one statement.
+_INSERT_AND_QUEUE_SCAN = (
+    f"WITH s AS (INSERT INTO scans ({', '.join(_QUEUED)}) VALUES ({', '.join('?' * len(_QUEUED))}) RETURNING id) "
+    "INSERT INTO scan_queue (scan_id) SELECT id FROM s"
+)
+
+
 def insert_scan(conn: db.Conn, scan: Mapping[str, object]) -> None:
-    """One scan row: every column of INSERT_COLUMNS from `scan`."""
-    conn.execute(
-        f"INSERT INTO scans ({', '.join(INSERT_COLUMNS)}) VALUES ({', '.join('?' * len(INSERT_COLUMNS))})",
-        [scan[c] for c in INSERT_COLUMNS],
-    )
+    """One scan row: every column of INSERT_COLUMNS from `scan` (PostgreSQL: but the id, which the
+    identity gives, and log_seq; the scan is queued for the sequencer)."""
+    if db.is_postgres_conn(conn):
+        conn.execute(_INSERT_AND_QUEUE_SCAN, [scan[c] for c in _QUEUED])
+    else:
+        conn.execute(_INSERT_SCAN, [scan[c] for c in INSERT_COLUMNS])
 
 
 def erase_personal(conn: db.Conn, before: str) -> int:

@@ -49,15 +49,50 @@ def count(conn: db.Conn, table: str) -> int:
     return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
-def rows(conn: db.Conn, table: str, names: Sequence[str], *, chained_only: bool = False) -> Iterator[tuple[Any, ...]]:
-    """Every row of `table` (the columns `names`), in primary-key order, streamed. `chained_only`:
-    of `scans` on PostgreSQL, only those the sequencer has chained (a live copy, verifier/dbcopy.py)."""
+# How a scan is linked to its log entry differs (repos/log): SQLite's scans.log_seq, PostgreSQL's
+# audit_log.scan_id. A copy derives the target's link from the source's.
+LINKS = {("scans", "log_seq"), ("audit_log", "scan_id")}
+
+
+def _expression(table: str, name: str, source_columns: Sequence[str], postgres_source: bool) -> tuple[str, str]:
+    """(the SELECT expression of target column `name`, the JOIN it needs)."""
+    if (table, name) == ("scans", "log_seq") and postgres_source:
+        return "coalesce(t.log_seq, l.seq)", " LEFT JOIN audit_log l ON l.scan_id = t.id"
+    if (table, name) == ("audit_log", "scan_id") and not postgres_source:
+        return "s.id", " LEFT JOIN scans s ON s.log_seq = t.seq"
+    if name in source_columns:
+        return f"t.{name}", ""
+    return "NULL", ""
+
+
+def rows(
+    conn: db.Conn,
+    table: str,
+    names: Sequence[str],
+    *,
+    chained_only: bool = False,
+) -> Iterator[tuple[Any, ...]]:
+    """Every row of `table` as the target's columns `names`, in primary-key order, streamed; the
+    link between scans and log entries in the form the other engine keeps it (LINKS).
+    `chained_only`: of `scans` on PostgreSQL, only those the sequencer has chained (a live copy,
+    verifier/dbcopy.py)."""
     _known(table)
     if not all(n.isidentifier() for n in names):
         raise ValueError("plain column names only")
-    order = "1" if table == "audit_checkpoints" else _order(table)
-    where = " WHERE log_seq IS NOT NULL" if chained_only and table == "scans" and db.is_postgres_conn(conn) else ""
-    cursor = db.stream(conn, f"SELECT {', '.join(names)} FROM {table}{where} ORDER BY {order}", (), CHUNK)
+    postgres_source = db.is_postgres_conn(conn)
+    source_columns = columns(conn, table)
+    selected, joins = [], []
+    for name in names:
+        expression, join = _expression(table, name, source_columns, postgres_source)
+        selected.append(expression)
+        if join and join not in joins:
+            joins.append(join)
+    order = "1" if table == "audit_checkpoints" else f"t.{_order(table)}"
+    where = ""
+    if chained_only and table == "scans" and postgres_source:
+        where = " WHERE NOT EXISTS (SELECT 1 FROM scan_queue q WHERE q.scan_id = t.id)"
+    sql = f"SELECT {', '.join(selected)} FROM {table} t{''.join(joins)}{where} ORDER BY {order}"
+    cursor = db.stream(conn, sql, (), CHUNK)
     while chunk := cursor.fetchmany(CHUNK):
         yield from (tuple(row) for row in chunk)
 
