@@ -24,7 +24,7 @@ Phases, one after the other in the same run:
    ratio conservative, and wrk is C, a small share of the CPU.
 2. Merge delay, during each throughput phase: the nodes run their sequencers (the product's
    default; one leads). A sampler polls the scans table every --poll seconds and takes, for every
-   scan, the first poll that sees its log_seq set minus its `at` (the request's start, before its
+   scan, the first poll that sees its log entry (audit_log.scan_id) minus its `at` (the request's start, before its
    commit): an upper bound of commit-to-chained, within one poll interval. p50/p99, target p99 <= 1 s.
 3. Sequencer throughput: with the nodes stopped, --drain pending scans (copies of real ones, fresh
    salts) are inserted at once and chained by `verifier.sequencer.drain` in this process: entries/s.
@@ -340,7 +340,8 @@ class Sampler:
                 # A lower id may commit after a higher one (ids come from a sequence before the
                 # commit): look back a little behind the highest id seen.
                 rows = conn.execute(
-                    "SELECT id, at, log_seq IS NOT NULL FROM scans WHERE id > %s ORDER BY id",
+                    "SELECT s.id, s.at, l.seq IS NOT NULL FROM scans s LEFT JOIN audit_log l ON l.scan_id = s.id "
+                    "WHERE s.id > %s ORDER BY s.id",
                     (max(self.since_id, seen_to - LOOK_BACK),),
                 ).fetchall()
                 for scan_id, at, chained in rows:
@@ -355,7 +356,7 @@ class Sampler:
                         waiting[scan_id] = moment
                 if waiting:
                     chained_now = conn.execute(
-                        "SELECT id FROM scans WHERE id = ANY(%s) AND log_seq IS NOT NULL", (list(waiting),)
+                        "SELECT scan_id FROM audit_log WHERE scan_id = ANY(%s)", (list(waiting),)
                     ).fetchall()
                     for (scan_id,) in chained_now:
                         self.delays.append(now - waiting.pop(scan_id))
@@ -595,8 +596,10 @@ def drain_phase(cluster: Cluster, url: str, template: dict[str, Any], count: int
             scan["serial"] = serials[k % len(serials)]
             scan["personal_salt"] = auditlog.new_salt()
             rows.append([scan[c] for c in columns])
-        with db.transaction(conn):
+        before = max_scan_id(url)
+        with db.transaction(conn):  # as lookups leave them: the rows, and their ids in the sequencer's queue
             db.copy_rows(conn, "scans", columns, rows)
+            conn.execute("INSERT INTO scan_queue (scan_id) SELECT id FROM scans WHERE id > ?", (before,))
         cpu_pg, cpu_self, started = pg_cpu(cluster), time.process_time(), time.monotonic()
         done = sequencer.drain(conn)
         seconds = time.monotonic() - started
