@@ -66,11 +66,13 @@ from typing import Any
 
 import psycopg
 from _benchlib import (
+    Cluster,
     batch_codes,
     free_port,
     group_cpu_seconds,
     issue_bench_batch,
     start,
+    start_cluster,
     stop,
     tree_cpu_seconds,
     wait_ready,
@@ -183,69 +185,6 @@ while True:
 conn.close()
 print(json.dumps({"rows": len(latencies), "latencies": latencies, "cpu": time.process_time() - cpu}))
 """
-
-
-# --- the PostgreSQL cluster -----------------------------------------------------------------
-
-
-def pg_bin() -> Path:
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin"), key=lambda p: int(p.parent.name) if p.parent.name.isdigit() else 0
-    )
-    if not found:
-        raise SystemExit("PostgreSQL is needed: apt-get install postgresql (Debian's /usr/lib/postgresql/*/bin)")
-    return found[-1]
-
-
-@dataclass
-class Cluster:
-    url: str  # the maintenance database
-    data: Path
-    port: int
-    postmaster: int
-
-
-def start_cluster(stack: ExitStack) -> Cluster:
-    """A durable throwaway cluster on 127.0.0.1, stopped and removed when `stack` closes."""
-    binaries = pg_bin()
-    folder = Path(tempfile.mkdtemp(prefix="bench-scaleout-pg-"))
-    stack.callback(shutil.rmtree, folder, ignore_errors=True)
-    stack.callback(
-        lambda: (
-            shutil.copy(folder / "server.log", "/tmp/bench-pg-server.log") if os.environ.get("BENCH_KEEP_LOG") else None
-        )
-    )
-    as_pg: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root: the cluster belongs to `postgres`
-        shutil.chown(folder, "postgres")
-        as_pg = ["runuser", "-u", "postgres", "--"]
-    data, port = folder / "data", free_port()
-    subprocess.run(
-        [*as_pg, str(binaries / "initdb"), "-D", str(data), "-A", "trust", "-U", "verifier", "-E", "UTF8"]
-        + ["--locale=C.UTF-8"],
-        check=True,
-        capture_output=True,
-    )
-    options = (
-        f"-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={folder} "
-        "-c fsync=on -c synchronous_commit=on -c full_page_writes=on -c max_connections=100 "
-        "-c shared_buffers=256MB -c max_wal_size=2GB"
-    )
-    subprocess.run(
-        [*as_pg, str(binaries / "pg_ctl"), "-D", str(data), "-l", str(folder / "server.log"), "-w", "-t", "60"]
-        + ["start", "-o", options],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        start_new_session=True,  # not in this script's group: a Ctrl-C reaches it through the ExitStack only
-    )
-    stack.callback(
-        subprocess.run,
-        [*as_pg, str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    postmaster = int((data / "postmaster.pid").read_text().split()[0])
-    return Cluster(f"postgresql://verifier@127.0.0.1:{port}/postgres", data, port, postmaster)
 
 
 def pg_cpu(cluster: Cluster) -> float:
