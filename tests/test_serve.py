@@ -168,3 +168,28 @@ def test_two_nodes_on_one_host_share_no_control_socket(serve, tmp_path):
     first, second = serve(HOME=str(home)), serve(HOME=str(home))
     assert get(first.url + "/healthz")[0] == 200 and get(second.url + "/healthz")[0] == 200
     assert not (home / ".gunicorn").exists()
+
+
+def test_one_pin_verified_at_once_by_many_clients_is_first_exactly_once(serve, world):
+    """Eight clients send a label's right PIN at the same moment to four workers: one of them is the
+    first verification, the others see it (pin-reused), and each has its own check count."""
+    server = serve(workers=4)
+    row = world["pin"][1][3]
+    body = json.dumps({"code": row["code"], "pin": row["pin"]}).encode()
+    start, answers = threading.Barrier(8), []
+
+    def client():
+        request = urllib.request.Request(
+            server.url + "/api/v1/verify", data=body, headers={"Content-Type": "application/json"}
+        )
+        start.wait()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answers.append(json.loads(response.read()))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a["pin"] for a in answers) == ["first"] + ["reused"] * 7
+    assert sorted(a["checks"] for a in answers) == list(range(1, 9))

@@ -934,3 +934,51 @@ def test_new_verdict_pages_stay_under_4_kb_with_the_stylesheet(app, world, db_co
     for page in pages:
         html = page.get_data()
         assert len(html) + css < 4096 and b"<script" not in html and b"style=" not in html, reason_of(page)
+
+
+@pytest.mark.postgres_only("advisory locks per code: on SQLite the writer lock serialises every write")
+def test_a_check_waits_for_the_transaction_that_holds_its_code_and_for_no_other(app, world, db_copy):
+    """Two nodes verifying one PIN at once: the second waits for the first to commit, then sees its
+    verification (pin-reused, the second check), where it would otherwise also be "first"."""
+    import threading
+    import time
+
+    from verifier import clients, lookup
+
+    row, other = world["pin"][1][21], world["pin"][1][22]
+    settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
+    anyone = clients.Client(None, None, clients.Region(), "", None, "x")
+    holder, watcher = db.connect(db_copy), db.connect(db_copy)
+    answers: dict[str, dict] = {}
+
+    def second_node():
+        answers["second"] = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]}).get_json()
+
+    def waiting_for_a_code_lock() -> bool:
+        sql = """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+        return watcher.execute(sql).fetchone()[0] == 1
+
+    thread = threading.Thread(target=second_node)
+    try:
+        with db.transaction(holder):
+            first = lookup.record_typed(
+                holder, row["code"], row["pin"], settings, anyone, "api", dt.datetime.now(dt.UTC)
+            )
+            assert (first.reason, first.pin, first.checks) == ("genuine", "first", 1)
+            assert reason_of(scan(fresh(app), other["url"])) == "genuine"  # another code: not held up
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not waiting_for_a_code_lock():
+                assert time.monotonic() < deadline and thread.is_alive(), f"it never waited for the code: {answers}"
+                time.sleep(0.01)
+            assert "second" not in answers
+        thread.join(timeout=30)
+    finally:
+        holder.close()
+        watcher.close()
+    assert (answers["second"]["reason"], answers["second"]["pin"], answers["second"]["checks"]) == (
+        "pin-reused",
+        "reused",
+        2,
+    )
