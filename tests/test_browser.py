@@ -144,9 +144,11 @@ def report(db, serial) -> None:
     from verifier.clock import now
 
     conn = database.connect(db)
-    with database.transaction(conn):
-        report_code(conn, int(serial), "seen at a market stall", "test", now())
-    conn.close()
+    try:
+        with database.transaction(conn):
+            report_code(conn, int(serial), "seen at a market stall", "test", now())
+    finally:
+        conn.close()
 
 
 @pytest.mark.parametrize(

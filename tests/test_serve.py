@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import sqlite3
 import threading
 import time
 import urllib.error
@@ -12,7 +11,9 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import BASE_URL
+from conftest import BASE_URL, settle
+
+from verifier import auditlog, db
 
 
 def get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple[int, dict, bytes]:
@@ -92,12 +93,20 @@ def test_every_acknowledged_scan_survives_kill_9(serve, world, db_copy, server_e
         for thread in threads:
             thread.join()
     assert len(acknowledged) > 50
-    conn = sqlite3.connect(db_copy)
-    assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-    recorded = set(conn.execute("SELECT serial, checks FROM scans WHERE channel = 'api' AND counted = 1").fetchall())
+    settle(db_copy)
+    conn = db.connect(db_copy)
+    try:
+        if not db.is_postgres_conn(conn):
+            assert db.integrity_problem(conn) is None  # the file itself survived the kills
+        rows = conn.execute("SELECT serial, checks FROM scans WHERE channel = 'api' AND counted = 1").fetchall()
+        report = auditlog.verify(conn, auditlog.stored_checkpoints(conn))
+    finally:
+        conn.close()
+    recorded = {tuple(row) for row in rows}
     missing = [pair for pair in acknowledged if pair not in recorded]
     assert missing == []
     assert len(set(acknowledged)) == len(acknowledged)  # every acknowledged check has its own count
+    assert (report.problems, report.pending) == ((), 0)  # and the log holds each of them, chained
 
 
 def test_the_lookup_server_never_opens_a_private_key(world, make_app):
@@ -159,3 +168,28 @@ def test_two_nodes_on_one_host_share_no_control_socket(serve, tmp_path):
     first, second = serve(HOME=str(home)), serve(HOME=str(home))
     assert get(first.url + "/healthz")[0] == 200 and get(second.url + "/healthz")[0] == 200
     assert not (home / ".gunicorn").exists()
+
+
+def test_one_pin_verified_at_once_by_many_clients_is_first_exactly_once(serve, world):
+    """Eight clients send a label's right PIN at the same moment to four workers: one of them is the
+    first verification, the others see it (pin-reused), and each has its own check count."""
+    server = serve(workers=4)
+    row = world["pin"][1][3]
+    body = json.dumps({"code": row["code"], "pin": row["pin"]}).encode()
+    start, answers = threading.Barrier(8), []
+
+    def client():
+        request = urllib.request.Request(
+            server.url + "/api/v1/verify", data=body, headers={"Content-Type": "application/json"}
+        )
+        start.wait()
+        with urllib.request.urlopen(request, timeout=30) as response:
+            answers.append(json.loads(response.read()))
+
+    threads = [threading.Thread(target=client) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(a["pin"] for a in answers) == ["first"] + ["reused"] * 7
+    assert sorted(a["checks"] for a in answers) == list(range(1, 9))

@@ -1,18 +1,17 @@
-"""The consumer page and the JSON API, through the Flask test client on a real SQLite file."""
+"""The consumer page and the JSON API, through the Flask test client on a real database (each engine)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
 import re
-import sqlite3
 from pathlib import Path
 
 import pytest
 import yaml
-from conftest import BASE_URL, PIN_SECRET, forged_url
+from conftest import BASE_URL, PIN_SECRET, forged_url, settle
 
-from verifier import codes, keys, pins
+from verifier import codes, db, keys, pins
 
 PHONE_UA = "Mozilla/5.0 (Linux; Android 14) AppleWebKit/537.36 Chrome/120 Mobile MicroMessenger/8.0.47"
 
@@ -34,10 +33,39 @@ def fresh(app):
     return app.test_client()
 
 
-def scans(db: Path) -> list[dict]:
-    conn = sqlite3.connect(db)
-    conn.row_factory = sqlite3.Row
-    return [dict(r) for r in conn.execute("SELECT * FROM scans ORDER BY id")]
+def scans(location: Path | str) -> list[dict]:
+    """The scan log of the database at `location`, oldest first."""
+    conn = db.connect(location)
+    try:
+        return db.dicts(conn.execute("SELECT * FROM scans ORDER BY id"))
+    finally:
+        conn.close()
+
+
+def dump(location: Path | str) -> str:
+    """Every row of every table of the database at `location`, as text (after the log is chained)."""
+    settle(location)
+    conn = db.connect(location)
+    try:
+        if db.is_postgres_conn(conn):
+            listing = "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() ORDER BY 1"
+        else:
+            listing = "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1"
+        names = [name for (name,) in conn.execute(listing).fetchall()]
+        return "\n".join(f"{name}: {row!r}" for name in names for row in conn.execute(f"SELECT * FROM {name}"))
+    finally:
+        conn.close()
+
+
+def copy_of_world(world, tmp_path: Path, postgres_server, name: str) -> Path | str:
+    """A new copy of the world's database (a file on SQLite, a database made from it on PostgreSQL)."""
+    import shutil
+
+    if world["engine"] == "postgresql":
+        return postgres_server.create(template=world["db"])
+    target = tmp_path / f"{name}.db"
+    shutil.copyfile(world["db"], target)
+    return target
 
 
 def test_first_scan_is_genuine_with_the_product(app, world, db_copy):
@@ -219,8 +247,8 @@ def test_forwarded_for_is_ignored_unless_configured(app, world, db_copy, tmp_pat
 def test_scan_log_never_holds_a_full_ip(app, world, db_copy, make_app):
     proxied = make_app(TRUSTED_PROXIES=1)
     proxied.test_client().get(path_of(world["pin"][1][14]["url"]), headers={"X-Forwarded-For": "2001:db8:1234:5678::9"})
-    dump = "\n".join(sqlite3.connect(db_copy).iterdump())
-    assert "2001:db8:1234:5678" not in dump and "2001:db8:1234::/48" in dump
+    text = dump(db_copy)
+    assert "2001:db8:1234:5678" not in text and "2001:db8:1234::/48" in text
 
 
 GEO = {"X-Geo-Country": "cn", "X-Geo-Region": "Guangdong", "X-Geo-City": "Shenzhen"}
@@ -312,10 +340,8 @@ def test_api_verify_answers_reason_and_checks(app, world):
         "unknown-code",
     ],
 )
-def test_page_and_api_give_the_same_verdict(world, tmp_path, make_app, case):
+def test_page_and_api_give_the_same_verdict(world, tmp_path, postgres_server, make_app, case):
     """Each on its own fresh database, so neither sees the other's check."""
-    import shutil
-
     variants = forged_variants(world)
     digits = "1234567890123456"
     texts = {
@@ -329,9 +355,7 @@ def test_page_and_api_give_the_same_verdict(world, tmp_path, make_app, case):
     text = texts[case]
     results = []
     for channel in ("page", "api"):
-        db = tmp_path / f"{channel}.db"
-        shutil.copyfile(world["db"], db)
-        app = make_app(DATABASE=str(db))
+        app = make_app(DATABASE=str(copy_of_world(world, tmp_path, postgres_server, channel)))
         client = app.test_client()
         typed = case in ("mistyped", "unknown-code")
         if channel == "api":
@@ -516,16 +540,17 @@ def test_pin_secret_derivation_matches_the_printer_file(world):
 # --- hardening round 2 ------------------------------------------------------------------------
 
 
-def report(db: Path, serial: int | str, note: str = "seen at a market stall") -> None:
+def report(location: Path | str, serial: int | str, note: str = "seen at a market stall") -> None:
     """What `verifier audit report-code` does."""
-    from verifier import db as database
     from verifier.audit import report_code
     from verifier.clock import now
 
-    conn = database.connect(db)
-    with database.transaction(conn):
-        report_code(conn, int(serial), note, "test", now())
-    conn.close()
+    conn = db.connect(location)
+    try:
+        with db.transaction(conn):
+            report_code(conn, int(serial), note, "test", now())
+    finally:
+        conn.close()
 
 
 def test_reported_counterfeit_code_is_red_on_every_channel(app, world, db_copy):
@@ -694,26 +719,27 @@ def test_pin_attempts_are_throttled_per_code_whatever_the_address(app, world, db
 
 def test_pin_throttle_window_follows_the_injected_clock(world, db_copy):
     from verifier import clients, lookup
-    from verifier import db as database
 
     settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
     anyone = clients.Client(None, None, clients.Region(), "", None, "x")
-    conn = database.connect(db_copy)
+    conn = db.connect(db_copy)
     row, t0 = world["pin"][1][36], dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
 
     def attempt(pin, minutes):
-        with database.transaction(conn):
+        with db.transaction(conn):
             return lookup.record_typed(
                 conn, row["code"], pin, settings, anyone, "api", t0 + dt.timedelta(minutes=minutes)
             )
 
     wrong = wrong_pin(row["pin"])
-    assert [attempt(wrong, m).reason for m in (0, 10, 20, 30, 40)] == ["pin-mismatch"] * 5
-    assert [attempt(p, 59).reason for p in (wrong, row["pin"])] == ["pin-throttled"] * 2
-    assert attempt(row["pin"], 60).pin == "first"  # an hour after the first wrong PIN: checked again
-    assert [attempt(wrong, 61 + m).reason for m in range(6)] == ["pin-mismatch"] * 5 + ["pin-throttled"]
-    assert attempt(row["pin"], 121).reason == "pin-reused"
-    conn.close()
+    try:
+        assert [attempt(wrong, m).reason for m in (0, 10, 20, 30, 40)] == ["pin-mismatch"] * 5
+        assert [attempt(p, 59).reason for p in (wrong, row["pin"])] == ["pin-throttled"] * 2
+        assert attempt(row["pin"], 60).pin == "first"  # an hour after the first wrong PIN: checked again
+        assert [attempt(wrong, 61 + m).reason for m in range(6)] == ["pin-mismatch"] * 5 + ["pin-throttled"]
+        assert attempt(row["pin"], 121).reason == "pin-reused"
+    finally:
+        conn.close()
 
 
 NEW_BASE, OLD_BASE = "HTTPS://NEW.EXAMPLE.CN/", "https://old.example.cn/v/"
@@ -771,11 +797,13 @@ def test_a_path_outside_every_base_is_still_malformed(two_bases):
 
 
 def test_recall_has_its_own_look_no_pin_form_and_a_remedy(app, world, db_copy):
-    from verifier import clock, db, issue
+    from verifier import clock, issue
 
     conn = db.connect(db_copy)
-    issue.recall_batch(conn, world["pin"][0], "glass fragments", clock.now())  # a batch with PINs
-    conn.close()
+    try:
+        issue.recall_batch(conn, world["pin"][0], "glass fragments", clock.now())  # a batch with PINs
+    finally:
+        conn.close()
     row = world["pin"][1][37]
     page = scan(fresh(app), row["url"])
     html = page.get_data(as_text=True)
@@ -906,3 +934,51 @@ def test_new_verdict_pages_stay_under_4_kb_with_the_stylesheet(app, world, db_co
     for page in pages:
         html = page.get_data()
         assert len(html) + css < 4096 and b"<script" not in html and b"style=" not in html, reason_of(page)
+
+
+@pytest.mark.postgres_only("advisory locks per code: on SQLite the writer lock serialises every write")
+def test_a_check_waits_for_the_transaction_that_holds_its_code_and_for_no_other(app, world, db_copy):
+    """Two nodes verifying one PIN at once: the second waits for the first to commit, then sees its
+    verification (pin-reused, the second check), where it would otherwise also be "first"."""
+    import threading
+    import time
+
+    from verifier import clients, lookup
+
+    row, other = world["pin"][1][21], world["pin"][1][22]
+    settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
+    anyone = clients.Client(None, None, clients.Region(), "", None, "x")
+    holder, watcher = db.connect(db_copy), db.connect(db_copy)
+    answers: dict[str, dict] = {}
+
+    def second_node():
+        answers["second"] = fresh(app).post("/api/v1/verify", json={"code": row["code"], "pin": row["pin"]}).get_json()
+
+    def waiting_for_a_code_lock() -> bool:
+        sql = """SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted
+                 AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"""
+        return watcher.execute(sql).fetchone()[0] == 1
+
+    thread = threading.Thread(target=second_node)
+    try:
+        with db.transaction(holder):
+            first = lookup.record_typed(
+                holder, row["code"], row["pin"], settings, anyone, "api", dt.datetime.now(dt.UTC)
+            )
+            assert (first.reason, first.pin, first.checks) == ("genuine", "first", 1)
+            assert reason_of(scan(fresh(app), other["url"])) == "genuine"  # another code: not held up
+            thread.start()
+            deadline = time.monotonic() + 30
+            while not waiting_for_a_code_lock():
+                assert time.monotonic() < deadline and thread.is_alive(), f"it never waited for the code: {answers}"
+                time.sleep(0.01)
+            assert "second" not in answers
+        thread.join(timeout=30)
+    finally:
+        holder.close()
+        watcher.close()
+    assert (answers["second"]["reason"], answers["second"]["pin"], answers["second"]["checks"]) == (
+        "pin-reused",
+        "reused",
+        2,
+    )

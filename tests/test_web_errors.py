@@ -92,3 +92,58 @@ def test_the_lookup_blueprints_share_only_state_errors_and_i18n():
     assert _sibling_imports(WEB / "state.py") == set()
     assert _sibling_imports(WEB / "i18n.py") <= {"state"}
     assert _sibling_imports(WEB / "errors.py") <= {"state", "i18n"}
+
+
+def test_every_request_gives_its_database_connection_back(make_app, world):
+    """With a pool of one connection every request still gets it: a scan, the health check, and a
+    request that fails inside its transaction (rolled back, then given back like any other)."""
+    from verifier import db
+    from verifier.web.state import state
+
+    app = make_app(DATABASE_POOL_SIZE=1)
+
+    def half_done():
+        conn = state().connection()
+        with db.transaction(conn):
+            conn.execute("INSERT INTO enterprises (name, created_at) VALUES (?, ?)", ("half done", "2026-11-22"))
+            raise RuntimeError(SECRET_DETAIL)
+
+    app.add_url_rule("/api/v1/test/half-done", "half_done", half_done)
+    client = app.test_client()
+    url = world["pin"][1][0]["url"]
+    checks = []
+    for _ in range(3):
+        assert client.get("/api/v1/test/half-done").status_code == 500
+        assert client.get("/healthz").status_code == 200
+        checks.append(client.get("/api/v1/verify", query_string={"code": url}).get_json()["checks"])
+    assert checks == [1, 2, 3]
+    conn = db.connect(app.config["DATABASE"])
+    try:
+        assert conn.execute("SELECT count(*) FROM enterprises WHERE name = 'half done'").fetchone()[0] == 0
+    finally:
+        conn.close()
+
+
+def test_a_database_out_of_reach_is_503_everywhere_and_its_location_is_only_logged(
+    make_app, world, engine, tmp_path, caplog
+):
+    """The PostgreSQL server down, or a SQLite file that cannot be made: the service is unavailable
+    for now (not the client's bad request), and no answer names the database."""
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    where = "postgresql://verifier@127.0.0.1:1/gone_db" if engine == "postgresql" else str(blocker / "gone.db")
+    client = make_app(DATABASE=where).test_client()
+    scan = "/" + world["pin"][1][0]["url"].split("/", 3)[3]
+    with caplog.at_level("ERROR", logger="verifier.web"):
+        answers = {
+            path: client.get(path, headers={"Accept-Language": "en", "Authorization": "Bearer vt_someone"})
+            for path in ("/healthz", scan, "/api/v1/verify?code=1234", "/api/v1/audit/scans")
+        }
+        answers["check"] = client.post("/check", data={"code": "1234"})
+    for path, answer in answers.items():
+        assert (answer.status_code, answer.headers.get("Retry-After")) == (503, "5"), path
+        assert "gone" not in answer.get_data(as_text=True) and "127.0.0.1" not in answer.get_data(as_text=True), path
+    assert answers["/api/v1/verify?code=1234"].get_json()["error"]["code"] == "busy"
+    assert "try again later" in answers[scan].get_data(as_text=True)
+    assert "服务暂时出现问题" in answers["check"].get_data(as_text=True)
+    assert "gone" in caplog.text  # where it failed: for the operator

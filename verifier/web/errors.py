@@ -75,6 +75,8 @@ def verifier_error(error: errors.VerifierError) -> Response:
             response = message_page(status, "rate_title", text["rate_body"].format(seconds=retry_after))
         elif status == 404:
             response = message_page(status, "notfound_title", text["notfound_body"])
+        elif status >= 500:  # nothing the reader did: said in the reader's language
+            response = message_page(status, "error_title", text["error_body"])
         else:
             response = message_page(status, "error_title", error.message)
     response.headers.update(headers)

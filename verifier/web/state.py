@@ -23,6 +23,8 @@ from .. import clients, codes, db, errors, files, keys, lookup, ratelimit
 log = logging.getLogger("verifier.web")
 
 SESSION_COOKIE = "vsid"
+DATABASE_UNAVAILABLE = "the registry cannot be reached; retry shortly"
+UNAVAILABLE_RETRY_SECONDS = 5
 _DIGITS_RE = re.compile(r"[0-9]*")  # a printed code once normalised (full-width digits, separators); blank too
 
 
@@ -110,11 +112,20 @@ class ServerState:
         """The request's connection, taken from the pool on first use and given back when the
         request ends (`release_connection`); SQLite: the process's one connection."""
         if not has_app_context():
-            return self.pool.acquire()  # type: ignore[no-any-return]
+            return self._acquire()
         conn = g.get("verifier_conn")
         if conn is None:
-            conn = g.verifier_conn = self.pool.acquire()
+            conn = g.verifier_conn = self._acquire()
         return conn  # type: ignore[no-any-return]
+
+    def _acquire(self) -> db.Conn:
+        try:
+            return self.pool.acquire()  # type: ignore[no-any-return]
+        except db.StoreError as exc:
+            # The server is down, the pool exhausted, the file unwritable: the operator's to fix,
+            # and the location is for the log only, never for a page or the API.
+            log.error("database unavailable: %s", exc.message)
+            raise errors.Unavailable(DATABASE_UNAVAILABLE, retry_after=UNAVAILABLE_RETRY_SECONDS) from None
 
     def release_connection(self) -> None:
         """At the end of a request: its connection back to the pool."""
