@@ -303,7 +303,7 @@ def audit_outcomes(app, tmp: Path, random_count: int) -> tuple[list[tuple[int, b
     from verifier import accounts, db
 
     now = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
-    conn = db.connect(tmp / "verifier.db")
+    conn = db.connect(app.config["DATABASE"])  # the app's database: a file or a PostgreSQL URL
     with db.transaction(conn):
         enterprise, batch_id = conn.execute("SELECT enterprise_id, id FROM batches ORDER BY id LIMIT 1").fetchone()
         serial = f"{conn.execute('SELECT serial FROM codes LIMIT 1').fetchone()[0]:016d}"

@@ -406,10 +406,16 @@ def make_app(app_config):
     e.g. make_app(TRUSTED_PROXIES=1, DATABASE=str(other_db))."""
     from verifier.web import create_app
 
-    def make(**overrides):
-        return create_app(app_config(**overrides))
+    made = []
 
-    return make
+    def make(**overrides):
+        app = create_app(app_config(**overrides))
+        made.append(app)
+        return app
+
+    yield make
+    for app in made:  # PostgreSQL: the pools' connections and threads end with the test
+        app.extensions["verifier"].pool.close()
 
 
 @pytest.fixture

@@ -20,17 +20,8 @@ def test_no_mutated_or_invalid_code_is_accepted_and_nothing_errors():
     assert result.returncode == 0
 
 
-def test_audit_api_and_ui_hostile_parameters_no_5xx_none_accepted(audit_world, tmp_path, monkeypatch):
+def test_audit_api_and_ui_hostile_parameters_no_5xx_none_accepted(audit_world, tmp_path):
     import importlib.util
-
-    from verifier import db
-
-    # audit_outcomes opens `tmp / "verifier.db"` for its set-up (where db_copy is on SQLite): on
-    # PostgreSQL that location is the fixture's database URL
-    database, real_connect = audit_world["app"].config["DATABASE"], db.connect
-    monkeypatch.setattr(
-        db, "connect", lambda where, **kw: real_connect(database if where == tmp_path / "verifier.db" else where, **kw)
-    )
 
     script = Path(__file__).parent.parent / "scripts" / "adversarial.py"
     spec = importlib.util.spec_from_file_location("adversarial", script)

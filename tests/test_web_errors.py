@@ -147,3 +147,27 @@ def test_a_database_out_of_reach_is_503_everywhere_and_its_location_is_only_logg
     assert "try again later" in answers[scan].get_data(as_text=True)
     assert "服务暂时出现问题" in answers["check"].get_data(as_text=True)
     assert "gone" in caplog.text  # where it failed: for the operator
+
+
+@pytest.mark.postgres_only("a server-side end of the connection: PostgreSQL's restart or failover")
+def test_a_connection_lost_mid_request_is_503_once_then_the_pool_recovers(make_app, world, db_copy):
+    from verifier import db
+
+    app = make_app(DATABASE_POOL_SIZE=1)
+    client = app.test_client()
+    url = "/api/v1/verify?code=" + world["pin"][1][0]["url"]
+    assert client.get(url).status_code == 200  # the pool's one connection is open now
+    admin = db.connect(db_copy)
+    try:
+        ended = admin.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND application_name = 'verifier' AND backend_type = 'client backend'"
+        ).fetchall()
+    finally:
+        admin.close()
+    assert ended  # the server ended the pooled connection, as a restart would
+    lost = client.get(url)
+    assert lost.status_code == 503 and lost.get_json()["error"]["code"] == "busy"
+    assert lost.headers["Retry-After"] == "5" and "127.0.0.1" not in lost.get_data(as_text=True)
+    again = client.get(url)
+    assert again.status_code == 200 and again.get_json()["checks"] == 2  # the lost request recorded nothing

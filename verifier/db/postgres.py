@@ -196,7 +196,11 @@ class Pool:
                     self.location,
                     min_size=1,
                     max_size=self.max_size,
-                    kwargs={"autocommit": True, "connect_timeout": CONNECT_TIMEOUT_SECONDS},
+                    kwargs={
+                        "autocommit": True,
+                        "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                        "application_name": "verifier",
+                    },
                     configure=_configure,
                     timeout=POOL_TIMEOUT_SECONDS,
                     name="verifier",

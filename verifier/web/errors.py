@@ -13,7 +13,7 @@ from flask import Flask, Response, current_app, jsonify, render_template, reques
 from werkzeug.exceptions import HTTPException
 from werkzeug.http import HTTP_STATUS_CODES
 
-from .. import errors
+from .. import db, errors
 from .i18n import TEXT, choose_language, message_page
 
 SERVER_ERROR = "the check could not be completed; try again later"
@@ -83,9 +83,23 @@ def verifier_error(error: errors.VerifierError) -> Response:
     return response
 
 
+DATABASE_LOST = "the registry could not be reached; retry shortly"
+DATABASE_RETRY_SECONDS = 5
+
+
+def database_lost(error: Exception) -> Response:
+    """The database went away mid-request (a PostgreSQL restart or failover: the pool's stale
+    connection fails once and is dropped; SQLite: a lock wait that timed out). Nothing was
+    recorded (the transaction rolled back): 503, retry."""
+    current_app.logger.error("database error: %s %s: %r", request.method, request.path, error)
+    return verifier_error(errors.Unavailable(DATABASE_LOST, retry_after=DATABASE_RETRY_SECONDS))
+
+
 def register(app: Flask) -> None:
     """Install the app-wide handlers (a blueprint's own handlers still take precedence)."""
     app.register_error_handler(404, not_found)
     app.register_error_handler(405, not_allowed)
     app.register_error_handler(500, server_error)
     app.register_error_handler(errors.VerifierError, verifier_error)
+    for operational in db.OperationalError:
+        app.register_error_handler(operational, database_lost)
