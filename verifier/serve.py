@@ -45,13 +45,14 @@ def default_workers() -> int:
     return max(2, os.cpu_count() or 1)
 
 
-def start_sequencer(location: str) -> subprocess.Popen[bytes]:
+def start_sequencer() -> subprocess.Popen[bytes]:
     """`verifier sequence` beside this server, in its process group, killed by the kernel if this
     process dies (PR_SET_PDEATHSIG). A process of its own, not a multiprocessing child: gunicorn's
-    workers are forked from this process and must not inherit (and, exiting, terminate) it."""
+    workers are forked from this process and must not inherit (and, exiting, terminate) it. It
+    inherits this process's environment, where the PostgreSQL URL came from (never an argument:
+    `ps` would show a password)."""
     return subprocess.Popen(
         [sys.executable, "-m", "verifier", "sequence"],
-        env={**os.environ, "VERIFIER_DATABASE_URL": location},
         stdin=subprocess.DEVNULL,
         preexec_fn=processes.arm_parent_death_signal,  # noqa: PLW1509  (no threads yet: before gunicorn)
     )
@@ -66,7 +67,7 @@ def run(
     with_sequencer: bool = True,
 ) -> None:
     loaded = loaded or settings.load()
-    child = start_sequencer(loaded.database) if with_sequencer and db.is_postgres(loaded.database) else None
+    child = start_sequencer() if with_sequencer and db.is_postgres(loaded.database) else None
     starter = os.getpid()
     try:
         _serve(host, port, workers, access_log, loaded)
