@@ -226,3 +226,43 @@ def test_db_init_migrate_and_status(runner, instance, monkeypatch, new_database)
     assert data["migrations"] == list(db.MIGRATION_NAMES) and data["missing"] == []
     assert data["pending"] == 0 and data["oldest_pending_at"] is None
     assert "password" not in status.output
+
+
+@pytest.mark.sqlite_only("SQLite's writer lock: an flock, which belongs to the open file, not to a thread")
+def test_the_writer_lock_excludes_the_threads_of_one_process(new_database):
+    """Two threads of one process: the second waits for the first's transaction to end. (The lock's
+    flock alone let both in, and the second's BEGIN IMMEDIATE then met SQLite's own lock: with no
+    busy timeout, "database is locked"; and a checkpoint could overlap a commit.)"""
+    location = new_database()
+    first, second = db.connect(location), db.connect(location)
+    second.execute("PRAGMA busy_timeout = 0")  # waiting is the writer lock's job, not SQLite's
+    inside, release, done = threading.Event(), threading.Event(), []
+
+    def hold():
+        with db.transaction(first):
+            first.execute("INSERT INTO reported_codes (serial, reported_at, reported_by) VALUES (1, 't', 'a')")
+            inside.set()
+            release.wait(10)
+
+    def follow():
+        try:
+            with db.transaction(second):
+                second.execute("INSERT INTO reported_codes (serial, reported_at, reported_by) VALUES (2, 't', 'b')")
+            done.append("committed")
+        except db.Error as exc:
+            done.append(repr(exc))
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert inside.wait(10)
+    follower = threading.Thread(target=follow)
+    follower.start()
+    follower.join(0.3)  # it must be waiting for the lock, whatever the wait
+    assert done == []
+    release.set()
+    holder.join(10)
+    follower.join(10)
+    assert done == ["committed"]
+    assert [r[0] for r in first.execute("SELECT serial FROM reported_codes ORDER BY serial")] == [1, 2]
+    first.close()
+    second.close()
