@@ -112,3 +112,16 @@ def test_verifier_sequence_once_and_audit_verify_say_what_is_pending(runner, mon
     assert once.output.startswith(expected)
     after = runner.invoke(cli, ["audit", "verify"])
     assert after.exit_code == 0 and after.output.startswith("OK: ") and "Pending" not in after.output
+
+
+@pytest.mark.postgres_only("the sequencer's queue on PostgreSQL")
+def test_a_scan_below_the_position_of_a_run_is_chained_on_the_next_pass(conn, make_app, world):
+    """A run of batches reads the queue from above its last scan id; a scan that committed late,
+    with a lower id, waits for the next pass from the start, and is never lost."""
+    scan_all(make_app, world["pin"][1][:5])
+    ids = [row[0] for row in conn.execute("SELECT scan_id FROM scan_queue ORDER BY scan_id")]
+    position = sequencer.Position(scan_id=ids[2])  # as if ids[0..2] had committed after ids[3..4] were read
+    assert sequencer.sequence_once(conn, 10, position) == 2
+    assert log.pending_count(conn) == 3
+    assert sequencer.drain(conn) == 3
+    assert log.pending_count(conn) == 0 and auditlog.verify(conn).ok

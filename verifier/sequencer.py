@@ -54,7 +54,32 @@ class Entry:
     queue_id: int | None = None
 
 
-def _pending(conn: db.Conn, limit: int) -> tuple[list[Entry], list[int]]:
+@dataclass
+class Position:
+    """Where a run of full batches goes on from: the queue is read from above the last scan id
+    chained, not from its start (the ids before it are gone, but their index entries linger until
+    vacuum: reading past them every batch made a drain quadratic). A scan whose transaction
+    committed after a later one's is below the position: `rewind` every few batches, and whenever
+    a batch is not full, picks it up."""
+
+    scan_id: int = 0
+    batches: int = 0
+
+    def advance(self, scan_ids: list[int]) -> None:
+        self.batches += 1
+        if self.batches % REWIND_EVERY == 0:
+            self.rewind()
+        elif scan_ids:
+            self.scan_id = max(self.scan_id, *scan_ids)
+
+    def rewind(self) -> None:
+        self.scan_id = 0
+
+
+REWIND_EVERY = 20  # full batches between two reads from the queue's start
+
+
+def _pending(conn: db.Conn, limit: int, after: int = 0) -> tuple[list[Entry], list[int]]:
     """Up to `limit` queued entries and `limit` queued scans, merged by time; with the queued scan
     ids that need no entry (already chained, or no such scan: only an edit of the database makes
     those, and `audit verify` reports what such an edit hid), to drop from the queue."""
@@ -63,7 +88,7 @@ def _pending(conn: db.Conn, limit: int) -> tuple[list[Entry], list[int]]:
         for qid, at, kind, actor, body, p_hash in log.pending_entries(conn, limit)
     ]
     stale: list[int] = []
-    for queued_id, chained, *row in log.queued_scans(conn, _SCAN_COLUMNS, limit):
+    for queued_id, chained, *row in log.queued_scans(conn, _SCAN_COLUMNS, limit, after):
         if chained or row[0] is None:
             stale.append(queued_id)
             continue
@@ -76,17 +101,19 @@ def _pending(conn: db.Conn, limit: int) -> tuple[list[Entry], list[int]]:
     return entries, stale
 
 
-def sequence_once(conn: db.Conn, limit: int = BATCH) -> int:
+def sequence_once(conn: db.Conn, limit: int = BATCH, position: Position | None = None) -> int:
     """Chain one batch of pending entries in one transaction; how many (0: nothing pending, or
-    another sequencer is at work)."""
+    another sequencer is at work). `position`: of a run of batches (`drain`, `run`)."""
     if db.sequences_inline(conn):
         return 0
+    position = position or Position()
     with db.transaction(conn):
         if not db.try_transaction_lock(conn, LEADER_LOCK):
             return 0
-        pending, stale = _pending(conn, limit)
+        pending, stale = _pending(conn, limit, position.scan_id)
         if not pending:
             log.dequeue(conn, [], stale)
+            position.rewind()
             return 0
         seq, prev = auditlog.head(conn)
         rows: list[tuple[object, ...]] = []
@@ -104,17 +131,21 @@ def sequence_once(conn: db.Conn, limit: int = BATCH) -> int:
                 queue_ids.append(entry.queue_id)
         log.insert_entries(conn, rows)
         log.dequeue(conn, queue_ids, scan_ids + stale)
+    position.advance(scan_ids + stale)
     return len(rows)
 
 
 def drain(conn: db.Conn, limit: int = BATCH) -> int:
     """Chain everything pending now (a one-off run, tests, `verifier sequence --once`); how many."""
-    total = 0
+    total, position, rewound = 0, Position(), False
     while True:
-        done = sequence_once(conn, limit)
+        done = sequence_once(conn, limit, position)
         total += done
         if done < limit:
-            return total
+            if position.scan_id == 0 or rewound:
+                return total
+            position.rewind()  # one more pass from the start, for a late commit below the position
+            rewound = True
 
 
 class Stop:
@@ -168,12 +199,14 @@ def _lead(conn: db.Conn, stop: Stop, batch: int, on_batch: Callable[[int], None]
     if lock is None:
         return
     logger.info("sequencer: leading (pid %d)", os.getpid())
+    position = Position()
     try:
         while not stop():
-            done = sequence_once(conn, batch)
+            done = sequence_once(conn, batch, position)
             if on_batch is not None and done:
                 on_batch(done)
             if done < batch:
+                position.rewind()
                 stop.wait(IDLE_SECONDS)
     finally:
         lock.release()

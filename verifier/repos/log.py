@@ -101,16 +101,17 @@ def pending_entries(conn: db.Conn, limit: int) -> list[tuple[Any, ...]]:
     ).fetchall()
 
 
-def queued_scans(conn: db.Conn, columns: Sequence[str], limit: int) -> list[tuple[Any, ...]]:
-    """The oldest scans in the sequencer's queue, at most `limit`, as (queued id, whether it has an
-    entry already, *columns); a queued id without a scan row has None for the columns."""
+def queued_scans(conn: db.Conn, columns: Sequence[str], limit: int, after: int = 0) -> list[tuple[Any, ...]]:
+    """The oldest scans in the sequencer's queue with ids above `after`, at most `limit`, as
+    (queued id, whether it has an entry already, *columns); a queued id without a scan row has
+    None for the columns."""
     if not all(c.isidentifier() for c in columns):
         raise ValueError("scan columns are plain column names")
     selected = ", ".join(f"s.{c}" for c in columns)
     return conn.execute(
         f"SELECT q.scan_id, l.seq IS NOT NULL, {selected} FROM scan_queue q LEFT JOIN scans s ON s.id = q.scan_id "
-        "LEFT JOIN audit_log l ON l.scan_id = q.scan_id ORDER BY q.scan_id LIMIT ?",
-        (limit,),
+        "LEFT JOIN audit_log l ON l.scan_id = q.scan_id WHERE q.scan_id > ? ORDER BY q.scan_id LIMIT ?",
+        (after, limit),
     ).fetchall()
 
 
