@@ -304,3 +304,40 @@ def test_a_scan_unlinked_from_its_entry_is_caught(logged, runner):
     settle(logged)
     code, report = verify(runner)
     assert code == 1 and not report["ok"]
+
+
+@pytest.mark.postgres_only("scans are retired with PostgreSQL's partitions")
+def test_retired_scans_may_be_dropped_and_the_log_still_verifies(logged, runner):
+    ids = [row[0] for row in query(logged, "SELECT id FROM scans ORDER BY id")]
+    below = ids[4]
+    attacker(logged).execute("DELETE FROM scans WHERE id < ?", (below,))  # a partition dropped, unannounced
+    code, report = verify(runner)
+    assert code == 1 and any("lost their scan" in p["what"] for p in report["problems"])
+    retired = runner.invoke(cli, ["audit", "retire", "--below-id", str(below)])
+    assert retired.exit_code == 0 and retired.stdout.startswith("Retired 0 scans below id")  # already gone: 0 left
+    code, report = verify(runner)
+    assert code == 0 and report["ok"] and report["retired_below"] == below and report["pending"] == 0
+    assert f"Retired: scans below id {below}" in runner.invoke(cli, ["audit", "verify"]).stdout
+    attacker(logged).execute("DELETE FROM scans WHERE id = ?", (ids[6],))  # above the bound: still caught
+    assert verify(runner)[0] == 1
+
+
+@pytest.mark.postgres_only("scans are retired with PostgreSQL's partitions")
+def test_retiring_counts_the_scans_and_refuses_what_is_not_chained(logged, runner, make_app, world):
+    ids = [row[0] for row in query(logged, "SELECT id FROM scans ORDER BY id")]
+    assert runner.invoke(cli, ["audit", "retire", "--below-id", str(ids[3])]).stdout.startswith("Retired 3 scans")
+    app = make_app(DATABASE=str(logged))
+    app.test_client().get("/" + world["gs1"][1][0]["url"].split("/", 3)[3])  # a scan the sequencer has not chained
+    waiting = runner.invoke(cli, ["audit", "retire", "--below-id", str(ids[-1] + 10)])
+    assert (
+        waiting.exit_code == 1
+        and waiting.stderr.startswith("Error: scans below id")
+        and "not all chained" in waiting.stderr
+    )
+
+
+@pytest.mark.sqlite_only("on PostgreSQL scans are retired: above")
+def test_retiring_scans_on_sqlite_is_one_line_of_error(logged, runner):
+    result = runner.invoke(cli, ["audit", "retire", "--below-id", "3"])
+    assert result.exit_code == 2 and result.stderr.startswith("Error: scans are retired with PostgreSQL's partitions")
+    assert len(result.stderr.strip().splitlines()) == 1

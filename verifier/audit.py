@@ -443,6 +443,25 @@ def purge(conn: db.Conn, days: int, now: dt.datetime, actor: str) -> Purged:
     return Purged(cutoff, erased)
 
 
+def retire(conn: db.Conn, below_id: int, now: dt.datetime, actor: str) -> int:
+    """Record in the log that the scans below `below_id` are retired (PostgreSQL: their monthly
+    partitions are then dropped or detached, docs/scale-out.md); how many scans that is. Their log
+    entries stay in the chain, with every verdict field; `audit verify` stops expecting their rows.
+    Inside the caller's write transaction."""
+    if not db.is_postgres_conn(conn):
+        raise errors.InvalidInput(
+            "scans are retired with PostgreSQL's partitions; on SQLite scans stay (erase personal data with "
+            "'verifier audit purge')"
+        )
+    if below_id < 1:
+        raise errors.InvalidInput("--below-id must be a scan id, 1 or more")
+    if log.pending_scans_below(conn, below_id):
+        raise db.StoreConflict(f"scans below id {below_id} are not all chained yet: run 'verifier sequence --once'")
+    count = scans.count_below(conn, below_id)
+    auditlog.append(conn, log.RETIRED, {"below_id": below_id, "scans": count}, clock.utc_text(now), actor)
+    return count
+
+
 def checkpoint(conn: db.Conn, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime) -> dict[str, Any]:
     """Sign the log's head with a log key and store the checkpoint; export it off the host."""
     signed = auditlog.sign_checkpoint(conn, private_key, kid, now)

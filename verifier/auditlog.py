@@ -107,6 +107,7 @@ class Report:
     head_hash: str
     problems: tuple[Problem, ...]
     pending: int = 0  # written but not chained yet (PostgreSQL's sequencer): neither valid nor tampered
+    retired_below: int = 0  # scans below this id were retired (their partitions dropped); their entries stay
 
     @property
     def ok(self) -> bool:
@@ -154,13 +155,23 @@ def _verify(
             break
     head_seq = expected_seq - 1
     problems += _check_scans(conn, max_problems)
-    scan_entries, linked = log.scan_entry_counts(conn)
+    retired = retired_below(conn)
+    scan_entries, linked = log.scan_entry_counts(conn, retired)
     if scan_entries != linked and not problems:  # each linked scan matched a distinct entry above
         problems.append(Problem(head_seq, f"{scan_entries - linked} scan entries have lost their scan (unlinked)"))
     for checkpoint in checkpoints or []:
         problems += _check_checkpoint(checkpoint, head_seq, hashes_at, log_keys or {})
     pending = log.pending_count(conn)
-    return Report(count, head_seq, prev, tuple(sorted(problems, key=lambda p: p.seq)), pending)
+    return Report(count, head_seq, prev, tuple(sorted(problems, key=lambda p: p.seq)), pending, retired)
+
+
+def retired_below(conn: db.Conn) -> int:
+    """The id below which scans were retired by a chained `scans.retired` entry (0: none). Only
+    PostgreSQL retires scans (a partition dropped); the entries of retired scans stay in the chain."""
+    if not db.is_postgres_conn(conn):
+        return 0
+    bounds = [json.loads(body).get("below_id", 0) for body in log.retirements(conn)]
+    return max((b for b in bounds if isinstance(b, int)), default=0)
 
 
 def _check_scans(conn: db.Conn, limit: int) -> list[Problem]:

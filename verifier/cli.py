@@ -727,6 +727,7 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
                 {
                     "ok": report.ok,
                     "pending": report.pending,
+                    "retired_below": report.retired_below,
                     "entries": report.entries,
                     "head_seq": report.head_seq,
                     "head_hash": report.head_hash,
@@ -743,6 +744,8 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
         )
         if report.pending:
             click.echo(f"Pending: {report.pending:,} entries are not chained yet (the sequencer is behind)")
+        if report.retired_below:
+            click.echo(f"Retired: scans below id {report.retired_below} (their entries stay in the chain)")
     else:
         click.echo(f"TAMPERED: first bad entry is {report.first_bad_seq}")
         for problem in report.problems:
@@ -788,6 +791,24 @@ def audit_purge(days: int) -> None:
     with db.transaction(_open_registry()) as conn:
         purged = audit.purge(conn, days, _now(), _actor())
     click.echo(f"Erased the personal fields of {purged.scans:,} scans older than {purged.cutoff}")
+
+
+@audit_group.command("retire")
+@click.option("--below-id", "below_id", required=True, type=int, help="Retire the scans with ids below this one.")
+def audit_retire(below_id: int) -> None:
+    """PostgreSQL: record in the log that scans below an id are retired, before their monthly
+    partitions are dropped; `audit verify` then stops expecting their rows. Their log entries, with
+    every verdict field, stay in the chain. See docs/scale-out.md.
+
+    Example: verifier audit retire --below-id 123456790
+    """
+    from . import audit, db, sequencer
+
+    conn = _open_registry()
+    with db.transaction(conn):
+        count = audit.retire(conn, below_id, _now(), _actor())
+    sequencer.drain(conn)  # the retirement chained now, before anyone drops a partition
+    click.echo(f"Retired {count:,} scans below id {below_id}: their partitions may now be dropped")
 
 
 @audit_group.command("anomalies")

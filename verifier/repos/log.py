@@ -150,12 +150,26 @@ def oldest_pending_at(conn: db.Conn) -> str | None:
 _SCAN_ENTRY_COUNTS = {
     db.SQLITE: "SELECT (SELECT count(*) FROM audit_log WHERE kind = 'scan'), "
     "(SELECT count(*) FROM scans s JOIN audit_log l ON l.seq = s.log_seq)",
-    db.POSTGRESQL: "SELECT (SELECT count(*) FROM audit_log WHERE kind = 'scan'), "
-    "(SELECT count(*) FROM audit_log l JOIN scans s ON s.id = l.scan_id)",
+    db.POSTGRESQL: "SELECT (SELECT count(*) FROM audit_log WHERE kind = 'scan' AND scan_id >= :below), "
+    "(SELECT count(*) FROM audit_log l JOIN scans s ON s.id = l.scan_id WHERE l.scan_id >= :below)",
 }
 
 
-def scan_entry_counts(conn: db.Conn) -> tuple[int, int]:
-    """(scan entries in the log, scans linked to an entry): equal unless a scan lost its entry's link."""
-    entries, linked = conn.execute(_SCAN_ENTRY_COUNTS[db.dialect(conn)]).fetchone()
+def scan_entry_counts(conn: db.Conn, retired_below: int = 0) -> tuple[int, int]:
+    """(scan entries in the log, scans linked to an entry), of the scans from id `retired_below`
+    on (PostgreSQL; below it they were retired): equal unless a scan lost its entry's link."""
+    entries, linked = conn.execute(_SCAN_ENTRY_COUNTS[db.dialect(conn)], {"below": retired_below}).fetchone()
     return int(entries), int(linked)
+
+
+RETIRED = "scans.retired"  # the entry that retires the scans below an id (verifier.audit.retire)
+
+
+def retirements(conn: db.Conn) -> list[str]:
+    """The bodies of the chained entries that retired scans, oldest first."""
+    return [row[0] for row in conn.execute("SELECT body FROM audit_log WHERE kind = ? ORDER BY seq", (RETIRED,))]
+
+
+def pending_scans_below(conn: db.Conn, below_id: int) -> int:
+    """Scans below `below_id` still waiting for the sequencer (PostgreSQL)."""
+    return int(conn.execute("SELECT count(*) FROM scan_queue WHERE scan_id < ?", (below_id,)).fetchone()[0])

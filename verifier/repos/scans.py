@@ -124,6 +124,11 @@ def insert_scan(conn: db.Conn, scan: Mapping[str, object]) -> None:
         conn.execute(_INSERT_SCAN, [scan[c] for c in INSERT_COLUMNS])
 
 
+def count_below(conn: db.Conn, below_id: int) -> int:
+    """How many scans have an id below `below_id`."""
+    return int(conn.execute("SELECT count(*) FROM scans WHERE id < ?", (below_id,)).fetchone()[0])
+
+
 def erase_personal(conn: db.Conn, before: str) -> int:
     """Erase the personal fields (and their salt) of scans older than `before` (UTC text); how many."""
     return conn.execute(
