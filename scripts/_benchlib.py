@@ -192,3 +192,50 @@ def start_cluster(stack: ExitStack) -> Cluster:
     )
     postmaster = int((data / "postmaster.pid").read_text().split()[0])
     return Cluster(f"postgresql://verifier@127.0.0.1:{port}/postgres", data, port, postmaster)
+
+
+# The wrk script of the lookup benchmarks (bench_lookup, bench_scaleout).
+# Each line of BENCH_REQUESTS: "<path> <client address>". Thread n of N walks lines
+# [n*len/N, (n+1)*len/N): every request of the run is a distinct line until a slice runs out.
+WRK_SCRIPT = """
+local threads = {}
+local next_id = 0
+
+function setup(thread)
+  thread:set("id", next_id)
+  next_id = next_id + 1
+  table.insert(threads, thread)
+end
+
+function init(args)
+  local count = tonumber(os.getenv("BENCH_THREADS"))
+  local fixed_path = os.getenv("BENCH_FIXED_PATH")
+  local all = {}
+  for line in io.lines(os.getenv("BENCH_REQUESTS")) do all[#all + 1] = line end
+  local first = math.floor(id * #all / count) + 1
+  local last = math.floor((id + 1) * #all / count)
+  paths, addrs = {}, {}
+  for k = first, last do
+    local path, addr = all[k]:match("^(%S+) (%S+)$")
+    paths[#paths + 1] = fixed_path or path
+    addrs[#addrs + 1] = addr
+  end
+  i, sent, reused = 0, 0, 0
+end
+
+function request()
+  i = i % #paths + 1
+  sent = sent + 1
+  if sent > #paths then reused = reused + 1 end
+  return wrk.format("GET", paths[i], {["X-Forwarded-For"] = addrs[i]})
+end
+
+function done(summary, latency, requests)
+  local sent_all, reused_all = 0, 0
+  for _, thread in ipairs(threads) do
+    sent_all = sent_all + thread:get("sent")
+    reused_all = reused_all + thread:get("reused")
+  end
+  io.write(string.format("BENCH sent=%d reused=%d\\n", sent_all, reused_all))
+end
+"""

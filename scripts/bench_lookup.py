@@ -58,7 +58,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import psycopg
-from _benchlib import free_port, group_cpu_seconds, start, start_cluster, stop, tree_cpu_seconds, wait_ready
+from _benchlib import WRK_SCRIPT, free_port, group_cpu_seconds, start, start_cluster, stop, tree_cpu_seconds, wait_ready
 
 from verifier import codes, db, issue, keys, ratelimit, settings
 
@@ -132,51 +132,6 @@ FLOOR_POSTGRES = (
     )
     .replace("VALUES (?, ?, ?)", "VALUES (%s, %s, %s)")
 )
-
-# Each line of BENCH_REQUESTS: "<path> <client address>". Thread n of N walks lines
-# [n*len/N, (n+1)*len/N): every request of the run is a distinct line until a slice runs out.
-WRK_SCRIPT = """
-local threads = {}
-local next_id = 0
-
-function setup(thread)
-  thread:set("id", next_id)
-  next_id = next_id + 1
-  table.insert(threads, thread)
-end
-
-function init(args)
-  local count = tonumber(os.getenv("BENCH_THREADS"))
-  local fixed_path = os.getenv("BENCH_FIXED_PATH")
-  local all = {}
-  for line in io.lines(os.getenv("BENCH_REQUESTS")) do all[#all + 1] = line end
-  local first = math.floor(id * #all / count) + 1
-  local last = math.floor((id + 1) * #all / count)
-  paths, addrs = {}, {}
-  for k = first, last do
-    local path, addr = all[k]:match("^(%S+) (%S+)$")
-    paths[#paths + 1] = fixed_path or path
-    addrs[#addrs + 1] = addr
-  end
-  i, sent, reused = 0, 0, 0
-end
-
-function request()
-  i = i % #paths + 1
-  sent = sent + 1
-  if sent > #paths then reused = reused + 1 end
-  return wrk.format("GET", paths[i], {["X-Forwarded-For"] = addrs[i]})
-end
-
-function done(summary, latency, requests)
-  local sent_all, reused_all = 0, 0
-  for _, thread in ipairs(threads) do
-    sent_all = sent_all + thread:get("sent")
-    reused_all = reused_all + thread:get("reused")
-  end
-  io.write(string.format("BENCH sent=%d reused=%d\\n", sent_all, reused_all))
-end
-"""
 
 
 def to_ms(value: str) -> float:

@@ -66,6 +66,7 @@ from typing import Any
 
 import psycopg
 from _benchlib import (
+    WRK_SCRIPT,
     Cluster,
     batch_codes,
     free_port,
@@ -87,35 +88,6 @@ CODES_PER_SECOND = 1_500  # codes issued a second of load: above what 2 cores co
 CONCURRENCY = (1, 2, 4)
 LOOK_BACK = 200  # scan ids behind the highest seen that may still commit (concurrent transactions)
 
-# Each line of BENCH_REQUESTS: "<path> <client address>"; one wrk thread walks them in order.
-WRK_SCRIPT = """
-local thread_ref = nil
-
-function setup(thread)
-  thread_ref = thread
-end
-
-function init(args)
-  paths, addrs = {}, {}
-  for line in io.lines(os.getenv("BENCH_REQUESTS")) do
-    local path, addr = line:match("^(%S+) (%S+)$")
-    paths[#paths + 1] = path
-    addrs[#addrs + 1] = addr
-  end
-  i, sent, reused = 0, 0, 0
-end
-
-function request()
-  i = i % #paths + 1
-  sent = sent + 1
-  if sent > #paths then reused = reused + 1 end
-  return wrk.format("GET", paths[i], {["X-Forwarded-For"] = addrs[i]})
-end
-
-function done(summary, latency, requests)
-  io.write(string.format("BENCH sent=%d reused=%d\\n", thread_ref:get("sent"), thread_ref:get("reused")))
-end
-"""
 
 # One baseline writer: durable INSERT+COMMIT of a scan-sized row, back to back, from a start time.
 # The lookup's write path in one process, without HTTP: the signature examined, then one
@@ -354,7 +326,7 @@ def throughput(
             [*command, "-s", str(script), f"http://127.0.0.1:{port}"],
             stdout=subprocess.PIPE,
             text=True,
-            env={**env, "BENCH_REQUESTS": str(files[i])},
+            env={**env, "BENCH_REQUESTS": str(files[i]), "BENCH_THREADS": "1"},
         )
         for i, (_, port) in enumerate(nodes[:n])
     ]
@@ -412,8 +384,18 @@ def baseline(args: argparse.Namespace, cluster: Cluster, url: str, template: dic
         for _ in range(n)
     ]
     time.sleep(max(0.0, start_at - time.time()))
+    return collect(args, cluster, url, procs)
+
+
+def collect(args: argparse.Namespace, cluster: Cluster, url: str, procs: list[subprocess.Popen[str]]) -> dict[str, Any]:
+    """The JSON answers of writer processes started together (their input already written and
+    closed), with PostgreSQL's CPU and WAL over their run: rates, latencies, CPU and WAL a row."""
     cpu_pg, wal = pg_cpu(cluster), wal_lsn(url)
-    outs = [json.loads(proc.communicate()[0]) for proc in procs]
+    outs = []
+    for proc in procs:
+        assert proc.stdout is not None
+        outs.append(json.loads(proc.stdout.read()))
+        proc.wait()
     cpu_pg, wal = pg_cpu(cluster) - cpu_pg, wal_lsn(url) - wal
     rows = sum(o["rows"] for o in outs)
     latencies = sorted(x for o in outs for x in o["latencies"])
@@ -426,6 +408,7 @@ def baseline(args: argparse.Namespace, cluster: Cluster, url: str, template: dic
         "cpu_us": cpu / max(rows, 1) * 1e6,
         "pg_cpu_us": cpu_pg / max(rows, 1) * 1e6,
         "wal_bytes": wal / max(rows, 1),
+        "reused": sum(o.get("reused", 0) for o in outs),
     }
 
 
@@ -450,26 +433,7 @@ def write_path(
         proc.stdin.close()
         procs.append(proc)
     time.sleep(max(0.0, start_at - time.time()))
-    cpu_pg, wal = pg_cpu(cluster), wal_lsn(url)
-    outs = []
-    for proc in procs:  # stdin is written and closed already: read the answer, then reap
-        assert proc.stdout is not None
-        outs.append(json.loads(proc.stdout.read()))
-        proc.wait()
-    cpu_pg, wal = pg_cpu(cluster) - cpu_pg, wal_lsn(url) - wal
-    rows = sum(o["rows"] for o in outs)
-    latencies = sorted(x for o in outs for x in o["latencies"])
-    cpu = cpu_pg + sum(o["cpu"] for o in outs)
-    return {
-        "rps": rows / args.seconds,
-        "rows": rows,
-        "p50": latencies[len(latencies) // 2] * 1000,
-        "p99": latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))] * 1000,
-        "cpu_us": cpu / max(rows, 1) * 1e6,
-        "pg_cpu_us": cpu_pg / max(rows, 1) * 1e6,
-        "wal_bytes": wal / max(rows, 1),
-        "reused": sum(o["reused"] for o in outs),
-    }
+    return collect(args, cluster, url, procs)
 
 
 def storage(url: str) -> dict[str, Any]:

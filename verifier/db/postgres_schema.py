@@ -140,6 +140,8 @@ CREATE TABLE code_checks (
     )
 
 
+# The columns the rule on scans keeps fixed: repos/scans.SCAN_FIELDS as of this migration, written
+# out here on purpose (a migration is history: it must not change when the code's constants do).
 _SCAN_FIXED = (
     "id",
     "at",
