@@ -198,3 +198,14 @@ def test_a_backup_of_a_database_with_stored_checkpoints_verifies_with_them(sourc
     point_at(monkeypatch, backup)
     code, report = verify(runner, "--checkpoint", str(source["checkpoint"]))
     assert code == 0 and report["ok"] and len(query(backup, "SELECT seq FROM audit_checkpoints")) == 1
+
+
+def test_a_copy_that_does_not_verify_leaves_the_target_empty(source, other_engine, runner):
+    from test_auditlog import attacker
+
+    edit = attacker(source["db"])
+    edit.execute("UPDATE scans SET checks = 99 WHERE id = (SELECT min(id) FROM scans)")  # an edit the log exposes
+    edit.close()
+    result = copy(runner, source["db"], other_engine)
+    assert result.exit_code == 1 and "the copy's audit log does not verify" in result.stderr
+    assert all(query(other_engine, f"SELECT count(*) FROM {t}")[0][0] == 0 for t in tables.TABLES)

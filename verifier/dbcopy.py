@@ -104,12 +104,13 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
                 tables.continue_ids(dst, table)
                 if progress is not None:
                     progress(table, counts[table])
-    # The chain and the scans are checked here; the copied checkpoints' signatures need the log
-    # keys, which `verifier audit verify` on the copy has (a checkpoint here would be "unknown key").
-    report = auditlog.verify(dst)
-    if not report.ok:
-        first = report.problems[0]
-        raise CopyError(f"the copy's audit log does not verify (first bad entry {first.seq}): {first.what}")
-    if (report.head_seq, report.head_hash) != source_head:
-        raise CopyError(f"the copy's audit log ends at {report.head_seq}, the source's at {source_head[0]}")
+            # Checked before the commit, so a copy that does not verify leaves the target empty.
+            # The chain and the scans are checked here; the copied checkpoints' signatures need the
+            # log keys, which `verifier audit verify` on the copy has ("unknown key" here).
+            report = auditlog.verify(dst)
+            if not report.ok:
+                first = report.problems[0]
+                raise CopyError(f"the copy's audit log does not verify (first bad entry {first.seq}): {first.what}")
+            if (report.head_seq, report.head_hash) != source_head:
+                raise CopyError(f"the copy's audit log ends at {report.head_seq}, the source's at {source_head[0]}")
     return Copied(counts, report, pending if live else 0)

@@ -295,11 +295,19 @@ def stream(conn: Conn, sql: str, params: Sequence[Any] | dict[str, Any], size: i
 @contextlib.contextmanager
 def read_snapshot(conn: Conn) -> Iterator[None]:
     """The block's reads see one state of the database (a long check while writers go on):
-    SQLite, a read transaction (WAL: writers are not held up); PostgreSQL, REPEATABLE READ."""
+    SQLite, a read transaction (WAL: writers are not held up); PostgreSQL, REPEATABLE READ. Inside
+    a transaction of the caller's already, the block reads in that one (a check of what it wrote)."""
     if isinstance(conn, postgres.PgConnection):
+        if conn.raw.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
+            yield
+            return
         with conn.transaction():
             conn.raw.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
             yield
+        return
+    assert isinstance(conn, sqlite3.Connection), "a connection of db.connect"
+    if conn.in_transaction:
+        yield
         return
     conn.execute("BEGIN")
     try:
