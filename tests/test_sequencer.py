@@ -37,7 +37,7 @@ def test_scans_are_pending_until_the_sequencer_chains_them(conn, make_app, world
     assert sequencer.drain(conn) == 7
     done = auditlog.verify(conn)
     assert done.ok and done.pending == 0 and done.entries == before.entries + 7
-    assert sequencer.status(conn) == {"pending": 0, "oldest_pending_at": None}
+    assert sequencer.status(conn) == {"pending": 0, "oldest_pending_at": None, "leader": None}
     rows = conn.execute(
         "SELECT s.id, l.kind, l.body FROM scans s JOIN audit_log l ON l.scan_id = s.id ORDER BY s.id"
     ).fetchall()
@@ -92,7 +92,7 @@ def test_a_batch_that_fails_midway_chains_nothing(conn, make_app, world, monkeyp
 def test_on_sqlite_nothing_is_ever_pending(conn, make_app, world):
     scan_all(make_app, world["pin"][1][:3])
     assert sequencer.drain(conn) == 0
-    assert sequencer.status(conn) == {"pending": 0, "oldest_pending_at": None}
+    assert sequencer.status(conn) == {"pending": 0, "oldest_pending_at": None, "leader": None}
     assert auditlog.verify(conn).pending == 0
 
 
@@ -125,3 +125,33 @@ def test_a_scan_below_the_position_of_a_run_is_chained_on_the_next_pass(conn, ma
     assert log.pending_count(conn) == 3
     assert sequencer.drain(conn) == 3
     assert log.pending_count(conn) == 0 and auditlog.verify(conn).ok
+
+
+@pytest.mark.postgres_only("the leader is a PostgreSQL session")
+def test_status_names_the_leading_sequencer_and_says_when_none_leads(conn, db_copy, runner, monkeypatch):
+    import threading
+
+    for name, value in database_env(db_copy).items():
+        monkeypatch.setenv(name, str(value))
+    assert sequencer.status(conn)["leader"] is None
+    assert "sequencer: none leads" in runner.invoke(cli, ["db", "status"]).output
+    stop = threading.Event()
+    leading = threading.Thread(target=sequencer.run, args=(db_copy, sequencer.Stop(stop)))
+    leading.start()
+    try:
+        leader = None
+        for _ in range(200):  # until the thread has connected and taken the lock
+            leader = sequencer.status(conn)["leader"]
+            if leader:
+                break
+            stop.wait(0.02)
+        assert leader is not None and leader["pid"] > 0 and leader["client"] == "127.0.0.1"
+        shown = runner.invoke(cli, ["db", "status", "--json"])
+        assert json.loads(shown.output)["leader"]["pid"] == leader["pid"]
+        assert (
+            f"sequencer: leading from 127.0.0.1 (backend {leader['pid']}" in runner.invoke(cli, ["db", "status"]).output
+        )
+    finally:
+        stop.set()
+        leading.join(10)
+    assert sequencer.status(conn)["leader"] is None  # it let go when it stopped

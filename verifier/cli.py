@@ -1090,6 +1090,14 @@ def db_status(as_json: bool) -> None:
     pending = status["pending"]
     since = f" (oldest written {status['oldest_pending_at']})" if pending else ""
     click.echo(f"  log entries waiting for the sequencer: {pending:,}{since}")
+    if status["engine"] == "postgresql":
+        leader = status["leader"]
+        if leader:
+            click.echo(
+                f"  sequencer: leading from {leader['client']} (backend {leader['pid']}, since {leader['since']})"
+            )
+        else:
+            click.echo("  sequencer: none leads (start 'verifier serve' or 'verifier sequence'): nothing gets chained")
 
 
 @db_group.command("copy")

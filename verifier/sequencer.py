@@ -213,8 +213,14 @@ def _lead(conn: db.Conn, stop: Stop, batch: int, on_batch: Callable[[int], None]
 
 
 def status(conn: db.Conn) -> dict[str, object]:
-    """What waits for the sequencer: how many entries, and since when (None: nothing)."""
-    return {"pending": log.pending_count(conn), "oldest_pending_at": log.oldest_pending_at(conn)}
+    """What waits for the sequencer (how many entries, and since when: None, nothing), and who
+    leads (PostgreSQL: the leader's backend pid, client address and since when; None: nobody leads,
+    so nothing gets chained)."""
+    return {
+        "pending": log.pending_count(conn),
+        "oldest_pending_at": log.oldest_pending_at(conn),
+        "leader": db.lock_holder(conn, LEADER_LOCK),
+    }
 
 
 def lag_seconds(conn: db.Conn, now: float | None = None) -> float:

@@ -492,6 +492,13 @@ def try_transaction_lock(conn: Conn, name: str) -> bool:
     return True
 
 
+def lock_holder(conn: Conn, name: str) -> dict[str, Any] | None:
+    """PostgreSQL: which session holds the lock `name` (pid, client, since), or None; SQLite: None."""
+    if isinstance(conn, postgres.PgConnection):
+        return postgres.lock_holder(conn, name)
+    return None
+
+
 # --- named locks: a batch being issued, an audit slot -------------------------------------
 
 

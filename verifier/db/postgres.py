@@ -171,6 +171,22 @@ def release_named_lock(conn: PgConnection, name: str) -> None:
         conn.raw.execute("SELECT pg_advisory_unlock(%s)", (named_key(name),))
 
 
+def lock_holder(conn: PgConnection, name: str) -> dict[str, Any] | None:
+    """Who holds the session lock `name`: its backend's pid, client address and since when (None:
+    nobody). pg_locks shows a bigint key as two oids: its high and low 32 bits."""
+    key = named_key(name)
+    row = conn.raw.execute(
+        "SELECT a.pid, host(a.client_addr), a.backend_start::text FROM pg_locks l "
+        "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+        "AND l.classid = %s::oid AND l.objid = %s::oid AND l.objsubid = 1 AND l.database = "
+        "(SELECT oid FROM pg_database WHERE datname = current_database()) LIMIT 1",
+        ((key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF),
+    ).fetchone()
+    if row is None:
+        return None
+    return {"pid": int(row[0]), "client": row[1] or "local socket", "since": row[2]}
+
+
 def try_transaction_lock(conn: PgConnection, name: str) -> bool:
     """The lock `name` until this transaction ends, if no other transaction holds it."""
     row = conn.raw.execute("SELECT pg_try_advisory_xact_lock(%s)", (named_key(name),)).fetchone()
