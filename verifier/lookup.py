@@ -192,7 +192,7 @@ def record_url(
         )
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
-    batch = registry.batch_for_serial(conn, code.serial)
+    batch = registry.batch_for_serial(conn, code.serial, lock=True)  # the code's lock, too
     if batch is None or not _matches(code, batch):
         verdict = Verdict(UNKNOWN_BATCH, serial=code.serial, kid=code.kid_hex)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
@@ -218,7 +218,7 @@ def record_typed(
         verdict = Verdict(MISTYPED if codes.normalize_typed(typed) else MALFORMED, exc.detail)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
         return verdict
-    batch = registry.batch_for_serial(conn, serial)
+    batch = registry.batch_for_serial(conn, serial, lock=True)  # the code's lock, too
     if batch is None:
         verdict = Verdict(UNKNOWN_CODE, serial=serial)
         _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
@@ -240,7 +240,8 @@ def _record_issued(
 ) -> Verdict:
     """Check the PIN, count the check, apply report, recall, expiry, PIN and repeat rules, record the scan."""
     now_text = clock.utc_text(now)
-    db.lock_code(conn, serial)  # PostgreSQL: two nodes checking one code take turns (SQLite: the writer lock)
+    # PostgreSQL: two nodes checking one code take turns; the caller's batch_for_serial(lock=True)
+    # took the code's lock (SQLite: the writer lock), so the check count below is read after it.
     state = scans_repo.code_checks(conn, serial)
     pin_state = None
     if pin is not None and batch["has_pin"]:

@@ -422,7 +422,7 @@ def migrations_applied(conn: Conn) -> list[str]:
 # checkpoints are off, so a commit never overlaps a checkpoint. SQLite serialises writers anyway,
 # so the lock costs one flock() call a transaction. See docs/operations.md.
 # PostgreSQL needs none of it: its transactions run side by side (READ COMMITTED), and what must
-# not interleave takes a row lock or an advisory lock (`lock_code`).
+# not interleave takes a row lock or an advisory lock (a code's: repos/registry.batch_for_serial).
 CHECKPOINT_EVERY_COMMITS = 500  # per process; about SQLite's default of 1,000 WAL pages
 _writer_locks: dict[tuple[int, str], tuple[int, threading.Lock]] = {}
 _writer_locks_guard = threading.Lock()
@@ -475,13 +475,6 @@ def _checkpoint_if_due(conn: Conn) -> None:
         conn.commits = commits
     if commits % CHECKPOINT_EVERY_COMMITS == 0:
         conn.execute("PRAGMA wal_checkpoint(PASSIVE)")  # never waits for readers (an export may be running)
-
-
-def lock_code(conn: Conn, serial: int) -> None:
-    """Inside a transaction: no other transaction on code `serial` runs until this one ends
-    (check counts, "a repeat view counts once", PIN first use). SQLite: the writer lock does it."""
-    if isinstance(conn, postgres.PgConnection):
-        postgres.lock_code(conn, serial)
 
 
 def try_transaction_lock(conn: Conn, name: str) -> bool:

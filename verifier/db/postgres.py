@@ -141,18 +141,13 @@ def _configure(raw: psycopg.Connection[Any], read_only: bool = False) -> None:
 
 # --- advisory locks -----------------------------------------------------------------------
 #
-# One 64-bit key space: a code's lock is its serial (never negative); a named lock (the
-# sequencer, a batch being issued, an audit slot, migrations) is a negative key derived from
-# its name, so the two never meet.
+# One 64-bit key space: a code's lock is its serial (never negative; taken by
+# repos/registry.batch_for_serial), a named lock (the sequencer, a batch being issued, an audit
+# slot, migrations) a negative key derived from its name, so the two never meet.
 
 
 def named_key(name: str) -> int:
     return -1 - int.from_bytes(hashlib.sha256(name.encode()).digest()[:7], "big")
-
-
-def lock_code(conn: PgConnection, serial: int) -> None:
-    """Serialise the transactions on one code (until this transaction ends); others run on."""
-    conn.raw.execute("SELECT pg_advisory_xact_lock(%s)", (serial,))
 
 
 def try_named_lock(conn: PgConnection, name: str) -> bool:

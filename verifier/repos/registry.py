@@ -263,10 +263,25 @@ _BATCH_FOR_SERIAL_FIELDS = (
 )
 
 
-def batch_for_serial(conn: db.Conn, serial: int) -> dict[str, Any] | None:
+# The same, taking the code's lock as it reads (PostgreSQL: an advisory transaction lock keyed by
+# the serial, db/postgres.py), in the statement the scan needs anyway. The lock comes with the row,
+# so the next statement (the check count) reads after it.
+_BATCH_FOR_SERIAL_LOCKING_SQL = _BATCH_FOR_SERIAL_SQL.replace(
+    "SELECT b.id,", "SELECT pg_advisory_xact_lock(c.serial) IS NULL AS locked, b.id,", 1
+)
+
+
+def batch_for_serial(conn: db.Conn, serial: int, *, lock: bool = False) -> dict[str, Any] | None:
     """The registered batch of code `serial` as a lookup shows it, or None (not issued, or its
-    batch still being issued): the batch's fields, `mark_zh`/`mark_en`, `has_pin`, `reported`."""
-    row = conn.execute(_BATCH_FOR_SERIAL_SQL, (serial,)).fetchone()
+    batch still being issued): the batch's fields, `mark_zh`/`mark_en`, `has_pin`, `reported`.
+    `lock`: inside a write transaction, also take the code's lock in the same statement on
+    PostgreSQL, so no other transaction on the code runs until this one ends (check counts, a
+    repeat view counted once, PIN first use), when the code exists (SQLite: the writer lock already serialises)."""
+    if lock and db.is_postgres_conn(conn):
+        found = conn.execute(_BATCH_FOR_SERIAL_LOCKING_SQL, (serial,)).fetchone()
+        row = None if found is None else found[1:]
+    else:
+        row = conn.execute(_BATCH_FOR_SERIAL_SQL, (serial,)).fetchone()
     if row is None or row[1] == BATCH_ISSUING:
         return None
     batch = dict(zip(_BATCH_FOR_SERIAL_FIELDS, row))
