@@ -15,14 +15,15 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from . import clock, db
+from . import clock, db, replay
+from .keys import KeyRecord
 from .repos import log
 from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
@@ -123,11 +124,12 @@ def verify(
     checkpoints: list[dict[str, Any]] | None = None,
     log_keys: Mapping[str, Ed25519PublicKey] | None = None,
     max_problems: int = 20,
+    keyring: Sequence[KeyRecord] | None = None,
 ) -> Report:
     """Recompute the chain, compare scans with their entries, check signed checkpoints, all on one
     snapshot of the database. Entries the sequencer has not chained yet are counted as pending."""
     with db.read_snapshot(conn):
-        return _verify(conn, checkpoints, log_keys, max_problems)
+        return _verify(conn, checkpoints, log_keys, max_problems, keyring)
 
 
 def _verify(
@@ -135,13 +137,16 @@ def _verify(
     checkpoints: list[dict[str, Any]] | None,
     log_keys: Mapping[str, Ed25519PublicKey] | None,
     max_problems: int,
+    keyring: Sequence[KeyRecord] | None,
 ) -> Report:
     problems: list[Problem] = []
     expected_seq, prev, count = 1, GENESIS, 0
     hashes_at: dict[int, str] = {}
     wanted = {int(c["seq"]) for c in checkpoints or []}
+    replayed = replay.Replay()
     for seq, at, kind, actor, body, p_hash, stored_prev, stored_hash in log.entries(conn):
         count += 1
+        replayed.feed(seq, at, kind, actor, body)
         if seq != expected_seq:
             problems.append(Problem(expected_seq, f"entries {expected_seq}..{seq - 1} are missing"))
         elif stored_prev != prev:
@@ -155,6 +160,7 @@ def _verify(
             break
     head_seq = expected_seq - 1
     problems += _check_scans(conn, max_problems)
+    problems += [Problem(d.seq, d.what) for d in replayed.compare(conn, keyring, max_problems)]
     retired = retired_below(conn)
     scan_entries, linked = log.scan_entry_counts(conn, retired)
     if scan_entries != linked and not problems:  # each linked scan matched a distinct entry above

@@ -43,6 +43,10 @@ class Settings:
     audit_heavy_slots: int
     user_password: str | None  # `verifier users add` without a prompt
     debug: bool  # the CLI shows tracebacks of unexpected errors
+    log_signing_key_file: Path | None  # the log key (C2SP note skey); read by the sequencer only, never the web
+    log_public_key: str | None  # the log's vkey text (C2SP signed-note): checks checkpoints and receipts
+    log_witnesses: tuple[str, ...]  # witness vkeys whose cosignatures the log accepts and serves
+    log_checkpoint_seconds: float  # the sequencer signs a checkpoint at most this often
 
 
 def load(env: Mapping[str, str] | None = None) -> Settings:
@@ -71,7 +75,20 @@ def load(env: Mapping[str, str] | None = None) -> Settings:
         audit_heavy_slots=_int(env, "VERIFIER_AUDIT_HEAVY_SLOTS", 1, low=1),
         user_password=env.get("VERIFIER_USER_PASSWORD"),
         debug=env.get("VERIFIER_DEBUG", "").strip().lower() in _TRUE,
+        log_signing_key_file=Path(env["VERIFIER_LOG_KEY_FILE"]) if env.get("VERIFIER_LOG_KEY_FILE") else None,
+        log_public_key=env.get("VERIFIER_LOG_PUBLIC_KEY", "").strip() or None,
+        log_witnesses=log_witnesses(env),
+        log_checkpoint_seconds=_float(env, "VERIFIER_LOG_CHECKPOINT_SECONDS", 2.0),
     )
+
+
+def log_witnesses(env: Mapping[str, str]) -> tuple[str, ...]:
+    """Witness vkeys, one a line (or comma-separated), from VERIFIER_LOG_WITNESSES or its _FILE twin."""
+    raw = secret(env, "VERIFIER_LOG_WITNESSES")
+    if raw is None:
+        return ()
+    text = raw.decode("utf-8").replace(",", "\n")
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#"))
 
 
 def database(env: Mapping[str, str], instance: Path) -> str:
