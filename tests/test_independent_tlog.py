@@ -1,0 +1,372 @@
+"""The transparency log checked by a second client written from the specs (tests/independent_tlog.py).
+
+First the independent client against the published vectors (tests/vectors_tlog, README there),
+so it is known to be right on its own; then against verifier's core (merkle, note) on trees
+held in memory; then against the product: proofs from `logtree` over a real database built
+through the lookup, and a real `verifier serve` over HTTP (checkpoint, tiles, a receipt).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+from pathlib import Path
+
+import independent_tlog as ind
+import nacl.signing
+import pytest
+
+TLOG = Path(__file__).resolve().parent / "vectors_tlog"
+
+
+def load(name: str) -> dict:
+    return json.loads((TLOG / name).read_text("utf-8"))
+
+
+def b64(text: str) -> bytes:
+    return base64.b64decode(text)
+
+
+def reason_of(call, *args) -> str | None:
+    try:
+        call(*args)
+    except ind.Rejected as e:
+        return e.reason
+    return None
+
+
+# --- the independent client on published vectors ---------------------------------------------------
+
+REFERENCE = load("rfc6962-tree.json")
+REFERENCE_LEAVES = [bytes.fromhex(h) for h in REFERENCE["leaf_inputs_hex"]]
+REFERENCE_HASHES = [ind.leaf_hash(d) for d in REFERENCE_LEAVES]
+
+
+def test_reference_roots_of_every_size():
+    for size, root in enumerate(REFERENCE["root_hashes_hex"]):
+        assert ind.mth(REFERENCE_HASHES[:size]).hex() == root
+
+
+def test_reference_stored_subtree_hashes():
+    for level, hashes in enumerate(REFERENCE["node_hashes_hex"]):
+        for index, expected in enumerate(hashes):
+            width = 1 << level
+            assert ind.mth(REFERENCE_HASHES[index * width : (index + 1) * width]).hex() == expected
+
+
+# The one probe where the independent client, like verifier, is stricter than transparency-dev/merkle:
+# equal sizes with 12-byte "don't care" roots; both take 32-byte hashes only.
+STRICTER = {"testdata/consistency/additional/sizes-are-equal-one-and-proof-is-empty.json": "bad-hash"}
+
+
+def probes(name: str) -> list:
+    return [pytest.param(p, id=p["file"].removeprefix("testdata/")) for p in load(name)["probes"]]
+
+
+@pytest.mark.parametrize("probe", probes("inclusion-probes.json"))
+def test_inclusion_probe(probe):
+    reason = reason_of(
+        ind.verify_inclusion,
+        b64(probe["leafHash"]),
+        probe["leafIdx"],
+        probe["treeSize"],
+        [b64(p) for p in probe["proof"] or []],
+        b64(probe["root"]),
+    )
+    assert (reason is not None) == probe["wantErr"], (probe["desc"], reason)
+
+
+@pytest.mark.parametrize("probe", probes("consistency-probes.json"))
+def test_consistency_probe(probe):
+    reason = reason_of(
+        ind.verify_consistency,
+        probe["size1"],
+        probe["size2"],
+        b64(probe["root1"]),
+        b64(probe["root2"]),
+        [b64(p) for p in probe["proof"] or []],
+    )
+    if probe["file"] in STRICTER:
+        assert reason == STRICTER[probe["file"]]
+    else:
+        assert (reason is not None) == probe["wantErr"], (probe["desc"], reason)
+
+
+NOTES = load("notes.json")
+GO, C2SP = NOTES["go"], NOTES["c2sp"]
+
+
+def test_go_vkeys_and_their_key_ids():
+    for text in (GO["peter_vkey"], GO["enoch_vkey"], C2SP["vkey"]):
+        key = ind.parse_vkey(text)
+        assert ind.vkey_text(key.name, key.kind, key.public) == text
+
+
+def test_go_bad_vkeys_are_rejected():
+    for text in GO["bad_vkeys"]:
+        assert reason_of(ind.parse_vkey, text) in ("bad-vkey", "malformed")
+
+
+def test_go_skey_makes_the_go_signature():
+    name, key, kind = ind.parse_skey(GO["peter_skey"])
+    assert ind.vkey_text(name, kind, bytes(key.verify_key)) == GO["peter_vkey"]
+    assert ind.sign_note(GO["text"], name, key) == GO["text"] + "\n" + GO["peter_signature_line"]
+
+
+def test_go_note_signed_twice():
+    note = GO["text"] + "\n" + GO["peter_signature_line"] + GO["enoch_signature_line"]
+    peter, enoch = ind.parse_vkey(GO["peter_vkey"]), ind.parse_vkey(GO["enoch_vkey"])
+    both = ind.open_note(note, [peter, enoch])
+    assert [s.name for s in both.verified] == ["PeterNeumann", "EnochRoot"] and both.text == GO["text"]
+    one = ind.open_note(note, [enoch])
+    assert [s.name for s in one.verified] == ["EnochRoot"] and [s.name for s in one.others] == ["PeterNeumann"]
+
+
+def test_a_known_keys_bad_signature_rejects_the_whole_note():
+    line = GO["peter_signature_line"]
+    forged = line[:-5] + ("A" if line[-5] != "A" else "B") + line[-4:]
+    note = GO["text"] + "\n" + forged + GO["enoch_signature_line"]
+    keys = [ind.parse_vkey(GO["peter_vkey"]), ind.parse_vkey(GO["enoch_vkey"])]
+    assert reason_of(ind.open_note, note, keys) == "bad-signature"
+    assert reason_of(ind.open_note, GO["text"] + "\n" + GO["enoch_signature_line"], keys[:1]) == "unverified"
+
+
+@pytest.mark.parametrize(
+    "note",
+    [
+        pytest.param("no blank line\n— PeterNeumann AAAA\n", id="no-blank-line"),
+        pytest.param("text\n\n", id="no-signature"),
+        pytest.param("text\n\nnot a signature\n", id="not-a-signature-line"),
+        pytest.param("text\n\n— PeterNeumann x08go/ZJkuBS9UG\n", id="bad-base64"),
+        pytest.param("text\n\n— PeterNeumann AAAAAA==\n", id="shorter-than-key-id"),
+        pytest.param("te\x01xt\n\n— PeterNeumann AAAAAAAA\n", id="control-character"),
+        pytest.param("text\n\n— PeterNeumann AAAAAAAA", id="no-final-newline"),
+    ],
+)
+def test_malformed_notes(note):
+    assert reason_of(ind.open_note, note, [ind.parse_vkey(GO["peter_vkey"])]) == "malformed"
+
+
+def test_c2sp_signed_note_example():
+    opened = ind.open_note(C2SP["note"], [ind.parse_vkey(C2SP["vkey"])])
+    assert opened.text == "This is an example message.\n"
+
+
+def test_c2sp_checkpoint_example_parses():
+    text, signatures = ind.split_note(C2SP["checkpoint"])
+    checkpoint = ind.parse_checkpoint(text)
+    assert (checkpoint.origin, checkpoint.size) == ("example.com/behind-the-sofa", 20852163)
+    assert [s.name for s in signatures] == ["example.com/behind-the-sofa"]
+
+
+def test_c2sp_cosigned_message_example():
+    example = C2SP["cosigned_message"]
+    text = C2SP["checkpoint"].split("\n\n")[0] + "\n"
+    assert ind.cosignature_message(text, example["timestamp"]).decode() == example["message"]
+
+
+def test_go_tree_note_is_a_checkpoint():
+    tree = GO["tree_note"]
+    checkpoint = ind.parse_checkpoint(tree["text"])
+    assert (checkpoint.origin, checkpoint.size) == (tree["origin"], tree["size"])
+    assert checkpoint.root == ind.leaf_hash(tree["root_is_leaf_hash_of"].encode())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("origin\n12\n", id="no-root"),
+        pytest.param("origin\n012\nTszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=\n", id="leading-zero"),
+        pytest.param("origin\n-1\nTszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=\n", id="negative"),
+        pytest.param("origin\n1\nTszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0\n", id="unpadded-root"),
+        pytest.param("origin\n1\nAAAA\n", id="short-root"),
+        pytest.param("origin\n1\nTszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=\n\n", id="empty-extension"),
+        pytest.param("origin\n1\nTszzRgjTG6xce+z2AG31kAXYKBgQVtCSCE40HmuwBb0=", id="no-final-newline"),
+    ],
+)
+def test_bad_checkpoints(text):
+    assert reason_of(ind.parse_checkpoint, text) in ("bad-checkpoint", "malformed")
+
+
+TILES = load("tiles.json")
+GO_TILES = load("go-tiles.json")
+
+
+@pytest.mark.parametrize("case", TILES["index_paths"] + GO_TILES["index_paths"], ids=lambda c: c["path"])
+def test_tile_index_encoding(case):
+    assert ind.encode_index(case["index"]) == case["path"]
+    assert ind.decode_index(case["path"]) == case["index"]
+
+
+@pytest.mark.parametrize("path", GO_TILES["bad_index_paths"] + ["x000/001", "1", "0001", "x01/001", "001/"])
+def test_non_canonical_tile_indexes_are_rejected(path):
+    assert reason_of(ind.decode_index, path) == "bad-path"
+
+
+@pytest.mark.parametrize("case", TILES["sizes"], ids=lambda c: str(c["size"]))
+def test_tiles_of_a_size_from_the_spec(case):
+    tiles = ind.all_tiles(case["size"])
+    full = {str(level): sum(1 for t in tiles if t.level == level and t.width == 256) for level in range(4)}
+    partial = {str(t.level): t.width for t in tiles if t.width < 256}
+    assert {k: v for k, v in full.items() if v} == case["full"]
+    assert partial == case["partial"]
+
+
+@pytest.mark.parametrize("case", GO_TILES["new_tiles"], ids=lambda c: f"{c['old']}-{c['new']}")
+def test_tiles_a_mirror_fetches_as_the_tree_grows(case):
+    """Go's tlog.NewTiles counts (height 10); the same rule at C2SP's height 8 is what a mirror uses."""
+    assert len(ind.changed_tiles(case["old"], case["new"], height=GO_TILES["height"])) == case["want"]
+
+
+@pytest.mark.parametrize(
+    "path, tile",
+    [
+        ("tile/0/000", (0, 0, 256)),
+        ("tile/0/x001/x234/067.p/8", (0, 1234067, 8)),
+        ("tile/63/999", (63, 999, 256)),
+        ("tile/1/255.p/255", (1, 255, 255)),
+    ],
+)
+def test_tile_paths(path, tile):
+    assert ind.parse_tile_path(path) == ind.TileRef(*tile)
+    assert ind.TileRef(*tile).path() == path
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["tile/64/000", "tile/00/000", "tile/0/000.p/256", "tile/0/000.p/0", "tile/0/000.p/007", "tile/0/0", "tile/-1/000"],
+)
+def test_bad_tile_paths(path):
+    assert reason_of(ind.parse_tile_path, path) == "bad-path"
+
+
+# --- the independent client on its own trees: tiles, roots, proofs ----------------------------------
+
+
+def level_hashes(leaf_hashes: list[bytes], level: int) -> list[bytes]:
+    """The hashes of the complete subtrees of 2**level leaves, left to right."""
+    width = 1 << level
+    return [ind.mth(leaf_hashes[i : i + width]) for i in range(0, len(leaf_hashes) - width + 1, width)]
+
+
+def served_tiles(leaf_hashes: list[bytes]) -> dict[str, bytes]:
+    """What a tlog-tiles server holds for the tree of these leaves: path -> content."""
+    tiles, levels = {}, {}
+    for tile in ind.all_tiles(len(leaf_hashes)):
+        if tile.level not in levels:
+            levels[tile.level] = level_hashes(leaf_hashes, 8 * tile.level)
+        tiles[tile.path()] = b"".join(levels[tile.level][tile.index * 256 : tile.index * 256 + tile.width])
+    return tiles
+
+
+LEAVES = [ind.leaf_hash(f"leaf {i}".encode()) for i in range(70_000)]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 255, 256, 257, 511, 512, 513, 65_535, 65_536, 65_537, 70_000])
+def test_root_from_the_fewest_tiles(size):
+    tiles = served_tiles(LEAVES[:size])
+    fetched = []
+
+    def fetch(path):
+        fetched.append(path)
+        return tiles[path]
+
+    assert ind.root_from_tiles(size, fetch) == ind.mth(LEAVES[:size])
+    assert len(fetched) <= bin(size).count("1")
+    root, _ = ind.check_all_tiles(size, tiles.__getitem__)
+    assert root == ind.mth(LEAVES[:size])
+
+
+def test_a_bad_tile_is_caught_by_the_mirror_check():
+    tiles = served_tiles(LEAVES[:600])
+    bad = bytearray(tiles["tile/0/001"])
+    bad[5] ^= 1
+    tiles["tile/0/001"] = bytes(bad)
+    assert reason_of(ind.check_all_tiles, 600, tiles.__getitem__) == "bad-tile"
+    tiles["tile/0/001"] = bytes(bad[:-32])
+    assert reason_of(ind.root_from_tiles, 600, tiles.__getitem__) in ("bad-tile", None)
+
+
+def test_entry_bundles():
+    entries = [b"", b"a", bytes(range(256)) * 3, "检查".encode()]
+    bundle = b"".join(len(e).to_bytes(2, "big") + e for e in entries)
+    assert ind.parse_entry_bundle(bundle) == entries
+    assert reason_of(ind.parse_entry_bundle, bundle[:-1]) == "bad-bundle"
+    assert reason_of(ind.parse_entry_bundle, bundle + b"\x00") == "bad-bundle"
+
+
+def test_cosignature_round_trip_and_forgeries():
+    log = nacl.signing.SigningKey(bytes(range(32)))
+    witness = nacl.signing.SigningKey(bytes(range(1, 33)))
+    log_vkey = ind.parse_vkey(ind.vkey_text("example.org/log", 0x01, bytes(log.verify_key)))
+    witness_vkey = ind.parse_vkey(ind.vkey_text("witness.example", 0x04, bytes(witness.verify_key)))
+    text = f"example.org/log\n5\n{base64.b64encode(ind.mth(LEAVES[:5])).decode()}\n"
+    cosigned = ind.cosign(ind.sign_note(text, "example.org/log", log), "witness.example", witness, 1_700_000_000)
+    verified = ind.verify_checkpoint(cosigned, log_vkey, [witness_vkey], min_cosignatures=1)
+    assert verified.cosigned_by == {"witness.example": 1_700_000_000} and verified.checkpoint.size == 5
+    assert reason_of(ind.verify_checkpoint, cosigned, log_vkey, [], 1) == "too-few-cosignatures"
+    line = cosigned.rsplit("\n", 2)[-2]
+    raw = bytearray(b64(line.split(" ")[-1]))
+    raw[4 + 7] ^= 1  # the cosignature's time
+    forged = cosigned[: -len(line) - 1] + line.rsplit(" ", 1)[0] + " " + base64.b64encode(bytes(raw)).decode() + "\n"
+    assert reason_of(ind.verify_checkpoint, forged, log_vkey, [witness_vkey], 1) == "bad-signature"
+
+
+def test_checkpoint_origin_is_the_log_key_name():
+    log = nacl.signing.SigningKey(bytes(range(32)))
+    other = ind.parse_vkey(ind.vkey_text("other", 0x01, bytes(log.verify_key)))
+    note = ind.sign_note(f"example.org/log\n1\n{base64.b64encode(LEAVES[0]).decode()}\n", "other", log)
+    assert reason_of(ind.verify_checkpoint, note, other) == "wrong-origin"
+
+
+# --- verifier's core, checked by the independent client ---------------------------------------------
+
+RNG = random.Random(12)
+CORE_SIZES = [*range(1, 70), 127, 128, 129, 255, 256, 257, 1000, 4097]
+
+
+@pytest.mark.parametrize("size", CORE_SIZES)
+def test_verifier_merkle_proofs(size):
+    from verifier import merkle
+
+    hash_at = merkle.hash_at_from_leaves(LEAVES[:size])
+    root = merkle.root_hash(size, hash_at)
+    assert root == ind.mth(LEAVES[:size])
+    indexes = range(size) if size <= 70 else RNG.sample(range(size), 40) + [0, size - 1]
+    for index in indexes:
+        ind.verify_inclusion(LEAVES[index], index, size, merkle.inclusion_proof(index, size, hash_at), root)
+    olds = range(1, size + 1) if size <= 70 else RNG.sample(range(1, size), 40) + [1, size]
+    for old in olds:
+        proof = merkle.consistency_proof(old, size, hash_at)
+        ind.verify_consistency(old, size, ind.mth(LEAVES[:old]), root, proof)
+
+
+@pytest.mark.parametrize("size", [1, 5, 256, 257, 600, 65_537])
+def test_verifier_merkle_tiles(size):
+    from verifier import merkle
+
+    hash_at = merkle.hash_at_from_leaves(LEAVES[:size])
+    mine = served_tiles(LEAVES[:size])
+    theirs = {merkle.tile_path(t): merkle.tile_hashes(t, hash_at) for t in merkle.tiles_for_size(size)}
+    assert theirs == mine
+
+
+def test_verifier_note_and_the_independent_client_agree():
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier import note
+
+    seed = bytes(range(32))
+    private = Ed25519PrivateKey.from_private_bytes(seed)
+    checkpoint = note.Checkpoint("example.org/log", 5, ind.mth(LEAVES[:5]))
+    signed = note.sign_note(note.format_checkpoint(checkpoint), "example.org/log", private)
+    vkey = note.format_vkey(note.verifier_key("example.org/log", private))
+    assert ind.verify_checkpoint(signed, ind.parse_vkey(vkey)).checkpoint == ind.Checkpoint(
+        "example.org/log", 5, checkpoint.root
+    )
+    witness = nacl.signing.SigningKey(bytes(range(1, 33)))
+    cosigned = ind.cosign(signed, "witness.example", witness, 1_700_000_000)
+    witness_vkey = note.parse_vkey(ind.vkey_text("witness.example", 0x04, bytes(witness.verify_key)))
+    opened = note.open_note(cosigned, [note.parse_vkey(vkey), witness_vkey])
+    assert [s.timestamp for s in opened.verified if s.name == "witness.example"] == [1_700_000_000]
