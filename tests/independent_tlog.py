@@ -622,3 +622,79 @@ def cosign(note: str, name: str, key: nacl.signing.SigningKey, timestamp: int) -
     parse_checkpoint(text)
     signature = timestamp.to_bytes(8, "big") + key.sign(cosignature_message(text, timestamp)).signature
     return note + signature_line(name, TYPE_COSIGNATURE_V1, bytes(key.verify_key), signature)
+
+
+# The Damm quasigroup of order 10 (Damm 2004; the table printed in the Wikipedia article), for
+# the check digit of the printed code (docs/code-format.md: 16 serial digits, then the digit).
+DAMM = [
+    [0, 3, 1, 7, 5, 9, 8, 6, 4, 2],
+    [7, 0, 9, 2, 1, 5, 4, 8, 6, 3],
+    [4, 2, 0, 6, 8, 7, 1, 3, 5, 9],
+    [1, 7, 5, 0, 9, 8, 3, 4, 2, 6],
+    [6, 1, 2, 3, 0, 4, 5, 9, 7, 8],
+    [3, 6, 7, 4, 2, 0, 9, 5, 8, 1],
+    [5, 8, 6, 9, 7, 2, 0, 1, 3, 4],
+    [8, 9, 4, 5, 3, 6, 2, 0, 1, 7],
+    [9, 4, 3, 8, 6, 1, 7, 2, 0, 5],
+    [2, 5, 8, 1, 4, 3, 6, 7, 9, 0],
+]
+
+
+def printed_code(serial: int) -> str:
+    """`dddd dddd dddd ddddC`: the zero-padded serial and its Damm check digit."""
+    digits = f"{serial:016d}"
+    interim = 0
+    for d in digits:
+        interim = DAMM[interim][int(d)]
+    text = digits + str(interim)
+    return f"{text[:4]} {text[4:8]} {text[8:12]} {text[12:]}"
+
+
+RECEIPT_FORMAT = "verifier-receipt/1"
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63
+
+
+def verify_receipt(
+    receipt: object, log_key: Vkey, witnesses: Sequence[Vkey] = (), min_cosignatures: int = 0
+) -> dict[str, object]:
+    """Check a verifier-receipt/1 document (docs/transparency-log.md): its checkpoint is signed by
+    the log, the leaf is entry `index` of that tree, and the summary says what the leaf says.
+    What it proves, as a dict, or Rejected."""
+    if not isinstance(receipt, dict) or receipt.get("format") != RECEIPT_FORMAT:
+        raise Rejected("not-a-receipt")
+    if receipt.get("state") != "complete":
+        raise Rejected("pending" if receipt.get("state") == "pending" else "malformed", "nothing proven yet")
+    index, proof, leaf_text, note = (receipt.get(k) for k in ("index", "proof", "leaf", "checkpoint"))
+    if not _whole(index) or not isinstance(proof, list) or not isinstance(leaf_text, str) or not isinstance(note, str):
+        raise Rejected("malformed", "index, proof, leaf and checkpoint are needed")
+    if not all(isinstance(p, str) for p in proof):
+        raise Rejected("malformed", "the proof is a list of base64 hashes")
+    assert isinstance(index, int)
+    hashes = [b64decode(p, "a proof hash") for p in proof]
+    leaf = b64decode(leaf_text, "the leaf")
+    verified = verify_checkpoint(note, log_key, witnesses, min_cosignatures)
+    tree = verified.checkpoint
+    verify_inclusion(leaf_hash(leaf), index, tree.size, hashes, tree.root)
+    entry = parse_leaf(leaf)
+    body = entry.body
+    if entry.kind != "scan" or body.get("at") != entry.at:
+        raise Rejected("bad-leaf", "not a scan entry")
+    serial, checks, scan_id = body.get("serial"), body.get("checks"), body.get("id")
+    if not _whole(scan_id) or not (serial is None or _whole(serial)) or not (checks is None or _whole(checks)):
+        raise Rejected("bad-leaf", "the scan's id, serial and check count are numbers")
+    assert isinstance(serial, int | None)
+    expected = {
+        "scan": scan_id,
+        "serial": None if serial is None else f"{serial:016d}",
+        "code": None if serial is None or serial >= 10**16 else printed_code(serial),
+        "check": checks,
+        "at": entry.at,
+        "verdict": body.get("reason"),
+    }
+    for name, value in expected.items():
+        if receipt.get(name) != value or type(receipt.get(name)) is not type(value):
+            raise Rejected("summary-mismatch", f"{name} is not what the leaf records")
+    return {**expected, "index": index, "origin": tree.origin, "size": tree.size, "cosigned_by": verified.cosigned_by}

@@ -370,3 +370,109 @@ def test_verifier_note_and_the_independent_client_agree():
     witness_vkey = note.parse_vkey(ind.vkey_text("witness.example", 0x04, bytes(witness.verify_key)))
     opened = note.open_note(cosigned, [note.parse_vkey(vkey), witness_vkey])
     assert [s.timestamp for s in opened.verified if s.name == "witness.example"] == [1_700_000_000]
+
+
+def test_the_independent_client_imports_nothing_of_verifier():
+    import ast
+
+    tree = ast.parse((Path(__file__).parent / "independent_tlog.py").read_text("utf-8"))
+    names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    names += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [n for n in names if n == "verifier" or n.startswith("verifier.")]
+
+
+def test_printed_codes_agree_with_the_code_format_vectors():
+    checked = 0
+    for path in sorted((Path(__file__).parent / "vectors" / "valid").glob("*.json")):
+        fields = json.loads(path.read_text("utf-8"))["expected"].get("fields") or {}
+        if "human_code" in fields:
+            assert ind.printed_code(int(fields["serial"])) == fields["human_code"], path.name
+            checked += 1
+    assert checked >= 5
+
+
+# --- a receipt made by hand from docs/transparency-log.md, and its tampered copies -------------------
+
+LOG_SEED, LOG_NAME = bytes(range(32)), "example.org/log"
+
+
+def scan_leaf(scan_id: int, serial: int, checks: int, reason: str, at: str) -> bytes:
+    body = json.dumps(
+        {"at": at, "checks": checks, "id": scan_id, "reason": reason, "serial": serial},
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return f"verifier-log-entry/1\nscan\n{at}\n\n{'ab' * 32}\n{body}".encode()
+
+
+def hand_made_receipt(index: int = 5, size: int = 9) -> tuple[dict, ind.Vkey]:
+    at = "2026-11-22T08:00:00.000+00:00"
+    leaf = scan_leaf(41, 3141592653589793, 2, "genuine-repeat", at)
+    leaves = LEAVES[:size]
+    leaves[index] = ind.leaf_hash(leaf)
+    levels = {0: leaves}
+
+    def proof(m: int, lo: int, hi: int) -> list[bytes]:  # PATH(m, D[lo:hi]) from the definition
+        if hi - lo == 1:
+            return []
+        k = ind.split_point(hi - lo)
+        if m < k:
+            return proof(m, lo, lo + k) + [ind.mth(levels[0][lo + k : hi])]
+        return proof(m - k, lo + k, hi) + [ind.mth(levels[0][lo : lo + k])]
+
+    key = nacl.signing.SigningKey(LOG_SEED)
+    text = f"{LOG_NAME}\n{size}\n{base64.b64encode(ind.mth(leaves)).decode()}\n"
+    receipt = {
+        "format": "verifier-receipt/1",
+        "state": "complete",
+        "scan": 41,
+        "serial": "3141592653589793",
+        "code": "3141 5926 5358 97934",
+        "check": 2,
+        "at": at,
+        "verdict": "genuine-repeat",
+        "index": index,
+        "leaf": base64.b64encode(leaf).decode(),
+        "checkpoint": ind.sign_note(text, LOG_NAME, key),
+        "proof": [base64.b64encode(h).decode() for h in proof(index, 0, size)],
+    }
+    return receipt, ind.parse_vkey(ind.vkey_text(LOG_NAME, 0x01, bytes(key.verify_key)))
+
+
+def test_a_hand_made_receipt_verifies():
+    receipt, vkey = hand_made_receipt()
+    proven = ind.verify_receipt(receipt, vkey)
+    assert (proven["index"], proven["size"], proven["verdict"], proven["check"]) == (5, 9, "genuine-repeat", 2)
+
+
+def flip_b64(text: str, bit: int) -> str:
+    raw = bytearray(base64.b64decode(text))
+    raw[bit // 8 % len(raw)] ^= 1 << (bit % 8)
+    return base64.b64encode(bytes(raw)).decode()
+
+
+@pytest.mark.parametrize(
+    "tamper, reason",
+    [
+        pytest.param(lambda r: r.update(index=r["index"] + 1), "root-mismatch", id="index"),
+        pytest.param(lambda r: r["proof"].__setitem__(0, flip_b64(r["proof"][0], 3)), "root-mismatch", id="proof"),
+        pytest.param(lambda r: r["proof"].pop(), "wrong-length", id="proof-shortened"),
+        pytest.param(lambda r: r.update(leaf=flip_b64(r["leaf"], 200)), "root-mismatch", id="leaf"),
+        pytest.param(lambda r: r.update(check=1), "summary-mismatch", id="check"),
+        pytest.param(lambda r: r.update(verdict="genuine"), "summary-mismatch", id="verdict"),
+        pytest.param(lambda r: r.update(serial="3141592653589794"), "summary-mismatch", id="serial"),
+        pytest.param(lambda r: r.update(code="3141 5926 5358 97932"), "summary-mismatch", id="code"),
+        pytest.param(lambda r: r.update(scan=42), "summary-mismatch", id="scan"),
+        pytest.param(lambda r: r.update(at="2026-11-22T08:00:01.000+00:00"), "summary-mismatch", id="at"),
+        pytest.param(lambda r: r.update(check="2"), "summary-mismatch", id="check-as-text"),
+        pytest.param(
+            lambda r: r.update(checkpoint=r["checkpoint"].replace("\n9\n", "\n10\n")), "bad-signature", id="size"
+        ),
+        pytest.param(lambda r: r.update(state="pending"), "pending", id="pending"),
+        pytest.param(lambda r: r.update(format="verifier-receipt/2"), "not-a-receipt", id="format"),
+    ],
+)
+def test_every_tampered_receipt_is_refused(tamper, reason):
+    receipt, vkey = hand_made_receipt()
+    tamper(receipt)
+    assert reason_of(ind.verify_receipt, receipt, vkey) == reason
