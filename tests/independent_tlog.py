@@ -698,3 +698,10 @@ def verify_receipt(
         if receipt.get(name) != value or type(receipt.get(name)) is not type(value):
             raise Rejected("summary-mismatch", f"{name} is not what the leaf records")
     return {**expected, "index": index, "origin": tree.origin, "size": tree.size, "cosigned_by": verified.cosigned_by}
+
+
+def skey_text(name: str, seed: bytes, kind: int = TYPE_ED25519) -> str:
+    """The Go-style note signer key of a 32-byte Ed25519 seed (what VERIFIER_LOG_KEY_FILE holds)."""
+    public = bytes(nacl.signing.SigningKey(seed).verify_key)
+    material = base64.b64encode(bytes([kind]) + seed).decode()
+    return f"PRIVATE+KEY+{name}+{derive_key_id(name, kind, public).hex()}+{material}"

@@ -476,3 +476,104 @@ def test_every_tampered_receipt_is_refused(tamper, reason):
     receipt, vkey = hand_made_receipt()
     tamper(receipt)
     assert reason_of(ind.verify_receipt, receipt, vkey) == reason
+
+
+# --- the product: proofs from logtree over a real database, built through the lookup ----------------
+
+SCANS = 300  # with the world's own entries, more than one full level-0 tile
+
+
+def scanned_log(world, make_app, db_copy, scans: int = SCANS):
+    """`scans` lookups through the Flask app (repeats included), settled: (connection, leaf hashes)."""
+    from conftest import settle
+
+    from verifier import db
+
+    client = make_app().test_client()
+    rows = world["pin"][1] + world["gs1"][1] + world["recalled"][1] + world["expired"][1]
+    rng = random.Random(f"scanned_log:{scans}")
+    for _ in range(scans):
+        url = rng.choice(rows)["url"]
+        assert client.get("/" + url.split("/", 3)[3]).status_code == 200
+    settle(db_copy)
+    conn = db.connect(db_copy)
+    settle(conn)
+    return conn
+
+
+def leaf_hashes_of(conn) -> list[bytes]:
+    from verifier import logtree
+
+    size = logtree.size(conn)
+    leaves = [logtree.entry_leaf(conn, i) for i in range(size)]
+    assert all(leaf is not None for leaf in leaves)
+    for leaf in leaves:
+        ind.parse_leaf(leaf)  # every entry is a documented verifier-log-entry/1
+    return [ind.leaf_hash(leaf) for leaf in leaves]
+
+
+def test_logtree_roots_and_proofs_verify_independently(world, make_app, db_copy):
+    from verifier import logtree
+
+    conn = scanned_log(world, make_app, db_copy)
+    try:
+        hashes = leaf_hashes_of(conn)
+        size = len(hashes)
+        assert size > SCANS
+        rng = random.Random(size)
+        sizes = sorted({1, 2, 3, 255, 256, 257, size - 1, size, *rng.sample(range(1, size + 1), 60)})
+        for tree_size in sizes:
+            root = logtree.root(conn, tree_size)
+            assert root == ind.mth(hashes[:tree_size]), tree_size
+            for index in {0, tree_size // 2, tree_size - 1, rng.randrange(tree_size)}:
+                proof = logtree.inclusion_proof(conn, index, tree_size)
+                ind.verify_inclusion(hashes[index], index, tree_size, proof, root)
+            for old in {1, tree_size, max(1, tree_size - 1), rng.randrange(1, tree_size + 1)}:
+                proof = logtree.consistency_proof(conn, old, tree_size)
+                ind.verify_consistency(old, tree_size, ind.mth(hashes[:old]), root, proof)
+        with pytest.raises(logtree.NotInTree):
+            logtree.inclusion_proof(conn, size, size + 1)
+    finally:
+        conn.close()
+
+
+def test_logtree_tiles_bundles_and_checkpoint_verify_independently(world, make_app, db_copy):
+    import datetime as dt
+
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier import db, logtree
+
+    conn = scanned_log(world, make_app, db_copy)
+    try:
+        hashes = leaf_hashes_of(conn)
+        size = len(hashes)
+        signer = logtree.LogSigner(LOG_NAME, Ed25519PrivateKey.from_private_bytes(LOG_SEED))
+        with db.transaction(conn):
+            logtree.sign_checkpoint(conn, signer, dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC))
+        stored = logtree.latest_checkpoint(conn)
+        assert stored is not None and stored.size == size
+        log_vkey = ind.parse_vkey(signer.vkey)
+        checkpoint = ind.verify_checkpoint(stored.note, log_vkey).checkpoint
+        assert (checkpoint.origin, checkpoint.size, checkpoint.root) == (LOG_NAME, size, ind.mth(hashes))
+
+        def fetch(path: str) -> bytes:
+            tile = ind.parse_tile_path(path)
+            data = logtree.tile(conn, tile.level, tile.index, tile.width)
+            assert data is not None, path
+            return data
+
+        assert ind.root_from_tiles(size, fetch) == checkpoint.root
+        root, tiles = ind.check_all_tiles(size, fetch)
+        assert root == checkpoint.root
+        for tile in (t for t in tiles if t.level == 0):
+            bundle = logtree.entry_bundle(conn, tile.index, tile.width)
+            assert bundle is not None
+            entries = ind.parse_entry_bundle(bundle)
+            assert b"".join(ind.leaf_hash(e) for e in entries) == b"".join(tiles[tile])
+        last = ind.all_tiles(size)[0]
+        assert logtree.tile(conn, 0, last.index + 1, 1) is None  # beyond the tree
+        if size % 256:  # a partial tile is served at the current width only
+            assert logtree.tile(conn, 0, size // 256, size % 256 + 1) is None
+    finally:
+        conn.close()
