@@ -577,3 +577,106 @@ def test_logtree_tiles_bundles_and_checkpoint_verify_independently(world, make_a
             assert logtree.tile(conn, 0, size // 256, size % 256 + 1) is None
     finally:
         conn.close()
+
+
+# --- a real `verifier serve` over HTTP: checkpoint, tiles, a witness, a receipt -----------------------
+
+
+def http(method: str, url: str, body: bytes | None = None, timeout: float = 5) -> tuple[int, dict, bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, dict(response.headers), response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, dict(error.headers), error.read()
+
+
+def until(condition, what: str, seconds: float = 30):
+    """Poll `condition` (the sequencer runs beside the server, on its own clock) until it answers."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := condition():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+WITNESS_SEED, WITNESS_NAME = bytes(range(100, 132)), "witness.example/w1"
+
+
+def test_a_real_server_serves_a_log_the_independent_client_checks(serve, world, tmp_path):
+    import time
+    import urllib.parse
+
+    log_key = nacl.signing.SigningKey(LOG_SEED)
+    witness = nacl.signing.SigningKey(WITNESS_SEED)
+    log_vkey_text = ind.vkey_text(LOG_NAME, 0x01, bytes(log_key.verify_key))
+    witness_vkey_text = ind.vkey_text(WITNESS_NAME, 0x04, bytes(witness.verify_key))
+    key_file = tmp_path / "log.key"
+    key_file.write_text(ind.skey_text(LOG_NAME, LOG_SEED) + "\n")
+    key_file.chmod(0o600)
+    server = serve(
+        VERIFIER_LOG_KEY_FILE=str(key_file),
+        VERIFIER_LOG_PUBLIC_KEY=log_vkey_text,
+        VERIFIER_LOG_WITNESSES=witness_vkey_text,
+        VERIFIER_LOG_CHECKPOINT_SECONDS="0.2",
+    )
+    log_vkey, witness_vkey = ind.parse_vkey(log_vkey_text), ind.parse_vkey(witness_vkey_text)
+
+    receipt_urls, reasons = [], []
+    for row in world["pin"][1][:3] * 2 + world["recalled"][1][:1]:
+        status, _, body = http("GET", f"{server.url}/api/v1/verify?code={urllib.parse.quote(row['url'])}")
+        assert status == 200
+        receipt_urls.append(json.loads(body)["receipt"])
+        reasons.append(json.loads(body)["reason"])
+    paths = [urllib.parse.urlsplit(u).path for u in receipt_urls]
+
+    def complete_receipt():
+        status, headers, body = http("GET", server.url + paths[-1])
+        assert status == 200 and "attachment" in headers.get("Content-Disposition", "")
+        receipt = json.loads(body)
+        return receipt if receipt["state"] == "complete" else None
+
+    receipt = until(complete_receipt, "the last scan's receipt to be complete")
+    proven = ind.verify_receipt(receipt, log_vkey)
+    assert (proven["verdict"], proven["serial"]) == (reasons[-1], f"{world['recalled'][1][0]['serial']:0>16}")
+
+    status, headers, note_bytes = http("GET", server.url + "/log/checkpoint")
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    checkpoint = ind.verify_checkpoint(note_bytes.decode(), log_vkey).checkpoint
+    assert checkpoint.size > proven["index"]
+
+    fetched = []
+
+    def fetch(path: str) -> bytes:
+        fetched.append(path)
+        status, headers, body = http("GET", f"{server.url}/log/{path}")
+        assert status == 200 and headers["Content-Type"] == "application/octet-stream", path
+        return body
+
+    assert ind.root_from_tiles(checkpoint.size, fetch) == checkpoint.root
+    root, _ = ind.check_all_tiles(checkpoint.size, fetch)
+    assert root == checkpoint.root
+    first = ind.all_tiles(checkpoint.size)[0]
+    assert http("GET", f"{server.url}/log/{first.entries_path()}")[0] == 401  # entries are not public
+
+    # An independent witness cosigns the checkpoint; the log then serves it with the cosignature.
+    cosigned = ind.cosign(note_bytes.decode(), WITNESS_NAME, witness, int(time.time()))
+    status, _, body = http("POST", server.url + "/log/cosignature", cosigned.encode())
+    assert status == 200, body
+    forged = cosigned[:-6] + ("A" if cosigned[-6] != "A" else "B") + cosigned[-5:]
+    assert http("POST", server.url + "/log/cosignature", forged.encode())[0] == 400
+
+    def witnessed():
+        status, _, body = http("GET", server.url + "/log/checkpoint")
+        try:
+            return ind.verify_checkpoint(body.decode(), log_vkey, [witness_vkey], min_cosignatures=1)
+        except ind.Rejected:
+            return None  # a newer checkpoint, not cosigned yet
+
+    assert WITNESS_NAME in until(witnessed, "the cosigned checkpoint").cosigned_by
