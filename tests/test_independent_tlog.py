@@ -342,6 +342,38 @@ def test_verifier_merkle_proofs(size):
         ind.verify_consistency(old, size, ind.mth(LEAVES[:old]), root, proof)
 
 
+def tampered(proof: list[bytes]):
+    """Every single-bit flip of every element, the proof cut short and made longer."""
+    for k, element in enumerate(proof):
+        for bit in (0, 7, 100, 255):
+            flipped = bytearray(element)
+            flipped[bit // 8] ^= 1 << (bit % 8)
+            yield proof[:k] + [bytes(flipped)] + proof[k + 1 :]
+    if proof:
+        yield proof[:-1]
+    yield proof + [LEAVES[-1]]
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 4, 5, 7, 8, 9, 16, 17, 31, 32, 33])
+def test_the_independent_checker_refuses_tampered_proofs(size):
+    from verifier import merkle
+
+    hash_at = merkle.hash_at_from_leaves(LEAVES[:size])
+    root = ind.mth(LEAVES[:size])
+    for index in range(size):
+        proof = merkle.inclusion_proof(index, size, hash_at)
+        for bad in tampered(proof):
+            assert reason_of(ind.verify_inclusion, LEAVES[index], index, size, bad, root) is not None
+        if index + 1 < size:
+            assert reason_of(ind.verify_inclusion, LEAVES[index], index + 1, size, proof, root) is not None
+    for old in range(1, size):
+        proof = merkle.consistency_proof(old, size, hash_at)
+        old_root = ind.mth(LEAVES[:old])
+        for bad in tampered(proof):
+            assert reason_of(ind.verify_consistency, old, size, old_root, root, bad) is not None
+        assert reason_of(ind.verify_consistency, old, size, ind.mth(LEAVES[1 : old + 1]), root, proof) is not None
+
+
 @pytest.mark.parametrize("size", [1, 5, 256, 257, 600, 65_537])
 def test_verifier_merkle_tiles(size):
     from verifier import merkle
