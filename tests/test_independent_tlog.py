@@ -570,24 +570,19 @@ def test_logtree_roots_and_proofs_verify_independently(world, make_app, db_copy)
 
 
 def test_logtree_tiles_bundles_and_checkpoint_verify_independently(world, make_app, db_copy):
-    import datetime as dt
+    from conftest import TEST_LOG_ORIGIN, testing_log_signer
 
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from verifier import logtree
 
-    from verifier import db, logtree
-
-    conn = scanned_log(world, make_app, db_copy)
+    conn = scanned_log(world, make_app, db_copy)  # settled: the tests' log key signed a checkpoint
     try:
         hashes = leaf_hashes_of(conn)
         size = len(hashes)
-        signer = logtree.LogSigner(LOG_NAME, Ed25519PrivateKey.from_private_bytes(LOG_SEED))
-        with db.transaction(conn):
-            logtree.sign_checkpoint(conn, signer, dt.datetime(2026, 11, 22, 8, tzinfo=dt.UTC))
         stored = logtree.latest_checkpoint(conn)
         assert stored is not None and stored.size == size
-        log_vkey = ind.parse_vkey(signer.vkey)
+        log_vkey = ind.parse_vkey(testing_log_signer().vkey)
         checkpoint = ind.verify_checkpoint(stored.note, log_vkey).checkpoint
-        assert (checkpoint.origin, checkpoint.size, checkpoint.root) == (LOG_NAME, size, ind.mth(hashes))
+        assert (checkpoint.origin, checkpoint.size, checkpoint.root) == (TEST_LOG_ORIGIN, size, ind.mth(hashes))
 
         def fetch(path: str) -> bytes:
             tile = ind.parse_tile_path(path)
@@ -603,7 +598,7 @@ def test_logtree_tiles_bundles_and_checkpoint_verify_independently(world, make_a
             assert bundle is not None
             entries = ind.parse_entry_bundle(bundle)
             assert b"".join(ind.leaf_hash(e) for e in entries) == b"".join(tiles[tile])
-        last = ind.all_tiles(size)[0]
+        last = max(t for t in tiles if t.level == 0)
         assert logtree.tile(conn, 0, last.index + 1, 1) is None  # beyond the tree
         if size % 256:  # a partial tile is served at the current width only
             assert logtree.tile(conn, 0, size // 256, size % 256 + 1) is None
