@@ -10,7 +10,7 @@ bench_lookup, or --postgres-url, the maintenance database of a running server wh
 is made and dropped) gets a database of `--entries` log entries, built fast with bulk SQL rather
 than through HTTP: one real scan of a forged code is made through the product (the Flask app,
 in-process), then copied `--entries` times with new ids and times, each copy with its own entry
-(leaf data `auditlog.leaf_bytes`, hash = the hex leaf hash, as the lookup writes them). A forged
+(leaf data `logtree.leaf_bytes`, hash = the hex leaf hash, as the lookup writes them). A forged
 code's scan counts no check, so the copies leave every projection as the log says (verify finds
 no problem, which the script checks). Then, on that database:
 
@@ -37,7 +37,6 @@ Everything on 127.0.0.1; a short table at the end.
 from __future__ import annotations
 
 import argparse
-import base64
 import datetime as dt
 import os
 import random
@@ -55,9 +54,8 @@ from typing import Any
 import psycopg
 from _benchlib import WRK_SCRIPT, free_port, issue_bench_batch, start, start_cluster, stop, wait_ready
 from bench_lookup import client_pool, run_wrk
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from verifier import auditlog, codes, db, logtree, merkle, note, sequencer
+from verifier import auditlog, codes, db, logtree, merkle, sequencer
 from verifier.repos.scans import INSERT_COLUMNS
 
 BASE = "HTTPS://VERIFY.EXAMPLE.CN/"
@@ -136,8 +134,8 @@ def build(location: Path | str, folder: Path, entries: int) -> dict[str, float]:
                     scan["log_seq"] = None if linked else seq
                 body = auditlog.canonical(auditlog.scan_body(scan))
                 personal = auditlog.personal_hash(salt, scan)
-                leaf = auditlog.leaf_bytes("scan", str(scan["at"]), "", personal, body)
-                row = [seq, scan["at"], "scan", "", body, personal, "", merkle.leaf_hash(leaf).hex()]
+                digest = auditlog.new_entry_hash("scan", str(scan["at"]), "", personal, body)
+                row = [seq, scan["at"], "scan", "", body, personal, "", digest]
                 entry_rows.append(row + ([scan["id"]] if linked else []))
                 scan_rows.append([scan[c] for c in names])
             with db.transaction(conn):
@@ -212,11 +210,14 @@ def bench_proofs(location: Path | str, count: int, seconds: float, rng: random.R
         conn.close()
 
 
-def bench_verify(location: Path | str) -> dict[str, float]:
+def bench_verify(location: Path | str, signer: logtree.LogSigner) -> dict[str, float]:
+    """`auditlog.verify` with the log's key, after a checkpoint of the whole tree is signed."""
     conn = db.connect(location)
     try:
+        with db.transaction(conn):
+            logtree.sign_checkpoint(conn, signer, dt.datetime.now(dt.UTC))
         started = time.monotonic()
-        report = auditlog.verify(conn)
+        report = auditlog.verify(conn, auditlog.Trust(log_keys=(signer.verifier,)))
         seconds = time.monotonic() - started
     finally:
         conn.close()
@@ -274,12 +275,9 @@ def bench_http(folder: Path, args: argparse.Namespace, stack: ExitStack) -> dict
     pool = client_pool(65_536, rng)
     script = folder / "requests.lua"
     script.write_text(textwrap.dedent(WRK_SCRIPT))
-    seed = bytes(rng.getrandbits(8) for _ in range(32))
-    private = Ed25519PrivateKey.from_private_bytes(seed)
-    signer = note.verifier_key(LOG_NAME, private)
-    skey = f"PRIVATE+KEY+{LOG_NAME}+{signer.key_id:08x}+" + base64.b64encode(b"\x01" + seed).decode()
+    signer = logtree.new_signer(LOG_NAME)
     key_file = folder / "log.key"
-    key_file.write_text(skey + "\n")
+    key_file.write_text(signer.skey + "\n")
     key_file.chmod(0o600)
     env = {name: value for name, value in os.environ.items() if not name.startswith("VERIFIER_")}
     env |= {
@@ -288,7 +286,7 @@ def bench_http(folder: Path, args: argparse.Namespace, stack: ExitStack) -> dict
         "VERIFIER_BASE_URL": BASE,
         "VERIFIER_INSTANCE": str(folder / "instance"),
         "VERIFIER_TRUSTED_PROXIES": "1",
-        "VERIFIER_LOG_PUBLIC_KEY": note.format_vkey(signer),
+        "VERIFIER_LOG_PUBLIC_KEY": signer.vkey,
     }
     variants = {
         "with log": (env | {"VERIFIER_LOG_KEY_FILE": str(key_file), "VERIFIER_LOG_CHECKPOINT_SECONDS": "1"}, []),
@@ -372,7 +370,7 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
         rows.append((engine, f"inclusion proofs (tree of {proofs['size']:,.0f})", f"{proofs['inclusion']:,.0f} /s"))
         rows.append((engine, "consistency proofs", f"{proofs['consistency']:,.0f} /s"))
         say(f"{engine}: audit verify")
-        verified = bench_verify(location)
+        verified = bench_verify(location, logtree.new_signer(LOG_NAME))
         ok = "" if verified["ok"] else "  PROBLEMS FOUND"
         rows.append(
             (engine, f"audit verify ({verified['entries']:,.0f} entries)", f"{verified['rate']:,.0f} entries/s{ok}")
