@@ -389,3 +389,256 @@ def test_a_token_names_its_scan_under_this_instances_secret():
 )
 def test_a_mangled_token_names_no_scan(mangle):
     assert receipts.scan_of_token(SECRET, mangle(receipts.token(SECRET, 38))) is None
+
+
+# --- served: /receipt/<token>, the verdict's link ------------------------------------------------
+
+
+TEST_SECRET = b"test-secret"  # the app fixture's SECRET_KEY
+
+
+def path_of(url: str) -> str:
+    return "/" + url.split("/", 3)[3]
+
+
+def last_scan_id(location) -> int:
+    from verifier import db
+
+    conn = db.connect(location)
+    try:
+        return int(conn.execute("SELECT max(id) FROM scans").fetchone()[0])
+    finally:
+        conn.close()
+
+
+def fetch_receipt(client, scan_id: int, secret: bytes = TEST_SECRET):
+    return client.get(f"/receipt/{receipts.token(secret, scan_id)}")
+
+
+def no_scan_id_on_postgres(request):
+    """The verdict knows its scan's id on SQLite (the lookup gives it); on PostgreSQL the identity
+    gives it at the insert and scans.insert_scan does not return it yet."""
+    if request.getfixturevalue("engine") == "postgresql":
+        request.applymarker(pytest.mark.xfail(reason="repos/scans.insert_scan does not return the id", strict=True))
+
+
+@pytest.mark.parametrize("lang, words", [("zh", "保存本次查验凭证"), ("en", "Keep a receipt of this check")])
+def test_the_verdict_page_offers_a_receipt_of_the_check(request, client, world, db_copy, lang, words):
+    no_scan_id_on_postgres(request)
+    page = client.get(path_of(world["pin"][1][3]["url"]) + f"?lang={lang}").get_data(as_text=True)
+    link = f'href="/receipt/{receipts.token(TEST_SECRET, last_scan_id(db_copy))}"'
+    assert words in page and link in page
+
+
+def test_every_verdict_that_recorded_a_scan_offers_its_receipt(request, client, db_copy):
+    no_scan_id_on_postgres(request)
+    page = client.post("/check", data={"code": "1234 5678 9012 34567"}).get_data(as_text=True)
+    assert f"/receipt/{receipts.token(TEST_SECRET, last_scan_id(db_copy))}" in page  # a mistyped code too
+
+
+def test_the_api_verdict_names_its_receipt_by_absolute_url(request, client, world, db_copy):
+    no_scan_id_on_postgres(request)
+    body = client.get("/api/v1/verify", query_string={"code": world["gs1"][1][0]["url"]}).get_json()
+    assert body["receipt"] == f"http://localhost/receipt/{receipts.token(TEST_SECRET, last_scan_id(db_copy))}"
+
+
+def test_a_receipt_is_pending_until_a_signed_checkpoint_covers_its_scan(client, world, db_copy):
+    from conftest import settle, testing_log_signer
+
+    row = world["pin"][1][5]
+    client.get(path_of(row["url"]))
+    scan_id = last_scan_id(db_copy)
+    pending = fetch_receipt(client, scan_id)
+    assert pending.status_code == 200 and int(pending.headers["Retry-After"]) > 0
+    assert pending.headers["Content-Type"] == "application/json"
+    assert pending.headers["Content-Disposition"] == f'attachment; filename="receipt-{scan_id}.json"'
+    assert "no-store" in pending.headers["Cache-Control"]
+    body = json.loads(pending.get_data())
+    assert (body["format"], body["state"], body["scan"], body["proof"]) == (
+        "verifier-receipt/1",
+        "pending",
+        scan_id,
+        None,
+    )
+    settle(db_copy)
+    complete = fetch_receipt(client, scan_id)
+    assert complete.status_code == 200 and "Retry-After" not in complete.headers
+    receipt = json.loads(complete.get_data())
+    proven = receipts.verify(receipt, [testing_log_signer().verifier])
+    assert (proven.scan_id, proven.serial, proven.check, proven.verdict) == (scan_id, int(row["serial"]), 1, "genuine")
+    assert proven.code == row["code"] and proven.origin == testing_log_signer().origin
+
+
+def test_a_receipt_keeps_its_proof_as_the_log_grows(client, world, db_copy):
+    from conftest import settle, testing_log_signer
+
+    client.get(path_of(world["pin"][1][6]["url"]))
+    first = last_scan_id(db_copy)
+    settle(db_copy)
+    early = json.loads(fetch_receipt(client, first).get_data())
+    for row in world["pin"][1][7:10]:
+        client.get(path_of(row["url"]))
+    settle(db_copy)
+    later = json.loads(fetch_receipt(client, first).get_data())
+    for receipt in (early, later):
+        assert receipts.verify(receipt, [testing_log_signer().verifier]).scan_id == first
+    assert (
+        receipts.verify(later, [testing_log_signer().verifier]).size
+        > receipts.verify(early, [testing_log_signer().verifier]).size
+    )
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda token: token[:-1] + ("1" if token[-1] == "0" else "0"),
+        lambda token: token.split("-")[0] + "-" + "0" * 32,
+        lambda token: token.split("-")[0],
+        lambda token: token.upper(),
+        lambda token: token + "0",
+    ],
+    ids=["last-digit", "zero-mac", "no-mac", "upper-case", "longer"],
+)
+def test_a_token_with_a_wrong_mac_is_not_found(client, world, db_copy, mangle):
+    client.get(path_of(world["pin"][1][11]["url"]))
+    token = receipts.token(TEST_SECRET, last_scan_id(db_copy))
+    response = client.get(f"/receipt/{mangle(token)}")
+    assert response.status_code == 404
+    assert response.get_json() == {"ok": False, "error": {"code": "not-found", "message": "no such receipt"}}
+
+
+def test_a_token_of_another_instances_secret_is_not_found(client, world, db_copy):
+    client.get(path_of(world["pin"][1][12]["url"]))
+    assert fetch_receipt(client, last_scan_id(db_copy), b"another instance").status_code == 404
+
+
+def test_the_neighbours_receipts_are_not_reachable_from_ones_own(client, world, db_copy):
+    """A receipt names its scan id: the next id's token is another MAC, not a guess away."""
+    client.get(path_of(world["pin"][1][13]["url"]))
+    client.get(path_of(world["pin"][1][14]["url"]))
+    mine = last_scan_id(db_copy)
+    token = receipts.token(TEST_SECRET, mine)
+    neighbour = f"{mine - 1}-{token.split('-')[1]}"
+    assert client.get(f"/receipt/{neighbour}").status_code == 404
+
+
+# --- verifier receipt verify ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def receipt_files(tmp_path, log):
+    files = {}
+    complete = receipt_for(log, 41, signed_checkpoint(log, witnesses=[(WITNESS_VKEY, WITNESS_KEY)]))
+    tampered = dict(complete, check=3)
+    for name, content in (
+        ("complete", receipts.dumps(complete)),
+        ("tampered", receipts.dumps(tampered)),
+        ("pending", receipts.dumps(receipts.build(38, 41, log[41]))),
+        ("not-a-receipt", '{"format": "verifier-log-checkpoint/1"}\n'),
+        ("not-json", "\x89PNG\r\n"),
+    ):
+        (tmp_path / f"{name}.json").write_text(content, "utf-8")
+        files[name] = str(tmp_path / f"{name}.json")
+    return files
+
+
+def verify_cli(runner, *args, log_key: str | None = note.format_vkey(LOG_VKEY), env=None):
+    from verifier.cli import cli
+
+    extra = ["--log-key", log_key] if log_key else []
+    return runner.invoke(
+        cli, ["receipt", "verify", *args, *extra], env={"VERIFIER_LOG_PUBLIC_KEY": None, **(env or {})}
+    )
+
+
+def test_cli_a_complete_receipt_prints_what_it_proves_and_exits_0(runner, receipt_files):
+    result = verify_cli(runner, receipt_files["complete"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == (
+        "Receipt OK: code 3141 5926 5358 97934, check 2 at 2026-11-22T08:00:38.000+00:00, verdict genuine-repeat, "
+        f"is entry 41 of log {ORIGIN} (checkpoint of 57 entries)\n"
+    )
+
+
+def test_cli_witnesses_are_counted_and_named(runner, receipt_files):
+    witness = note.format_vkey(WITNESS_VKEY)
+    result = verify_cli(runner, receipt_files["complete"], "--witness-key", witness, "--min-cosignatures", "1")
+    assert result.exit_code == 0 and result.stdout.strip().endswith("entries, cosigned by witness.example.org)")
+    other = note.format_vkey(WITNESS_TWO_VKEY)
+    result = verify_cli(runner, receipt_files["complete"], "--witness-key", other, "--min-cosignatures", "1")
+    assert result.exit_code == 1 and "1 asked" in result.stderr
+
+
+def test_cli_the_log_key_may_come_from_the_environment(runner, receipt_files):
+    result = verify_cli(
+        runner, receipt_files["complete"], log_key=None, env={"VERIFIER_LOG_PUBLIC_KEY": note.format_vkey(LOG_VKEY)}
+    )
+    assert result.exit_code == 0 and result.stdout.startswith("Receipt OK: ")
+
+
+def test_cli_json_says_what_is_proven(runner, receipt_files):
+    result = verify_cli(runner, receipt_files["complete"], "--json")
+    assert result.exit_code == 0
+    assert json.loads(result.stdout) == {
+        "ok": True,
+        "scan": 38,
+        "serial": "3141592653589793",
+        "code": "3141 5926 5358 97934",
+        "check": 2,
+        "at": "2026-11-22T08:00:38.000+00:00",
+        "verdict": "genuine-repeat",
+        "index": 41,
+        "origin": ORIGIN,
+        "size": 57,
+        "root": base64.b64encode(merkle.tree_hash([merkle.leaf_hash(x) for x in make_log()])).decode(),
+        "cosigners": [],
+    }
+
+
+CLI_CASES = {
+    "tampered": ("tampered", [], 1, "receipt refused: check is not what the log entry records"),
+    "another-log-key": (
+        "complete",
+        ["--log-key", note.format_vkey(note.verifier_key(ORIGIN, OTHER_KEY))],
+        1,
+        "not signed by the log key",
+    ),
+    "not-a-receipt": ("not-a-receipt", [], 2, "not a receipt"),
+    "not-json": ("not-json", [], 2, "not a receipt: not JSON"),
+    "bad-log-key": ("complete", ["--log-key", "not a key"], 2, "--log-key is not a verifier key"),
+    "too-many-cosignatures-asked": (
+        "complete",
+        ["--min-cosignatures", "1"],
+        2,
+        "asks for more than the 0 --witness-key",
+    ),
+}
+
+
+@pytest.mark.parametrize("name, extra, status, message", CLI_CASES.values(), ids=CLI_CASES.keys())
+def test_cli_refusals_are_one_error_line_with_their_exit_status(runner, receipt_files, name, extra, status, message):
+    if extra[:1] == ["--log-key"]:
+        result = verify_cli(runner, receipt_files[name], *extra, log_key=None)
+    else:
+        result = verify_cli(runner, receipt_files[name], *extra)
+    assert result.exit_code == status, result.output
+    assert result.stdout == "" and len(result.stderr.strip().splitlines()) == 1
+    assert result.stderr.startswith("Error: ") and message in result.stderr
+
+
+def test_cli_a_pending_receipt_says_so_and_exits_3(runner, receipt_files):
+    result = verify_cli(runner, receipt_files["pending"])
+    assert result.exit_code == 3
+    assert result.stdout == "Receipt pending: scan 38 is not in a signed checkpoint yet; fetch it again\n"
+    as_json = verify_cli(runner, receipt_files["pending"], "--json")
+    assert as_json.exit_code == 3 and json.loads(as_json.stdout)["error"]["code"] == "pending"
+
+
+def test_cli_without_a_log_key_exits_2(runner, receipt_files):
+    result = verify_cli(runner, receipt_files["complete"], log_key=None)
+    assert result.exit_code == 2 and "VERIFIER_LOG_PUBLIC_KEY" in result.stderr
+
+
+def test_cli_a_missing_file_exits_2(runner, tmp_path):
+    result = verify_cli(runner, str(tmp_path / "nowhere.json"))
+    assert result.exit_code == 2 and result.stderr.startswith("Error: cannot read")
