@@ -23,8 +23,9 @@ from .state import state
 
 bp = Blueprint("log", __name__)
 
-IMMUTABLE = "public, max-age=31536000, immutable"  # a full tile never changes (C2SP tlog-tiles)
-PARTIAL_TILE_CACHE = "public, max-age=60"  # its content never changes either, but it is served only while current
+# A tile never changes (C2SP tlog-tiles): hashes of complete subtrees are written once, so a
+# partial tile of W hashes is those W hashes for good, and it is served whenever the tree holds them.
+IMMUTABLE = "public, max-age=31536000, immutable"
 CHECKPOINT_CACHE = "public, max-age=5"  # the newest checkpoint: a few seconds, about the signing interval
 CHECKPOINT_TYPE = "text/plain; charset=utf-8"
 TILE_TYPE = "application/octet-stream"
@@ -97,8 +98,7 @@ def tile(path: str) -> Response:
     content = logtree.tile(conn, int(kind), index, width)
     if content is None:
         return _no_tile()
-    cache = IMMUTABLE if width == merkle.TILE_WIDTH else PARTIAL_TILE_CACHE
-    return _public(Response(content, content_type=TILE_TYPE), cache)
+    return _public(Response(content, content_type=TILE_TYPE), IMMUTABLE)
 
 
 def _refuse_entry_reader() -> Response | None:
