@@ -290,19 +290,38 @@ def database_env(location) -> dict[str, str]:
     return {"VERIFIER_DB": text}
 
 
-def settle(location_or_conn) -> int:
-    """Let the log sequencer chain everything pending (PostgreSQL; SQLite chains inline): how many."""
+def testing_log_signer():
+    """The tests' log key (fixed seed): `settle` signs checkpoints with it."""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from verifier import logtree
+
+    return logtree.LogSigner(TEST_LOG_ORIGIN, Ed25519PrivateKey.from_private_bytes(bytes(range(32))))
+
+
+TEST_LOG_ORIGIN = "verifier.test/log"
+
+
+def testing_log_trust():
+    """Trust in the tests' log key, for `auditlog.verify`."""
+    from verifier import auditlog
+
+    return auditlog.Trust(log_keys=(testing_log_signer().verifier,))
+
+
+def settle(location_or_conn, sign: bool = True) -> int:
+    """Let the log sequencer put everything pending into the tree (and number it, PostgreSQL), then
+    sign a checkpoint with the tests' log key: how many entries."""
     from verifier import db, sequencer
 
+    signer = testing_log_signer() if sign else None
     if isinstance(location_or_conn, (str, Path)):
-        if not db.is_postgres(location_or_conn):
-            return 0
         conn = db.connect(location_or_conn)
         try:
-            return sequencer.drain(conn)
+            return sequencer.drain(conn, signer=signer)
         finally:
             conn.close()
-    return sequencer.drain(location_or_conn)
+    return sequencer.drain(location_or_conn, signer=signer)
 
 
 @pytest.fixture(scope="session")

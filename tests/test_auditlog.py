@@ -1,13 +1,15 @@
-"""The tamper-evident log: edits, deletions, reordering, insertion and truncation are all caught."""
+"""The tamper-evident log: edits, deletions, reordering, insertion and truncation of the log and of
+its Merkle tree are all caught, with the first bad entry named; checkpoints signed before the
+Merkle tree (the legacy hash chain) still verify."""
 
 from __future__ import annotations
 
 import json
 
 import pytest
-from conftest import database_env, settle
+from conftest import database_env, settle, testing_log_signer
 
-from verifier import db
+from verifier import auditlog, db, logtree, note
 from verifier.cli import cli
 
 
@@ -21,7 +23,10 @@ def logged(world, db_copy, instance, runner, monkeypatch, make_app):
     for name, value in database_env(db_copy).items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "pw")
-    assert runner.invoke(cli, ["keys", "new", "audit", "--purpose", "log"]).exit_code == 0
+    assert runner.invoke(cli, ["keys", "new", "audit", "--purpose", "log"]).exit_code == 0  # a legacy log key
+    log_key = instance / "log.key"
+    log_key.write_text(testing_log_signer().skey + "\n")  # the key `settle` signed the world's checkpoints with
+    monkeypatch.setenv("VERIFIER_LOG_KEY_FILE", str(log_key))
     app = make_app(KEYS_DIR=str(keys_dir))
     for row in world["pin"][1][:6]:
         for _ in range(2):
@@ -46,6 +51,9 @@ def attacker(location):
         "audit_log_no_update",
         "audit_log_no_delete",
         "audit_checkpoints_no_delete",
+        "log_hashes_no_update",
+        "log_hashes_no_delete",
+        "log_checkpoints_no_delete",
         "scans_no_delete",
         "scans_only_purge",
     ):
@@ -63,7 +71,9 @@ def query(location, sql, params=()):
 
 def test_a_clean_log_verifies(logged, runner):
     code, report = verify(runner)
-    assert code == 0 and report["ok"] and report["entries"] >= 16  # 12 scans + 4 batches issued + 1 recall
+    assert code == 0 and report["ok"] and report["entries"] >= 16, report[
+        "problems"
+    ]  # 12 scans + 4 batches issued + 1 recall
     assert report["pending"] == 0
     kinds = [k for (k,) in query(logged, "SELECT kind FROM audit_log ORDER BY seq")]
     assert kinds.count("scan") == 12 and kinds.count("batch.issued") == 4 and "batch.recalled" in kinds
@@ -139,35 +149,112 @@ def test_inserted_entry_is_named(logged, runner):
     assert verify(runner)[1]["first_bad_seq"] == seq + 1
 
 
-def test_truncation_is_caught_by_an_exported_checkpoint(logged, runner, tmp_path):
-    out = tmp_path / "offsite.json"
-    result = runner.invoke(cli, ["audit", "checkpoint", "--key", "audit", "--out", str(out)])
-    assert result.exit_code == 0, result.stderr
-    checkpoint = json.loads(out.read_text())
-    conn = attacker(logged)
-    conn.execute("DELETE FROM audit_checkpoints")  # the attacker also removes the stored copy
-    conn.execute("DELETE FROM audit_log WHERE seq > ?", (checkpoint["seq"] - 3,))
-    if db.is_postgres(logged):  # the scans of the removed entries go too (deleted before their entries would be)
+def checkpoint_file(runner, tmp_path, name="offsite.txt"):
+    out = tmp_path / name
+    result = runner.invoke(cli, ["audit", "checkpoint", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    return out, note.parse_checkpoint(note.parse_note(out.read_text())[0])
+
+
+def truncate(location, keep: int) -> None:
+    """What an attacker removes to make the log end at entry `keep`: later entries, their scans, the
+    tree's hashes over them and the stored checkpoints that cover them."""
+    conn = attacker(location)
+    conn.execute("DELETE FROM log_checkpoints WHERE size > ?", (keep,))
+    conn.execute("DELETE FROM audit_log WHERE seq > ?", (keep,))
+    for level in range(40):
+        conn.execute("DELETE FROM log_hashes WHERE level = ? AND (idx + 1) * ? > ?", (level, 2**level, keep))
+    if db.is_postgres(location):  # the scans of the removed entries go too
         conn.execute("DELETE FROM scans WHERE id NOT IN (SELECT scan_id FROM audit_log WHERE scan_id IS NOT NULL)")
     else:
-        conn.execute("DELETE FROM scans WHERE log_seq > ?", (checkpoint["seq"] - 3,))
-    assert verify(runner)[0] == 0  # a shorter chain is still a chain...
+        conn.execute("DELETE FROM scans WHERE log_seq > ?", (keep,))
+    conn.close()
+
+
+def test_truncation_is_caught_by_an_exported_checkpoint(logged, runner, tmp_path):
+    out, checkpoint = checkpoint_file(runner, tmp_path)
+    truncate(logged, checkpoint.size - 3)
+    assert verify(runner)[0] == 0  # a shorter log is still a log...
     code, report = verify(runner, "--checkpoint", str(out))
-    assert code == 1 and report["first_bad_seq"] == checkpoint["seq"] - 2  # ...the off-host checkpoint knows better
+    assert code == 1 and report["first_bad_seq"] == checkpoint.size - 2  # ...the off-host checkpoint knows better
+    assert "truncated" in report["problems"][0]["what"]
+
+
+def test_a_truncated_tree_is_caught_by_the_stored_checkpoint(logged, runner, tmp_path):
+    _, checkpoint = checkpoint_file(runner, tmp_path)
+    conn = attacker(logged)
+    conn.execute("DELETE FROM log_hashes WHERE level = 0 AND idx >= ?", (checkpoint.size - 2,))
+    conn.close()
+    code, report = verify(runner)
+    assert code == 1 and report["first_bad_seq"] == checkpoint.size - 1
+
+
+def test_an_entry_edited_with_its_whole_tree_rebuilt_is_caught_by_the_checkpoints(logged, world, runner, tmp_path):
+    """The attacker edits entry k and recomputes every hash of the tree: the leaves and levels agree
+    again, but the checkpoints signed since k do not; the first bad entry named is the first one
+    after the last checkpoint that still matches."""
+    _, first = checkpoint_file(runner, tmp_path, "first.txt")
+    seq = first.size - 1
+    sizes_before = query(logged, "SELECT size FROM log_checkpoints")
+    reported = runner.invoke(cli, ["audit", "report-code", world["pin"][1][10]["code"]])  # one more entry
+    assert reported.exit_code == 0, reported.output
+    _, second = checkpoint_file(runner, tmp_path, "second.txt")
+    assert second.size > first.size
+    conn = attacker(logged)
+    conn.execute("UPDATE audit_log SET actor = 'someone else' WHERE seq = ?", (seq,))
+    kind, at, actor, p_hash, body = conn.execute(
+        "SELECT kind, at, actor, personal_hash, body FROM audit_log WHERE seq = ?", (seq,)
+    ).fetchone()
+    conn.execute(
+        "UPDATE audit_log SET hash = ? WHERE seq = ?", (auditlog.new_entry_hash(kind, at, actor, p_hash, body), seq)
+    )
+    conn.execute("DELETE FROM log_hashes")
+    conn.commit() if not db.is_postgres_conn(conn) else None
+    with db.transaction(conn):
+        while logtree.extend(conn):
+            pass
+    conn.close()
+    code, report = verify(runner)
+    assert code == 1
+    sizes = [size for (size,) in sizes_before if size < seq]
+    assert report["problems"][0]["seq"] == max(sizes, default=0) + 1 <= seq  # after the last good checkpoint
+    assert "differ from the signed checkpoint" in report["problems"][0]["what"]
+
+
+def test_an_edited_tree_hash_is_named(logged, runner):
+    conn = attacker(logged)
+    conn.execute("UPDATE log_hashes SET hash = ? WHERE level = 1 AND idx = 2", (b"\x00" * 32,))
+    conn.close()
+    code, report = verify(runner)
+    assert code == 1 and report["first_bad_seq"] == 5 and "level 1, index 2" in report["problems"][0]["what"]
 
 
 def test_forged_checkpoint_is_refused(logged, runner, tmp_path):
-    out = tmp_path / "c.json"
-    runner.invoke(cli, ["audit", "checkpoint", "--key", "audit", "--out", str(out)])
-    forged = {**json.loads(out.read_text()), "seq": 999}
-    out.write_text(json.dumps(forged))
+    out, checkpoint = checkpoint_file(runner, tmp_path)
+    text = out.read_text()
+    forged = text.replace(f"\n{checkpoint.size}\n", f"\n{checkpoint.size + 5}\n", 1)
+    out.write_text(forged)
     code, report = verify(runner, "--checkpoint", str(out))
-    assert code == 1 and "bad signature" in report["problems"][0]["what"]
+    assert code == 1 and "not signed by the log key (bad-signature" in report["problems"][0]["what"]
 
 
-def test_checkpoints_need_a_log_key_not_an_issuing_key(logged, runner):
-    result = runner.invoke(cli, ["audit", "checkpoint", "--key", "dev"])
-    assert result.exit_code == 1 and "signs codes, not log" in result.stderr
+def test_a_checkpoint_by_another_key_is_refused_and_without_a_log_key_is_unchecked(
+    logged, runner, tmp_path, monkeypatch
+):
+    out, _ = checkpoint_file(runner, tmp_path)
+    monkeypatch.delenv("VERIFIER_LOG_KEY_FILE")
+    code, report = verify(runner, "--checkpoint", str(out))
+    assert code == 0 and report["unchecked_checkpoints"] >= 2 and report["checkpoints"] == 0
+    assert "Not checked: " in runner.invoke(cli, ["audit", "verify"]).stdout
+    other = logtree.new_signer("verifier.test/log")
+    code, report = verify(runner, "--checkpoint", str(out), "--log-key", other.vkey)
+    assert code == 1 and "not signed by the log key (unverified" in report["problems"][0]["what"]
+
+
+def test_checkpoints_need_the_log_key_file_and_the_keyring_log_key_signs_no_codes(logged, runner, monkeypatch):
+    monkeypatch.delenv("VERIFIER_LOG_KEY_FILE")
+    result = runner.invoke(cli, ["audit", "checkpoint"])
+    assert result.exit_code == 1 and result.stderr.startswith("Error: no log key: set VERIFIER_LOG_KEY_FILE")
     issuing = runner.invoke(
         cli,
         [
@@ -188,6 +275,20 @@ def test_checkpoints_need_a_log_key_not_an_issuing_key(logged, runner):
         ],
     )
     assert issuing.exit_code == 1 and "signs log, not codes" in issuing.stderr
+
+
+def test_log_keygen_writes_a_private_key_file_and_never_overwrites_one(logged, runner, instance):
+    import stat
+
+    key = instance / "new-log.key"
+    made = runner.invoke(cli, ["log", "keygen", "--origin", "verify.example.cn/log", "--out", str(key)])
+    assert made.exit_code == 0 and stat.S_IMODE(key.stat().st_mode) == 0o600
+    signer = logtree.LogSigner.from_skey(key.read_text())
+    assert made.stdout.strip() == signer.vkey and note.parse_vkey(signer.vkey).name == "verify.example.cn/log"
+    again = runner.invoke(cli, ["log", "keygen", "--origin", "x/log", "--out", str(key)])
+    assert again.exit_code == 1 and "never overwritten" in again.stderr
+    bad = runner.invoke(cli, ["log", "keygen", "--origin", "has space", "--out", str(instance / "k2")])
+    assert bad.exit_code == 1 and bad.stderr.startswith("Error: an origin is a name without spaces")
 
 
 def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runner, monkeypatch):
@@ -213,9 +314,17 @@ def test_purge_erases_personal_fields_and_the_chain_still_verifies(logged, runne
 
 
 def _good_checkpoint(runner, tmp_path) -> dict:
-    out = tmp_path / "good.json"
-    assert runner.invoke(cli, ["audit", "checkpoint", "--key", "audit", "--out", str(out)]).exit_code == 0
-    return json.loads(out.read_text())
+    """A legacy JSON checkpoint (of the empty chain) signed by the keyring's log key, as the code
+    before the Merkle tree wrote them."""
+    import datetime as dt
+
+    from verifier import keys
+    from verifier.settings import load
+
+    _record, private = keys.load_private_key(load().keys_dir, "audit", b"pw", "log")
+    checkpoint = auditlog.sign_legacy_checkpoint(private, _record.kid, 0, auditlog.GENESIS, dt.datetime.now(dt.UTC))
+    (tmp_path / "good.json").write_text(json.dumps(checkpoint))
+    return checkpoint
 
 
 MALFORMED_CHECKPOINTS = {
@@ -237,6 +346,8 @@ MALFORMED_CHECKPOINTS = {
     "kid is a list": lambda c: {**c, "kid": ["x"]},
     "at is missing": lambda c: {k: v for k, v in c.items() if k != "at"},
     "another format": lambda c: {**c, "format": "something-else/9"},
+    "a note without signatures": lambda c: "verifier.test/log\n3\nAAAA\n",
+    "an empty file": lambda c: "",
 }
 
 
@@ -269,15 +380,17 @@ def test_pending_entries_are_reported_as_pending_never_missing_or_tampered(logge
         app.test_client().get("/" + row["url"].split("/", 3)[3])
     assert runner.invoke(cli, ["audit", "report-code", world["pin"][1][10]["code"]]).exit_code == 0
     conn = db.connect(logged)
-    waiting = 0 if db.sequences_inline(conn) else 4  # three scans and the report, written but not chained
+    waiting = 4  # three scans and the report, written but not in the tree (nor numbered, PostgreSQL)
     conn.close()
     code, before = verify(runner)
     assert code == 0 and before["ok"] and before["problems"] == [] and before["pending"] == waiting
     text = runner.invoke(cli, ["audit", "verify"]).stdout
-    assert text.startswith("OK:") and ("Pending: 4 entries are not chained yet" in text) == bool(waiting)
+    assert text.startswith("OK:") and "Pending: 4 entries are not in the tree yet" in text
     settle(logged)
     code, after = verify(runner)
-    assert code == 0 and after["pending"] == 0 and after["entries"] == before["entries"] + waiting
+    numbered_late = waiting if db.is_postgres(logged) else 0  # SQLite numbers entries as they are written
+    assert code == 0 and after["pending"] == 0 and after["entries"] == before["entries"] + numbered_late
+    assert after["tree_size"] == after["entries"] == before["tree_size"] + waiting
     assert after["entries"] == len(query(logged, "SELECT seq FROM audit_log"))
 
 

@@ -19,8 +19,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-
 from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, db, errors, issue, lookup
 from .repos import log, registry, scans
 from .repos.scans import ScanFilter
@@ -460,10 +458,3 @@ def retire(conn: db.Conn, below_id: int, now: dt.datetime, actor: str) -> int:
     count = scans.count_below(conn, below_id)
     auditlog.append(conn, log.RETIRED, {"below_id": below_id, "scans": count}, clock.utc_text(now), actor)
     return count
-
-
-def checkpoint(conn: db.Conn, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime) -> dict[str, Any]:
-    """Sign the log's head with a log key and store the checkpoint; export it off the host."""
-    signed = auditlog.sign_checkpoint(conn, private_key, kid, now)
-    log.insert_checkpoint(conn, signed)
-    return signed

@@ -1,11 +1,16 @@
-"""The tamper-evident log: every scan and administrative action, hash-chained, append-only.
+"""The tamper-evident log: every scan and every fact that decides a verdict or access, as the
+leaves of a Merkle tree (RFC 9162, verifier/logtree.py) with signed checkpoints.
 
-Entry hash = SHA-256 of the previous hash and the entry's fields (see `entry_hash`). Personal
-data is not in the chain itself: an entry commits to SHA-256(salt ‖ personal fields), so the
-retention purge can erase those fields (and the salt) while the chain still verifies. Triggers
-refuse UPDATE and DELETE on the log. Checkpoints (sequence number + head hash) are signed with a
-log key, which is never an issuing key, and exported off the host: they detect truncation and a
-rewritten chain.
+An entry is (seq, at, kind, actor, personal commitment, canonical JSON body); its leaf data is
+`logtree.leaf_bytes`. Personal data is not in the log itself: a scan's entry commits to
+SHA-256(salt ‖ personal fields), so the retention purge can erase those fields (and the salt)
+while the log still verifies. Triggers refuse UPDATE and DELETE on the log and the tree.
+`verify` recomputes every leaf and every stored subtree hash, checks the signed checkpoints
+(C2SP notes by the log key), compares each scan with its entry, and replays the log against the
+state tables (verifier/replay.py).
+
+Entries written before the Merkle tree (migration 010) also carry a hash chain (prev_hash,
+hash); `verify` still checks it, so checkpoints signed over the chain's head stay verifiable.
 """
 
 from __future__ import annotations
@@ -15,30 +20,26 @@ import hashlib
 import json
 import re
 import secrets
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from . import clock, db, replay
+from . import db, logtree, merkle, note, replay
 from .keys import KeyRecord
-from .repos import log
+from .logtree import leaf_bytes
+from .repos import log, tree
 from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
-GENESIS = "0" * 64
-CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # these signatures mean nothing elsewhere
+GENESIS = "0" * 64  # the legacy chain's "previous hash" of its first entry
+CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # legacy checkpoints' signatures mean nothing elsewhere
+__all__ = ["leaf_bytes"]
 
 
 def canonical(value: object) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-
-
-def entry_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, personal_hash: str, body: str) -> str:
-    """The hash that chains entry `seq` to its predecessor."""
-    text = f"{prev_hash}\n{seq}\n{at}\n{kind}\n{actor}\n{personal_hash}\n{body}"
-    return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
 def personal_hash(salt: str, personal: Mapping[str, object]) -> str:
@@ -47,8 +48,13 @@ def personal_hash(salt: str, personal: Mapping[str, object]) -> str:
 
 
 def head(conn: db.Conn) -> tuple[int, str]:
-    """The log's last sequence number and hash ((0, GENESIS) for an empty log)."""
+    """The log's last sequence number and its stored hash ((0, GENESIS) for an empty log)."""
     return log.head(conn) or (0, GENESIS)
+
+
+def new_entry_hash(kind: str, at: str, actor: str, personal_commitment: str, body_text: str) -> str:
+    """What an entry written since the Merkle tree stores as its hash: its leaf hash, in hex."""
+    return merkle.leaf_hash(leaf_bytes(kind, at, actor, personal_commitment, body_text)).hex()
 
 
 def append(
@@ -60,17 +66,18 @@ def append(
     personal_commitment: str = "",
 ) -> int | None:
     """Append one entry inside the caller's write transaction; its sequence number, or None on
-    PostgreSQL, where the entry is queued for the sequencer (verifier/sequencer.py) to chain."""
-    if "\n" in kind or "\n" in actor or "\n" in at:
+    PostgreSQL, where the entry is queued for the sequencer (verifier/sequencer.py) to number."""
+    if "\n" in kind or "\n" in actor or "\n" in at or "\n" in personal_commitment:
         raise ValueError("log fields cannot hold line breaks")
-    if not db.sequences_inline(conn):
-        log.queue(conn, at, kind, actor, canonical(body), personal_commitment)
-        return None
-    seq, prev = head(conn)
-    seq += 1
     body_text = canonical(body)
-    digest = entry_hash(prev, seq, at, kind, actor, personal_commitment, body_text)
-    log.insert(conn, seq, at, kind, actor, body_text, personal_commitment, prev, digest)
+    if len(leaf_bytes(kind, at, actor, personal_commitment, body_text)) > logtree.MAX_LEAF_BYTES:
+        raise ValueError(f"a log entry is at most {logtree.MAX_LEAF_BYTES} bytes")
+    if not db.sequences_inline(conn):
+        log.queue(conn, at, kind, actor, body_text, personal_commitment)
+        return None
+    seq = log.last_seq(conn) + 1
+    digest = new_entry_hash(kind, at, actor, personal_commitment, body_text)
+    log.insert(conn, seq, at, kind, actor, body_text, personal_commitment, "", digest)
     return seq
 
 
@@ -105,10 +112,14 @@ class Problem:
 class Report:
     entries: int
     head_seq: int
-    head_hash: str
+    head_hash: str  # the root hash of the tree over every entry (hex)
     problems: tuple[Problem, ...]
-    pending: int = 0  # written but not chained yet (PostgreSQL's sequencer): neither valid nor tampered
+    pending: int = 0  # written but not in the tree yet (the sequencer is behind): neither valid nor tampered
     retired_below: int = 0  # scans below this id were retired (their partitions dropped); their entries stay
+    tree_size: int = 0  # entries the stored tree covers
+    checkpoints: int = 0  # signed checkpoints checked (stored and given)
+    legacy_chain: int = 0  # entries 1..legacy_chain carry the pre-Merkle hash chain
+    unchecked_checkpoints: int = 0  # checkpoint notes not checked: no log key was given
 
     @property
     def ok(self) -> bool:
@@ -119,61 +130,206 @@ class Report:
         return min((p.seq for p in self.problems), default=None)
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What `verify` checks signatures with: the log's vkeys (checkpoint notes), witnesses'
+    cosignature vkeys, and the legacy JSON checkpoints' Ed25519 keys by kid."""
+
+    log_keys: Sequence[note.VerifierKey] = ()
+    witnesses: Sequence[note.VerifierKey] = ()
+    legacy_keys: Mapping[str, Ed25519PublicKey] = field(default_factory=dict)
+
+
 def verify(
     conn: db.Conn,
-    checkpoints: list[dict[str, Any]] | None = None,
-    log_keys: Mapping[str, Ed25519PublicKey] | None = None,
-    max_problems: int = 20,
+    trust: Trust | None = None,
+    checkpoint_notes: Sequence[str] = (),
+    legacy_checkpoints: Sequence[Mapping[str, Any]] = (),
     keyring: Sequence[KeyRecord] | None = None,
+    max_problems: int = 20,
 ) -> Report:
-    """Recompute the chain, compare scans with their entries, check signed checkpoints, all on one
-    snapshot of the database. Entries the sequencer has not chained yet are counted as pending."""
+    """Recompute every leaf and stored hash, check the signed checkpoints (those stored and those
+    given, exported off the host), every scan against its entry, and the state tables against a
+    replay of the log, all on one snapshot. Entries not in the tree yet are counted as pending."""
     with db.read_snapshot(conn):
-        return _verify(conn, checkpoints, log_keys, max_problems, keyring)
+        return _Verification(conn, trust or Trust(), max_problems).run(checkpoint_notes, legacy_checkpoints, keyring)
 
 
-def _verify(
-    conn: db.Conn,
-    checkpoints: list[dict[str, Any]] | None,
-    log_keys: Mapping[str, Ed25519PublicKey] | None,
-    max_problems: int,
-    keyring: Sequence[KeyRecord] | None,
-) -> Report:
-    problems: list[Problem] = []
-    expected_seq, prev, count = 1, GENESIS, 0
-    hashes_at: dict[int, str] = {}
-    wanted = {int(c["seq"]) for c in checkpoints or []}
-    replayed = replay.Replay()
-    for seq, at, kind, actor, body, p_hash, stored_prev, stored_hash in log.entries(conn):
-        count += 1
-        replayed.feed(seq, at, kind, actor, body)
-        if seq != expected_seq:
-            problems.append(Problem(expected_seq, f"entries {expected_seq}..{seq - 1} are missing"))
-        elif stored_prev != prev:
-            problems.append(Problem(seq, "does not chain to the entry before it (reordered or replaced)"))
-        if entry_hash(stored_prev, seq, at, kind, actor, p_hash, body) != stored_hash:
-            problems.append(Problem(seq, "its content does not match its hash (edited)"))
-        if seq in wanted:
-            hashes_at[seq] = stored_hash
-        prev, expected_seq = stored_hash, seq + 1
-        if len(problems) >= max_problems:
-            break
-    head_seq = expected_seq - 1
-    problems += _check_scans(conn, max_problems)
-    problems += [Problem(d.seq, d.what) for d in replayed.compare(conn, keyring, max_problems)]
-    retired = retired_below(conn)
-    scan_entries, linked = log.scan_entry_counts(conn, retired)
-    if scan_entries != linked and not problems:  # each linked scan matched a distinct entry above
-        problems.append(Problem(head_seq, f"{scan_entries - linked} scan entries have lost their scan (unlinked)"))
-    for checkpoint in checkpoints or []:
-        problems += _check_checkpoint(checkpoint, head_seq, hashes_at, log_keys or {})
-    pending = log.pending_count(conn)
-    return Report(count, head_seq, prev, tuple(sorted(problems, key=lambda p: p.seq)), pending, retired)
+class _Verification:
+    def __init__(self, conn: db.Conn, trust: Trust, limit: int) -> None:
+        self.conn, self.trust, self.limit = conn, trust, limit
+        self.problems: list[Problem] = []
+        self.unchecked = 0
+
+    def add(self, seq: int, what: str) -> None:
+        self.problems.append(Problem(seq, what))
+
+    @property
+    def full(self) -> bool:
+        return len(self.problems) >= self.limit
+
+    def run(
+        self,
+        notes: Sequence[str],
+        legacy_checkpoints: Sequence[Mapping[str, Any]],
+        keyring: Sequence[KeyRecord] | None,
+    ) -> Report:
+        conn = self.conn
+        tree_size = tree.size(conn)
+        replayed = replay.Replay()
+        wanted = {int(c["seq"]) for c in [*log.checkpoints(conn), *legacy_checkpoints]}
+        count, head_seq, chain_end, chain_at = self._entries(tree_size, replayed, wanted)
+        self._tree_levels(tree_size)
+        if tree_size > head_seq:
+            self.add(head_seq + 1, f"the tree holds {tree_size} entries but the log ends at {head_seq} (truncated)")
+        try:
+            root = logtree.root(conn, tree_size)
+        except logtree.NotInTree:
+            root = b""
+        checked = self._checkpoints(tree_size, head_seq, notes)
+        for checkpoint in [*log.checkpoints(conn), *legacy_checkpoints]:
+            self.problems += _check_legacy_checkpoint(checkpoint, head_seq, chain_end, chain_at, self.trust.legacy_keys)
+            checked += 1
+        if not self.full:
+            self.problems += _check_scans(conn, self.limit)
+        retired = retired_below(conn)
+        scan_entries, linked = log.scan_entry_counts(conn, retired)
+        if scan_entries != linked and not self.problems:  # each linked scan matched a distinct entry
+            self.add(head_seq, f"{scan_entries - linked} scan entries have lost their scan (deleted scans)")
+        if not self.full:
+            self.problems += [Problem(d.seq, d.what) for d in replayed.compare(conn, keyring, self.limit)]
+        pending = log.pending_count(conn) + max(0, head_seq - tree_size)
+        problems = tuple(sorted(self.problems, key=lambda p: p.seq))
+        return Report(
+            count, head_seq, root.hex(), problems, pending, retired, tree_size, checked, chain_end, self.unchecked
+        )
+
+    def _entries(
+        self, tree_size: int, replayed: replay.Replay, wanted: set[int]
+    ) -> tuple[int, int, int, dict[int, str]]:
+        """Stream the entries: their numbering, the legacy chain, each leaf against the stored
+        leaf hash, and the replay. (entries, last seq, last chained seq, chain hashes at `wanted`)."""
+        leaves: Iterator[tuple[int, bytes]] = tree.stream_level(self.conn, 0)
+        expected, prev, count, chain_end = 1, GENESIS, 0, 0
+        chain_at: dict[int, str] = {}
+        for seq, kind, at, actor, p_hash, body, stored_prev, stored_hash in log.stream_leaf_rows(self.conn):
+            count += 1
+            replayed.feed(seq, at, kind, actor, body)
+            if seq != expected:
+                self.add(expected, f"entries {expected}..{seq - 1} are missing (deleted)")
+            digest = merkle.leaf_hash(leaf_bytes(kind, at, actor, p_hash, body))
+            if stored_prev:  # the legacy chain: entries 1..chain_end, before the Merkle tree
+                if chain_end != seq - 1:
+                    self.add(seq, "a chained entry after the chain ended (inserted)")
+                elif stored_prev != prev:
+                    self.add(seq, "does not chain to the entry before it (reordered or replaced)")
+                elif entry_hash(stored_prev, seq, at, kind, actor, p_hash, body) != stored_hash:
+                    self.add(seq, "its content does not match its hash (edited)")
+                prev, chain_end = stored_hash, seq
+                if seq in wanted:
+                    chain_at[seq] = stored_hash
+            elif stored_hash != digest.hex():
+                self.add(seq, "its content does not match its hash (edited)")
+            if seq <= tree_size:
+                stored = next(leaves, None)
+                if stored is None or stored[0] != seq - 1:
+                    self.add(seq, f"the tree has no leaf for entry {seq} (its hashes were deleted)")
+                    leaves = iter(())
+                elif stored[1] != digest:
+                    self.add(seq, "differs from the tree's leaf (edited or reordered after it was logged)")
+            expected = seq + 1
+            if self.full:
+                break
+        return count, expected - 1, chain_end, chain_at
+
+    def _tree_levels(self, tree_size: int) -> None:
+        """Each stored level against the one below (node = SHA-256(0x01 || left || right)), and no
+        hash above the leaves stored: that means leaves were deleted from the tree's end."""
+        level = 1
+        while level < 64 and not self.full:
+            width, found = tree_size >> level, 0
+            below = tree.stream_level(self.conn, level - 1)
+            for index, digest in tree.stream_level(self.conn, level):
+                if index >= width:
+                    self.add(
+                        tree_size + 1, f"the tree's leaves from {tree_size} on were deleted (level {level} remains)"
+                    )
+                    break
+                left, right = next(below, None), next(below, None)
+                if index != found or left is None or right is None or left[0] != 2 * index:
+                    self.add(found * 2**level + 1, f"the tree's level {level} is missing hashes (deleted)")
+                    break
+                if merkle.node_hash(left[1], right[1]) != digest:
+                    self.add(index * 2**level + 1, f"the tree's hash at level {level}, index {index} was edited")
+                    break
+                found += 1
+            else:
+                if found != width:
+                    self.add(found * 2**level + 1, f"the tree's level {level} is missing hashes (deleted)")
+            if width == 0:
+                break
+            level += 1
+
+    def _checkpoints(self, tree_size: int, head_seq: int, given: Sequence[str]) -> int:
+        """Every checkpoint note (stored and given) must be signed by a log key and match the tree;
+        the first that does not names the entries after the last one that does."""
+        conn, trust = self.conn, self.trust
+        notes = [(f"the stored checkpoint of size {s}", n) for s, _at, n in tree.checkpoints(conn)]
+        notes += [(f"given checkpoint {i + 1}", text) for i, text in enumerate(given)]
+        if not trust.log_keys:
+            self.unchecked += len(notes)  # reported, not a problem: nothing says they are wrong
+            return 0
+        matching: list[int] = []
+        differing: list[int] = []
+        for label, text in notes:
+            try:
+                checkpoint = note.parse_checkpoint(note.open_note(text, trust.log_keys).text)
+            except note.InvalidNote as exc:
+                if exc.reason == note.UNVERIFIED and label.startswith("the stored"):
+                    self.unchecked += 1  # signed by a key not given here (an earlier log key): not checked
+                else:
+                    self.add(0, f"{label} is not signed by the log key ({exc.reason}: forged or altered)")
+                continue
+            if checkpoint.size > tree_size:
+                self.add(
+                    max(tree_size, head_seq) + 1,
+                    f"a signed checkpoint covers {checkpoint.size} entries but the tree holds {tree_size} (truncated)",
+                )
+                continue
+            try:
+                same = logtree.root(conn, checkpoint.size) == checkpoint.root
+            except logtree.NotInTree:
+                continue  # stored hashes are missing: reported with the tree
+            (matching if same else differing).append(checkpoint.size)
+        if differing:
+            bad = min(differing)
+            good = max((s for s in matching if s < bad), default=0)
+            self.add(
+                good + 1,
+                f"entries {good + 1}..{bad} differ from the signed checkpoint of size {bad} (the log was rewritten)",
+            )
+        self._cosignatures()
+        return len(notes)
+
+    def _cosignatures(self) -> None:
+        """Stored cosignatures by configured witnesses must verify (others are ignored)."""
+        if not self.trust.witnesses:
+            return
+        known = {f"{w.name}+{w.key_id:08x}": w for w in self.trust.witnesses}
+        for size, witness, line in tree.all_cosignatures(self.conn):
+            if witness not in known:
+                continue
+            stored = tree.checkpoint(self.conn, size)
+            text = note.parse_note(stored[2])[0] if stored else ""
+            try:
+                note.open_note(text + "\n" + line, [known[witness]])
+            except note.InvalidNote:
+                self.add(0, f"the cosignature of {witness} on the checkpoint of size {size} does not verify (edited)")
 
 
 def retired_below(conn: db.Conn) -> int:
-    """The id below which scans were retired by a chained `scans.retired` entry (0: none). Only
-    PostgreSQL retires scans (a partition dropped); the entries of retired scans stay in the chain."""
+    """The id below which scans were retired by a logged `scans.retired` entry (0: none). Only
+    PostgreSQL retires scans (a partition dropped); the entries of retired scans stay in the log."""
     if not db.is_postgres_conn(conn):
         return 0
     bounds = [json.loads(body).get("below_id", 0) for body in log.retirements(conn)]
@@ -188,7 +344,7 @@ def _check_scans(conn: db.Conn, limit: int) -> list[Problem]:
     for log_seq, salt, body, p_hash, queued, *values in log.scans_with_entries(conn, names):
         scan = dict(zip(names, values))
         if body is None and queued:
-            continue  # written, not chained yet
+            continue  # written, not in the log yet
         if body is None:
             problems.append(Problem(log_seq or 0, f"scan {scan['id']} has no log entry"))
         elif canonical(scan_body(scan)) != body:
@@ -202,6 +358,15 @@ def _check_scans(conn: db.Conn, limit: int) -> list[Problem]:
     return problems
 
 
+# --- the legacy chain's checkpoints (signed JSON, before migration 010) -------------------------
+
+
+def entry_hash(prev_hash: str, seq: int, at: str, kind: str, actor: str, personal_hash: str, body: str) -> str:
+    """The legacy chain's hash of entry `seq` (entries written before the Merkle tree)."""
+    text = f"{prev_hash}\n{seq}\n{at}\n{kind}\n{actor}\n{personal_hash}\n{body}"
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
 def checkpoint_message(seq: int, head_hash: str, at: str) -> bytes:
     return CHECKPOINT_CONTEXT + canonical({"seq": seq, "head": head_hash, "at": at}).encode()
 
@@ -212,7 +377,7 @@ _HEX128 = re.compile(r"[0-9a-f]{128}", re.ASCII)
 
 
 def parse_checkpoint(data: object) -> dict[str, Any]:
-    """A checkpoint read from a file, checked field by field; ValueError says what is wrong."""
+    """A legacy checkpoint read from a JSON file, checked field by field; ValueError says what is wrong."""
     if not isinstance(data, dict):
         raise ValueError("expected a JSON object")
     if "format" in data and data["format"] != CHECKPOINT_FORMAT:
@@ -234,34 +399,39 @@ def parse_checkpoint(data: object) -> dict[str, Any]:
     return {"seq": seq, "head": head, "at": at, "kid": kid, "signature": signature}
 
 
-def sign_checkpoint(conn: db.Conn, private_key: Ed25519PrivateKey, kid: str, now: dt.datetime) -> dict[str, Any]:
-    """A signed statement of the log's current head; store it and export it off the host."""
-    seq, head_hash = head(conn)
+def sign_legacy_checkpoint(private_key: Any, kid: str, seq: int, head_hash: str, now: dt.datetime) -> dict[str, Any]:
+    """A legacy JSON checkpoint (tests of the migration make them as the old code did)."""
+    from . import clock
+
     at = clock.utc_text(now)
     signature = private_key.sign(checkpoint_message(seq, head_hash, at)).hex()
     return {"format": CHECKPOINT_FORMAT, "seq": seq, "head": head_hash, "at": at, "kid": kid, "signature": signature}
 
 
-def stored_checkpoints(conn: db.Conn) -> list[dict[str, Any]]:
-    """The checkpoints kept in the database (`verify` checks them with those exported off the host)."""
-    return log.checkpoints(conn)
-
-
-def _check_checkpoint(
-    checkpoint: Mapping[str, Any], head_seq: int, hashes_at: Mapping[int, str], log_keys: Mapping[str, Ed25519PublicKey]
+def _check_legacy_checkpoint(
+    checkpoint: Mapping[str, Any],
+    head_seq: int,
+    chain_end: int,
+    chain_at: Mapping[int, str],
+    keys: Mapping[str, Ed25519PublicKey],
 ) -> list[Problem]:
     seq = int(checkpoint["seq"])
-    key = log_keys.get(str(checkpoint.get("kid")))
+    key = keys.get(str(checkpoint.get("kid")))
     if key is None:
         return [Problem(seq, f"checkpoint {seq} is signed by unknown log key {checkpoint.get('kid')!r}")]
     try:
         key.verify(
-            bytes.fromhex(checkpoint["signature"]), checkpoint_message(seq, checkpoint["head"], checkpoint["at"])
+            bytes.fromhex(str(checkpoint["signature"])),
+            checkpoint_message(seq, str(checkpoint["head"]), str(checkpoint["at"])),
         )
     except (InvalidSignature, ValueError):
         return [Problem(seq, f"checkpoint {seq} has a bad signature (forged or altered)")]
     if seq > head_seq:
         return [Problem(head_seq + 1, f"the log ends at {head_seq} but a signed checkpoint covers {seq} (truncated)")]
-    if seq and hashes_at.get(seq) != checkpoint["head"]:
+    if seq > chain_end:
+        return [
+            Problem(chain_end + 1, f"a chain checkpoint covers {seq} but the chain ends at {chain_end} (rewritten)")
+        ]
+    if seq and chain_at.get(seq) != checkpoint["head"]:
         return [Problem(seq, f"entry {seq} differs from the signed checkpoint (the chain was rewritten)")]
     return []

@@ -8,6 +8,7 @@ import json
 import os
 import secrets
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -629,7 +630,7 @@ def batch_export(batch_id: int, out_file: str | None, key_name: str | None) -> N
 @click.option(
     "--no-sequencer",
     is_flag=True,
-    help="PostgreSQL: do not run a log sequencer beside the workers (run 'verifier sequence' elsewhere).",
+    help="Do not run a log sequencer beside the workers (run 'verifier sequence' elsewhere).",
 )
 def serve_command(host: str, port: int, workers: int | None, access_log: bool, no_sequencer: bool) -> None:
     """Serve the consumer lookup, the JSON API and the public keys (gunicorn).
@@ -648,12 +649,12 @@ def serve_command(host: str, port: int, workers: int | None, access_log: bool, n
 
 
 @cli.command("sequence")
-@click.option("--once", is_flag=True, help="Chain what is pending now, then exit.")
+@click.option("--once", is_flag=True, help="Sequence what is pending now, sign a checkpoint, then exit.")
 def sequence_command(once: bool) -> None:
-    """PostgreSQL: chain pending scans and actions into the audit log (the log sequencer).
+    """Add pending scans and actions to the transparency log's tree and sign checkpoints with the
+    log key (VERIFIER_LOG_KEY_FILE, if set): the log sequencer.
 
-    Any number may run (each `verifier serve` runs one); one leads, the others stand by. On
-    SQLite every entry is chained when it is written, so there is nothing to do.
+    Each `verifier serve` runs one; any number may run, one leads, the others stand by.
 
     Example: verifier sequence --once
     """
@@ -662,24 +663,25 @@ def sequence_command(once: bool) -> None:
 
     from . import db, sequencer
 
-    location = _settings().database
-    if not db.is_postgres(location):
-        click.echo("Nothing to do: on SQLite every log entry is chained when it is written.")
-        return
+    loaded = _settings()
+    location = loaded.database
+    signer = _log_signer(required=False)
     if once:
         conn = db.connect(location, create=False)
         try:
-            done = sequencer.drain(conn)
+            done = sequencer.drain(conn, signer=signer)
             left = sequencer.status(conn)["pending"]
         finally:
             conn.close()
-        click.echo(f"Chained {done:,} entries; {left:,} pending")
+        click.echo(f"Sequenced {done:,} entries; {left:,} pending")
         return
     event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: event.set())
     signal.signal(signal.SIGINT, lambda *_: event.set())
-    click.echo(f"Sequencing {db.describe(location)} (Ctrl-C to stop)", err=True)
-    sequencer.run(location, sequencer.Stop(event))
+    signing = f", signing checkpoints as {signer.origin}" if signer else ", no log key: no checkpoints"
+    click.echo(f"Sequencing {db.describe(location)}{signing} (Ctrl-C to stop)", err=True)
+    checkpoints = sequencer.Checkpoints(signer, loaded.log_checkpoint_seconds)
+    sequencer.run(location, sequencer.Stop(event), checkpoints=checkpoints)
 
 
 # --- audit --------------------------------------------------------------------------------
@@ -697,6 +699,65 @@ def _log_public_keys() -> dict[str, Any]:
     return {r.kid: r.public_key() for r in keys.read_keyring(_settings().keys_dir) if r.purpose == "log"}
 
 
+def _log_signer(required: bool) -> Any:
+    """The log key from VERIFIER_LOG_KEY_FILE (a logtree.LogSigner), or None when not `required`."""
+    from . import logtree, note
+
+    path = _settings().log_signing_key_file
+    if path is None:
+        if required:
+            raise CliError("no log key: set VERIFIER_LOG_KEY_FILE (make one with 'verifier log keygen')")
+        return None
+    try:
+        return logtree.LogSigner.from_skey(path.read_text("utf-8"))
+    except OSError as exc:
+        raise CliError(f"cannot read the log key {path}: {exc.strerror}") from None
+    except (note.InvalidNote, UnicodeDecodeError) as exc:
+        raise CliError(f"{path} is not a log key: {exc}") from None
+
+
+def _vkeys(texts: Iterable[str], what: str) -> list[Any]:
+    from . import note
+
+    found = []
+    for text in texts:
+        try:
+            found.append(note.parse_vkey(text.strip()))
+        except note.InvalidNote as exc:
+            raise CliError(f"{what} {text.strip()!r} is not a verifier key: {exc}") from None
+    return found
+
+
+def _log_trust(log_keys: Iterable[str] = ()) -> Any:
+    """What checks the log's signatures: given vkeys, VERIFIER_LOG_PUBLIC_KEY and the log key's own
+    (when this host has it), witnesses from VERIFIER_LOG_WITNESSES, the legacy keyring log keys."""
+    from . import auditlog
+
+    loaded = _settings()
+    texts = [*log_keys, *([loaded.log_public_key] if loaded.log_public_key else [])]
+    vkeys = _vkeys(texts, "log key")
+    signer = _log_signer(required=False)
+    if signer is not None and signer.verifier not in vkeys:
+        vkeys.append(signer.verifier)
+    witnesses = _vkeys(loaded.log_witnesses, "witness key")
+    return auditlog.Trust(tuple(vkeys), tuple(witnesses), _log_public_keys())
+
+
+def _read_checkpoint_file(path: str) -> tuple[str | None, dict[str, Any] | None]:
+    """A checkpoint exported off the host: a C2SP note (text) or a legacy JSON checkpoint."""
+    from . import auditlog
+
+    try:
+        text = Path(path).read_text("utf-8")
+        if text.lstrip().startswith("{"):
+            return None, auditlog.parse_checkpoint(json.loads(text))
+    except (ValueError, UnicodeDecodeError) as exc:  # exit 2: a bad file, never "tampered" (1)
+        raise CliError(f"{path} is not a checkpoint file: {exc}", 2) from None
+    if "\n\n" not in text:
+        raise CliError(f"{path} is not a checkpoint file: not a signed note", 2)
+    return text, None
+
+
 @audit_group.command("verify")
 @click.option(
     "--checkpoint",
@@ -705,22 +766,27 @@ def _log_public_keys() -> dict[str, Any]:
     type=click.Path(exists=True, dir_okay=False),
     help="A checkpoint exported off the host (repeatable): detects truncation and rewriting.",
 )
+@click.option("--log-key", "log_keys", multiple=True, help="The log's verifier key (vkey); repeatable.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
-    """Recompute the hash chain and check every scan and checkpoint. Exit 1 if tampered, 2 on a bad file.
+def audit_verify(checkpoint_files: tuple[str, ...], log_keys: tuple[str, ...], as_json: bool) -> None:
+    """Recompute the log's tree, check its checkpoints, every scan, and replay the log against the
+    state tables (batches, codes, check counts, users, tokens, key statuses). Exit 1 if tampered,
+    2 on a bad file.
 
-    Example: verifier audit verify --checkpoint /mnt/offsite/checkpoint-000120.json
+    Example: verifier audit verify --checkpoint /mnt/offsite/checkpoint-000120.txt
     """
     from . import auditlog
 
-    conn = _open_registry()
-    checkpoints = auditlog.stored_checkpoints(conn)
+    trust = _log_trust(log_keys)
+    notes, legacy = [], []
     for path in checkpoint_files:
-        try:
-            checkpoints.append(auditlog.parse_checkpoint(json.loads(Path(path).read_text("utf-8"))))
-        except (ValueError, UnicodeDecodeError) as exc:  # exit 2: a bad file, never "tampered" (1)
-            raise CliError(f"{path} is not a checkpoint file: {exc}", 2) from None
-    report = auditlog.verify(conn, checkpoints, _log_public_keys())
+        text, old = _read_checkpoint_file(path)
+        notes += [text] if text is not None else []
+        legacy += [old] if old is not None else []
+    keys_dir = _settings().keys_dir
+    keyring = keys.read_keyring(keys_dir) if (keys_dir / keys.KEYRING_FILE).exists() else None
+    conn = _open_registry()
+    report = auditlog.verify(conn, trust, notes, legacy, keyring)
     if as_json:
         click.echo(
             json.dumps(
@@ -730,7 +796,12 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
                     "retired_below": report.retired_below,
                     "entries": report.entries,
                     "head_seq": report.head_seq,
+                    "tree_size": report.tree_size,
+                    "root": report.head_hash,
                     "head_hash": report.head_hash,
+                    "checkpoints": report.checkpoints,
+                    "legacy_chain": report.legacy_chain,
+                    "unchecked_checkpoints": report.unchecked_checkpoints,
                     "first_bad_seq": report.first_bad_seq,
                     "problems": [p.__dict__ for p in report.problems],
                 },
@@ -739,13 +810,18 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
         )
     elif report.ok:
         click.echo(
-            f"OK: {report.entries:,} entries chain correctly up to {report.head_seq} "
-            f"(head {report.head_hash[:16]}...); {len(checkpoints)} checkpoint(s) match"
+            f"OK: {report.entries:,} entries, tree of {report.tree_size:,} (root {report.head_hash[:16]}...); "
+            f"{report.checkpoints} checkpoint(s) match; the tables agree with the log"
         )
         if report.pending:
-            click.echo(f"Pending: {report.pending:,} entries are not chained yet (the sequencer is behind)")
+            click.echo(f"Pending: {report.pending:,} entries are not in the tree yet (the sequencer is behind)")
+        if report.unchecked_checkpoints:
+            click.echo(
+                f"Not checked: {report.unchecked_checkpoints} checkpoint(s), no log key "
+                "(set VERIFIER_LOG_PUBLIC_KEY or give --log-key)"
+            )
         if report.retired_below:
-            click.echo(f"Retired: scans below id {report.retired_below} (their entries stay in the chain)")
+            click.echo(f"Retired: scans below id {report.retired_below} (their entries stay in the log)")
     else:
         click.echo(f"TAMPERED: first bad entry is {report.first_bad_seq}")
         for problem in report.problems:
@@ -754,27 +830,97 @@ def audit_verify(checkpoint_files: tuple[str, ...], as_json: bool) -> None:
 
 
 @audit_group.command("checkpoint")
-@click.option("--key", "key_name", required=True, help="A log key (verifier keys new NAME --purpose log).")
 @click.option("--out", "out_file", type=click.Path(dir_okay=False), help="Also write the checkpoint to this file.")
-def audit_checkpoint(key_name: str, out_file: str | None) -> None:
-    """Sign the log's head (sequence number and hash) with a log key, store it, export it.
+def audit_checkpoint(out_file: str | None) -> None:
+    """Add what is pending to the log's tree and sign a checkpoint (a C2SP note) with the log key
+    (VERIFIER_LOG_KEY_FILE); print it, store it, export it.
 
-    Run it periodically and copy the file off the host: `audit verify --checkpoint` then detects
-    truncation and a rewritten chain.
+    The sequencer beside `verifier serve` signs checkpoints by itself; this is for a host that runs
+    none. Copy checkpoints off the host: `audit verify --checkpoint` then detects truncation and a
+    rewritten log.
 
-    Example: verifier audit checkpoint --key audit-2026 --out /mnt/offsite/checkpoint.json
+    Example: verifier audit checkpoint --out /mnt/offsite/checkpoint.txt
     """
-    from . import audit, db
+    from . import logtree, sequencer
 
-    record, private = keys.load_private_key(_settings().keys_dir, key_name, passphrase(), "log")
-    with db.transaction(_open_registry()) as conn:
-        checkpoint = audit.checkpoint(conn, private, record.kid, _now())
-    text = json.dumps(checkpoint, indent=2) + "\n"
+    signer = _log_signer(required=True)
+    conn = _open_registry()
+    sequencer.drain(conn, signer=signer)
+    signed = logtree.latest_checkpoint(conn)
+    assert signed is not None
     if out_file:
-        Path(out_file).write_text(text, "utf-8")
-        click.echo(f"Checkpoint at entry {checkpoint['seq']} written to {out_file}")
+        Path(out_file).write_text(signed.note, "utf-8")
+        click.echo(f"Checkpoint of {signed.size:,} entries written to {out_file}")
     else:
-        click.echo(text, nl=False)
+        click.echo(signed.note, nl=False)
+
+
+# --- the transparency log's keys and witnesses ---------------------------------------------
+
+
+@cli.group("log")
+def log_group() -> None:
+    """The transparency log's key, and a witness's cosignature of its checkpoints.
+
+    Example: verifier log keygen --origin verify.example.cn/log --out /etc/verifier/log.key
+    """
+
+
+@log_group.command("keygen")
+@click.option("--origin", required=True, help="The log's name in its checkpoints, e.g. verify.example.cn/log.")
+@click.option("--out", "out_file", required=True, type=click.Path(dir_okay=False), help="The key file to create.")
+@click.option("--witness", is_flag=True, help="A witness's cosigning key instead of a log key.")
+def log_keygen(origin: str, out_file: str, witness: bool) -> None:
+    """Create a log (or witness) signing key file, readable by its owner only, and print its
+    verifier key: publish that one (VERIFIER_LOG_PUBLIC_KEY, VERIFIER_LOG_WITNESSES).
+
+    Example: verifier log keygen --origin verify.example.cn/log --out /etc/verifier/log.key
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    from . import files, note
+
+    if not note.valid_key_name(origin):
+        raise CliError(f"an origin is a name without spaces or '+', not {origin!r}")
+    kind = note.COSIGNATURE_V1 if witness else note.ED25519
+    key = note.SignerKey(origin, kind, Ed25519PrivateKey.generate())
+    path = Path(out_file)
+    try:
+        if not files.create_private_file(path):
+            raise CliError(f"{out_file} exists: a key file is never overwritten")
+        files.write_atomic(path, (note.format_skey(key) + "\n").encode())
+    except OSError as exc:
+        raise CliError(f"cannot write {out_file}: {exc.strerror}") from None
+    click.echo(note.format_vkey(key.verifier))
+
+
+@log_group.command("cosign")
+@click.option(
+    "--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False), help="The witness key file."
+)
+@click.option("--log-key", "log_key", required=True, help="The log's verifier key (vkey).")
+@click.argument("checkpoint_file", type=click.Path(exists=True, dir_okay=False))
+def log_cosign(key_file: str, log_key: str, checkpoint_file: str) -> None:
+    """As a witness: check a checkpoint's log signature, then print it with your cosignature/v1
+    line added (POST that to the log's /log/cosignature). A witness checks consistency with the
+    checkpoint it cosigned before (see docs/transparency-log.md) before it cosigns a newer one.
+
+    Example: verifier log cosign --key witness.key --log-key 'verify.example.cn/log+1a2b3c4d+A...' checkpoint.txt
+    """
+    import time
+
+    from . import note
+
+    try:
+        witness = note.parse_skey(Path(key_file).read_text("utf-8").strip())
+        opened = note.open_note(Path(checkpoint_file).read_text("utf-8"), _vkeys([log_key], "log key"))
+        note.parse_checkpoint(opened.text)
+    except (note.InvalidNote, UnicodeDecodeError) as exc:
+        raise CliError(str(exc)) from None
+    if witness.signature_type != note.COSIGNATURE_V1:
+        raise CliError(f"{key_file} is not a witness key (make one with 'verifier log keygen --witness')")
+    line = note.cosign_text(opened.text, witness.name, witness.private_key, int(time.time()))
+    click.echo(note.format_note(opened.text, [*opened.verified, line]), nl=False)
 
 
 @audit_group.command("purge")

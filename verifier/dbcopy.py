@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import auditlog, db, errors, sequencer
+from . import auditlog, db, errors, logtree, sequencer
 from .repos import log, tables
 
 
@@ -86,7 +86,7 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
     counts: dict[str, int] = {}
     with db.read_snapshot(src):
         pending = log.pending_count(src)
-        source_head = auditlog.head(src)
+        source_head = (auditlog.head(src)[0], logtree.root(src, logtree.size(src)).hex())
         if pending and not live:
             raise CopyError(
                 f"{pending:,} log entries are not chained yet: stop the lookup nodes, run "
@@ -105,7 +105,7 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
                 if progress is not None:
                     progress(table, counts[table])
             # Checked before the commit, so a copy that does not verify leaves the target empty.
-            # The chain and the scans are checked here; the copied checkpoints' signatures need the
+            # The tree, the scans and the replay are checked here; the copied checkpoints' signatures need the
             # log keys, which `verifier audit verify` on the copy has ("unknown key" here).
             report = auditlog.verify(dst)
             if not report.ok:

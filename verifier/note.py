@@ -135,6 +135,48 @@ def parse_vkey(text: str) -> VerifierKey:
     return key
 
 
+_SKEY_PREFIX = "PRIVATE+KEY+"
+
+
+@dataclass(frozen=True)
+class SignerKey:
+    """A signing key as a Go note skey names it: the key name, the signature type and the private key."""
+
+    name: str
+    signature_type: int
+    private_key: Ed25519PrivateKey
+
+    @property
+    def verifier(self) -> VerifierKey:
+        return verifier_key(self.name, self.private_key, self.signature_type)
+
+
+def format_skey(key: SignerKey) -> str:
+    """`PRIVATE+KEY+<name>+<hex key ID>+<base64(type || 32-byte seed)>` (golang.org/x/mod/sumdb/note)."""
+    seed = key.private_key.private_bytes_raw()
+    return f"{_SKEY_PREFIX}{key.name}+{key.verifier.key_id:08x}+{_b64encode(bytes([key.signature_type]) + seed)}"
+
+
+def parse_skey(text: str) -> SignerKey:
+    """The signing key an skey text holds; its key ID must match, as for a vkey."""
+    if not text.startswith(_SKEY_PREFIX):
+        raise InvalidNote(BAD_VKEY, "a signing key starts with PRIVATE+KEY+")
+    parts = text[len(_SKEY_PREFIX) :].split("+", 2)
+    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
+        raise InvalidNote(BAD_VKEY, "a signing key is PRIVATE+KEY+<name>+<8 hex digits>+<base64 key>")
+    name, hex_id, b64 = parts
+    try:
+        material = _b64decode(b64)
+    except ValueError:
+        raise InvalidNote(BAD_VKEY, "the key is not base64") from None
+    if len(material) != 33 or material[0] not in SIGNATURE_TYPES:
+        raise InvalidNote(BAD_VKEY, "an Ed25519 signing key is a type byte and a 32-byte seed")
+    key = SignerKey(name, material[0], Ed25519PrivateKey.from_private_bytes(material[1:]))
+    if key.verifier.key_id != int(hex_id, 16):
+        raise InvalidNote(BAD_VKEY, "the key ID does not match the name and key")
+    return key
+
+
 @dataclass(frozen=True)
 class Signature:
     """One signature line: key name, key ID and the signature bytes after the key ID."""

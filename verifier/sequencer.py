@@ -1,22 +1,23 @@
-"""The log sequencer: on PostgreSQL, the one writer of the hash-chained log.
+"""The log sequencer: the one writer of the transparency log's Merkle tree and checkpoints.
 
-Lookups on PostgreSQL commit their scan (durably) without touching the log, so no node waits for
+On PostgreSQL lookups commit their scan (durably) without touching the log, so no node waits for
 another, and queue its id in `scan_queue`; administrative actions queue their entry in
-`log_pending`. The sequencer chains what is pending, oldest first, in batches of up to `BATCH`
+`log_pending`. The sequencer numbers what is pending, oldest first, in batches of up to `BATCH`
 entries a transaction: it inserts the entries (a scan's entry names its scan: `audit_log.scan_id`;
-the scan row is never updated) and drops what it chained from the queues.
+the scan row is never updated), adds them to the tree and drops them from the queues. On SQLite
+entries are numbered in the transaction that writes them; the sequencer adds them to the tree.
+On both, with a log key it signs a checkpoint (a C2SP note) at most every few seconds.
 
 Any node may run it and only one does: the leader holds a PostgreSQL advisory lock of its
 session (`run`); the others wait on standby and take over when the leader's session ends (a
 crash included). Every batch also takes a transaction lock, so a one-off `sequence_once` never
 interleaves with the leader. A batch is all or nothing: a sequencer killed mid-batch leaves
 the entries pending, and the next one chains them.
-
-On SQLite there is nothing to do: entries are chained in the transaction that writes them.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import threading
@@ -26,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import auditlog, clock, db
+from . import auditlog, clock, db, logtree, merkle
 from .repos import log
 from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
@@ -101,48 +102,87 @@ def _pending(conn: db.Conn, limit: int, after: int = 0) -> tuple[list[Entry], li
     return entries, stale
 
 
-def sequence_once(conn: db.Conn, limit: int = BATCH, position: Position | None = None) -> int:
-    """Chain one batch of pending entries in one transaction; how many (0: nothing pending, or
-    another sequencer is at work). `position`: of a run of batches (`drain`, `run`)."""
-    if db.sequences_inline(conn):
-        return 0
+@dataclass
+class Checkpoints:
+    """When the sequencer signs: with `signer`, after new entries, at most every `every_seconds`
+    (the first time at once). `clock` gives the time signed into the checkpoint's row."""
+
+    signer: logtree.LogSigner | None = None
+    every_seconds: float = 2.0
+    now: Callable[[], dt.datetime] = clock.now
+    last_signed: float = float("-inf")
+
+    def due(self) -> bool:
+        return self.signer is not None and time.monotonic() - self.last_signed >= self.every_seconds
+
+
+def sequence_once(
+    conn: db.Conn, limit: int = BATCH, position: Position | None = None, checkpoints: Checkpoints | None = None
+) -> int:
+    """Number (PostgreSQL) and add to the tree one batch of pending entries, in one transaction,
+    then sign a checkpoint if one is due; how many entries (0: nothing pending, or another
+    sequencer is at work). `position`: of a run of batches (`drain`, `run`)."""
     position = position or Position()
+    due = checkpoints is not None and checkpoints.due()
+    if db.sequences_inline(conn) and not due and not logtree.pending(conn):
+        return 0  # SQLite, nothing new: no write transaction, no writer lock taken from the lookups
     with db.transaction(conn):
         if not db.try_transaction_lock(conn, LEADER_LOCK):
             return 0
-        pending, stale = _pending(conn, limit, position.scan_id)
-        if not pending:
-            log.dequeue(conn, [], stale)
-            position.rewind()
-            return 0
-        seq, prev = auditlog.head(conn)
-        rows: list[tuple[object, ...]] = []
-        scan_ids: list[int] = []
-        queue_ids: list[int] = []
-        for entry in pending:
-            seq += 1
-            digest = auditlog.entry_hash(prev, seq, entry.at, entry.kind, entry.actor, entry.personal_hash, entry.body)
-            fields = (entry.at, entry.kind, entry.actor, entry.body, entry.personal_hash)
-            rows.append((seq, *fields, prev, digest, entry.scan_id))
-            prev = digest
-            if entry.scan_id is not None:
-                scan_ids.append(entry.scan_id)
-            elif entry.queue_id is not None:
-                queue_ids.append(entry.queue_id)
-        log.insert_entries(conn, rows)
-        log.dequeue(conn, queue_ids, scan_ids + stale)
+        done = logtree.extend(conn, limit)  # numbered already (SQLite; or copied in): into the tree
+        if not db.sequences_inline(conn) and done < limit:
+            done += _number_pending(conn, limit - done, position)
+        if checkpoints is not None and checkpoints.signer is not None and checkpoints.due():
+            logtree.sign_checkpoint(conn, checkpoints.signer, checkpoints.now())  # None: nothing new
+            checkpoints.last_signed = time.monotonic()
+    return done
+
+
+def _number_pending(conn: db.Conn, limit: int, position: Position) -> int:
+    """Give the queued entries their sequence numbers and leaves, inside the sequencer's transaction."""
+    pending, stale = _pending(conn, limit, position.scan_id)
+    if not pending:
+        log.dequeue(conn, [], stale)
+        position.rewind()
+        return 0
+    seq = log.last_seq(conn)
+    in_tree = logtree.size(conn) == seq  # else a gap below: leave the leaves to `extend`
+    start = seq
+    rows: list[tuple[object, ...]] = []
+    leaves: list[bytes] = []
+    scan_ids: list[int] = []
+    queue_ids: list[int] = []
+    for entry in pending:
+        seq += 1
+        leaf = logtree.leaf_bytes(entry.kind, entry.at, entry.actor, entry.personal_hash, entry.body)
+        leaves.append(leaf)
+        fields = (entry.at, entry.kind, entry.actor, entry.body, entry.personal_hash)
+        rows.append((seq, *fields, "", merkle.leaf_hash(leaf).hex(), entry.scan_id))
+        if entry.scan_id is not None:
+            scan_ids.append(entry.scan_id)
+        elif entry.queue_id is not None:
+            queue_ids.append(entry.queue_id)
+    log.insert_entries(conn, rows)
+    if in_tree:
+        logtree.append_leaves(conn, start, leaves)
+    log.dequeue(conn, queue_ids, scan_ids + stale)
     position.advance(scan_ids + stale)
     return len(rows)
 
 
-def drain(conn: db.Conn, limit: int = BATCH) -> int:
-    """Chain everything pending now (a one-off run, tests, `verifier sequence --once`); how many."""
+def drain(conn: db.Conn, limit: int = BATCH, signer: logtree.LogSigner | None = None) -> int:
+    """Sequence everything pending now, then sign a checkpoint with `signer` (a one-off run, tests,
+    `verifier sequence --once`); how many entries."""
     total, position, rewound = 0, Position(), False
+    checkpoints = Checkpoints(signer, every_seconds=float("inf"))
     while True:
         done = sequence_once(conn, limit, position)
         total += done
         if done < limit:
             if position.scan_id == 0 or rewound:
+                if signer is not None:
+                    checkpoints.last_signed = float("-inf")
+                    sequence_once(conn, limit, position, checkpoints)
                 return total
             position.rewind()  # one more pass from the start, for a late commit below the position
             rewound = True
@@ -167,6 +207,7 @@ def run(
     stop: Stop | None = None,
     batch: int = BATCH,
     on_batch: Callable[[int], None] | None = None,
+    checkpoints: Checkpoints | None = None,
 ) -> None:
     """Sequence until `stop()`: become the leader when no other session is, then chain pending
     entries as they come. Survives the database going away (it reconnects)."""
@@ -179,7 +220,7 @@ def run(
             stop.wait(RETRY_SECONDS)
             continue
         try:
-            _lead(conn, stop, batch, on_batch)
+            _lead(conn, stop, batch, on_batch, checkpoints or Checkpoints())
         except db.Error as exc:
             logger.warning("sequencer: the database failed (%s); reconnecting", exc)
             stop.wait(RETRY_SECONDS)
@@ -190,7 +231,9 @@ def run(
                 pass
 
 
-def _lead(conn: db.Conn, stop: Stop, batch: int, on_batch: Callable[[int], None] | None) -> None:
+def _lead(
+    conn: db.Conn, stop: Stop, batch: int, on_batch: Callable[[int], None] | None, checkpoints: Checkpoints
+) -> None:
     lock = None
     while not stop() and lock is None:
         lock = db.acquire_lock(conn, LEADER_LOCK, wait=False)
@@ -202,7 +245,7 @@ def _lead(conn: db.Conn, stop: Stop, batch: int, on_batch: Callable[[int], None]
     position = Position()
     try:
         while not stop():
-            done = sequence_once(conn, batch, position)
+            done = sequence_once(conn, batch, position, checkpoints)
             if on_batch is not None and done:
                 on_batch(done)
             if done < batch:
@@ -217,7 +260,7 @@ def status(conn: db.Conn) -> dict[str, object]:
     leads (PostgreSQL: the leader's backend pid, client address and since when; None: nobody leads,
     so nothing gets chained)."""
     return {
-        "pending": log.pending_count(conn),
+        "pending": log.pending_count(conn) + logtree.pending(conn),
         "oldest_pending_at": log.oldest_pending_at(conn),
         "leader": db.lock_holder(conn, LEADER_LOCK),
     }

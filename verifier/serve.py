@@ -1,8 +1,9 @@
 """`verifier serve`: the lookup server under gunicorn, with sync workers sized to the cores.
 
 Settings come from `settings.load()` (the caller's, or loaded here once, before the workers fork).
-On PostgreSQL a log sequencer runs beside the workers in a process of its own (it dies with the
-server); every node runs one and one of them leads (verifier/sequencer.py).
+A log sequencer runs beside the workers in a process of its own (it dies with the server): it
+builds the transparency log's tree and signs checkpoints with the log key, which the workers never
+read. Every node runs one and one of them leads (verifier/sequencer.py).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import gunicorn
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
-from . import db, processes, settings
+from . import processes, settings
 from .web import create_app
 from .web.state import ServerState
 
@@ -67,7 +68,7 @@ def run(
     with_sequencer: bool = True,
 ) -> None:
     loaded = loaded or settings.load()
-    child = start_sequencer() if with_sequencer and db.is_postgres(loaded.database) else None
+    child = start_sequencer() if with_sequencer else None
     starter = os.getpid()
     try:
         _serve(host, port, workers, access_log, loaded)

@@ -347,6 +347,39 @@ CREATE TABLE log_pending (
     )
 
 
+def _m010_transparency_log(conn: _Executes) -> None:
+    # The Merkle tree over audit_log, signed checkpoints and cosignatures (verifier/logtree.py).
+    _run(
+        conn,
+        f"""
+CREATE TABLE log_hashes (
+    level INTEGER NOT NULL,
+    idx BIGINT NOT NULL,
+    hash BYTEA NOT NULL,
+    PRIMARY KEY (level, idx)
+)
+;;
+{_append_only("log_hashes", "the log tree is append-only")}
+CREATE TABLE log_checkpoints (
+    size BIGINT PRIMARY KEY,
+    at TEXT NOT NULL,
+    note TEXT NOT NULL
+)
+;;
+{_append_only("log_checkpoints", "checkpoints are append-only")}
+CREATE TABLE log_cosignatures (
+    size BIGINT NOT NULL REFERENCES log_checkpoints(size),
+    witness TEXT NOT NULL,
+    at TEXT NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (size, witness)
+)
+;;
+{_append_only("log_cosignatures", "cosignatures are append-only")}
+""",
+    )
+
+
 STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -357,4 +390,5 @@ STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("007_ratelimit", _m007_ratelimit),
     ("008_pin_attempts", _m008_pin_attempts),
     ("009_sequencer", _m009_sequencer),
+    ("010_transparency_log", _m010_transparency_log),
 ]

@@ -285,6 +285,47 @@ def _m009_sequencer(conn: sqlite3.Connection) -> None:
     pass
 
 
+def _m010_transparency_log(conn: sqlite3.Connection) -> None:
+    _execute_script(
+        conn,
+        """
+        -- The Merkle tree over audit_log (verifier/logtree.py, RFC 9162): the hash of every complete
+        -- subtree, 2**level leaves from leaf idx * 2**level, written once by the sequencer.
+        CREATE TABLE log_hashes (
+            level INTEGER NOT NULL,
+            idx INTEGER NOT NULL,
+            hash BLOB NOT NULL,
+            PRIMARY KEY (level, idx)
+        ) WITHOUT ROWID;
+        CREATE TRIGGER log_hashes_no_update BEFORE UPDATE ON log_hashes
+            BEGIN SELECT RAISE(ABORT, 'the log tree is append-only'); END;
+        CREATE TRIGGER log_hashes_no_delete BEFORE DELETE ON log_hashes
+            BEGIN SELECT RAISE(ABORT, 'the log tree is append-only'); END;
+        -- Signed checkpoints (C2SP tlog-checkpoint notes) and the witnesses' cosignature lines.
+        CREATE TABLE log_checkpoints (
+            size INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            note TEXT NOT NULL
+        );
+        CREATE TRIGGER log_checkpoints_no_update BEFORE UPDATE ON log_checkpoints
+            BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+        CREATE TRIGGER log_checkpoints_no_delete BEFORE DELETE ON log_checkpoints
+            BEGIN SELECT RAISE(ABORT, 'checkpoints are append-only'); END;
+        CREATE TABLE log_cosignatures (
+            size INTEGER NOT NULL REFERENCES log_checkpoints(size),
+            witness TEXT NOT NULL,
+            at TEXT NOT NULL,
+            line TEXT NOT NULL,
+            PRIMARY KEY (size, witness)
+        );
+        CREATE TRIGGER log_cosignatures_no_update BEFORE UPDATE ON log_cosignatures
+            BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END;
+        CREATE TRIGGER log_cosignatures_no_delete BEFORE DELETE ON log_cosignatures
+            BEGIN SELECT RAISE(ABORT, 'cosignatures are append-only'); END;
+        """,
+    )
+
+
 STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -295,4 +336,5 @@ STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("007_ratelimit", _m007_ratelimit),
     ("008_pin_attempts", _m008_pin_attempts),
     ("009_sequencer", _m009_sequencer),
+    ("010_transparency_log", _m010_transparency_log),
 ]

@@ -173,3 +173,42 @@ def retirements(conn: db.Conn) -> list[str]:
 def pending_scans_below(conn: db.Conn, below_id: int) -> int:
     """Scans below `below_id` still waiting for the sequencer (PostgreSQL)."""
     return int(conn.execute("SELECT count(*) FROM scan_queue WHERE scan_id < ?", (below_id,)).fetchone()[0])
+
+
+# --- the transparency log's leaves (verifier.logtree) ----------------------------------------
+
+LEAF_COLUMNS = ("seq", "kind", "at", "actor", "personal_hash", "body")
+
+
+def leaf_rows(conn: db.Conn, first_seq: int, end_seq: int) -> list[tuple[Any, ...]]:
+    """Entries `first_seq` .. `end_seq - 1` as LEAF_COLUMNS, in order."""
+    return conn.execute(
+        f"SELECT {', '.join(LEAF_COLUMNS)} FROM audit_log WHERE seq >= ? AND seq < ? ORDER BY seq",
+        (first_seq, end_seq),
+    ).fetchall()
+
+
+def stream_leaf_rows(conn: db.Conn) -> Iterator[tuple[Any, ...]]:
+    """Every entry as LEAF_COLUMNS + (prev_hash, hash), in order, streamed."""
+    yield from db.stream(
+        conn, f"SELECT {', '.join(LEAF_COLUMNS)}, prev_hash, hash FROM audit_log ORDER BY seq", (), 5000
+    )
+
+
+_SCAN_ENTRY_SEQ = {
+    db.SQLITE: "SELECT log_seq FROM scans WHERE id = :id",
+    db.POSTGRESQL: "SELECT coalesce((SELECT seq FROM audit_log WHERE scan_id = :id), "
+    "(SELECT log_seq FROM scans WHERE id = :id))",
+}
+
+
+def scan_entry_seq(conn: db.Conn, scan_id: int) -> int | None:
+    """The seq of a scan's entry (None: no such scan, or not sequenced yet)."""
+    sql = _SCAN_ENTRY_SEQ[db.dialect(conn)]
+    row = conn.execute(sql, {"id": scan_id}).fetchone()
+    return None if row is None or row[0] is None else int(row[0])
+
+
+def last_seq(conn: db.Conn) -> int:
+    row = conn.execute("SELECT max(seq) FROM audit_log").fetchone()
+    return 0 if row[0] is None else int(row[0])

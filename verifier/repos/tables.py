@@ -24,6 +24,9 @@ TABLES = (
     "scans",
     "audit_log",
     "audit_checkpoints",
+    "log_hashes",
+    "log_checkpoints",
+    "log_cosignatures",
     "users",
     "api_tokens",
     "web_sessions",
@@ -105,6 +108,9 @@ def _order(table: str) -> str:
         "reported_codes": "serial",
         "audit_log": "seq",
         "web_sessions": "id_hash",
+        "log_hashes": "level, t.idx",
+        "log_checkpoints": "size",
+        "log_cosignatures": "size, t.witness",
     }.get(table, "id")
 
 
