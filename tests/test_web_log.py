@@ -22,18 +22,21 @@ WITNESS = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"witness one").di
 WITNESS_VKEY = note.verifier_key("witness.example.org", WITNESS, note.COSIGNATURE_V1)
 STRANGER = Ed25519PrivateKey.from_private_bytes(hashlib.sha256(b"not a witness").digest())
 STRANGER_VKEY = note.verifier_key("stranger.example.org", STRANGER, note.COSIGNATURE_V1)
-FILLER_ENTRIES = 2 * 256 + 40  # two full level-0 tiles and a partial one; a partial level-1 tile
+LOG_SIZE = 2 * 256 + 40  # two full level-0 tiles and a partial one of 40; a partial level-1 tile of 2
 
 
-def fill_log(location, entries: int = FILLER_ENTRIES) -> int:
-    """Append `entries` log entries, build the tree and sign a checkpoint: the tree's size."""
+def fill_log(location, size: int = LOG_SIZE) -> int:
+    """Append entries up to `size`, build the tree and sign a checkpoint: the tree's size."""
     conn = db.connect(location)
     try:
+        settle(conn)
+        (entries,) = conn.execute("SELECT count(*) FROM audit_log").fetchone()
         with db.transaction(conn):
-            for n in range(entries):
+            for n in range(size - entries):
                 auditlog.append(conn, "test.filler", {"n": n}, auditlog_time(n), actor="test")
         settle(conn)
-        return logtree.size(conn)
+        assert logtree.size(conn) == size
+        return size
     finally:
         conn.close()
 
@@ -54,7 +57,7 @@ def leaves_in_database(location) -> list[bytes]:
 
 @pytest.fixture
 def served(db_copy, make_app):
-    """An app over a log of FILLER_ENTRIES more entries, with a signed checkpoint and one witness."""
+    """An app over a log of LOG_SIZE entries, with a signed checkpoint and one witness."""
     size = fill_log(db_copy)
     app = make_app(LOG_WITNESSES=[note.format_vkey(WITNESS_VKEY)])
     return {"app": app, "client": app.test_client(), "size": size, "db": db_copy}
@@ -97,7 +100,7 @@ def test_head_answers_like_get_without_a_body(served):
 
 
 def test_before_the_first_checkpoint_there_is_none_to_serve(new_database, make_app):
-    empty = new_database()
+    empty = new_database("empty.db")
     db.connect(empty).close()
     response = make_app(DATABASE=str(empty)).test_client().get("/log/checkpoint")
     assert response.status_code == 404
@@ -258,9 +261,13 @@ def test_inspectors_and_admins_read_entry_bundles_with_a_token(bundles, who):
     assert bundle_leaves(partial.get_data()) == leaves[:3]
 
 
-def test_an_inspectors_audit_session_reads_entry_bundles(bundles):
+def test_an_inspectors_audit_session_reads_entry_bundles_under_audit(bundles):
+    """The audit UI's session cookie is scoped to /audit: the bundles are served there too."""
     assert log_in(bundles["client"], "ian").status_code == 302
-    assert bundles["client"].get("/log/tile/entries/000.p/1").status_code == 200
+    response = bundles["client"].get("/audit/log/tile/entries/000.p/1")
+    assert response.status_code == 200
+    assert bundle_leaves(response.get_data()) == leaves_in_database(bundles["db"])[:1]
+    assert bundles["client"].get("/log/tile/entries/000.p/1").status_code == 401  # the cookie stays under /audit
 
 
 @pytest.mark.parametrize(
@@ -276,7 +283,12 @@ def test_an_inspectors_audit_session_reads_entry_bundles(bundles):
 def test_anyone_else_is_refused_entry_bundles(bundles, who, status, code):
     token = bundles["tokens"][who]
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    for path in ("/log/tile/entries/000", "/log/tile/entries/000.p/1", "/log/tile/entries/junk"):
+    for path in (
+        "/log/tile/entries/000",
+        "/log/tile/entries/000.p/1",
+        "/log/tile/entries/junk",
+        "/audit/log/tile/entries/000",
+    ):
         response = bundles["client"].get(path, headers=headers)
         assert response.status_code == status, path
         assert response.get_json()["error"]["code"] == code
@@ -285,12 +297,13 @@ def test_anyone_else_is_refused_entry_bundles(bundles, who, status, code):
 
 def test_an_enterprise_audit_session_is_refused_entry_bundles(bundles):
     log_in(bundles["client"], "eve")
-    assert bundles["client"].get("/log/tile/entries/000").status_code == 403
+    response = bundles["client"].get("/audit/log/tile/entries/000")
+    assert response.status_code == 403 and response.get_json()["error"]["code"] == "forbidden"
 
 
 def test_a_bogus_bearer_token_is_not_saved_by_a_session(bundles):
     log_in(bundles["client"], "ian")
-    response = bundles["client"].get("/log/tile/entries/000", headers={"Authorization": "Bearer vt_nonsense"})
+    response = bundles["client"].get("/audit/log/tile/entries/000", headers={"Authorization": "Bearer vt_nonsense"})
     assert response.status_code == 401
 
 

@@ -3,17 +3,18 @@
 Public, for anyone to mirror and check: `/log/checkpoint` (the latest signed checkpoint note, with
 the witnesses' cosignatures) and the hash tiles `/log/tile/<L>/<N>[.p/<W>]`. Not public: the entry
 bundles `/log/tile/entries/<N>[.p/<W>]` hold the entries themselves, serials among them, and a
-serial alone answers a typed-code lookup; only inspectors and admins read them (a bearer token or
-an audit UI session). A receipt (`/receipt/<token>`) holds one scan's entry and is reached only
-through its capability, an HMAC of the scan id (verifier/receipts.py). Every failure here is the
-API's error shape; nothing here writes but a witness's cosignature.
+serial alone answers a typed-code lookup; only inspectors and admins read them, with a bearer
+token, or with an audit UI session at `/audit/log/tile/entries/...` (its cookie's path is /audit).
+A receipt (`/receipt/<token>`) holds one scan's entry and is reached only through its capability,
+an HMAC of the scan id (verifier/receipts.py). Every failure here is the API's error shape;
+nothing here writes but a witness's cosignature.
 """
 
 from __future__ import annotations
 
 import re
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import accounts, db, logtree, merkle, note, receipts
@@ -80,25 +81,38 @@ def checkpoint() -> Response:
 def tile(path: str) -> Response:
     """A hash tile (public) or an entry bundle (inspectors and admins only)."""
     if path.startswith("entries/"):
-        refused = _refuse_entry_reader()
-        if refused is not None:
-            return refused
+        return _entry_bundle(path)
     parsed = parse_tile_path(path)
     if parsed is None:
         return _no_tile()
     kind, index, width = parsed
-    conn = state().connection()
-    if kind == "entries":
-        bundle = logtree.entry_bundle(conn, index, width)
-        if bundle is None:
-            return _no_tile()
-        response = Response(bundle, content_type=TILE_TYPE)
-        response.headers["Cache-Control"] = "private, no-store"
-        return response
-    content = logtree.tile(conn, int(kind), index, width)
+    content = logtree.tile(state().connection(), int(kind), index, width)
     if content is None:
         return _no_tile()
     return _public(Response(content, content_type=TILE_TYPE), IMMUTABLE)
+
+
+@bp.get("/audit/log/tile/entries/<path:path>")
+def audit_entry_bundle(path: str) -> Response:
+    """The entry bundles again under /audit/, where the audit UI's session cookie is sent (its path)."""
+    return _entry_bundle("entries/" + path)
+
+
+def _entry_bundle(path: str) -> Response:
+    """An entry bundle, after who asks: a token's or a session's inspector or admin."""
+    refused = _refuse_entry_reader()
+    if refused is not None:
+        return refused
+    parsed = parse_tile_path(path)
+    if parsed is None:
+        return _no_tile()
+    _kind, index, width = parsed
+    bundle = logtree.entry_bundle(state().connection(), index, width)
+    if bundle is None:
+        return _no_tile()
+    response = Response(bundle, content_type=TILE_TYPE)
+    response.headers["Cache-Control"] = "private, no-store"
+    return response
 
 
 def _refuse_entry_reader() -> Response | None:
@@ -140,7 +154,7 @@ def cosignature() -> Response:
     conn = state().connection()
     try:
         with db.transaction(conn):
-            stored = logtree.add_cosignature(conn, text, list(witnesses))
+            stored = logtree.add_cosignature(conn, text, witnesses, g.now)
     except note.InvalidNote as exc:
         current_app.logger.info("cosignature refused: %s", exc)
         return refused("bad-cosignature", "no configured witness cosigned this checkpoint", 400)
