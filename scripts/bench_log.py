@@ -21,7 +21,7 @@ no problem, which the script checks). Then, on that database:
 - audit verify: `auditlog.verify` (the replay and every comparison), entries/s.
 
 Then what the log costs a lookup, in the same run, ratios against a baseline measured beside it
-(alternating, `--runs` times each, best kept):
+(alternating in ABBA order, `--runs` times each, best kept):
 
 - in-process write path (SQLite, the Flask test client, distinct codes): scans/s with the
   per-scan log entry (`auditlog.append_scan` as shipped) and without it (patched to a no-op);
@@ -251,8 +251,8 @@ def bench_write_path(folder: Path, scans: int, runs: int) -> dict[str, float]:
     best = {"with": 0.0, "without": 0.0}
     queue = iter(paths)
     try:
-        for _ in range(runs):
-            for variant in ("with", "without"):
+        for run in range(runs):
+            for variant in ("with", "without") if run % 2 == 0 else ("without", "with"):  # ABBA
                 chunk = [next(queue) for _ in range(scans)]
                 no_entry = patched(auditlog, "append_scan", lambda conn, scan, salt: None)
                 with no_entry if variant == "without" else ExitStack():
@@ -294,8 +294,9 @@ def bench_http(folder: Path, args: argparse.Namespace, stack: ExitStack) -> dict
     }
     best: dict[str, dict[str, float]] = {}
     offset = 0
-    for _ in range(args.runs):
-        for name, (variant_env, extra) in variants.items():
+    for run in range(args.runs):
+        order = list(variants.items()) if run % 2 == 0 else list(variants.items())[::-1]  # ABBA: no order bias
+        for name, (variant_env, extra) in order:
             requests = folder / f"requests-{offset}.txt"
             requests.write_text(
                 "".join(
@@ -353,7 +354,7 @@ def bench(args: argparse.Namespace, stack: ExitStack, folder: Path) -> int:
     rng = random.Random(args.seed)
     rows: list[tuple[str, str, str]] = []
     status = 0
-    for engine, location in engines(args, stack, folder):
+    for engine, location in engines(args, stack, folder) if not args.lookup_only else ():
         (folder / engine).mkdir(exist_ok=True)
         say(f"{engine}: building {args.entries:,} entries")
         built = build(location, folder / engine, args.entries)
@@ -421,6 +422,7 @@ def main() -> None:
     parser.add_argument("--postgres", action="store_true", help="also PostgreSQL, on a throwaway durable cluster")
     parser.add_argument("--postgres-url", default="", help="also PostgreSQL, a database made on this server")
     parser.add_argument("--no-lookup", action="store_true", help="only the log's own rates")
+    parser.add_argument("--lookup-only", action="store_true", help="only what the log costs a lookup")
     parser.add_argument("--no-http", action="store_true", help="no `verifier serve` comparison (wrk)")
     args = parser.parse_args()
     signal.signal(signal.SIGINT, signal.default_int_handler)
