@@ -36,6 +36,16 @@ def leaf_bytes(kind: str, at: str, actor: str, personal_hash: str, body: str) ->
     return f"verifier-log-entry/1\n{kind}\n{at}\n{actor}\n{personal_hash}\n{body}".encode()
 
 
+def test_the_leaf_format_here_is_the_logs():
+    from verifier import logtree
+
+    assert leaf_bytes("scan", "t", "a", "p", "{}") == logtree.leaf_bytes("scan", "t", "a", "p", "{}")
+    entry = logtree.parse_leaf(scan_leaf(7))
+    assert receipts.parse_scan_leaf(scan_leaf(7)) == receipts.ScanEntry(
+        entry.at, 7, 3141592653589793, 2, "genuine-repeat"
+    )
+
+
 def scan_leaf(scan_id: int, serial: int | None = 3141592653589793, checks: int | None = 2, reason="genuine-repeat"):
     at = f"2026-11-22T08:00:{scan_id % 60:02d}.000+00:00"
     body = {

@@ -447,3 +447,22 @@ def test_junk_paths_are_never_a_server_error_nor_a_recorded_scan(served, path):
     (scans_after,) = conn.execute("SELECT count(*) FROM scans").fetchone()
     conn.close()
     assert scans_after == scans_before
+
+
+def test_a_witness_cosigns_with_verifier_log_cosign_and_posts_it(db_copy, make_app, runner, tmp_path):
+    """The witness's side as the CLI does it: keygen --witness, cosign the served note, POST it."""
+    from verifier.cli import cli
+
+    fill_log(db_copy)
+    made = runner.invoke(cli, ["log", "keygen", "--witness", "--origin", "w.example", "--out", str(tmp_path / "w.key")])
+    assert made.exit_code == 0, made.output
+    client = make_app(LOG_WITNESSES=[made.stdout.strip()]).test_client()
+    (tmp_path / "checkpoint.txt").write_text(client.get("/log/checkpoint").get_data(as_text=True), "utf-8")
+    log_vkey = testing_log_signer().vkey
+    args = ["log", "cosign", "--key", str(tmp_path / "w.key"), "--log-key", log_vkey, str(tmp_path / "checkpoint.txt")]
+    cosigned_note = runner.invoke(cli, args)
+    assert cosigned_note.exit_code == 0, cosigned_note.output
+    response = client.post("/log/cosignature", data=cosigned_note.stdout, content_type="text/plain")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    served = client.get("/log/checkpoint").get_data(as_text=True)
+    assert [s.name for s in note.open_note(served, [note.parse_vkey(made.stdout.strip())]).verified] == ["w.example"]
