@@ -1299,3 +1299,96 @@ def db_restore(backup_file: str) -> None:
     click.echo(f"Restored {backup_file} to {database}: audit log verifies ({report.entries:,} entries)")
     if kept:
         click.echo(f"The previous database is kept as {kept}")
+
+
+# --- receipts -----------------------------------------------------------------------------
+
+
+RECEIPT_MAX_BYTES = 1024 * 1024  # a receipt is a few kB; anything this large is not one
+RECEIPT_PENDING_EXIT = 3
+
+
+@cli.group("receipt")
+def receipt_group() -> None:
+    """Scan receipts: what a consumer keeps of a check, verified offline against the log's key.
+
+    Example: verifier receipt verify receipt-38.json --log-key 'verify.example.cn/log+1a2b3c4d+AQ...'
+    """
+
+
+@receipt_group.command("verify")
+@click.argument("receipt_file", type=click.Path(dir_okay=False, allow_dash=True))
+@click.option("--log-key", help="The log's public key (a C2SP vkey); default VERIFIER_LOG_PUBLIC_KEY.")
+@click.option("--witness-key", "witness_keys", multiple=True, help="A witness's vkey (repeatable).")
+@click.option(
+    "--min-cosignatures",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="How many of the --witness-key witnesses must have cosigned the checkpoint.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def receipt_verify(
+    receipt_file: str, log_key: str | None, witness_keys: tuple[str, ...], min_cosignatures: int, as_json: bool
+) -> None:
+    """Check a scan receipt offline: the log key signed its checkpoint, the scan's entry is in it,
+    and the summary says what the entry says. Exit 0 proven; 1 tampered or invalid; 2 not a
+    receipt (or a bad key or file); 3 pending (not in a signed checkpoint yet: fetch it again).
+
+    Example: verifier receipt verify receipt-38.json --log-key 'verify.example.cn/log+1a2b3c4d+AQ...'
+    """
+    from . import receipts
+
+    log_vkey = _vkey("--log-key", log_key or _settings().log_public_key)
+    witnesses = [_vkey("--witness-key", text) for text in witness_keys]
+    if min_cosignatures > len(witnesses):
+        raise CliError(
+            f"--min-cosignatures {min_cosignatures} asks for more than the {len(witnesses)} --witness-key", 2
+        )
+    try:
+        with click.open_file(receipt_file, "rb") as fh:
+            data = fh.read(RECEIPT_MAX_BYTES + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read {receipt_file}: {exc.strerror}", 2) from None
+    try:
+        if len(data) > RECEIPT_MAX_BYTES:
+            raise receipts.InvalidReceipt(receipts.NOT_A_RECEIPT, f"larger than {RECEIPT_MAX_BYTES:,} bytes")
+        receipt = receipts.loads(data)
+        proven = receipts.verify(receipt, [log_vkey], witnesses, min_cosignatures)
+    except receipts.InvalidReceipt as exc:
+        exit_code = {receipts.NOT_A_RECEIPT: 2, receipts.RECEIPT_PENDING: RECEIPT_PENDING_EXIT}.get(exc.reason, 1)
+        if as_json:
+            click.echo(json.dumps({"ok": False, "error": {"code": exc.reason, "message": str(exc)}}, indent=2))
+            sys.exit(exit_code)
+        if exc.reason == receipts.RECEIPT_PENDING:
+            click.echo(f"Receipt pending: scan {receipt.get('scan')} is not in a signed checkpoint yet; fetch it again")
+            sys.exit(exit_code)
+        what = "not a receipt" if exit_code == 2 else "receipt refused"
+        raise CliError(f"{receipt_file}: {what}: {exc}", exit_code) from None
+    if as_json:
+        click.echo(json.dumps({"ok": True, **proven.as_dict()}, indent=2, ensure_ascii=False))
+        return
+    click.echo(_proven_line(proven))
+
+
+def _vkey(option: str, text: str | None):
+    """A C2SP vkey given on the command line (or VERIFIER_LOG_PUBLIC_KEY); exit 2 if it is not one."""
+    from . import note
+
+    if not text:
+        raise CliError(f"give the log's public key with {option} or VERIFIER_LOG_PUBLIC_KEY", 2)
+    try:
+        return note.parse_vkey(text.strip())
+    except note.InvalidNote as exc:
+        raise CliError(f"{option} is not a verifier key (name+hex id+base64 key): {exc}", 2) from None
+
+
+def _proven_line(proven: Any) -> str:
+    """One line of what a receipt proves."""
+    code = f"code {proven.code}" if proven.code else f"scan {proven.scan_id} (no printed code)"
+    check = f"check {proven.check}" if proven.check is not None else "not counted as a check"
+    cosigned = f", cosigned by {', '.join(proven.cosigners)}" if proven.cosigners else ""
+    return (
+        f"Receipt OK: {code}, {check} at {proven.at}, verdict {proven.verdict}, is entry {proven.index} "
+        f"of log {proven.origin} (checkpoint of {proven.size:,} entries{cosigned})"
+    )

@@ -75,6 +75,7 @@ class Verdict:
     pin: str | None = None  # first | reused | mismatch | throttled
     pin_verified_at: dt.datetime | None = None
     kid: str | None = None
+    scan_id: int | None = None  # the scan recorded (its receipt's capability); None while the engine gives it later
 
     @property
     def tone(self) -> str:
@@ -350,3 +351,5 @@ def _insert_scan(
     salt = auditlog.new_salt()
     seq = auditlog.append_scan(conn, scan, salt)  # PostgreSQL: None, the sequencer chains it
     scans_repo.insert_scan(conn, {**scan, "log_seq": seq, "personal_salt": salt})
+    scan_id = scan["id"]  # PostgreSQL: None, the identity gives it at the insert
+    verdict.scan_id = scan_id if isinstance(scan_id, int) else None

@@ -56,11 +56,15 @@ def _config_from(loaded: settings.Settings) -> dict[str, object]:
         "AUDIT_BUDGET": loaded.audit_budget,
         "AUDIT_SECONDS": loaded.audit_seconds,
         "AUDIT_HEAVY_SLOTS": loaded.audit_heavy_slots,
+        # The transparency log: the vkeys of the witnesses whose cosignatures it accepts and serves
+        # (docs/transparency-log.md). The log's signing key is the sequencer's, never the web's.
+        "LOG_WITNESSES": list(loaded.log_witnesses),
     }
 
 
 def create_app(config: Mapping[str, object] | None = None, loaded: settings.Settings | None = None) -> Flask:
-    """The lookup server: consumer pages, the JSON API, the audit API and UI, the public keys.
+    """The lookup server: consumer pages, the JSON API, the audit API and UI, the public keys, the
+    transparency log's checkpoints and tiles, scan receipts.
 
     `loaded`: settings already loaded by the caller (`settings.load()` by default)."""
     app = Flask(__name__, instance_relative_config=False)
@@ -76,11 +80,12 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     state = app.extensions["verifier"] = ServerState(app)
     app.teardown_appcontext(lambda _exc: state.release_connection())
 
-    from . import api, audit, audit_ui, consumer
+    from . import api, audit, audit_ui, consumer, log
 
     app.register_blueprint(api.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(audit_ui.bp)
+    app.register_blueprint(log.bp)
     app.register_blueprint(consumer.bp)
     errors.register(app)
 

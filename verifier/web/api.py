@@ -16,7 +16,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import codes
 from .errors import api_error
-from .state import check_code, is_prefetch, is_typed, state
+from .state import check_code, is_prefetch, is_typed, receipt_url, state
 
 bp = Blueprint("api", __name__)
 
@@ -106,7 +106,7 @@ def _verify(text: str, pin: str | None) -> Response:
         verdict = check_code(text[:64], "api", typed=True, pin=pin)
     else:
         verdict = check_code(text, "api", typed=False)
-    return jsonify({"ok": True, **verdict.public()})
+    return jsonify({"ok": True, **verdict.public(), "receipt": receipt_url(verdict, external=True)})
 
 
 @bp.get("/api/v1/openapi.json")

@@ -10,7 +10,7 @@ from markupsafe import Markup, escape
 
 from .. import codes, db, lookup
 from .i18n import TEXT, choose_language, format_date, format_time, page, verdict_text
-from .state import check_code, is_prefetch, state
+from .state import check_code, is_prefetch, receipt_url, state
 
 bp = Blueprint("consumer", __name__)
 
@@ -64,6 +64,7 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         recall_contact=_with_contact(lang, "recall.contact", contact),
         enterprise=_enterprise_named(batch.get("enterprise"), lang),
         number_keys=NUMBER_KEYS,
+        receipt_url=receipt_url(verdict),
     )
 
 
@@ -141,7 +142,7 @@ def scanned(subpath: str) -> Response:
     """A label's URL, compact or GS1 Digital Link: verify it, record the scan, show the verdict."""
     if is_prefetch():
         return Response(status=204)  # a link preview is not a consumer's check
-    if subpath.startswith(("static/", "api/", ".well-known/")):
+    if subpath.startswith(("static/", "api/", ".well-known/", "log/", "receipt/")):
         abort(404)
     query = request.query_string.decode("latin-1")
     text = f"{_base_host(state().base_urls, request.host, subpath)}/{subpath}" + (f"?{query}" if query else "")

@@ -16,9 +16,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, cast
 
-from flask import Flask, current_app, g, has_app_context, request
+from flask import Flask, current_app, g, has_app_context, request, url_for
 
-from .. import clients, codes, db, errors, files, keys, lookup, ratelimit
+from .. import clients, codes, db, errors, files, keys, lookup, note, ratelimit, receipts
 
 log = logging.getLogger("verifier.web")
 
@@ -87,7 +87,7 @@ def _trust_geo_headers(cfg: Mapping[str, Any]) -> bool:
 class ServerState:
     """Per-process resources: the database connections (SQLite: one a process; PostgreSQL: a
     pool, a connection a request), trusted keys reloaded when they change, the rate-limit
-    counters and the key of the scan log's keyed hashes."""
+    counters, the key of the scan log's keyed hashes and receipt tokens, the log's witnesses."""
 
     KEY_RECHECK_SECONDS = 2.0
 
@@ -104,6 +104,8 @@ class ServerState:
         self.limit = ratelimit.parse_limit(str(cfg["RATELIMIT"]))
         self.hash_key: bytes = cfg["SECRET_KEY"] or _instance_secret(Path(cfg["INSTANCE"]))
         self.resolver = clients.RegionResolver(trust_headers=_trust_geo_headers(cfg))
+        # Witness vkeys: a bad one stops the start (InvalidNote names it), not the first cosignature.
+        self.log_witnesses = tuple(note.parse_vkey(text) for text in cfg.get("LOG_WITNESSES") or ())
         self._settings: lookup.Settings | None = None
         self._keys_mtime: float | None = None
         self._keys_checked = 0.0
@@ -239,3 +241,11 @@ def check_code(text: str, channel: str, *, typed: bool, pin: str | None = None) 
         if verification is None:
             return lookup.record_typed(conn, text, pin, settings, client, channel, g.now)
         return lookup.record_url(conn, verification, settings, client, channel, g.now)
+
+
+def receipt_url(verdict: lookup.Verdict, external: bool = False) -> str | None:
+    """The link to the receipt of the scan a verdict recorded (None: the scan's id is not known
+    here). Its token is the scan id and an HMAC of it under the instance's secret: unguessable."""
+    if verdict.scan_id is None:
+        return None
+    return url_for("log.receipt", token=receipts.token(state().hash_key, verdict.scan_id), _external=external)
