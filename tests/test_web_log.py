@@ -11,7 +11,8 @@ import datetime as dt
 import hashlib
 
 import pytest
-from conftest import log_in, settle, testing_log_signer
+from conftest import log_in, settle
+from conftest import testing_log_signer as log_signer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from verifier import auditlog, db, logtree, merkle, note
@@ -72,7 +73,7 @@ def fetch_tile(client, tile: merkle.Tile) -> bytes:
 def checkpoint_of(client) -> note.Checkpoint:
     response = client.get("/log/checkpoint")
     assert response.status_code == 200
-    opened = note.open_note(response.get_data(as_text=True), [testing_log_signer().verifier])
+    opened = note.open_note(response.get_data(as_text=True), [log_signer().verifier])
     return note.parse_checkpoint(opened.text)
 
 
@@ -86,7 +87,7 @@ def test_the_checkpoint_is_the_latest_signed_note_as_plain_text(served):
     assert response.headers["Cache-Control"] == "public, max-age=5"
     assert response.headers["Access-Control-Allow-Origin"] == "*"
     checkpoint = checkpoint_of(served["client"])
-    assert checkpoint.origin == testing_log_signer().origin and checkpoint.size == served["size"]
+    assert checkpoint.origin == log_signer().origin and checkpoint.size == served["size"]
     leaves = leaves_in_database(served["db"])
     assert len(leaves) == served["size"]
     assert checkpoint.root == merkle.tree_hash([merkle.leaf_hash(leaf) for leaf in leaves])
@@ -338,14 +339,14 @@ def test_a_witness_cosignature_is_stored_and_served_with_the_checkpoint(served):
     now_served = client.get("/log/checkpoint").get_data(as_text=True)
     opened = note.open_note(now_served, [WITNESS_VKEY])
     assert [s.name for s in opened.verified] == ["witness.example.org"]
-    note.open_note(now_served, [testing_log_signer().verifier])  # still the log's, too
+    note.open_note(now_served, [log_signer().verifier])  # still the log's, too
     again = client.post("/log/cosignature", data=cosigned(served_note), content_type="text/plain")
     assert again.status_code == 200  # the same cosignature again changes nothing
     assert client.get("/log/checkpoint").get_data(as_text=True).count("witness.example.org") == 1
 
 
 def forged_checkpoint(size: int, root: bytes) -> str:
-    signer = testing_log_signer()
+    signer = log_signer()
     return note.sign_note(
         note.format_checkpoint(note.Checkpoint(signer.origin, size, root)), signer.origin, signer.private_key
     )
@@ -447,3 +448,22 @@ def test_junk_paths_are_never_a_server_error_nor_a_recorded_scan(served, path):
     (scans_after,) = conn.execute("SELECT count(*) FROM scans").fetchone()
     conn.close()
     assert scans_after == scans_before
+
+
+def test_a_witness_cosigns_with_verifier_log_cosign_and_posts_it(db_copy, make_app, runner, tmp_path):
+    """The witness's side as the CLI does it: keygen --witness, cosign the served note, POST it."""
+    from verifier.cli import cli
+
+    fill_log(db_copy)
+    made = runner.invoke(cli, ["log", "keygen", "--witness", "--origin", "w.example", "--out", str(tmp_path / "w.key")])
+    assert made.exit_code == 0, made.output
+    client = make_app(LOG_WITNESSES=[made.stdout.strip()]).test_client()
+    (tmp_path / "checkpoint.txt").write_text(client.get("/log/checkpoint").get_data(as_text=True), "utf-8")
+    log_vkey = log_signer().vkey
+    args = ["log", "cosign", "--key", str(tmp_path / "w.key"), "--log-key", log_vkey, str(tmp_path / "checkpoint.txt")]
+    cosigned_note = runner.invoke(cli, args)
+    assert cosigned_note.exit_code == 0, cosigned_note.output
+    response = client.post("/log/cosignature", data=cosigned_note.stdout, content_type="text/plain")
+    assert response.status_code == 200, response.get_data(as_text=True)
+    served = client.get("/log/checkpoint").get_data(as_text=True)
+    assert [s.name for s in note.open_note(served, [note.parse_vkey(made.stdout.strip())]).verified] == ["w.example"]

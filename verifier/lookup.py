@@ -350,6 +350,4 @@ def _insert_scan(
     }
     salt = auditlog.new_salt()
     seq = auditlog.append_scan(conn, scan, salt)  # PostgreSQL: None, the sequencer chains it
-    scans_repo.insert_scan(conn, {**scan, "log_seq": seq, "personal_salt": salt})
-    scan_id = scan["id"]  # PostgreSQL: None, the identity gives it at the insert
-    verdict.scan_id = scan_id if isinstance(scan_id, int) else None
+    verdict.scan_id = scans_repo.insert_scan(conn, {**scan, "log_seq": seq, "personal_salt": salt})

@@ -111,17 +111,17 @@ _QUEUED = tuple(c for c in INSERT_COLUMNS if c not in ("id", "log_seq"))
 # PostgreSQL: the row, and its id in the sequencer's queue, in one statement.
 _INSERT_AND_QUEUE_SCAN = (
     f"WITH s AS (INSERT INTO scans ({', '.join(_QUEUED)}) VALUES ({', '.join('?' * len(_QUEUED))}) RETURNING id) "
-    "INSERT INTO scan_queue (scan_id) SELECT id FROM s"
+    "INSERT INTO scan_queue (scan_id) SELECT id FROM s RETURNING scan_id"
 )
 
 
-def insert_scan(conn: db.Conn, scan: Mapping[str, object]) -> None:
+def insert_scan(conn: db.Conn, scan: Mapping[str, object]) -> int:
     """One scan row: every column of INSERT_COLUMNS from `scan` (PostgreSQL: but the id, which the
-    identity gives, and log_seq; the scan is queued for the sequencer)."""
+    identity gives, and log_seq; the scan is queued for the sequencer); its id."""
     if db.is_postgres_conn(conn):
-        conn.execute(_INSERT_AND_QUEUE_SCAN, [scan[c] for c in _QUEUED])
-    else:
-        conn.execute(_INSERT_SCAN, [scan[c] for c in INSERT_COLUMNS])
+        return int(conn.execute(_INSERT_AND_QUEUE_SCAN, [scan[c] for c in _QUEUED]).fetchone()[0])
+    conn.execute(_INSERT_SCAN, [scan[c] for c in INSERT_COLUMNS])
+    return int(str(scan["id"]))
 
 
 def count_below(conn: db.Conn, below_id: int) -> int:
