@@ -715,15 +715,9 @@ def test_a_real_server_serves_a_log_the_independent_client_checks(serve, world, 
     assert witnessed.checkpoint == checkpoint and list(witnessed.cosigned_by) == [WITNESS_NAME]
 
 
-def test_a_receipt_from_a_real_server_verifies_independently(request, serve, world, tmp_path):
+def test_a_receipt_from_a_real_server_verifies_independently(serve, world, tmp_path):
     import urllib.parse
 
-    if request.getfixturevalue("engine") == "postgresql":
-        request.applymarker(
-            pytest.mark.xfail(
-                reason="repos/scans.insert_scan does not return the scan id: no receipt link", strict=True
-            )
-        )
     server, log_vkey, _ = log_server(serve, tmp_path)
     answers = api_scans(server, world["pin"][1][:2] * 2 + world["recalled"][1][:1])
     path = urllib.parse.urlsplit(answers[-1]["receipt"]).path
