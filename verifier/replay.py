@@ -113,6 +113,7 @@ class _State:
     retired_below: int = 0  # and the scan id below which scans are retired
     unreadable: list[Disagreement] = field(default_factory=list)
     scans: int = 0
+    last_seq: int = 0
 
 
 class Replay:
@@ -124,6 +125,7 @@ class Replay:
     def feed(self, seq: int, at: str, kind: str, actor: str, body: str) -> None:
         """One entry, in log order (body: its canonical JSON text)."""
         s = self.state
+        s.last_seq = seq
         if kind == "scan":  # the hot path: 10,000,000 of them; compared in SQL, never parsed here
             s.scans += 1
             return
@@ -146,6 +148,11 @@ class Replay:
         """Every projection against its table, at most `limit` disagreements, first ones first.
         `keyring`: the key statuses the lookup trusts (None: not available here, not compared)."""
         s = self.state
+        # Entries committed with their facts but not chained yet (PostgreSQL's sequencer) count:
+        # they are named by the seq they would have next, after the last chained one.
+        chained = s.last_seq
+        for offset, (at, kind, actor, body) in enumerate(projections.pending_entries(conn), 1):
+            self.feed(chained + offset, at, kind, actor, body)
         found = list(s.unreadable[:limit])
         for check in (_batches, _codes, _code_checks, _missing_scans, _erased_scans, _reports, _users, _tokens):
             found += check(s, conn, limit)

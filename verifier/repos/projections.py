@@ -37,6 +37,15 @@ def codes_in_serial_order(conn: db.Conn, size: int = 20_000) -> Iterator[list[tu
         yield rows
 
 
+def pending_entries(conn: db.Conn) -> list[tuple[str, str, str, str]]:
+    """(at, kind, actor, body) of the entries queued for the sequencer but scans (PostgreSQL; none
+    on SQLite), oldest first: facts committed with their entry, which is not chained yet."""
+    if not db.is_postgres_conn(conn):
+        return []
+    rows = conn.execute("SELECT at, kind, actor, body FROM log_pending ORDER BY id").fetchall()
+    return [(str(r[0]), str(r[1]), str(r[2]), str(r[3])) for r in rows]
+
+
 def last_scan_id(conn: db.Conn) -> int:
     """The highest scan id (0: none), which a purge records as its bound."""
     return int(conn.execute("SELECT coalesce(max(id), 0) FROM scans").fetchone()[0])
