@@ -160,6 +160,36 @@ def main(merkle: str, mod: str, c2sp: str) -> None:
             ],
         },
     )
+    write("go-tiles.json", go_tiles(mod))
+
+
+def go_tiles(mod: str) -> dict[str, object]:
+    """Go's tile path encodings (tlog_test.go `tilePaths`) and NewTiles counts (tile_test.go)."""
+    tlog_test = show(mod, MOD_COMMIT, "sumdb/tlog/tlog_test.go")
+    tile_test = show(mod, MOD_COMMIT, "sumdb/tlog/tile_test.go")
+    table = tlog_test.split("var tilePaths = ", 1)[1].split("\n}\n", 1)[0]
+    index_paths, bad = [], []
+    for level, index_path, fields in re.findall(
+        r'\{"tile/\d+/(-?\d+|data)/([x0-9/]+?)(?:\.p/\d+)?", Tile\{([^}]*)\}\}', table
+    ):
+        if not fields:  # Tile{}: Go expects an error
+            if level.isdigit():  # the level is fine, so the index is what is wrong
+                bad.append(index_path)
+        elif level.isdigit() and (case := {"index": int(fields.split(",")[2]), "path": index_path}) not in index_paths:
+            index_paths.append(case)
+    body = tile_test.split("func TestNewTilesForSize", 1)[1].split("\n}\n", 1)[0]
+    height = int(re.search(r"NewTiles\((\d+), tt\.old, tt\.new\)", body)[1])
+    cases = [{"old": int(a), "new": int(b), "want": int(c)} for a, b, c in re.findall(r"\{(\d+), (\d+), (\d+)\}", body)]
+    if not index_paths or not bad or not cases:
+        raise SystemExit("the Go tile tests changed shape")
+    return {
+        "source": f"golang/mod@{MOD_COMMIT}:sumdb/tlog/tlog_test.go (tilePaths) and sumdb/tlog/tile_test.go "
+        "(TestNewTilesForSize)",
+        "index_paths": index_paths,
+        "bad_index_paths": bad,
+        "height": height,
+        "new_tiles": cases,
+    }
 
 
 def write(name: str, data: object) -> None:
