@@ -8,6 +8,7 @@ import json
 
 import pytest
 from conftest import database_env, settle, testing_log_signer
+from test_tamper import attacker, query
 
 from verifier import auditlog, db, logtree, note
 from verifier.cli import cli
@@ -38,35 +39,6 @@ def logged(world, db_copy, instance, runner, monkeypatch, make_app):
 def verify(runner, *extra):
     result = runner.invoke(cli, ["audit", "verify", "--json", *extra])
     return result.exit_code, json.loads(result.stdout)
-
-
-def attacker(location):
-    """A connection without the append-only triggers: what someone with the database can do
-    (SQLite: the file's owner drops them; PostgreSQL: a superuser sets session_replication_role)."""
-    conn = db.connect(location)
-    if db.is_postgres_conn(conn):
-        conn.execute("SET session_replication_role = replica")  # triggers do not fire on this session
-        return conn
-    for trigger in (
-        "audit_log_no_update",
-        "audit_log_no_delete",
-        "audit_checkpoints_no_delete",
-        "log_hashes_no_update",
-        "log_hashes_no_delete",
-        "log_checkpoints_no_delete",
-        "scans_no_delete",
-        "scans_only_purge",
-    ):
-        conn.execute(f"DROP TRIGGER {trigger}")
-    return conn
-
-
-def query(location, sql, params=()):
-    conn = db.connect(location)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
 
 
 def test_a_clean_log_verifies(logged, runner):
