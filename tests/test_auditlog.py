@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import database_env, settle, testing_log_signer
+from conftest import database_env, settle, log_signer_for_tests
 from test_tamper import attacker, query
 
 from verifier import auditlog, db, logtree, note
@@ -26,7 +26,7 @@ def logged(world, db_copy, instance, runner, monkeypatch, make_app):
     monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "pw")
     assert runner.invoke(cli, ["keys", "new", "audit", "--purpose", "log"]).exit_code == 0  # a legacy log key
     log_key = instance / "log.key"
-    log_key.write_text(testing_log_signer().skey + "\n")  # the key `settle` signed the world's checkpoints with
+    log_key.write_text(log_signer_for_tests().skey + "\n")  # the key `settle` signed the world's checkpoints with
     monkeypatch.setenv("VERIFIER_LOG_KEY_FILE", str(log_key))
     app = make_app(KEYS_DIR=str(keys_dir))
     for row in world["pin"][1][:6]:

@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import settle, testing_log_signer, testing_log_trust
+from conftest import settle, log_signer_for_tests, log_trust_for_tests
 
 from verifier import accounts, auditlog, db, dbcopy, keys
 from verifier.cli import cli
@@ -27,7 +27,7 @@ def legacy_trust() -> auditlog.Trust:
     records = keys.read_keyring(VECTOR)
     legacy = {r.kid: r.public_key() for r in records if r.purpose == "log"}
     assert legacy, "the vector's keyring has its log key"
-    return auditlog.Trust(testing_log_trust().log_keys, (), legacy)
+    return auditlog.Trust(log_trust_for_tests().log_keys, (), legacy)
 
 
 def legacy_checkpoint() -> dict:
@@ -78,7 +78,7 @@ def test_an_old_checkpoint_exported_to_a_file_still_verifies_through_the_cli(upg
     keys_dir.mkdir()
     (keys_dir / "keyring.json").write_text((VECTOR / "keyring.json").read_text("utf-8"))
     monkeypatch.setenv("VERIFIER_KEYS", str(keys_dir))
-    monkeypatch.setenv("VERIFIER_LOG_PUBLIC_KEY", testing_log_signer().vkey)
+    monkeypatch.setenv("VERIFIER_LOG_PUBLIC_KEY", log_signer_for_tests().vkey)
     result = runner.invoke(cli, ["audit", "verify", "--json", "--checkpoint", str(VECTOR / "checkpoint.json")])
     report = json.loads(result.stdout)
     assert result.exit_code == 0 and report["ok"] and report["legacy_chain"] == 8, report["problems"]
