@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import database_env, settle, log_signer_for_tests
+from conftest import database_env, log_signer_for_tests, settle
 from test_tamper import attacker, query
 
 from verifier import auditlog, db, logtree, note

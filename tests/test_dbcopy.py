@@ -13,7 +13,7 @@ import json
 import shutil
 
 import pytest
-from conftest import forged_url, settle, log_signer_for_tests
+from conftest import forged_url, log_signer_for_tests, settle
 from test_auditlog import query
 from test_backup import point_at
 

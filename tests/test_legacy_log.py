@@ -13,7 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import settle, log_signer_for_tests, log_trust_for_tests
+from conftest import log_signer_for_tests, log_trust_for_tests, settle
 
 from verifier import accounts, auditlog, db, dbcopy, keys
 from verifier.cli import cli

@@ -443,7 +443,7 @@ def test_the_api_verdict_names_its_receipt_by_absolute_url(client, world, db_cop
 
 
 def test_a_receipt_is_pending_until_a_signed_checkpoint_covers_its_scan(client, world, db_copy):
-    from conftest import settle, log_signer_for_tests
+    from conftest import log_signer_for_tests, settle
 
     row = world["pin"][1][5]
     client.get(path_of(row["url"]))
@@ -470,7 +470,7 @@ def test_a_receipt_is_pending_until_a_signed_checkpoint_covers_its_scan(client, 
 
 
 def test_a_receipt_keeps_its_proof_as_the_log_grows(client, world, db_copy):
-    from conftest import settle, log_signer_for_tests
+    from conftest import log_signer_for_tests, settle
 
     client.get(path_of(world["pin"][1][6]["url"]))
     first = last_scan_id(db_copy)

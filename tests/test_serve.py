@@ -11,7 +11,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import BASE_URL, settle, log_trust_for_tests
+from conftest import BASE_URL, log_trust_for_tests, settle
 
 from verifier import auditlog, db
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
-from conftest import settle, log_signer_for_tests
+from conftest import log_signer_for_tests, settle
 from test_web_log import LOG_SIZE, auditlog_time, fill_log
 
 from verifier import auditlog, db, logtree, merkle, note, witness
