@@ -1203,15 +1203,18 @@ def db_group() -> None:
 
 
 def _database_status(conn: Any, location: str) -> dict[str, Any]:
-    from . import db, sequencer
+    from . import db, logtree, sequencer
 
     applied = db.migrations_applied(conn)
+    latest = logtree.latest_checkpoint(conn) if "010_transparency_log" in applied else None
     return {
         "database": db.describe(location),
         "engine": db.dialect(conn),
         "migrations": applied,
         "missing": [name for name in db.MIGRATION_NAMES if name not in applied],
         **sequencer.status(conn),
+        "tree_size": logtree.size(conn) if "010_transparency_log" in applied else 0,
+        "checkpoint": {"size": latest.size, "at": latest.at} if latest else None,
     }
 
 
@@ -1271,6 +1274,13 @@ def db_status(as_json: bool) -> None:
     pending = status["pending"]
     since = f" (oldest written {status['oldest_pending_at']})" if pending else ""
     click.echo(f"  log entries waiting for the sequencer: {pending:,}{since}")
+    checkpoint = status["checkpoint"]
+    signed = (
+        f"latest checkpoint of {checkpoint['size']:,} signed {checkpoint['at']}"
+        if checkpoint
+        else "no checkpoint yet (the sequencer signs them with VERIFIER_LOG_KEY_FILE)"
+    )
+    click.echo(f"  log tree: {status['tree_size']:,} entries; {signed}")
     if status["engine"] == "postgresql":
         leader = status["leader"]
         if leader:
