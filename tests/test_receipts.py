@@ -556,7 +556,7 @@ def test_cli_a_complete_receipt_prints_what_it_proves_and_exits_0(runner, receip
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "Receipt OK: code 3141 5926 5358 97934, check 2 at 2026-11-22T08:00:38.000+00:00, verdict genuine-repeat, "
-        f"is entry 41 of log {ORIGIN} (checkpoint of 57 entries)\n"
+        f"is entry 42 of log {ORIGIN} (checkpoint of 57 entries)\n"
     )
 
 

@@ -1434,6 +1434,6 @@ def _proven_line(proven: Any) -> str:
     check = f"check {proven.check}" if proven.check is not None else "not counted as a check"
     cosigned = f", cosigned by {', '.join(proven.cosigners)}" if proven.cosigners else ""
     return (
-        f"Receipt OK: {code}, {check} at {proven.at}, verdict {proven.verdict}, is entry {proven.index} "
+        f"Receipt OK: {code}, {check} at {proven.at}, verdict {proven.verdict}, is entry {proven.index + 1} "
         f"of log {proven.origin} (checkpoint of {proven.size:,} entries{cosigned})"
     )
