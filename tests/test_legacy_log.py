@@ -2,7 +2,7 @@
 its entries become the tree's first leaves, the chain is still checked, and the checkpoint the old
 code signed over the chain's head still verifies, on both engines (PostgreSQL: by `db copy`).
 
-The vector (tests/vectors/legacy_log/) is a database the code before issue 12 wrote
+The vector (tests/vectors_legacy_log/) is a database the code before issue 12 wrote
 (scripts/make_legacy_log.py): two batches, a recall, an admin, four scans, a signed checkpoint."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from conftest import log_signer_for_tests, log_trust_for_tests, settle
 from verifier import accounts, auditlog, db, dbcopy, keys
 from verifier.cli import cli
 
-VECTOR = Path(__file__).parent / "vectors" / "legacy_log"
+VECTOR = Path(__file__).parent / "vectors_legacy_log"
 NOW = dt.datetime(2026, 12, 1, 14, 0, tzinfo=dt.UTC)
 
 
