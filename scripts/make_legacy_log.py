@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Make tests/vectors/legacy_log/: a database written by verifier before the Merkle log (the hash
+"""Make tests/vectors_legacy_log/: a database written by verifier before the Merkle log (the hash
 chain of migration 003, schema up to 009), with a checkpoint the old code signed.
 
 Run it with an old checkout's package first on the path, e.g.:
@@ -18,7 +18,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors" / "legacy_log"
+OUT = Path(__file__).resolve().parent.parent / "tests" / "vectors_legacy_log"
 
 
 def main() -> None:

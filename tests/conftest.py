@@ -290,7 +290,7 @@ def database_env(location) -> dict[str, str]:
     return {"VERIFIER_DB": text}
 
 
-def testing_log_signer():
+def log_signer_for_tests():
     """The tests' log key (fixed seed): `settle` signs checkpoints with it."""
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -302,11 +302,11 @@ def testing_log_signer():
 TEST_LOG_ORIGIN = "verifier.test/log"
 
 
-def testing_log_trust():
+def log_trust_for_tests():
     """Trust in the tests' log key, for `auditlog.verify`."""
     from verifier import auditlog
 
-    return auditlog.Trust(log_keys=(testing_log_signer().verifier,))
+    return auditlog.Trust(log_keys=(log_signer_for_tests().verifier,))
 
 
 def settle(location_or_conn, sign: bool = True) -> int:
@@ -314,7 +314,7 @@ def settle(location_or_conn, sign: bool = True) -> int:
     sign a checkpoint with the tests' log key: how many entries."""
     from verifier import db, sequencer
 
-    signer = testing_log_signer() if sign else None
+    signer = log_signer_for_tests() if sign else None
     if isinstance(location_or_conn, (str, Path)):
         conn = db.connect(location_or_conn)
         try:

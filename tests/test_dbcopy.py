@@ -13,7 +13,7 @@ import json
 import shutil
 
 import pytest
-from conftest import forged_url, settle, testing_log_signer
+from conftest import forged_url, log_signer_for_tests, settle
 from test_auditlog import query
 from test_backup import point_at
 
@@ -50,7 +50,7 @@ def source(world, db_copy, instance, runner, monkeypatch, make_app, tmp_path):
     point_at(monkeypatch, db_copy)
     monkeypatch.setenv("VERIFIER_KEY_PASSPHRASE", "pw")
     log_key = instance / "log.key"
-    log_key.write_text(testing_log_signer().skey)
+    log_key.write_text(log_signer_for_tests().skey)
     monkeypatch.setenv("VERIFIER_LOG_KEY_FILE", str(log_key))
     app = make_app(KEYS_DIR=str(keys_dir))
     urls = [row["url"] for row in world["pin"][1][:4]] + [

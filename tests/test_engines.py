@@ -6,7 +6,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-from conftest import database_env
+from conftest import database_env, settle
 
 from verifier import db, settings
 from verifier.cli import cli
@@ -225,6 +225,11 @@ def test_db_init_migrate_and_status(runner, instance, monkeypatch, new_database)
     assert data["engine"] == db.dialect(db.connect(location))
     assert data["migrations"] == list(db.MIGRATION_NAMES) and data["missing"] == []
     assert data["pending"] == 0 and data["oldest_pending_at"] is None
+    assert data["tree_size"] == 0 and data["checkpoint"] is None
+    assert "log tree: 0 entries; no checkpoint yet" in runner.invoke(cli, ["db", "status"]).output
+    settle(location)  # the tests' log key signs the empty tree
+    data = __import__("json").loads(runner.invoke(cli, ["db", "status", "--json"]).output)
+    assert data["checkpoint"]["size"] == 0
     assert "password" not in status.output
 
 

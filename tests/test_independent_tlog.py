@@ -570,7 +570,7 @@ def test_logtree_roots_and_proofs_verify_independently(world, make_app, db_copy)
 
 
 def test_logtree_tiles_bundles_and_checkpoint_verify_independently(world, make_app, db_copy):
-    from conftest import TEST_LOG_ORIGIN, testing_log_signer
+    from conftest import TEST_LOG_ORIGIN, log_signer_for_tests
 
     from verifier import logtree
 
@@ -580,7 +580,7 @@ def test_logtree_tiles_bundles_and_checkpoint_verify_independently(world, make_a
         size = len(hashes)
         stored = logtree.latest_checkpoint(conn)
         assert stored is not None and stored.size == size
-        log_vkey = ind.parse_vkey(testing_log_signer().vkey)
+        log_vkey = ind.parse_vkey(log_signer_for_tests().vkey)
         checkpoint = ind.verify_checkpoint(stored.note, log_vkey).checkpoint
         assert (checkpoint.origin, checkpoint.size, checkpoint.root) == (TEST_LOG_ORIGIN, size, ind.mth(hashes))
 

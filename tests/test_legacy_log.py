@@ -2,7 +2,7 @@
 its entries become the tree's first leaves, the chain is still checked, and the checkpoint the old
 code signed over the chain's head still verifies, on both engines (PostgreSQL: by `db copy`).
 
-The vector (tests/vectors/legacy_log/) is a database the code before issue 12 wrote
+The vector (tests/vectors_legacy_log/) is a database the code before issue 12 wrote
 (scripts/make_legacy_log.py): two batches, a recall, an admin, four scans, a signed checkpoint."""
 
 from __future__ import annotations
@@ -13,12 +13,12 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from conftest import settle, testing_log_signer, testing_log_trust
+from conftest import log_signer_for_tests, log_trust_for_tests, settle
 
 from verifier import accounts, auditlog, db, dbcopy, keys
 from verifier.cli import cli
 
-VECTOR = Path(__file__).parent / "vectors" / "legacy_log"
+VECTOR = Path(__file__).parent / "vectors_legacy_log"
 NOW = dt.datetime(2026, 12, 1, 14, 0, tzinfo=dt.UTC)
 
 
@@ -27,7 +27,7 @@ def legacy_trust() -> auditlog.Trust:
     records = keys.read_keyring(VECTOR)
     legacy = {r.kid: r.public_key() for r in records if r.purpose == "log"}
     assert legacy, "the vector's keyring has its log key"
-    return auditlog.Trust(testing_log_trust().log_keys, (), legacy)
+    return auditlog.Trust(log_trust_for_tests().log_keys, (), legacy)
 
 
 def legacy_checkpoint() -> dict:
@@ -78,7 +78,7 @@ def test_an_old_checkpoint_exported_to_a_file_still_verifies_through_the_cli(upg
     keys_dir.mkdir()
     (keys_dir / "keyring.json").write_text((VECTOR / "keyring.json").read_text("utf-8"))
     monkeypatch.setenv("VERIFIER_KEYS", str(keys_dir))
-    monkeypatch.setenv("VERIFIER_LOG_PUBLIC_KEY", testing_log_signer().vkey)
+    monkeypatch.setenv("VERIFIER_LOG_PUBLIC_KEY", log_signer_for_tests().vkey)
     result = runner.invoke(cli, ["audit", "verify", "--json", "--checkpoint", str(VECTOR / "checkpoint.json")])
     report = json.loads(result.stdout)
     assert result.exit_code == 0 and report["ok"] and report["legacy_chain"] == 8, report["problems"]

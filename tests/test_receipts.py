@@ -443,7 +443,7 @@ def test_the_api_verdict_names_its_receipt_by_absolute_url(client, world, db_cop
 
 
 def test_a_receipt_is_pending_until_a_signed_checkpoint_covers_its_scan(client, world, db_copy):
-    from conftest import settle, testing_log_signer
+    from conftest import log_signer_for_tests, settle
 
     row = world["pin"][1][5]
     client.get(path_of(row["url"]))
@@ -464,13 +464,13 @@ def test_a_receipt_is_pending_until_a_signed_checkpoint_covers_its_scan(client, 
     complete = fetch_receipt(client, scan_id)
     assert complete.status_code == 200 and "Retry-After" not in complete.headers
     receipt = json.loads(complete.get_data())
-    proven = receipts.verify(receipt, [testing_log_signer().verifier])
+    proven = receipts.verify(receipt, [log_signer_for_tests().verifier])
     assert (proven.scan_id, proven.serial, proven.check, proven.verdict) == (scan_id, int(row["serial"]), 1, "genuine")
-    assert proven.code == row["code"] and proven.origin == testing_log_signer().origin
+    assert proven.code == row["code"] and proven.origin == log_signer_for_tests().origin
 
 
 def test_a_receipt_keeps_its_proof_as_the_log_grows(client, world, db_copy):
-    from conftest import settle, testing_log_signer
+    from conftest import log_signer_for_tests, settle
 
     client.get(path_of(world["pin"][1][6]["url"]))
     first = last_scan_id(db_copy)
@@ -481,10 +481,10 @@ def test_a_receipt_keeps_its_proof_as_the_log_grows(client, world, db_copy):
     settle(db_copy)
     later = json.loads(fetch_receipt(client, first).get_data())
     for receipt in (early, later):
-        assert receipts.verify(receipt, [testing_log_signer().verifier]).scan_id == first
+        assert receipts.verify(receipt, [log_signer_for_tests().verifier]).scan_id == first
     assert (
-        receipts.verify(later, [testing_log_signer().verifier]).size
-        > receipts.verify(early, [testing_log_signer().verifier]).size
+        receipts.verify(later, [log_signer_for_tests().verifier]).size
+        > receipts.verify(early, [log_signer_for_tests().verifier]).size
     )
 
 
@@ -556,7 +556,7 @@ def test_cli_a_complete_receipt_prints_what_it_proves_and_exits_0(runner, receip
     assert result.exit_code == 0, result.output
     assert result.stdout == (
         "Receipt OK: code 3141 5926 5358 97934, check 2 at 2026-11-22T08:00:38.000+00:00, verdict genuine-repeat, "
-        f"is entry 41 of log {ORIGIN} (checkpoint of 57 entries)\n"
+        f"is entry 42 of log {ORIGIN} (checkpoint of 57 entries)\n"
     )
 
 
@@ -642,3 +642,9 @@ def test_cli_without_a_log_key_exits_2(runner, receipt_files):
 def test_cli_a_missing_file_exits_2(runner, tmp_path):
     result = verify_cli(runner, str(tmp_path / "nowhere.json"))
     assert result.exit_code == 2 and result.stderr.startswith("Error: cannot read")
+
+
+def test_receipts_count_against_the_clients_rate_limit(make_app):
+    client = make_app(RATELIMIT="3/minute").test_client()
+    statuses = [client.get(f"/receipt/1-{'0' * 32}").status_code for _ in range(5)]
+    assert statuses == [404, 404, 404, 429, 429]

@@ -11,7 +11,7 @@ import urllib.parse
 import urllib.request
 
 import pytest
-from conftest import BASE_URL, settle, testing_log_trust
+from conftest import BASE_URL, log_trust_for_tests, settle
 
 from verifier import auditlog, db
 
@@ -99,7 +99,7 @@ def test_every_acknowledged_scan_survives_kill_9(serve, world, db_copy, server_e
         if not db.is_postgres_conn(conn):
             assert db.integrity_problem(conn) is None  # the file itself survived the kills
         rows = conn.execute("SELECT serial, checks FROM scans WHERE channel = 'api' AND counted = 1").fetchall()
-        report = auditlog.verify(conn, testing_log_trust())
+        report = auditlog.verify(conn, log_trust_for_tests())
     finally:
         conn.close()
     recorded = {tuple(row) for row in rows}

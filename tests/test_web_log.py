@@ -12,7 +12,7 @@ import hashlib
 
 import pytest
 from conftest import log_in, settle
-from conftest import testing_log_signer as log_signer
+from conftest import log_signer_for_tests as log_signer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from verifier import auditlog, db, logtree, merkle, note

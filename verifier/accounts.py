@@ -18,7 +18,7 @@ from typing import Any
 
 from werkzeug.security import check_password_hash, generate_password_hash
 
-from . import auditlog, clients, clock, db, errors
+from . import auditlog, clients, clock, db, errors, replay
 from .repos import accounts as repo
 
 ROLES = ("admin", "inspector", "enterprise")
@@ -124,10 +124,18 @@ def add_user(
     if (role == "enterprise") != (enterprise_id is not None):
         raise InvalidAccount("an enterprise account needs --enterprise, and only it")
     at = clock.utc_text(now)
-    user_id = repo.insert_user(conn, username, role, enterprise_id, hash_password(password), at)
+    password_hash = hash_password(password)
+    user_id = repo.insert_user(conn, username, role, enterprise_id, password_hash, at)
     if user_id is None:
         raise AccountConflict(f"user {username!r} already exists")
-    auditlog.append(conn, "user.added", {"user": username, "role": role, "enterprise_id": enterprise_id}, at, actor)
+    body = {
+        "user": username,
+        "user_id": user_id,
+        "role": role,
+        "enterprise_id": enterprise_id,
+        "password_sha256": replay.password_commitment(password_hash),  # a changed hash is caught, never shown
+    }
+    auditlog.append(conn, "user.added", body, at, actor)
     return User(user_id, username, role, enterprise_id, False)
 
 
@@ -166,8 +174,16 @@ def issue_token(conn: db.Conn, username: str, label: str, actor: str, now: dt.da
         raise AccountConflict(f"user {username!r} is disabled")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     at = clock.utc_text(now)
-    token_id = repo.insert_token(conn, user.id, _token_hash(token), label, at)
-    auditlog.append(conn, "token.issued", {"user": username, "token_id": token_id, "label": label}, at, actor)
+    token_hash = _token_hash(token)
+    token_id = repo.insert_token(conn, user.id, token_hash, label, at)
+    body = {
+        "user": username,
+        "user_id": user.id,
+        "token_id": token_id,
+        "label": label,
+        "token_sha256": replay.token_commitment(token_hash),  # an inserted or swapped token is caught
+    }
+    auditlog.append(conn, "token.issued", body, at, actor)
     return token_id, token
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, db, errors, issue, lookup
-from .repos import log, registry, scans
+from .repos import log, projections, registry, scans
 from .repos.scans import ScanFilter
 
 __all__ = ["ScanFilter"]  # and everything below
@@ -420,8 +420,9 @@ def report_code(conn: db.Conn, serial: int, note: str, actor: str, now: dt.datet
     if registry.batch_for_serial(conn, serial) is None:
         raise errors.NotFound(f"code {serial:016d} was never issued")
     note = note.strip()[:NOTE_MAX]
-    registry.report_code(conn, serial, actor, note, now)
-    auditlog.append(conn, "code.reported", {"serial": serial, "note": note}, clock.utc_text(now), actor)
+    first = registry.report_code(conn, serial, actor, note, now)
+    body = {"serial": serial, "note": note, "first": first}  # first: this report is the one that stands
+    auditlog.append(conn, "code.reported", body, clock.utc_text(now), actor)
 
 
 @dataclass(frozen=True)
@@ -433,11 +434,14 @@ class Purged:
 def purge(conn: db.Conn, days: int, now: dt.datetime, actor: str) -> Purged:
     """Erase the personal fields of scans older than `days` before `now`, and log it.
 
-    The chain still verifies: log entries commit to a salted hash of these fields.
+    The chain still verifies: log entries commit to a salted hash of these fields. The entry
+    records the cutoff and the highest scan id the purge could erase (`through_id`): `audit verify`
+    reports a scan erased that no logged purge covers.
     """
     cutoff = clock.utc_text(now - dt.timedelta(days=days))
     erased = scans.erase_personal(conn, cutoff)
-    auditlog.append(conn, "audit.purged", {"older_than": cutoff, "scans": erased}, clock.utc_text(now), actor)
+    body = {"older_than": cutoff, "scans": erased, "through_id": projections.last_scan_id(conn)}
+    auditlog.append(conn, "audit.purged", body, clock.utc_text(now), actor)
     return Purged(cutoff, erased)
 
 

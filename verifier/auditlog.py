@@ -127,7 +127,9 @@ class Report:
 
     @property
     def first_bad_seq(self) -> int | None:
-        return min((p.seq for p in self.problems), default=None)
+        """The first entry named; 0 only when every problem is a fact no entry made."""
+        named = [p.seq for p in self.problems if p.seq > 0]
+        return min(named) if named else (0 if self.problems else None)
 
 
 @dataclass(frozen=True)

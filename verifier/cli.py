@@ -899,28 +899,63 @@ def log_keygen(origin: str, out_file: str, witness: bool) -> None:
     "--key", "key_file", required=True, type=click.Path(exists=True, dir_okay=False), help="The witness key file."
 )
 @click.option("--log-key", "log_key", required=True, help="The log's verifier key (vkey).")
+@click.option(
+    "--previous",
+    "previous_file",
+    type=click.Path(exists=True, dir_okay=False),
+    help="The checkpoint this witness cosigned last: the new one must extend it.",
+)
+@click.option("--log-url", help="The log's address (…/log/): its tiles prove the extension (with --previous).")
 @click.argument("checkpoint_file", type=click.Path(exists=True, dir_okay=False))
-def log_cosign(key_file: str, log_key: str, checkpoint_file: str) -> None:
-    """As a witness: check a checkpoint's log signature, then print it with your cosignature/v1
-    line added (POST that to the log's /log/cosignature). A witness checks consistency with the
-    checkpoint it cosigned before (see docs/transparency-log.md) before it cosigns a newer one.
+def log_cosign(
+    key_file: str, log_key: str, previous_file: str | None, log_url: str | None, checkpoint_file: str
+) -> None:
+    """As a witness: check a checkpoint's log signature and, with --previous, that it extends the
+    checkpoint you cosigned before (a consistency proof built from the log's tiles); then print it
+    with your cosignature/v1 line added (POST that to the log's /log/cosignature).
 
-    Example: verifier log cosign --key witness.key --log-key 'verify.example.cn/log+1a2b3c4d+A...' checkpoint.txt
+    Example: verifier log cosign --key w.key --log-key "$VKEY" --previous a.txt --log-url https://v.cn/log/ b.txt
     """
     import time
 
-    from . import note
+    from . import note, witness
 
+    if previous_file and not log_url:
+        raise CliError("--previous needs --log-url: the log's tiles prove the extension")
+    vkeys = _vkeys([log_key], "log key")
     try:
-        witness = note.parse_skey(Path(key_file).read_text("utf-8").strip())
-        opened = note.open_note(Path(checkpoint_file).read_text("utf-8"), _vkeys([log_key], "log key"))
-        note.parse_checkpoint(opened.text)
-    except (note.InvalidNote, UnicodeDecodeError) as exc:
+        signer = note.parse_skey(Path(key_file).read_text("utf-8").strip())
+        opened = note.open_note(Path(checkpoint_file).read_text("utf-8"), vkeys)
+        checkpoint = note.parse_checkpoint(opened.text)
+        if previous_file:
+            previous = note.parse_checkpoint(note.open_note(Path(previous_file).read_text("utf-8"), vkeys).text)
+            witness.check_extends(previous, checkpoint, _http_fetch(str(log_url)))
+    except (note.InvalidNote, UnicodeDecodeError, witness.Inconsistent) as exc:
         raise CliError(str(exc)) from None
-    if witness.signature_type != note.COSIGNATURE_V1:
+    if signer.signature_type != note.COSIGNATURE_V1:
         raise CliError(f"{key_file} is not a witness key (make one with 'verifier log keygen --witness')")
-    line = note.cosign_text(opened.text, witness.name, witness.private_key, int(time.time()))
+    line = note.cosign_text(opened.text, signer.name, signer.private_key, int(time.time()))
     click.echo(note.format_note(opened.text, [*opened.verified, line]), nl=False)
+
+
+def _http_fetch(base_url: str) -> Any:
+    """GET `<base_url>/<path>` (a witness fetching the log's tiles); errors say which tile."""
+    import urllib.error
+    import urllib.request
+
+    from . import witness
+
+    def fetch(path: str) -> bytes:
+        url = base_url.rstrip("/") + "/" + path
+        if not url.startswith(("http://", "https://")):
+            raise witness.Inconsistent(f"--log-url must be an http(s) address, not {base_url!r}")
+        try:
+            with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 (http(s) only, checked above)
+                return bytes(response.read(1 << 20))
+        except (urllib.error.URLError, OSError) as exc:
+            raise witness.Inconsistent(f"cannot fetch {url}: {exc}") from None
+
+    return fetch
 
 
 @audit_group.command("purge")
@@ -1168,15 +1203,18 @@ def db_group() -> None:
 
 
 def _database_status(conn: Any, location: str) -> dict[str, Any]:
-    from . import db, sequencer
+    from . import db, logtree, sequencer
 
     applied = db.migrations_applied(conn)
+    latest = logtree.latest_checkpoint(conn) if "010_transparency_log" in applied else None
     return {
         "database": db.describe(location),
         "engine": db.dialect(conn),
         "migrations": applied,
         "missing": [name for name in db.MIGRATION_NAMES if name not in applied],
         **sequencer.status(conn),
+        "tree_size": logtree.size(conn) if "010_transparency_log" in applied else 0,
+        "checkpoint": {"size": latest.size, "at": latest.at} if latest else None,
     }
 
 
@@ -1236,6 +1274,13 @@ def db_status(as_json: bool) -> None:
     pending = status["pending"]
     since = f" (oldest written {status['oldest_pending_at']})" if pending else ""
     click.echo(f"  log entries waiting for the sequencer: {pending:,}{since}")
+    checkpoint = status["checkpoint"]
+    signed = (
+        f"latest checkpoint of {checkpoint['size']:,} signed {checkpoint['at']}"
+        if checkpoint
+        else "no checkpoint yet (the sequencer signs them with VERIFIER_LOG_KEY_FILE)"
+    )
+    click.echo(f"  log tree: {status['tree_size']:,} entries; {signed}")
     if status["engine"] == "postgresql":
         leader = status["leader"]
         if leader:
@@ -1389,6 +1434,6 @@ def _proven_line(proven: Any) -> str:
     check = f"check {proven.check}" if proven.check is not None else "not counted as a check"
     cosigned = f", cosigned by {', '.join(proven.cosigners)}" if proven.cosigners else ""
     return (
-        f"Receipt OK: {code}, {check} at {proven.at}, verdict {proven.verdict}, is entry {proven.index} "
+        f"Receipt OK: {code}, {check} at {proven.at}, verdict {proven.verdict}, is entry {proven.index + 1} "
         f"of log {proven.origin} (checkpoint of {proven.size:,} entries{cosigned})"
     )

@@ -17,9 +17,10 @@ actions in `log_pending`: written, not chained yet by the sequencer):
   sequencer runs once (`sequencer.drain`), then the snapshot is copied without what is still
   pending in it (scans not chained yet, the queue), so the copy's log is the source's log up to
   the snapshot's head and verifies. What was left out stays in the source, chained, and is in
-  the next backup. Effects that are not log entries are copied as the snapshot has them: a check
-  count may include a scan that was left out, a recall may be in `batches` while its log entry
-  was still queued.
+  the next backup. The copy's state must be the projection of its log (`audit verify` replays
+  it): the check counts of codes whose scans were left out are rebuilt on the copy from the scans
+  it has; an administrative action still queued in the snapshot (a recall a moment ago) makes
+  the copy try again after the sequencer ran, then refuse, rather than hold a fact its log lacks.
 
 On a SQLite source nothing is ever pending (entries are chained inline): both modes are the same.
 The link between a scan and its entry is kept as each engine keeps it (repos/tables.LINKS).
@@ -81,11 +82,16 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
     not_empty = [t for t in tables.TABLES if tables.count(dst, t)]
     if not_empty:
         raise CopyError(f"the target is not empty ({', '.join(not_empty)}): copy into a new database")
-    if live:
-        sequencer.drain(src)  # chain what is written so far; what comes after is left out
+    for _attempt in range(3 if live else 1):
+        if live:
+            sequencer.drain(src)  # chain what is written so far; what comes after is left out
+        if not (live and log.queued_actions(src)):
+            break
     counts: dict[str, int] = {}
     with db.read_snapshot(src):
         pending = log.pending_count(src)
+        if live and log.queued_actions(src):
+            raise CopyError("administrative actions keep arriving faster than the sequencer: run the backup again")
         source_head = (auditlog.head(src)[0], logtree.root(src, logtree.size(src)).hex())
         if pending and not live:
             raise CopyError(
@@ -104,12 +110,14 @@ def _copy(src: db.Conn, dst: db.Conn, progress: Callable[[str, int], None] | Non
                 tables.continue_ids(dst, table)
                 if progress is not None:
                     progress(table, counts[table])
+            if live and pending:
+                tables.rebuild_code_checks(dst, tables.left_out_serials(src))
             # Checked before the commit, so a copy that does not verify leaves the target empty.
             # The tree, the scans and the replay are checked here; the copied checkpoints' signatures need the
             # log keys, which `verifier audit verify` on the copy has ("unknown key" here).
             report = auditlog.verify(dst)
             if not report.ok:
-                first = report.problems[0]
+                first = next(p for p in report.problems if p.seq == report.first_bad_seq)
                 raise CopyError(f"the copy's audit log does not verify (first bad entry {first.seq}): {first.what}")
             if (report.head_seq, report.head_hash) != source_head:
                 raise CopyError(f"the copy's audit log ends at {report.head_seq}, the source's at {source_head[0]}")

@@ -34,9 +34,9 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, codes, csvcells, db, errors, keys, labels, pins, processes, qr
+from . import auditlog, codes, csvcells, db, errors, keys, labels, pins, processes, qr, replay
 from . import clock as clocks
-from .repos import registry
+from .repos import projections, registry
 
 FORMATS = ("csv", "png", "label-png", "svg", "pdf")
 IMAGE_QR_MM = 20.0  # the QR code in PNG, label PNG and SVG files, with quiet zone
@@ -503,6 +503,7 @@ def issue_batch(
             raise IssueError("batch numbers are exhausted (2^32 - 1)")
         partial = _partial_dir(out_dir, batch_id)
         try:
+            runs: list[array.array[int]] = []  # the serials as registered: sorted runs, 8 bytes a code
             pages, counts = _produce(
                 conn,
                 batch_id,
@@ -515,10 +516,13 @@ def issue_batch(
                 workers,
                 random_bytes,
                 lock.descriptor(),
+                runs,
             )
             _write_manifest(conn, batch_id, request, partial, counts, pages)
             _move_into_place(partial, out_dir)
-            _activate(conn, batch_id, clock())
+            digest = replay.merged_serials_sha256(runs)
+            runs.clear()
+            _activate(conn, batch_id, clock(), digest)
         except BaseException:
             _roll_back(conn, batch_id, partial)
             raise
@@ -541,28 +545,42 @@ def _batch_lock(conn: db.Conn, batch_id: int, wait: bool) -> db.NamedLock | None
     return db.acquire_lock(conn, f"batch-{batch_id}", wait=wait)
 
 
-def _activate(conn: db.Conn, batch_id: int, now: dt.datetime) -> None:
-    """Register the batch, and say so in the audit log, in one transaction."""
+def _activate(conn: db.Conn, batch_id: int, now: dt.datetime, serials_sha256: str | None = None) -> None:
+    """Register the batch, and say so in the audit log, in one transaction. The entry records
+    what a verdict shows and what decides access (enterprise, product, mark, form, lot, dates,
+    key, address, PIN) and commits to the batch's exact set of serials (`serials_sha256`:
+    replay.serials_sha256 of the serials registered; None: read back from the registry, as
+    recovery does), so `audit verify` can tell an edited batch or an invented code."""
+    if serials_sha256 is None:
+        serials_sha256 = replay.serials_sha256(registry.batch_serials(conn, batch_id))
     with db.transaction(conn):
         registry.activate_batch(conn, batch_id)
-        row = registry.batch_row(conn, batch_id)
+        (row,) = projections.batch_facts(conn, batch_id)
         body = {
             k: row[k]
             for k in (
                 "id",
+                "enterprise_id",
                 "enterprise",
+                "credit_code",
+                "product_id",
                 "product",
                 "spec",
+                "product_gtin",
                 "mark",
                 "form",
                 "lot",
                 "gtin",
+                "production_date",
+                "expiry_date",
                 "count",
                 "kid",
-                "expiry_date",
+                "base_url",
+                "pin",
                 "created_by",
             )
         }
+        body["serials_sha256"] = serials_sha256
         auditlog.append(conn, "batch.issued", body, clocks.utc_text(now), actor=row["created_by"])
 
 
@@ -597,8 +615,10 @@ def _produce(
     workers: int | None,
     random_bytes: RandomBytes,
     lock_fd: int,
+    runs: list[array.array[int]],
 ) -> tuple[int, dict[str, int]]:
-    """Sign and render every chunk, writing codes.csv in order; (PDF pages, files by kind)."""
+    """Sign and render every chunk, writing codes.csv in order; (PDF pages, files by kind). The
+    serials registered are appended to `runs`, one sorted array a registering transaction."""
     _mkdir_secret(partial)
     for fmt in ("png", "label-png", "svg"):
         if fmt in request.formats:
@@ -652,7 +672,9 @@ def _produce(
             count = min(size, request.count - index * size)
             if len(registered) < count:
                 wanted = min(max(REGISTER_PER_TRANSACTION, count), request.count - index * size) - len(registered)
-                registered += _register_serials(conn, batch_id, wanted, random_bytes)
+                fresh = _register_serials(conn, batch_id, wanted, random_bytes)
+                runs.append(array.array("Q", fresh))
+                registered += fresh
             chunk, registered = registered[:count], registered[count:]
             return chunk
 

@@ -212,3 +212,10 @@ def scan_entry_seq(conn: db.Conn, scan_id: int) -> int | None:
 def last_seq(conn: db.Conn) -> int:
     row = conn.execute("SELECT max(seq) FROM audit_log").fetchone()
     return 0 if row[0] is None else int(row[0])
+
+
+def queued_actions(conn: db.Conn) -> int:
+    """Administrative entries waiting for the sequencer (PostgreSQL; 0 on SQLite)."""
+    if not db.is_postgres_conn(conn):
+        return 0
+    return int(conn.execute("SELECT count(*) FROM log_pending").fetchone()[0])

@@ -126,3 +126,37 @@ def continue_ids(conn: db.Conn, table: str) -> None:
 def _known(table: str) -> None:
     if table not in TABLES:
         raise ValueError(f"not a table of the schema: {table!r}")
+
+
+def left_out_serials(conn: db.Conn) -> list[int]:
+    """The codes of the scans still queued for the sequencer (PostgreSQL): a live copy leaves
+    those scans out, so their codes' check counts must be rebuilt on the copy."""
+    if not db.is_postgres_conn(conn):
+        return []
+    rows = conn.execute(
+        "SELECT DISTINCT s.serial FROM scan_queue q JOIN scans s ON s.id = q.scan_id WHERE s.serial IS NOT NULL"
+    ).fetchall()
+    return [int(row[0]) for row in rows]
+
+
+_CHECKS_OF_CODE = """
+SELECT max(CASE WHEN counted = 1 THEN checks END), min(CASE WHEN counted = 1 THEN at END),
+       max(CASE WHEN counted = 1 THEN at END), min(CASE WHEN pin = 'first' THEN at END)
+FROM scans WHERE serial = ?
+"""
+
+
+def rebuild_code_checks(conn: db.Conn, serials: Sequence[int]) -> None:
+    """Each code's `code_checks` row as its scans in this database make it (a live copy, inside its
+    transaction): the check count, first and last counted check, the PIN's first verification;
+    no row when no scan counted. The sessions that counted are not kept (a repeat view of one of
+    them right after a restore counts once more)."""
+    for serial in serials:
+        checks, first, last, pin_at = conn.execute(_CHECKS_OF_CODE, (serial,)).fetchone()
+        conn.execute("DELETE FROM code_checks WHERE serial = ?", (serial,))
+        if checks is not None:
+            conn.execute(
+                "INSERT INTO code_checks (serial, checks, first_checked_at, last_checked_at, pin_verified_at, sessions)"
+                " VALUES (?, ?, ?, ?, ?, '')",
+                (serial, checks, first, last, pin_at),
+            )

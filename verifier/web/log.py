@@ -7,7 +7,9 @@ serial alone answers a typed-code lookup; only inspectors and admins read them, 
 token, or with an audit UI session at `/audit/log/tile/entries/...` (its cookie's path is /audit).
 A receipt (`/receipt/<token>`) holds one scan's entry and is reached only through its capability,
 an HMAC of the scan id (verifier/receipts.py). Every failure here is the API's error shape;
-nothing here writes but a witness's cosignature.
+nothing here writes but a witness's cosignature. Receipts and cosignatures count against the
+client's rate limit; the checkpoint and tiles do not (mirrors fetch many; they are cacheable, and
+a CDN in front of /log/ serves them, see docs/operations.md).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from .. import accounts, db, logtree, merkle, note, receipts
 from . import audit, audit_ui
 from .errors import api_error
-from .state import state
+from .state import rate_limit, state
 
 bp = Blueprint("log", __name__)
 
@@ -135,6 +137,7 @@ def _refuse_entry_reader() -> Response | None:
 @bp.post("/log/cosignature")
 def cosignature() -> Response:
     """A witness's cosignature of a checkpoint the log signed: the note with its cosignature/v1 line."""
+    rate_limit()  # a witness posts one note a checkpoint; more is someone else
     witnesses = state().log_witnesses
     refused = api_error  # one shape, one code for every refusal of the note itself
     if request.content_length is not None and request.content_length > COSIGNATURE_MAX_BYTES:
@@ -188,7 +191,9 @@ def _not_allowed(allowed: str) -> Response:
 @bp.get("/receipt/<token>")
 def receipt(token: str) -> Response:
     """A scan's receipt as a JSON download: complete once a signed checkpoint covers its entry,
-    else pending (200, Retry-After). An unknown token is 404, like a token of no scan."""
+    else pending (200, Retry-After). An unknown token is 404, like a token of no scan. Counted
+    against the client's rate limit, as a lookup is (a receipt reads the tree)."""
+    rate_limit()
     st = state()
     scan_id = receipts.scan_of_token(st.hash_key, token)
     if scan_id is None:
