@@ -1171,7 +1171,7 @@ def users_revoke_token(token_id: int) -> None:
 def audit_report_code(code: str, note: str) -> None:
     """Mark a code as reported counterfeit (logged); inspectors see it on the code's history.
 
-    Example: verifier audit report-code '3141 5926 5358 97932' --note 'seen at a market stall'
+    Example: verifier audit report-code '3141 5926 5358 97934' --note 'seen at a market stall'
     """
     from . import audit, db, errors
 

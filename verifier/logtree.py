@@ -10,8 +10,9 @@ tlog-checkpoint notes) with the log key; nothing on the request path waits for i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -131,7 +132,7 @@ def _check_size(conn: db.Conn, tree_size: int) -> None:
 def root(conn: db.Conn, tree_size: int) -> bytes:
     """The root hash of the first `tree_size` entries (tree_size <= size(conn))."""
     _check_size(conn, tree_size)
-    return merkle.root_hash(tree_size, hash_reader(conn))
+    return _prefetched(conn, lambda hash_at: merkle.root_hash(tree_size, hash_at))
 
 
 def _stored_hashes(start: int, leaf_hashes: Sequence[bytes], hash_at: merkle.HashAt) -> list[tuple[int, int, bytes]]:
@@ -229,12 +230,36 @@ def checkpoint_covering(conn: db.Conn, index: int) -> StoredCheckpoint | None:
     return None if (latest := latest_checkpoint(conn)) is None or latest.size <= index else latest
 
 
+_Proven = TypeVar("_Proven")
+
+
+def _prefetched(conn: db.Conn, prove: Callable[[merkle.HashAt], _Proven]) -> _Proven:
+    """Run a prover twice: first to learn which stored hashes it reads (which hashes a proof needs
+    depends on the sizes and index only, never on their values), then on those, fetched in one
+    query instead of one a hash (a round trip each on PostgreSQL)."""
+    wanted: list[tuple[int, int]] = []
+
+    def record(level: int, index: int) -> bytes:
+        wanted.append((level, index))
+        return bytes(merkle.HASH_SIZE)
+
+    prove(record)
+    found = tree.hashes_at(conn, sorted(set(wanted)))
+
+    def hash_at(level: int, index: int) -> bytes:
+        if (level, index) not in found:
+            raise NotInTree(f"the tree holds no subtree at level {level}, index {index}")
+        return found[(level, index)]
+
+    return prove(hash_at)
+
+
 def inclusion_proof(conn: db.Conn, index: int, tree_size: int) -> list[bytes]:
     """RFC 9162 inclusion proof of leaf `index` in the tree of `tree_size` (NotInTree beyond it)."""
     _check_size(conn, tree_size)
     if not 0 <= index < tree_size:
         raise NotInTree(f"leaf {index} is not in a tree of {tree_size}")
-    return merkle.inclusion_proof(index, tree_size, hash_reader(conn))
+    return _prefetched(conn, lambda hash_at: merkle.inclusion_proof(index, tree_size, hash_at))
 
 
 def consistency_proof(conn: db.Conn, old_size: int, new_size: int) -> list[bytes]:
@@ -242,7 +267,7 @@ def consistency_proof(conn: db.Conn, old_size: int, new_size: int) -> list[bytes
     _check_size(conn, new_size)
     if not 0 < old_size <= new_size:
         raise NotInTree(f"no consistency proof from {old_size} to {new_size}")
-    return merkle.consistency_proof(old_size, new_size, hash_reader(conn))
+    return _prefetched(conn, lambda hash_at: merkle.consistency_proof(old_size, new_size, hash_at))
 
 
 def _tile_exists(conn: db.Conn, level: int, index: int, width: int) -> bool:

@@ -22,6 +22,18 @@ def hash_at(conn: db.Conn, level: int, index: int) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
+def hashes_at(conn: db.Conn, keys: Sequence[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+    """The stored hashes at these (level, index) keys, in one query (the keys a proof needs)."""
+    if not keys:
+        return {}
+    pairs = ", ".join("(?, ?)" for _ in keys)
+    rows = conn.execute(
+        f"SELECT level, idx, hash FROM log_hashes WHERE (level, idx) IN (VALUES {pairs})",
+        [value for key in keys for value in key],
+    ).fetchall()
+    return {(int(level), int(idx)): bytes(digest) for level, idx, digest in rows}
+
+
 def hashes(conn: db.Conn, level: int, start: int, end: int) -> list[bytes]:
     """The stored hashes of `level` from index `start` to `end` (excluded), in order."""
     rows = conn.execute(
