@@ -219,3 +219,44 @@ def test_a_partly_retired_codes_count_is_still_compared_with_its_last_scan(world
     result = report(db_copy)
     assert any(p.seq == last and "code_checks" in p.what for p in result.problems), result.problems
     conn.close()
+
+
+def test_checks_that_count_in_another_order_than_their_times_are_not_tampering(world, db_copy):
+    """A scan's time is its request's, read before it waits for the code's lock: two checks a
+    millisecond apart can count in the other order. The first and last check are the scans that
+    made the lowest and highest count, whatever their times (found by the kill -9 test under load)."""
+    from conftest import BASE_URL, PIN_SECRET
+
+    from verifier import clients, lookup
+
+    settings = lookup.Settings({}, (BASE_URL,), pin_secret=PIN_SECRET)
+    anyone = clients.Client(None, None, clients.Region(), "", None, "x")
+    row, t0 = world["pin"][1][38], dt.datetime(2026, 11, 22, 8, 0, tzinfo=dt.UTC)
+    conn = db.connect(db_copy)
+    try:
+        counts = []
+        for ms in (5, 3, 9, 7):  # each waited for the one before: later times counted first
+            with db.transaction(conn):
+                verdict = lookup.record_typed(
+                    conn,
+                    row["code"],
+                    row["pin"] if not counts else None,
+                    settings,
+                    anyone,
+                    "api",
+                    t0 + dt.timedelta(milliseconds=ms),
+                )
+            counts.append(verdict.checks)
+        assert counts == [1, 2, 3, 4]
+        settle(conn)
+        report = auditlog.verify(conn)
+        assert report.ok, report.problems
+        first, last = conn.execute(
+            "SELECT first_checked_at, last_checked_at FROM code_checks WHERE serial = ?", (int(row["serial"]),)
+        ).fetchone()
+        assert (first, last) == (
+            clock.utc_text(t0 + dt.timedelta(milliseconds=5)),
+            clock.utc_text(t0 + dt.timedelta(milliseconds=7)),
+        )
+    finally:
+        conn.close()

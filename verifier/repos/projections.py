@@ -59,20 +59,29 @@ _ENTRY_OF_SCAN = {
 }
 
 # Per code, from its scans: counted checks (how many, the check counts the first and last of them
-# recorded, their first and last times, the last one's id) and the PIN's first verification.
+# recorded, the times of the scans that made those two counts, the last one's id) and the PIN's
+# first verification. The first and last check are the scans with the lowest and highest count, not
+# the earliest and latest `at`: a scan's time is its request's, read before it waits for the code's
+# lock, so two checks of one code a millisecond apart can count in the other order.
 _CHECKS_FROM_SCANS = """
 SELECT serial,
        sum(counted) AS n,
        min(CASE WHEN counted = 1 THEN checks END) AS lo,
        max(CASE WHEN counted = 1 THEN checks END) AS hi,
-       min(CASE WHEN counted = 1 THEN at END) AS first_at,
-       max(CASE WHEN counted = 1 THEN at END) AS last_at,
+       substr(min(CASE WHEN counted = 1 THEN {padded} || at END), 21) AS first_at,
+       substr(max(CASE WHEN counted = 1 THEN {padded} || at END), 21) AS last_at,
        max(CASE WHEN counted = 1 THEN id END) AS last_id,
        min(CASE WHEN pin = 'first' THEN at END) AS pin_at,
        sum(CASE WHEN pin = 'first' THEN 1 ELSE 0 END) AS pins,
        max(id) AS any_id
 FROM scans {not_indexed} WHERE serial IS NOT NULL AND (counted = 1 OR pin = 'first') GROUP BY serial
 """
+# The check count as 20 digits before the time, so min/max of the text picks the scan of the lowest
+# and highest count in one pass, and substr(.., 21) is its time.
+_PADDED_CHECKS = {
+    db.SQLITE: "substr('00000000000000000000' || checks, -20, 20)",
+    db.POSTGRESQL: "lpad(checks::text, 20, '0')",
+}
 
 # A code whose first check came before the last retirement may have lost scans to it (PostgreSQL):
 # then only what its remaining scans prove is compared (docs/audit.md).
@@ -123,7 +132,7 @@ def check_disagreements(conn: db.Conn, retired_at: str, limit: int) -> list[dict
     # SQLite would read the scans through scans_serial, one table lookup a scan: reading the table
     # in order and sorting is 1.8 times faster at 1,000,000 scans, and stays sequential beyond the cache.
     not_indexed = "" if db.is_postgres_conn(conn) else "NOT INDEXED"
-    sql = _CHECK_DISAGREEMENTS.format(entry=entry, not_indexed=not_indexed)
+    sql = _CHECK_DISAGREEMENTS.format(entry=entry, not_indexed=not_indexed, padded=_PADDED_CHECKS[db.dialect(conn)])
     rows = conn.execute(sql, {"retired_at": retired_at, "limit": limit}).fetchall()
     return [dict(zip(CHECK_COLUMNS, row)) for row in rows]
 

@@ -139,10 +139,15 @@ def left_out_serials(conn: db.Conn) -> list[int]:
     return [int(row[0]) for row in rows]
 
 
+# The first and last check are the scans that made the lowest and highest count (repos/projections).
 _CHECKS_OF_CODE = """
-SELECT max(CASE WHEN counted = 1 THEN checks END), min(CASE WHEN counted = 1 THEN at END),
-       max(CASE WHEN counted = 1 THEN at END), min(CASE WHEN pin = 'first' THEN at END)
-FROM scans WHERE serial = ?
+SELECT g.hi,
+       (SELECT min(f.at) FROM scans f WHERE f.serial = :serial AND f.counted = 1 AND f.checks = g.lo),
+       (SELECT max(l.at) FROM scans l WHERE l.serial = :serial AND l.counted = 1 AND l.checks = g.hi),
+       g.pin_at
+FROM (SELECT max(CASE WHEN counted = 1 THEN checks END) AS hi, min(CASE WHEN counted = 1 THEN checks END) AS lo,
+             min(CASE WHEN pin = 'first' THEN at END) AS pin_at
+      FROM scans WHERE serial = :serial) g
 """
 
 
@@ -152,7 +157,7 @@ def rebuild_code_checks(conn: db.Conn, serials: Sequence[int]) -> None:
     no row when no scan counted. The sessions that counted are not kept (a repeat view of one of
     them right after a restore counts once more)."""
     for serial in serials:
-        checks, first, last, pin_at = conn.execute(_CHECKS_OF_CODE, (serial,)).fetchone()
+        checks, first, last, pin_at = conn.execute(_CHECKS_OF_CODE, {"serial": serial}).fetchone()
         conn.execute("DELETE FROM code_checks WHERE serial = ?", (serial,))
         if checks is not None:
             conn.execute(
