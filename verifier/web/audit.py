@@ -13,10 +13,10 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from .. import accounts, audit, codes, errors
+from .. import audit, codes, errors
 from . import audit_reads
 from .errors import api_error
-from .state import state
+from .state import bearer_user, state
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 
@@ -27,7 +27,7 @@ def authenticated(*roles: str):
     def decorate(view):
         @functools.wraps(view)
         def wrapper(*args, **kwargs):
-            user = current_user()
+            user = bearer_user()
             if user is None:
                 return api_error(
                     "unauthorized",
@@ -43,14 +43,6 @@ def authenticated(*roles: str):
         return wrapper
 
     return decorate
-
-
-def current_user() -> accounts.User | None:
-    """The user of the request's bearer token."""
-    header = request.headers.get("Authorization", "")
-    if header.startswith("Bearer "):
-        return accounts.user_for_token(state().connection(), header[7:].strip())
-    return None
 
 
 @bp.errorhandler(errors.VerifierError)

@@ -19,24 +19,15 @@ from werkzeug.wrappers import Response as BaseResponse  # what redirect() return
 
 from .. import accounts, anomalies, audit, auditlog, clock, codes, db, errors, keys, lookup
 from . import audit_reads
-from .state import state
+from .state import SESSION_COOKIE, session_user, state
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
-COOKIE = "vaudit"
+COOKIE = SESSION_COOKIE
 PRE_COOKIE = "vaudit_login"  # random, before login: what the login form's CSRF token is bound to
 PRE_COOKIE_SECONDS = 3600
 _PRE_RE = re.compile(r"[A-Za-z0-9_-]{43}")
 NOTE_MAX = audit.NOTE_MAX
 PAGE_SIZE = 100
-
-
-def session_user() -> accounts.User | None:
-    session = request.cookies.get(COOKIE)
-    if not session:
-        return None
-    conn = state().connection()
-    with db.transaction(conn):
-        return accounts.user_for_session(conn, session, g.now)
 
 
 def csrf_token() -> str:

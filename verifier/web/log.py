@@ -20,9 +20,8 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import accounts, db, logtree, merkle, note, receipts
-from . import audit, audit_ui
 from .errors import api_error
-from .state import rate_limit, state
+from .state import bearer_user, rate_limit, session_user, state
 
 bp = Blueprint("log", __name__)
 
@@ -119,9 +118,9 @@ def _entry_bundle(path: str) -> Response:
 
 def _refuse_entry_reader() -> Response | None:
     """None for an inspector's or an admin's token or audit UI session; the API's 401/403 otherwise."""
-    user: accounts.User | None = audit.current_user()  # Authorization: Bearer ...
+    user: accounts.User | None = bearer_user()
     if user is None and "Authorization" not in request.headers:
-        user = audit_ui.session_user()
+        user = session_user()
     if user is None:
         return api_error(
             "unauthorized",

@@ -18,7 +18,7 @@ from typing import Any, cast
 
 from flask import Flask, current_app, g, has_app_context, request, url_for
 
-from .. import clients, codes, db, errors, files, keys, lookup, note, ratelimit, receipts
+from .. import accounts, clients, codes, db, errors, files, keys, lookup, note, ratelimit, receipts
 
 log = logging.getLogger("verifier.web")
 
@@ -249,3 +249,26 @@ def receipt_url(verdict: lookup.Verdict, external: bool = False) -> str | None:
     if verdict.scan_id is None:
         return None
     return url_for("log.receipt", token=receipts.token(state().hash_key, verdict.scan_id), _external=external)
+
+
+# --- who is asking: the audit API's bearer tokens, the audit UI's session -----------------
+
+SESSION_COOKIE = "vaudit"  # the audit UI's session (path /audit)
+
+
+def bearer_user() -> accounts.User | None:
+    """The user of the request's bearer token (Authorization: Bearer ...), or None."""
+    header = request.headers.get("Authorization", "")
+    if header.startswith("Bearer "):
+        return accounts.user_for_token(state().connection(), header[7:].strip())
+    return None
+
+
+def session_user() -> accounts.User | None:
+    """The user of the request's audit UI session cookie, or None."""
+    session = request.cookies.get(SESSION_COOKIE)
+    if not session:
+        return None
+    conn = state().connection()
+    with db.transaction(conn):
+        return accounts.user_for_session(conn, session, g.now)
