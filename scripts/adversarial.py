@@ -8,6 +8,11 @@ case or adds whitespace), each is truncated at every length and extended with 'A
 The inputs go through the consumer page, the JSON API, the manual-entry form and
 `verifier verify`. Reported: inputs tried, accepted (any genuine verdict), server errors.
 
+The transparency log gets every mutation of valid tile paths, receipt tokens and a cosigned
+checkpoint, and the hostile values in each place of them: there "accepted" is a 200 answer to
+anything but the valid original (a tile that is not the tree's, a receipt nobody was given, a
+cosignature by no witness).
+
 The audit API and UI get hostile values (superscript and full-width digits, integers past
 2^63, negative numbers, impossible dates, overlong strings, control characters, NUL, formula
 prefixes, path traversal), plus `--audit-random` seeded random strings, in every parameter of
@@ -30,8 +35,9 @@ from pathlib import Path
 from urllib.parse import quote
 
 from click.testing import CliRunner
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from verifier import codes, issue, keys
+from verifier import codes, issue, keys, note
 from verifier.cli import cli
 from verifier.web import create_app
 
@@ -88,6 +94,7 @@ def main() -> int:
             "RATELIMIT": "off",
             "INSTANCE": str(tmp),
             "SECRET_KEY": b"adv",
+            "LOG_WITNESSES": [note.format_vkey(WITNESS.verifier)],
         }
     )
     client = app.test_client()
@@ -139,6 +146,13 @@ def main() -> int:
             reason = "usage-error" if result.exit_code == 2 else "crash"
         cli_out.append((500 if reason == "crash" or result.exit_code not in (0, 1, 2) else 200, reason))
     tally("verifier verify", cli_out)
+    log_surface = log_outcomes(app)
+    report["transparency log"] = {
+        "tried": len(log_surface),
+        "accepted": sum(1 for status, bad in log_surface if bad and status == 200),
+        "server_errors": sum(status >= 500 for status, _ in log_surface),
+        "valid_served": sum(1 for status, bad in log_surface if not bad and status == 200),
+    }
     audit_api, audit_ui = audit_outcomes(app, tmp, args.audit_random)
     for surface, outcomes in (("audit API", audit_api), ("audit UI", audit_ui)):
         report[surface] = {
@@ -334,6 +348,75 @@ def audit_outcomes(app, tmp: Path, random_count: int) -> tuple[list[tuple[int, b
             response.get_data()
             ui.append((response.status_code, invalid))
     return api, ui
+
+
+# --- the transparency log ---------------------------------------------------------------------
+
+LOG_SIGNER_SEED = bytes(range(32, 64))
+WITNESS = note.SignerKey("witness.adversarial", note.COSIGNATURE_V1, Ed25519PrivateKey.from_private_bytes(bytes(32)))
+
+
+def _mutated(text: str) -> list[str]:
+    """Every character flipped (XOR 1), every truncation, three extensions, each hostile value appended."""
+    flipped = [text[:i] + chr(ord(c) ^ 1) + text[i + 1 :] for i, c in enumerate(text)]
+    return (
+        flipped
+        + [text[:i] for i in range(len(text))]
+        + [text + x for x in ("A", "0", "/")]
+        + [text + h for h in HOSTILE]
+    )
+
+
+def log_outcomes(app) -> list[tuple[int, bool]]:
+    """(status, invalid?) of every hostile request to the served log: tile paths, receipt tokens,
+    cosignatures. The log is first sequenced and signed, so valid originals exist to mutate."""
+    from verifier import db, logtree, merkle, receipts, sequencer
+
+    signer = logtree.LogSigner("adversarial/log", Ed25519PrivateKey.from_private_bytes(LOG_SIGNER_SEED))
+    conn = db.connect(app.config["DATABASE"])
+    try:
+        sequencer.drain(conn, signer=signer)
+        size = logtree.size(conn)
+        scan_id = int(conn.execute("SELECT max(id) FROM scans").fetchone()[0])
+        checkpoint = logtree.latest_checkpoint(conn)
+    finally:
+        conn.close()
+    assert checkpoint is not None and size > 0
+    client = app.test_client()
+    outcomes: list[tuple[int, bool]] = []
+    valid_tiles = {  # every tile the tree holds, partial ones of every width included (C2SP allows them)
+        merkle.tile_path(merkle.Tile(tile.level, tile.index, width))
+        for tile in merkle.tiles_for_size(size)
+        for width in range(1, tile.width + 1)
+    }
+    for original in sorted(merkle.tile_path(tile) for tile in merkle.tiles_for_size(size)):
+        for path in [original, *_mutated(original), *(original.rsplit("/", 1)[0] + "/" + h for h in HOSTILE)]:
+            response = client.get("/log/" + quote(path, safe="/."))
+            outcomes.append((response.status_code, path not in valid_tiles))
+    token = receipts.token(b"adv", scan_id)
+    for text in [token, *_mutated(token), *HOSTILE]:
+        response = client.get("/receipt/" + quote(text, safe=""))
+        outcomes.append((response.status_code, text != token))
+    text = note.parse_note(checkpoint.note)[0]
+    cosigned = note.format_note(
+        text,
+        [
+            *note.parse_note(checkpoint.note)[1],
+            note.cosign_text(text, WITNESS.name, WITNESS.private_key, 1_795_000_000),
+        ],
+    )
+    witness_line = cosigned.splitlines(keepends=True)[-1]
+
+    def intact(body: str) -> bool:
+        """The checkpoint text and the witness's line unchanged (the log's own line is not what is added)."""
+        return body.startswith(text + "\n") and witness_line in body[len(text) + 1 :].splitlines(keepends=True)
+
+    for body in [cosigned, *_mutated(cosigned), *HOSTILE]:
+        response = client.post(
+            "/log/cosignature", data=body.encode("utf-8", "surrogatepass"), content_type="text/plain"
+        )
+        outcomes.append((response.status_code, not intact(body)))
+    return outcomes
 
 
 if __name__ == "__main__":

@@ -14,7 +14,11 @@ def test_no_mutated_or_invalid_code_is_accepted_and_nothing_errors():
         [sys.executable, str(script), "--codes", "2", "--json"], capture_output=True, text=True, timeout=600
     )
     report = json.loads(result.stdout)
-    assert set(report) >= {"web page", "JSON API", "manual form", "verifier verify"}
+    assert set(report) >= {"web page", "JSON API", "manual form", "verifier verify", "transparency log"}
+    log = report["transparency log"]  # tiles, receipt tokens, cosignatures: mutated and hostile
+    assert (
+        log["tried"] > 1000 and log["valid_served"] >= 3
+    )  # the originals are served: a tile, the receipt, the cosignature
     assert report["total"]["tried"] > 2000
     assert report["total"]["accepted"] == 0 and report["total"]["server_errors"] == 0
     assert result.returncode == 0
