@@ -309,3 +309,29 @@ def test_cosignature_time_out_of_range():
     text = note.format_checkpoint(CHECKPOINT)
     with pytest.raises(ValueError):
         note.cosign_text(text, "w", seeded("k"), 2**63)
+
+
+def test_go_skey_is_read_and_written_back_exactly():
+    key = note.parse_skey(GO["peter_skey"])
+    assert key.name == "PeterNeumann" and key.signature_type == note.ED25519
+    assert key.verifier == note.parse_vkey(GO["peter_vkey"])
+    assert note.format_skey(key) == GO["peter_skey"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        GO["peter_skey"].replace("PRIVATE+KEY+", "PRIVATE+KEYS+"),
+        GO["peter_skey"].replace("c74f20a3", "c74f20a4"),  # an ID that is not the key's
+        GO["peter_skey"].replace("PeterNeumann", "PeterNeuman"),  # another name: another ID
+        GO["peter_skey"][:-4],  # a seed too short
+        GO["peter_skey"] + "AAAA",  # too long
+        "PRIVATE+KEY+PeterNeumann+c74f20a3+not base64!",
+        "PRIVATE+KEY+PeterNeumann",
+    ],
+    ids=["prefix", "key-id", "name", "short", "long", "not-base64", "no-key"],
+)
+def test_a_bad_skey_is_refused(text):
+    with pytest.raises(note.InvalidNote) as caught:
+        note.parse_skey(text)
+    assert caught.value.reason == note.BAD_VKEY

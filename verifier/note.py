@@ -117,16 +117,21 @@ def format_vkey(key: VerifierKey) -> str:
     return f"{key.name}+{key.key_id:08x}+{_b64encode(bytes([key.signature_type]) + key.public_key)}"
 
 
-def parse_vkey(text: str) -> VerifierKey:
-    """The verifier key a vkey text names; its key ID must be the one its name and key give."""
-    parts = text.split("+", 2)  # the base64 key may itself hold "+"
+def _key_parts(text: str, shape: str) -> tuple[str, str, bytes]:
+    """(name, hex key ID, decoded key material) of `<name>+<8 hex digits>+<base64>`; `shape` says
+    what was expected. The base64 may itself hold "+"."""
+    parts = text.split("+", 2)
     if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
-        raise InvalidNote(BAD_VKEY, "a vkey is <name>+<8 hex digits>+<base64 key>")
-    name, hex_id, b64 = parts
+        raise InvalidNote(BAD_VKEY, shape)
     try:
-        material = _b64decode(b64)
+        return parts[0], parts[1], _b64decode(parts[2])
     except ValueError:
         raise InvalidNote(BAD_VKEY, "the key is not base64") from None
+
+
+def parse_vkey(text: str) -> VerifierKey:
+    """The verifier key a vkey text names; its key ID must be the one its name and key give."""
+    name, hex_id, material = _key_parts(text, "a vkey is <name>+<8 hex digits>+<base64 key>")
     if not material:
         raise InvalidNote(BAD_VKEY, "empty key")
     key = verifier_key(name, material[1:], material[0])
@@ -161,14 +166,9 @@ def parse_skey(text: str) -> SignerKey:
     """The signing key an skey text holds; its key ID must match, as for a vkey."""
     if not text.startswith(_SKEY_PREFIX):
         raise InvalidNote(BAD_VKEY, "a signing key starts with PRIVATE+KEY+")
-    parts = text[len(_SKEY_PREFIX) :].split("+", 2)
-    if len(parts) != 3 or not re.fullmatch(r"[0-9a-f]{8}", parts[1]):
-        raise InvalidNote(BAD_VKEY, "a signing key is PRIVATE+KEY+<name>+<8 hex digits>+<base64 key>")
-    name, hex_id, b64 = parts
-    try:
-        material = _b64decode(b64)
-    except ValueError:
-        raise InvalidNote(BAD_VKEY, "the key is not base64") from None
+    name, hex_id, material = _key_parts(
+        text[len(_SKEY_PREFIX) :], "a signing key is PRIVATE+KEY+<name>+<8 hex digits>+<base64 key>"
+    )
     if len(material) != 33 or material[0] not in SIGNATURE_TYPES:
         raise InvalidNote(BAD_VKEY, "an Ed25519 signing key is a type byte and a 32-byte seed")
     key = SignerKey(name, material[0], Ed25519PrivateKey.from_private_bytes(material[1:]))
