@@ -19,10 +19,10 @@ from werkzeug.wrappers import Response as BaseResponse  # what redirect() return
 
 from .. import accounts, anomalies, audit, auditlog, clock, codes, db, errors, keys, lookup
 from . import audit_reads
-from .state import SESSION_COOKIE, session_user, state
+from .state import AUDIT_SESSION_COOKIE, session_user, state
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
-COOKIE = SESSION_COOKIE
+COOKIE = AUDIT_SESSION_COOKIE
 PRE_COOKIE = "vaudit_login"  # random, before login: what the login form's CSRF token is bound to
 PRE_COOKIE_SECONDS = 3600
 _PRE_RE = re.compile(r"[A-Za-z0-9_-]{43}")

@@ -253,7 +253,7 @@ def receipt_url(verdict: lookup.Verdict, external: bool = False) -> str | None:
 
 # --- who is asking: the audit API's bearer tokens, the audit UI's session -----------------
 
-SESSION_COOKIE = "vaudit"  # the audit UI's session (path /audit)
+AUDIT_SESSION_COOKIE = "vaudit"  # the audit UI's session (path /audit); SESSION_COOKIE is a consumer's browser
 
 
 def bearer_user() -> accounts.User | None:
@@ -266,7 +266,7 @@ def bearer_user() -> accounts.User | None:
 
 def session_user() -> accounts.User | None:
     """The user of the request's audit UI session cookie, or None."""
-    session = request.cookies.get(SESSION_COOKIE)
+    session = request.cookies.get(AUDIT_SESSION_COOKIE)
     if not session:
         return None
     conn = state().connection()
