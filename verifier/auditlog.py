@@ -2,7 +2,7 @@
 leaves of a Merkle tree (RFC 9162, verifier/logtree.py) with signed checkpoints.
 
 An entry is (seq, at, kind, actor, personal commitment, canonical JSON body); its leaf data is
-`logtree.leaf_bytes`. Personal data is not in the log itself: a scan's entry commits to
+`logentry.leaf_bytes`. Personal data is not in the log itself: a scan's entry commits to
 SHA-256(salt ‖ personal fields), so the retention purge can erase those fields (and the salt)
 while the log still verifies. Triggers refuse UPDATE and DELETE on the log and the tree.
 `verify` recomputes every leaf and every stored subtree hash, checks the signed checkpoints
@@ -29,13 +29,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from . import db, logtree, merkle, note, replay
 from .keys import KeyRecord
-from .logtree import leaf_bytes
+from .logentry import MAX_LEAF_BYTES, leaf_bytes
 from .repos import log, tree
 from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
 GENESIS = "0" * 64  # the legacy chain's "previous hash" of its first entry
 CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # legacy checkpoints' signatures mean nothing elsewhere
-__all__ = ["leaf_bytes"]
 
 
 def canonical(value: object) -> str:
@@ -70,8 +69,8 @@ def append(
     if "\n" in kind or "\n" in actor or "\n" in at or "\n" in personal_commitment:
         raise ValueError("log fields cannot hold line breaks")
     body_text = canonical(body)
-    if len(leaf_bytes(kind, at, actor, personal_commitment, body_text)) > logtree.MAX_LEAF_BYTES:
-        raise ValueError(f"a log entry is at most {logtree.MAX_LEAF_BYTES} bytes")
+    if len(leaf_bytes(kind, at, actor, personal_commitment, body_text)) > MAX_LEAF_BYTES:
+        raise ValueError(f"a log entry is at most {MAX_LEAF_BYTES} bytes")
     if not db.sequences_inline(conn):
         log.queue(conn, at, kind, actor, body_text, personal_commitment)
         return None

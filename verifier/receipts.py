@@ -32,12 +32,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeGuard
 
-from . import codes, merkle, note
+from . import codes, logentry, merkle, note
 
 FORMAT = "verifier-receipt/1"
 COMPLETE = "complete"
 PENDING = "pending"
-LEAF_PREFIX = "verifier-log-entry/1\n"  # auditlog.leaf_bytes: the prefix, then kind, at, actor, personal hash, body
 SCAN_KIND = "scan"
 MAX_PROOF = 64  # a tree of 2**63 leaves needs 63 hashes
 MAX_LEAF_BYTES = 64 * 1024
@@ -136,17 +135,12 @@ def _token_mac(key: bytes, scan_id: int) -> str:
 
 
 def parse_scan_leaf(leaf: bytes) -> ScanEntry:
-    """The scan a leaf's data records (auditlog.leaf_bytes of a "scan" entry); InvalidReceipt(BAD_LEAF) otherwise."""
+    """The scan a leaf's data records (logentry.leaf_bytes of a "scan" entry); InvalidReceipt(BAD_LEAF) otherwise."""
     try:
-        text = leaf.decode("utf-8")
-    except UnicodeDecodeError:
-        raise InvalidReceipt(BAD_LEAF, "the leaf data is not UTF-8") from None
-    if not text.startswith(LEAF_PREFIX):
-        raise InvalidReceipt(BAD_LEAF, "the leaf data is not a log entry")
-    fields = text[len(LEAF_PREFIX) :].split("\n")
-    if len(fields) != 5:
-        raise InvalidReceipt(BAD_LEAF, "a log entry has kind, time, actor, personal hash and body lines")
-    kind, at, _actor, _personal, body_text = fields
+        entry = logentry.parse_leaf(leaf)
+    except ValueError as exc:
+        raise InvalidReceipt(BAD_LEAF, f"the leaf data is not a log entry: {exc}") from None
+    kind, at, body_text = entry.kind, entry.at, entry.body
     if kind != SCAN_KIND:
         raise InvalidReceipt(BAD_LEAF, f"the entry is a {kind!r} entry, not a scan")
     try:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import auditlog, clock, db, logtree, merkle
+from . import auditlog, clock, db, logentry, logtree, merkle
 from .repos import log
 from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
@@ -158,7 +158,7 @@ def _number_pending(conn: db.Conn, limit: int, position: Position) -> int:
     queue_ids: list[int] = []
     for entry in pending:
         seq += 1
-        leaf = logtree.leaf_bytes(entry.kind, entry.at, entry.actor, entry.personal_hash, entry.body)
+        leaf = logentry.leaf_bytes(entry.kind, entry.at, entry.actor, entry.personal_hash, entry.body)
         leaves.append(leaf)
         fields = (entry.at, entry.kind, entry.actor, entry.body, entry.personal_hash)
         rows.append((seq, *fields, "", merkle.leaf_hash(leaf).hex(), entry.scan_id))

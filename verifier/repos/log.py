@@ -1,17 +1,17 @@
-"""The audit log's rows: `audit_log` (the hash chain) and `audit_checkpoints` (signed heads).
+"""The log's rows: `audit_log` (the entries) and `audit_checkpoints` (the legacy chain's signed
+heads, read only: new checkpoints are notes, verifier/repos/tree.py).
 
-Both tables are append-only (triggers refuse UPDATE and DELETE); the chain logic is in
-`verifier.auditlog`, which alone calls these.
+Both tables are append-only (triggers refuse UPDATE and DELETE); `verifier.auditlog`,
+`verifier.logtree` and the sequencer call these.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from .. import db
 
-Entry = tuple[int, str, str, str, str, str, str, str]  # seq, at, kind, actor, body, personal_hash, prev_hash, hash
 CHECKPOINT_COLUMNS = ("seq", "head", "at", "kid", "signature")
 
 
@@ -40,13 +40,6 @@ def insert(
     )
 
 
-def entries(conn: db.Conn) -> Iterator[Entry]:
-    """Every entry in sequence order, streamed."""
-    yield from db.stream(
-        conn, "SELECT seq, at, kind, actor, body, personal_hash, prev_hash, hash FROM audit_log ORDER BY seq", (), 5000
-    )
-
-
 # How a scan is linked to its entry: SQLite, by the scan's log_seq (written in the same
 # transaction); PostgreSQL, by the entry's scan_id (the sequencer's; scans are never updated).
 _SCANS_WITH_ENTRIES = {
@@ -70,14 +63,6 @@ def checkpoints(conn: db.Conn) -> list[dict[str, object]]:
     """The checkpoints stored in the database, oldest first."""
     cursor = conn.execute(f"SELECT {', '.join(CHECKPOINT_COLUMNS)} FROM audit_checkpoints ORDER BY seq, at")
     return [dict(zip(CHECKPOINT_COLUMNS, row)) for row in cursor]
-
-
-def insert_checkpoint(conn: db.Conn, checkpoint: Mapping[str, object]) -> None:
-    """Store a signed checkpoint, inside the caller's write transaction."""
-    conn.execute(
-        f"INSERT INTO audit_checkpoints ({', '.join(CHECKPOINT_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
-        [checkpoint[k] for k in CHECKPOINT_COLUMNS],
-    )
 
 
 # --- the sequencer's queues (PostgreSQL: verifier/sequencer.py) -----------------------------

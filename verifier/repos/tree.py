@@ -52,12 +52,6 @@ def stream_level(conn: db.Conn, level: int) -> Iterator[tuple[int, bytes]]:
         yield int(idx), bytes(digest)
 
 
-def levels(conn: db.Conn) -> int:
-    """How many levels hold hashes."""
-    row = conn.execute("SELECT max(level) FROM log_hashes").fetchone()
-    return 0 if row[0] is None else int(row[0]) + 1
-
-
 def insert_hashes(conn: db.Conn, rows: Sequence[tuple[int, int, bytes]]) -> None:
     """New subtree hashes, inside the caller's write transaction."""
     db.copy_rows(conn, "log_hashes", HASH_COLUMNS, rows)
