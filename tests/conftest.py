@@ -627,3 +627,93 @@ def log_in(client, who, password="correct horse battery", ip="192.0.2.10"):
         data={"username": who, "password": password, "csrf": csrf_of(form)},
         environ_base={"REMOTE_ADDR": ip},
     )
+
+
+# --- each code's life: cases, items, dealers ------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def trace_world(tmp_path_factory, world, postgres_server) -> dict:
+    """A database per engine, with the world's key: 2 case labels (released case by case) and 48
+    item labels (released with their case), of 华茶集团; dealers in 四川 (成都) and 广东; one
+    account per role with a token, like audit_world's. Nothing is packed or shipped yet: tests
+    walk the codes' lives on a copy (`trace_copy`)."""
+    import datetime as dt
+
+    from verifier import accounts, codes, db, events, issue
+
+    now = dt.datetime(2026, 11, 25, 8, 0, tzinfo=dt.UTC)
+    root = tmp_path_factory.mktemp(f"trace-{world['engine']}")
+    location = root / "verifier.db" if world["engine"] == "sqlite" else postgres_server.create(f"trace_{os.getpid()}")
+    random_bytes = seeded_random_bytes("trace_world")
+
+    def batch(name, **fields):
+        request = issue.BatchRequest(
+            mark=codes.MARKS[1],
+            enterprise="华茶集团",
+            product="绿茶",
+            spec="500g",
+            out_dir=root / name,
+            base_url=BASE_URL,
+            formats=("csv",),
+            lot="L2026-11",
+            production_date=dt.date(2026, 11, 20),
+            production_place="浙江杭州",
+            **fields,
+        )
+        result = issue.issue_batch(
+            location, request, world["private"], world["kid"], now=now, random_bytes=random_bytes
+        )
+        with open(root / name / "codes.csv", encoding="utf-8", newline="") as fh:
+            return result.batch_id, list(issue.read_codes_csv(fh))
+
+    cases = batch("cases", count=2, unit="case", activation="case")
+    items = batch("items", count=48, activation="case")
+    conn = db.connect(location)
+    tokens: dict[str, str | None] = {"anonymous": None}
+    with db.transaction(conn):
+        enterprise = conn.execute("SELECT id FROM enterprises WHERE name = '华茶集团'").fetchone()[0]
+        other = conn.execute(
+            "INSERT INTO enterprises (name, created_at) VALUES ('Other Co', '2026-11-25T08:00:00+00:00') RETURNING id"
+        ).fetchone()[0]
+        sichuan = events.register_dealer(
+            conn, enterprise, "SC-01", "成都茶行", ["510100"], "6901234000017", actor="test", now=now
+        )
+        guangdong = events.register_dealer(
+            conn, enterprise, "GD-01", "广州茶行", ["440000"], None, actor="test", now=now
+        )
+        for name, role, owner in (
+            ("ada", "admin", None),
+            ("ian", "inspector", None),
+            ("eve", "enterprise", enterprise),
+            ("oscar", "enterprise", other),
+        ):
+            accounts.add_user(conn, name, role, "correct horse battery", owner, "test", now)
+            tokens[name] = accounts.issue_token(conn, name, "test", "test", now)[1]
+    settle(conn)
+    conn.close()
+    return {
+        "db": location,
+        "now": now,
+        "cases": cases,
+        "items": items,
+        "enterprise": enterprise,
+        "dealers": {"sichuan": sichuan, "guangdong": guangdong},
+        "tokens": tokens,
+        "engine": world["engine"],
+    }
+
+
+@pytest.fixture
+def trace_copy(trace_world, tmp_path, postgres_server):
+    """A fresh copy of the trace world's database (a path on SQLite, a URL on PostgreSQL)."""
+    import shutil
+    import sqlite3
+
+    if trace_world["engine"] == "postgresql":
+        return postgres_server.create(template=trace_world["db"])
+    with sqlite3.connect(trace_world["db"]) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    target = tmp_path / "trace.db"
+    shutil.copyfile(trace_world["db"], target)
+    return target

@@ -81,6 +81,9 @@ def test_batch_issued_records_what_a_verdict_shows_and_its_exact_serials(world):
         "base_url": "HTTPS://VERIFY.EXAMPLE.CN/",
         "pin": 1,
         "created_by": facts["created_by"],
+        "unit": "item",
+        "activation": "issue",
+        "production_place": None,
     }
     assert isinstance(facts["enterprise_id"], int) and isinstance(facts["product_id"], int)
 

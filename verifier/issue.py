@@ -34,7 +34,7 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, codes, csvcells, db, errors, keys, labels, pins, processes, qr, replay
+from . import auditlog, codes, csvcells, db, errors, keys, labels, lifecycle, pins, processes, qr, replay
 from . import clock as clocks
 from .repos import projections, registry
 
@@ -83,6 +83,9 @@ class BatchRequest:
     note: str = ""
     created_by: str = ""
     label_font: str | None = None  # a CJK TrueType font for PDF and PNG labels (settings.label_font)
+    unit: str = "item"  # lifecycle.UNITS: item labels, or case / pallet labels that items are packed into
+    activation: str = "issue"  # lifecycle.ACTIVATIONS: when its codes are released for sale
+    production_place: str | None = None  # shown to consumers with the trace
 
     def validate(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
@@ -110,6 +113,12 @@ class BatchRequest:
             raise InvalidRequest(f"unknown URL form {self.form!r} (compact or gs1)")
         if self.production_date and self.expiry and self.expiry < self.production_date:
             raise InvalidRequest("the expiry date is before the production date")
+        if self.unit not in lifecycle.UNITS:
+            raise InvalidRequest(f"--unit is one of {', '.join(lifecycle.UNITS)}")
+        if self.activation not in lifecycle.ACTIVATIONS:
+            raise InvalidRequest(f"--activation is one of {', '.join(lifecycle.ACTIVATIONS)}")
+        if self.production_place is not None and not 1 <= len(self.production_place.strip()) <= 100:
+            raise InvalidRequest("--production-place is 1-100 characters")
 
     def label_text(self) -> labels.LabelText:
         """What every label of the batch prints besides its code."""
@@ -488,6 +497,9 @@ def issue_batch(
                     "issuing_pid": os.getpid(),
                     "created_by": request.created_by or _user(),
                     "note": request.note,
+                    "unit": request.unit,
+                    "activation": request.activation,
+                    "production_place": request.production_place.strip() if request.production_place else None,
                 },
                 now,
             )
@@ -578,6 +590,9 @@ def _activate(conn: db.Conn, batch_id: int, now: dt.datetime, serials_sha256: st
                 "base_url",
                 "pin",
                 "created_by",
+                "unit",
+                "activation",
+                "production_place",
             )
         }
         body["serials_sha256"] = serials_sha256

@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, clock, codes, db, pins
+from . import auditlog, clock, codes, db, lifecycle, pins, regions
 from .clients import Client
 from .repos import registry
 from .repos import scans as scans_repo
@@ -26,6 +26,8 @@ SUSPICIOUS_REPEAT = "suspicious-repeat"  # checked more often than a genuine lab
 PIN_REUSED = "pin-reused"  # the PIN was verified before
 RECALLED = "recalled"
 REPORTED = "reported-counterfeit"  # an inspector reported this code as used on counterfeits
+BLOCKED = "blocked"  # the enterprise blocked the code: counterfeit, stolen or destroyed (detail says which)
+NOT_RELEASED = "not-released"  # a genuine code not yet released for sale: goods off the packing line
 EXPIRED = "expired"
 MISTYPED = "mistyped"  # a typed code with a wrong check digit or length (detail says which)
 PIN_MISMATCH = "pin-mismatch"
@@ -41,6 +43,7 @@ TONE = {  # how a page presents each verdict: ok (green), warn (amber), stop (da
     GENUINE: "ok",
     GENUINE_REPEAT: "ok",
     RECALLED: "stop",
+    NOT_RELEASED: "warn",
     SUSPICIOUS_REPEAT: "warn",
     PIN_REUSED: "warn",
     PIN_THROTTLED: "warn",
@@ -48,6 +51,7 @@ TONE = {  # how a page presents each verdict: ok (green), warn (amber), stop (da
     MISTYPED: "warn",
     PIN_MISMATCH: "bad",
     REPORTED: "bad",
+    BLOCKED: "bad",
     UNKNOWN_BATCH: "bad",
     UNKNOWN_CODE: "bad",
     KEY_REVOKED: "bad",
@@ -120,7 +124,40 @@ class Verdict:
             }
             if batch
             else None,
+            "trace": self.trace(),
         }
+
+    def trace(self) -> dict[str, object] | None:
+        """What a consumer sees of the code's life: producer, production, inspection report,
+        shipment region (a province, never the dealer) and date, sale; nothing for a code that is
+        not genuine, so a counterfeiter learns nothing from a forged label's page."""
+        batch = self.batch
+        if not batch or self.reason in (UNKNOWN_BATCH, UNKNOWN_CODE):
+            return None
+        shipped_to = regions.provinces_of(batch.get("shipped_region"))
+        return {
+            "state": batch.get("state"),
+            "unit": batch.get("unit"),
+            "producer": batch.get("enterprise"),
+            "production_date": batch.get("production_date"),
+            "production_place": batch.get("production_place"),
+            "inspection_report": {
+                "sha256": batch["report_sha256"],
+                "url": f"/doc/{batch['report_sha256']}",
+            }
+            if batch.get("report_sha256")
+            else None,
+            "shipped_to": [{"code": p.code, "zh": p.short_zh, "en": p.name_en} for p in shipped_to],
+            "shipped_on": _day(batch.get("shipped_at")),
+            "sold_on": _day(batch.get("sold_at")),
+            "in_case": batch.get("parent") is not None,
+        }
+
+
+def _day(text: str | None) -> str | None:
+    """A stored UTC time as the date in China."""
+    moment = clock.parse(text)
+    return moment.astimezone(clock.CHINA).date().isoformat() if moment else None
 
 
 def _iso(value: dt.datetime | None) -> str | None:
@@ -252,8 +289,11 @@ def _record_issued(
     session = client.session_hash
     # A wrong (or unchecked) PIN is not a check of the label: it would push a genuine label towards
     # "suspicious". A repeat view from the same browser counts once.
-    counted = pin_state not in ("mismatch", "throttled") and not (
-        state and session and session in state.sessions.split()
+    # A code not yet released is not a consumer's check either: goods are not on sale yet.
+    counted = (
+        pin_state not in ("mismatch", "throttled")
+        and batch["state"] != lifecycle.ISSUED
+        and not (state and session and session in state.sessions.split())
     )
     checks: int | None
     first_checked_at: str | None
@@ -281,8 +321,13 @@ def _record_issued(
         verdict.pin_verified_at = clock.parse(pin_verified_at)
     if batch["reported"]:
         verdict.reason = REPORTED  # whatever else holds: labels with this code are known fakes
+    elif batch["state"] == lifecycle.BLOCKED:
+        verdict.reason = BLOCKED
+        verdict.detail = batch["block_reason"]
     elif batch["status"] == "recalled":
         verdict.reason = RECALLED
+    elif batch["state"] == lifecycle.ISSUED:
+        verdict.reason = NOT_RELEASED
     elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(clock.CHINA).date():
         verdict.reason = EXPIRED
     elif pin_state == "throttled":

@@ -196,3 +196,15 @@ def display(code: str, lang: str) -> str:
     if primary == "en":
         return found.name_en
     raise ValueError(f"no province names in {lang!r}: {', '.join(LANGUAGES)}")
+
+
+def provinces_of(regions: str | None) -> list[Province]:
+    """The distinct provinces of a space-separated list of region codes (a dealer's sales regions), in order."""
+    found: dict[str, Province] = {}
+    for code in (regions or "").split():
+        try:
+            p = province(code)
+        except (KeyError, ValueError):
+            continue
+        found.setdefault(p.code, p)
+    return list(found.values())

@@ -47,6 +47,9 @@ BATCH_FIELDS = (
     "base_url",
     "pin",
     "created_by",
+    "unit",  # these three since issue 13
+    "activation",
+    "production_place",
 )
 ISSUED_STATUSES = ("active", "recalled")  # registry.BATCH_ACTIVE, BATCH_RECALLED: "issuing" has no entry yet
 NO_BOUND = 2**63 - 1  # a purge logged before it recorded its bound: every scan id

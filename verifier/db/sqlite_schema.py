@@ -326,6 +326,106 @@ def _m010_transparency_log(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m011_lifecycle(conn: sqlite3.Connection) -> None:
+    # Each code's life after issue (verifier/lifecycle.py, docs/traceability.md): how a batch is
+    # released, dealers and their sales regions, the events that move codes, their current state,
+    # inspection reports, and consumers' reports.
+    _execute_script(
+        conn,
+        """
+        ALTER TABLE batches ADD COLUMN unit TEXT NOT NULL DEFAULT 'item';          -- item | case | pallet
+        ALTER TABLE batches ADD COLUMN activation TEXT NOT NULL DEFAULT 'issue';   -- issue | batch | case | shipment
+        ALTER TABLE batches ADD COLUMN activated_at TEXT;      -- when the whole batch was released (activation 'batch')
+        ALTER TABLE batches ADD COLUMN production_place TEXT;  -- shown to consumers: the factory's town
+        ALTER TABLE batches ADD COLUMN report_sha256 TEXT;     -- the inspection report shown to consumers
+        CREATE TABLE dealers (
+            id INTEGER PRIMARY KEY,
+            enterprise_id INTEGER NOT NULL REFERENCES enterprises(id),
+            code TEXT NOT NULL,               -- the enterprise's own dealer number
+            name TEXT NOT NULL,
+            gln TEXT,                         -- GS1 Global Location Number, for EPCIS destinations
+            regions TEXT NOT NULL,            -- the sales regions: GB/T 2260 codes, space-separated
+            created_at TEXT NOT NULL,
+            created_by TEXT NOT NULL,
+            UNIQUE (enterprise_id, code)
+        );
+        CREATE UNIQUE INDEX dealers_gln ON dealers(enterprise_id, gln) WHERE gln IS NOT NULL;
+        -- One row per lifecycle event (an EPCIS ObjectEvent or AggregationEvent, or a block from the
+        -- CLI), and the codes it changed: those it names and, through a case, the items in it.
+        CREATE TABLE events (
+            id INTEGER PRIMARY KEY,
+            event_id TEXT NOT NULL UNIQUE,    -- the EPCIS eventID (given, or a urn:uuid: made on capture)
+            type TEXT NOT NULL,               -- ObjectEvent | AggregationEvent
+            action TEXT NOT NULL,             -- ADD | OBSERVE | DELETE
+            biz_step TEXT NOT NULL,           -- CBV: commissioning, packing, unpacking, shipping, ...
+            disposition TEXT,
+            event_time TEXT NOT NULL,         -- UTC, when it happened
+            recorded_at TEXT NOT NULL,        -- UTC, when verifier captured it
+            enterprise_id INTEGER NOT NULL REFERENCES enterprises(id),
+            actor TEXT NOT NULL,
+            batch_id INTEGER,                 -- a batch released as a whole (no codes listed)
+            parent INTEGER,                   -- AggregationEvent: the case's serial
+            dealer_id INTEGER REFERENCES dealers(id),
+            region TEXT,                      -- shipping: the dealer's sales regions
+            reason TEXT,                      -- a block's reason: counterfeit | stolen | destroyed
+            codes INTEGER NOT NULL,           -- how many codes it changed
+            document TEXT NOT NULL            -- the EPCIS event as captured (JSON)
+        );
+        CREATE INDEX events_time ON events(event_time);
+        CREATE TABLE event_codes (
+            serial INTEGER NOT NULL,
+            event INTEGER NOT NULL,
+            PRIMARY KEY (serial, event)
+        ) WITHOUT ROWID;
+        -- Each code's current state, written by its events; no row: as its batch says (issued, or
+        -- active when the batch is released on issue or as a whole).
+        CREATE TABLE code_states (
+            serial INTEGER PRIMARY KEY,
+            state TEXT NOT NULL,              -- issued | active | shipped | sold | blocked
+            parent INTEGER,                   -- the case (or pallet) it is packed in
+            dealer_id INTEGER,                -- the dealer it was last shipped to
+            region TEXT,                      -- that shipment's sales regions (GB/T 2260)
+            shipped_at TEXT,
+            received_at TEXT,
+            sold_at TEXT,
+            reason TEXT,                      -- why it is blocked
+            event INTEGER NOT NULL            -- the last event that changed it
+        );
+        CREATE INDEX code_states_parent ON code_states(parent) WHERE parent IS NOT NULL;
+        -- Documents an enterprise attaches to a batch (inspection reports), served by their SHA-256.
+        CREATE TABLE documents (
+            sha256 TEXT PRIMARY KEY,
+            media_type TEXT NOT NULL,
+            name TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            content BLOB NOT NULL,
+            attached_at TEXT NOT NULL,
+            attached_by TEXT NOT NULL
+        );
+        -- What consumers report from a verdict page, minimised: no address, a coarse region, the
+        -- photo re-encoded without metadata, the contact only when given (erased by `audit purge`).
+        CREATE TABLE consumer_reports (
+            id INTEGER PRIMARY KEY,
+            at TEXT NOT NULL,
+            serial INTEGER,
+            enterprise_id INTEGER,
+            verdict TEXT NOT NULL,            -- the reason the page showed
+            what TEXT NOT NULL,               -- category: fake | damaged | diverted | other
+            details TEXT NOT NULL,
+            bought_at TEXT NOT NULL,          -- where they bought it, as they wrote it
+            region TEXT,
+            photo BLOB,
+            photo_sha256 TEXT,
+            contact TEXT,
+            status TEXT NOT NULL DEFAULT 'open',  -- open | answered | closed
+            answer TEXT,
+            personal_salt TEXT NOT NULL
+        );
+        CREATE INDEX consumer_reports_enterprise ON consumer_reports(enterprise_id, id);
+        """,
+    )
+
+
 STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -337,4 +437,5 @@ STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("008_pin_attempts", _m008_pin_attempts),
     ("009_sequencer", _m009_sequencer),
     ("010_transparency_log", _m010_transparency_log),
+    ("011_lifecycle", _m011_lifecycle),
 ]

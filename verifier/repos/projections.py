@@ -18,7 +18,8 @@ from .. import db
 _BATCH_FACTS = """
 SELECT b.id, b.status, b.enterprise_id, e.name AS enterprise, e.credit_code, b.product_id, p.name AS product,
        p.spec, p.gtin AS product_gtin, b.mark, b.form, b.lot, b.gtin, b.production_date, b.expiry_date, b.count,
-       b.kid, b.base_url, b.pin, b.created_by, b.recalled_at, b.recall_reason
+       b.kid, b.base_url, b.pin, b.created_by, b.recalled_at, b.recall_reason, b.unit, b.activation,
+       b.production_place, b.activated_at, b.report_sha256
 FROM batches b LEFT JOIN enterprises e ON e.id = b.enterprise_id LEFT JOIN products p ON p.id = b.product_id
 """
 

@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from .. import clock, codes, db
+from .. import clock, codes, db, lifecycle
 from ..db import StoreConflict, StoreInvalid, StoreNotFound
 
 BATCH_ISSUING = "issuing"  # rows exist but the batch is not registered until its outputs are complete
@@ -106,6 +106,9 @@ _BATCH_COLUMNS = (
     "created_at",
     "created_by",
     "note",
+    "unit",
+    "activation",
+    "production_place",
 )
 
 
@@ -238,9 +241,12 @@ def batch_serials(conn: db.Conn, batch_id: int) -> Iterator[int]:
 # The lookup's view of a code's batch: one query on the hot path of every scan.
 _BATCH_FOR_SERIAL_SQL = """
 SELECT b.id, b.status, b.mark, b.form, b.lot, coalesce(b.gtin, p.gtin), b.production_date, b.expiry_date, b.pin,
-       b.recalled_at, b.recall_reason, e.name, e.credit_code, p.name, p.spec, r.reported_at
+       b.recalled_at, b.recall_reason, e.name, e.credit_code, p.name, p.spec, r.reported_at,
+       b.unit, b.activation, b.activated_at, b.production_place, b.report_sha256, b.enterprise_id,
+       s.state, s.parent, s.region, s.shipped_at, s.received_at, s.sold_at, s.reason
 FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
 JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
+LEFT JOIN code_states s ON s.serial = c.serial
 WHERE c.serial = ?
 """
 _BATCH_FOR_SERIAL_FIELDS = (
@@ -260,6 +266,19 @@ _BATCH_FOR_SERIAL_FIELDS = (
     "product",
     "spec",
     "reported_at",
+    "unit",
+    "activation",
+    "activated_at",
+    "production_place",
+    "report_sha256",
+    "enterprise_id",
+    "state",
+    "parent",
+    "shipped_region",
+    "shipped_at",
+    "received_at",
+    "sold_at",
+    "block_reason",
 )
 
 
@@ -292,6 +311,8 @@ def batch_for_serial(conn: db.Conn, serial: int, *, lock: bool = False) -> dict[
         has_pin=bool(batch.pop("pin")),
         reported=batch.pop("reported_at") is not None,
     )
+    if batch["state"] is None:  # no event yet: as its batch says
+        batch["state"] = lifecycle.initial_state(batch["activation"], batch["activated_at"]).state
     return batch
 
 

@@ -21,6 +21,12 @@ TABLES = (
     "code_checks",
     "pin_attempts",
     "reported_codes",
+    "dealers",
+    "events",
+    "event_codes",
+    "code_states",
+    "documents",
+    "consumer_reports",
     "scans",
     "audit_log",
     "audit_checkpoints",
@@ -34,7 +40,18 @@ TABLES = (
 )
 # Tables whose `id` the database generates: after a copy into PostgreSQL its sequence must
 # continue after the copied ids.
-GENERATED_IDS = ("enterprises", "products", "batches", "scans", "users", "api_tokens", "login_failures")
+GENERATED_IDS = (
+    "enterprises",
+    "products",
+    "batches",
+    "dealers",
+    "events",
+    "consumer_reports",
+    "scans",
+    "users",
+    "api_tokens",
+    "login_failures",
+)
 CHUNK = 5000
 
 
@@ -106,6 +123,9 @@ def _order(table: str) -> str:
         "code_checks": "serial",
         "pin_attempts": "serial",
         "reported_codes": "serial",
+        "event_codes": "serial, t.event",
+        "code_states": "serial",
+        "documents": "sha256",
         "audit_log": "seq",
         "web_sessions": "id_hash",
         "log_hashes": "level, t.idx",
