@@ -87,6 +87,7 @@ class _Work:
     """The codes a capture has read, and their states as its steps change them."""
 
     conn: db.Conn
+    at: str  # when the capture runs (UTC text): a batch released by then is active
     facts: dict[int, tuple[Code, int, int, str | None, str]] = field(default_factory=dict)
     states: dict[int, CodeState] = field(default_factory=dict)
     kids: dict[int, set[int]] = field(default_factory=dict)
@@ -100,8 +101,9 @@ class _Work:
         self.facts.update(found)
         self.missing.update(s for s in new if s not in found)
         stored = repo.states(self.conn, list(found))
-        for serial, (_code, _batch, _enterprise, activated_at, _status) in found.items():
-            self.states[serial] = stored.get(serial) or lifecycle.initial_state(_code.activation, activated_at)
+        for serial, (code, _batch, _enterprise, activated_at, _status) in found.items():
+            state = stored.get(serial) or lifecycle.CodeState(lifecycle.ISSUED)
+            self.states[serial] = lifecycle.effective_state(state, code.activation, activated_at, self.at)
         holders = [s for s, f in found.items() if f[0].unit != "item"]
         if holders:
             packed = repo.children(self.conn, holders)
@@ -132,7 +134,7 @@ def capture(
     """Apply `steps` (all or nothing) and log each; `enterprise_id`: the caller's enterprise (it may
     only name its own codes), None for an administrator (each event belongs to its codes' enterprise)."""
     recorded_at = clock.utc_text(now)
-    work = _Work(conn)
+    work = _Work(conn, recorded_at)
     work.load([s for step in steps for s in (*step.serials, *([step.parent] if step.parent else []))])
     found: list[StepError] = []
     planned: list[tuple[Step, int, dict[int, CodeState], dict[str, Any]]] = []
@@ -417,9 +419,9 @@ def release_batch(conn: db.Conn, batch_id: int, *, enterprise_id: int | None, ac
         raise errors.Conflict(f"batch {batch_id} is released {how}, not as a whole")
     if batch["activated_at"]:
         raise errors.Conflict(f"batch {batch_id} was released on {batch['activated_at']}")
-    at = clock.utc_text_seconds(now)
+    at = clock.utc_text(now)  # milliseconds: events recorded before it are compared with it (audit verify)
     repo.set_batch_activated(conn, batch_id, at)
-    auditlog.append(conn, ACTIVATED_KIND, {"batch": batch_id, "activated_at": at}, clock.utc_text(now), actor)
+    auditlog.append(conn, ACTIVATED_KIND, {"batch": batch_id, "activated_at": at}, at, actor)
 
 
 def register_dealer(

@@ -115,6 +115,14 @@ def initial_state(activation: str, batch_activated_at: str | None) -> CodeState:
     return CodeState(ACTIVE if activation == "issue" or batch_activated_at else ISSUED)
 
 
+def effective_state(state: CodeState, activation: str, batch_activated_at: str | None, at: str) -> CodeState:
+    """A stored state as it stands at time `at` (UTC text): an issued code of a batch released as a
+    whole by then is active (a release changes no code's row, so it costs nothing per code)."""
+    if state.state == ISSUED and (activation == "issue" or (batch_activated_at and batch_activated_at <= at)):
+        return dataclasses.replace(state, state=ACTIVE)
+    return state
+
+
 def check_supported(facts: Facts) -> None:
     """Refuse an event type, action and step that verifier does not record."""
     if (facts.type, facts.action, facts.biz_step) not in SUPPORTED:

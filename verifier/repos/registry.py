@@ -311,8 +311,11 @@ def batch_for_serial(conn: db.Conn, serial: int, *, lock: bool = False) -> dict[
         has_pin=bool(batch.pop("pin")),
         reported=batch.pop("reported_at") is not None,
     )
-    if batch["state"] is None:  # no event yet: as its batch says
-        batch["state"] = lifecycle.initial_state(batch["activation"], batch["activated_at"]).state
+    if batch["state"] in (None, lifecycle.ISSUED):  # no event yet, or not released by one: as its batch says
+        if batch["activation"] == "issue" or batch["activated_at"]:
+            batch["state"] = lifecycle.ACTIVE
+        else:
+            batch["state"] = lifecycle.ISSUED
     return batch
 
 
