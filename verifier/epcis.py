@@ -151,31 +151,42 @@ def _cbv_names(definition: str) -> frozenset[str]:
 def _schema_errors(doc: Mapping[str, Any], list_path: tuple[str, ...]) -> Iterator[EventError]:
     """Schema violations, each placed in its event when its path is inside the event list."""
     events = _event_list(doc, list_path)
-    shown: dict[int | None, int] = {}
-    for error in sorted(_validator().iter_errors(doc), key=lambda e: (list(map(str, e.absolute_path)), e.message)):
-        path = list(error.absolute_path)
-        index: int | None = None
-        if len(path) > len(list_path) and tuple(path[: len(list_path)]) == list_path:
-            index = path[len(list_path)] if isinstance(path[len(list_path)], int) else None
-            inner = path[len(list_path) + 1 :] if index is not None else path
-        else:
-            inner = path
-        shown[index] = shown.get(index, 0) + 1
-        if shown[index] > _ERRORS_PER_EVENT:
-            continue
-        where = "/" + "/".join(str(p) for p in inner) if inner else "the event" if index is not None else "the document"
-        message = _leaf_message(error)
-        if len(message) > _MESSAGE_CHARS:
-            message = message[: _MESSAGE_CHARS - 1] + "…"
+    grouped: dict[int | None, list[Any]] = {}
+    for error in _validator().iter_errors(doc):
+        grouped.setdefault(_index(list(error.absolute_path), list_path), []).append(error)
+    for index in sorted(grouped, key=lambda i: -1 if i is None else i):
+        # An anyOf / oneOf failure is usually the echo of a plainer error beside it: show that one.
+        direct = [e for e in grouped[index] if e.validator not in ("anyOf", "oneOf")]
+        chosen = sorted(
+            direct or map(_leaf, grouped[index]), key=lambda e: (list(map(str, e.absolute_path)), e.message)
+        )
         event_id = _event_id(events[index]) if index is not None and events and index < len(events) else None
-        yield EventError(index, event_id, SCHEMA, f"{where}: {message}")
+        messages = dict.fromkeys(_describe(e, list_path, index) for e in chosen)
+        for message in list(messages)[:_ERRORS_PER_EVENT]:
+            yield EventError(index, event_id, SCHEMA, message)
 
 
-def _leaf_message(error: Any) -> str:
-    """The most specific message of an anyOf / oneOf failure, which otherwise just says 'not valid'."""
+def _index(path: list[Any], list_path: tuple[str, ...]) -> int | None:
+    """The event a path is inside of, or None."""
+    inside = len(path) > len(list_path) and tuple(path[: len(list_path)]) == list_path
+    return path[len(list_path)] if inside and isinstance(path[len(list_path)], int) else None
+
+
+def _leaf(error: Any) -> Any:
+    """The most specific error under an anyOf / oneOf failure, which otherwise just says 'not valid'."""
     while error.context:
         error = jsonschema.exceptions.best_match(error.context)
-    return str(error.message)
+    return error
+
+
+def _describe(error: Any, list_path: tuple[str, ...], index: int | None) -> str:
+    path = list(error.absolute_path)
+    inner = path[len(list_path) + 1 :] if index is not None else path
+    where = "/" + "/".join(map(str, inner)) if inner else "the event" if index is not None else "the document"
+    message = str(error.message)
+    if len(message) > _MESSAGE_CHARS:
+        message = message[: _MESSAGE_CHARS - 1] + "…"
+    return f"{where}: {message}"
 
 
 def validate_document(doc: Mapping[str, Any]) -> list[EventError]:
@@ -307,6 +318,9 @@ def _load(data: bytes | str) -> Any:
     return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=_reject_constant)
 
 
+_JSON_NAMES = {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}
+
+
 def _document_error(code: str, message: str) -> DocumentError:
     return DocumentError([EventError(None, None, code, message)])
 
@@ -321,8 +335,8 @@ def parse_document(data: bytes | str | Mapping[str, Any], max_events: int = DEFA
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             raise _document_error(NOT_JSON, f"not a JSON document: {exc}") from None
     if not isinstance(doc, Mapping) or doc.get("type") != "EPCISDocument":
-        kind = doc.get("type") if isinstance(doc, Mapping) else type(doc).__name__
-        raise _document_error(NOT_A_DOCUMENT, f"expected an EPCISDocument, not {kind!r}")
+        what = repr(doc.get("type")) if isinstance(doc, Mapping) else f"a JSON {_JSON_NAMES.get(type(doc), 'value')}"
+        raise _document_error(NOT_A_DOCUMENT, f"expected an EPCISDocument, not {what}")
     events = _event_list(doc, ("epcisBody", "eventList"))
     if events is not None and len(events) > max_events:
         raise _document_error(TOO_MANY_EVENTS, f"{len(events)} events: send at most {max_events} a document")
