@@ -30,7 +30,11 @@ Pure: values in, values out; no clock, no database, no Flask. GS1's published JS
   LGTIN URN) whose codes' events are wanted; nextPageToken is the decimal id after which the next
   page starts. Standard parameters verifier does not offer, and unknown ones, raise `QueryError`.
 - `query_document(events, creation_date)` wraps stored events in an EPCISQueryDocument that
-  validates against the same schema (`validate_document`).
+  validates against the same schema (`validate_document`); `creation_date` is an aware datetime
+  (the adapter's `now`), written as `clock.utc_text` writes it.
+
+Cost: jsonschema checks GS1's schema at about 1 ms an event, so a document of `DEFAULT_MAX_EVENTS`
+(10,000) events takes some 10 s to parse; the rest of the reading is negligible beside it.
 """
 
 from __future__ import annotations
