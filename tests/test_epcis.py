@@ -248,6 +248,8 @@ INVALID = {
         [(0, "unsupported-event-type")],
     ),
     "an event without a type": (document({"eventTime": "2026-11-22T08:00:00Z"}), [(0, "unsupported-event-type")]),
+    "an event whose type is a list": (document(event(type=["ObjectEvent"])), [(0, "unsupported-event-type")]),
+    "an event that is a number": (document(7), [(0, "unsupported-event-type")]),
     "one eventID twice": (document(event(), event()), [(1, "duplicate-event-id")]),
     "every problem at once": (
         document(event(bizStep="inspecting"), event(eventID="urn:uuid:ok"), event(eventID="urn:uuid:c", action="x")),

@@ -359,7 +359,7 @@ def parse_document(data: bytes | str | Mapping[str, Any], max_events: int = DEFA
     for index, event in enumerate(events):
         event_id = _event_id(event)
         kind = event.get("type") if isinstance(event, Mapping) else None
-        if kind not in SUPPORTED:
+        if not isinstance(kind, str) or kind not in SUPPORTED:
             found.append(EventError(index, event_id, UNSUPPORTED_EVENT_TYPE, _unsupported_type(kind)))
             continue
         if index in schema_bad:
@@ -394,7 +394,7 @@ def _bounded(found: list[EventError]) -> list[EventError]:
 def _unsupported_type(kind: Any) -> str:
     recorded = " and ".join(SUPPORTED)
     if kind is None or not isinstance(kind, str):
-        return f"an event without a type is not supported: verifier records {recorded}"
+        return f"an event without a type name is not supported: verifier records {recorded}"
     return f"{kind} is not supported: verifier records {recorded}"
 
 
