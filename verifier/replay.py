@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock, db
+from . import clock, db, replay_lifecycle
 from .keys import KeyRecord
 from .repos import projections
 
@@ -115,6 +115,7 @@ class _State:
     retired_at: str = ""  # when the last scans.retired entry was logged (PostgreSQL)
     retired_below: int = 0  # and the scan id below which scans are retired
     unreadable: list[Disagreement] = field(default_factory=list)
+    lifecycle: replay_lifecycle.LifecycleLog = field(default_factory=replay_lifecycle.LifecycleLog)
     scans: int = 0
     last_seq: int = 0
 
@@ -132,7 +133,8 @@ class Replay:
         if kind == "scan":  # the hot path: 10,000,000 of them; compared in SQL, never parsed here
             s.scans += 1
             return
-        if kind not in _KINDS:
+        lifecycle_kind = kind in replay_lifecycle.KINDS
+        if kind not in _KINDS and not lifecycle_kind:
             return
         try:
             value = json.loads(body)
@@ -143,7 +145,10 @@ class Replay:
             return
         logged = _Logged(seq, at, actor, value)
         try:
-            _KINDS[kind](s, logged)
+            if lifecycle_kind:
+                s.lifecycle.feed(kind, replay_lifecycle.Logged(seq, at, actor, value))
+            else:
+                _KINDS[kind](s, logged)
         except (KeyError, TypeError, ValueError):
             s.unreadable.append(Disagreement(seq, f"{kind} entry lacks what a {kind} entry records"))
 
@@ -161,6 +166,7 @@ class Replay:
             found += check(s, conn, limit)
         if keyring is not None:
             found += _keys(s, keyring, limit)
+        found += [Disagreement(seq, what) for seq, what in replay_lifecycle.compare(s.lifecycle, conn, limit)]
         return sorted(found, key=lambda d: d.seq)[:limit]
 
 

@@ -190,12 +190,13 @@ def event_serials_in_order(conn: db.Conn, size: int = 20_000) -> Iterator[list[t
 
 
 def code_histories(conn: db.Conn, size: int = 20_000) -> Iterator[list[tuple[Any, ...]]]:
-    """Every (serial, event id, the event's state facts, the code's unit, activation and batch
-    activated_at) by serial, then event: what the replay folds into each code's state."""
+    """Every (serial, event id, type, action, biz_step, event_time, disposition, parent, dealer_id,
+    region, reason, recorded_at, the code's unit, activation and batch activated_at) by serial,
+    then event: what the replay folds into each code's state."""
     cursor = db.stream(
         conn,
         "SELECT ec.serial, e.id, e.type, e.action, e.biz_step, e.event_time, e.disposition, e.parent, "
-        "e.dealer_id, e.region, e.reason, b.unit, b.activation, b.activated_at "
+        "e.dealer_id, e.region, e.reason, e.recorded_at, b.unit, b.activation, b.activated_at "
         "FROM event_codes ec JOIN events e ON e.id = ec.event "
         "LEFT JOIN codes c ON c.serial = ec.serial LEFT JOIN batches b ON b.id = c.batch_id "
         "ORDER BY ec.serial, ec.event",
@@ -211,6 +212,22 @@ def stored_states_in_order(conn: db.Conn, size: int = 20_000) -> Iterator[list[t
     cursor = db.stream(conn, f"SELECT serial, {_STATE_COLUMNS}, event FROM code_states ORDER BY serial", (), size)
     while rows := cursor.fetchmany(size):
         yield rows
+
+
+def batch_lifecycle_facts(conn: db.Conn) -> dict[int, tuple[str | None, str | None]]:
+    """batch id -> (activated_at, report_sha256) of every batch."""
+    rows = conn.execute("SELECT id, activated_at, report_sha256 FROM batches").fetchall()
+    return {int(r[0]): (r[1], r[2]) for r in rows}
+
+
+def all_reports(conn: db.Conn) -> list[dict[str, Any]]:
+    """Every consumer report but its photo bytes (audit verify), by id."""
+    return db.dicts(
+        conn.execute(
+            "SELECT id, at, serial, enterprise_id, verdict, what, details, bought_at, region, photo_sha256, contact, "
+            "status, answer, personal_salt FROM consumer_reports ORDER BY id"
+        )
+    )
 
 
 def activated_batches(conn: db.Conn) -> dict[int, str]:
