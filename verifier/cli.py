@@ -397,6 +397,21 @@ def _split_formats(value: str) -> tuple[str, ...]:
 @click.option("--label-size", default="40x30", show_default=True, help="PDF label size in mm, WIDTHxHEIGHT.")
 @click.option("--note", default="", help="A note kept with the batch.")
 @click.option("--workers", type=int, help="Processes for signing and rendering (default: all cores).")
+@click.option(
+    "--unit",
+    type=click.Choice(["item", "case", "pallet"]),
+    default="item",
+    show_default=True,
+    help="What the labels go on: items, or cases/pallets that items are packed into.",
+)
+@click.option(
+    "--activation",
+    type=click.Choice(["issue", "batch", "case", "shipment"]),
+    default="issue",
+    show_default=True,
+    help="When codes are released for sale: on issue, as a whole batch, with their case, or when shipped.",
+)
+@click.option("--production-place", help="Where it was made, shown to consumers (e.g. 浙江杭州).")
 def batch_issue(
     key_name,
     mark,
@@ -417,6 +432,9 @@ def batch_issue(
     label_size,
     note,
     workers,
+    unit,
+    activation,
+    production_place,
 ) -> None:
     """Issue a batch of signed codes with printer files (codes.csv, PNG/SVG, PDF sheets).
 
@@ -452,6 +470,9 @@ def batch_issue(
         layout=layout,
         note=note,
         label_font=cfg.label_font,
+        unit=unit,
+        activation=activation,
+        production_place=production_place,
     )
     request.validate()
     secret = pins.require_secret(cfg.pin_secret) if pin else None
@@ -559,6 +580,11 @@ def batch_show(batch_id: int, as_json: bool) -> None:
         "note",
         "recalled_at",
         "recall_reason",
+        "unit",
+        "activation",
+        "activated_at",
+        "production_place",
+        "report_sha256",
     ):
         if batch.get(name) not in (None, ""):
             click.echo(f"{name:<16} {batch[name]}")
@@ -576,6 +602,28 @@ def batch_recall(batch_id: int, reason: str) -> None:
 
     batch = issue.recall_batch(_open_registry(), batch_id, reason, _now(), actor=_actor())
     click.echo(f"Batch {batch_id} recalled at {batch['recalled_at']}: {batch['recall_reason']}")
+
+
+@batch_group.command("attach-report")
+@click.argument("batch_id", type=int)
+@click.argument("report", type=click.Path(exists=True, dir_okay=False))
+def batch_attach_report(batch_id: int, report: str) -> None:
+    """Attach an inspection report (PDF, JPEG or PNG) to a batch: consumers see it, with its SHA-256.
+
+    Example: verifier batch attach-report 3 report-2026-11.pdf
+    """
+    from . import db, events
+
+    content = Path(report).read_bytes()
+    conn = _open_registry()
+    try:
+        with db.transaction(conn):
+            sha256 = events.attach_report(
+                conn, batch_id, content, Path(report).name, enterprise_id=None, actor=_actor(), now=_now()
+            )
+    finally:
+        conn.close()
+    click.echo(f"Attached to batch {batch_id}: {Path(report).name}, SHA-256 {sha256} (logged)")
 
 
 @batch_group.command("export")
@@ -1437,3 +1485,6 @@ def _proven_line(proven: Any) -> str:
         f"Receipt OK: {code}, {check} at {proven.at}, verdict {proven.verdict}, is entry {proven.index + 1} "
         f"of log {proven.origin} (checkpoint of {proven.size:,} entries{cosigned})"
     )
+
+
+from . import cli_events  # noqa: E402, F401  (registers `events` and `dealers`)
