@@ -92,19 +92,24 @@ class _Work:
     states: dict[int, CodeState] = field(default_factory=dict)
     kids: dict[int, set[int]] = field(default_factory=dict)
     missing: set[int] = field(default_factory=set)
+    stored: set[int] = field(default_factory=set)  # the codes that have a state row
 
     def load(self, serials: Sequence[int]) -> None:
-        new = [s for s in set(serials) if s not in self.facts and s not in self.missing]
+        new = sorted({s for s in serials if s not in self.facts and s not in self.missing})
         if not new:
             return
         found = repo.code_facts(self.conn, new)
-        self.facts.update(found)
         self.missing.update(s for s in new if s not in found)
-        stored = repo.states(self.conn, list(found))
-        for serial, (code, _batch, _enterprise, activated_at, _status) in found.items():
-            state = stored.get(serial) or lifecycle.CodeState(lifecycle.ISSUED)
+        holders = []
+        for serial, (batch, stored) in found.items():
+            self.facts[serial] = batch
+            code, activated_at = batch[0], batch[3]
+            if stored is not None:
+                self.stored.add(serial)
+            state = stored or lifecycle.UNRELEASED
             self.states[serial] = lifecycle.effective_state(state, code.activation, activated_at, self.at)
-        holders = [s for s, f in found.items() if f[0].unit != "item"]
+            if code.unit != "item":
+                holders.append(serial)
         if holders:
             packed = repo.children(self.conn, holders)
             for holder in holders:
@@ -191,24 +196,11 @@ def capture(
             final[serial] = (result[serial], event)
         total += len(serials)
         _log_event(conn, event, row, serials, recorded_at)
-    repo.write_states(
-        conn,
-        (
-            (
-                serial,
-                s.state,
-                s.parent,
-                s.dealer_id,
-                s.region,
-                s.shipped_at,
-                s.received_at,
-                s.sold_at,
-                s.reason,
-                event,
-            )
-            for serial, (s, event) in sorted(final.items())
-        ),
-    )
+    ordered = sorted(final.items())  # in key order: fewer B-tree pages touched
+    for new in (True, False):  # codes without a state row yet get a plain INSERT
+        rows = [(serial, *s, event) for serial, (s, event) in ordered if (serial in work.stored) != new]
+        if rows:
+            repo.write_states(conn, rows, new=new)
     return Captured(ids, total)
 
 
@@ -292,12 +284,20 @@ def _plan(
         if step.action == "DELETE" and not named and step.parent is not None:
             named = sorted(work.kids.get(step.parent, ()))
             work.load(named)
+        checked: dict[lifecycle.Code, str | None] = {}  # a Code is its batch's: check each batch once
         for serial in named:
-            if parent_code is not None and step.action == "ADD":
-                try:
-                    lifecycle.check_packing(parent_code, work.facts[serial][0])
-                except Refused as exc:
-                    refuse(exc.code, str(exc))
+            if parent_code is not None and step.parent is not None and step.action == "ADD":
+                code = work.facts[serial][0]
+                if serial == step.parent or code not in checked:
+                    try:
+                        lifecycle.check_packing(step.parent, parent_code, serial, code)
+                        checked[code] = None
+                    except Refused as exc:
+                        checked[code] = str(exc) if serial != step.parent else None
+                        refuse(exc.code, str(exc))
+                        errors_here += 1
+                        continue
+                elif checked[code] is not None:
                     errors_here += 1
                     continue
             affected.append(serial)
@@ -311,7 +311,7 @@ def _plan(
                     affected += work.contents(serial)
     for serial in dict.fromkeys(affected):
         try:
-            new = lifecycle.apply(work.facts[serial][0], work.states[serial], facts)
+            new = lifecycle.apply(serial, work.facts[serial][0], work.states[serial], facts)
         except Refused as exc:
             errors_here += 1
             if errors_here <= ERRORS_PER_STEP:

@@ -204,7 +204,7 @@ def _stored_states(conn: db.Conn) -> Iterator[tuple[int, CodeState, int]]:
 def fold(serial: int, rows: list[tuple[Any, ...]]) -> tuple[CodeState, int]:
     """A code's state after its events (code_histories rows, in order), and the last event's id;
     Refused (with the event's id in `event`) when one of them could not have applied."""
-    state = CodeState(lifecycle.ISSUED)
+    state = lifecycle.UNRELEASED
     last = 0
     for row in rows:
         (_, event, type_, action, biz_step, event_time, disposition, parent, dealer_id, region, reason, recorded_at) = (
@@ -212,11 +212,11 @@ def fold(serial: int, rows: list[tuple[Any, ...]]) -> tuple[CodeState, int]:
         )
         unit, activation, activated_at = row[12:15]
         facts = Facts(type_, action, biz_step, event_time, disposition, parent, dealer_id, region, reason)
-        code = lifecycle.Code(serial, unit or "item", activation or "issue")
+        code = lifecycle.Code(unit or "item", activation or "issue")
         state = lifecycle.effective_state(state, code.activation, activated_at, recorded_at)
         named_parent = type_ == lifecycle.AGGREGATION and parent == serial
         try:
-            state = lifecycle.apply(code, state, facts, named_parent=named_parent)
+            state = lifecycle.apply(serial, code, state, facts, named_parent=named_parent)
         except Refused as exc:
             exc.event = event  # type: ignore[attr-defined]
             raise

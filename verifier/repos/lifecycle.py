@@ -13,6 +13,8 @@ CHUNK = 500  # serials per IN list: well under SQLite's and psycopg's parameter 
 
 
 def _chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
+    """`values`, distinct and ascending (fewer B-tree pages touched), in IN-list chunks."""
+    values = sorted(set(values))
     for start in range(0, len(values), CHUNK):
         yield values[start : start + CHUNK]
 
@@ -20,41 +22,36 @@ def _chunks(values: Sequence[int]) -> Iterator[Sequence[int]]:
 # --- codes and their states ---------------------------------------------------------------
 
 
-def code_facts(conn: db.Conn, serials: Sequence[int]) -> dict[int, tuple[Code, int, int, str | None, str]]:
-    """serial -> (Code, batch id, enterprise id, the batch's activated_at, its status) of the
-    codes that exist among `serials`."""
-    found: dict[int, tuple[Code, int, int, str | None, str]] = {}
-    for chunk in _chunks(sorted(set(serials))):
-        rows = conn.execute(
-            "SELECT c.serial, b.unit, b.activation, b.id, b.enterprise_id, b.activated_at, b.status "
-            f"FROM codes c JOIN batches b ON b.id = c.batch_id WHERE c.serial IN ({db.placeholders(chunk)})",
-            list(chunk),
-        ).fetchall()
-        for serial, unit, activation, batch_id, enterprise_id, activated_at, status in rows:
-            found[serial] = (Code(serial, unit, activation), batch_id, enterprise_id, activated_at, status)
-    return found
-
-
 _STATE_COLUMNS = "state, parent, dealer_id, region, shipped_at, received_at, sold_at, reason"
 
+BatchFacts = tuple[Code, int, int, "str | None", str]  # (Code, batch id, enterprise id, activated_at, status)
 
-def states(conn: db.Conn, serials: Sequence[int]) -> dict[int, CodeState]:
-    """The stored state of those of `serials` that have one."""
-    found: dict[int, CodeState] = {}
-    for chunk in _chunks(sorted(set(serials))):
+
+def code_facts(conn: db.Conn, serials: Sequence[int]) -> dict[int, tuple[BatchFacts, CodeState | None]]:
+    """serial -> (its batch's facts, one tuple shared by the batch's codes; its stored state or
+    None) of the codes that exist among `serials`: one query per chunk for both."""
+    found: dict[int, tuple[BatchFacts, CodeState | None]] = {}
+    batches: dict[int, BatchFacts] = {}
+    for chunk in _chunks(serials):
         rows = conn.execute(
-            f"SELECT serial, {_STATE_COLUMNS} FROM code_states WHERE serial IN ({db.placeholders(chunk)})",
+            f"SELECT c.serial, b.unit, b.activation, b.id, b.enterprise_id, b.activated_at, b.status, s.event, "
+            f"s.{_STATE_COLUMNS.replace(', ', ', s.')} "
+            "FROM codes c JOIN batches b ON b.id = c.batch_id LEFT JOIN code_states s ON s.serial = c.serial "
+            f"WHERE c.serial IN ({db.placeholders(chunk)})",
             list(chunk),
         ).fetchall()
         for row in rows:
-            found[row[0]] = CodeState(*row[1:])
+            batch = batches.get(row[3])
+            if batch is None:  # one tuple a batch, shared by its codes
+                batch = batches[row[3]] = (Code(row[1], row[2]), row[3], row[4], row[5], row[6])
+            found[row[0]] = (batch, None if row[7] is None else CodeState(*row[8:]))
     return found
 
 
 def children(conn: db.Conn, parents: Sequence[int]) -> dict[int, list[int]]:
     """parent -> the codes packed in it now."""
     found: dict[int, list[int]] = {}
-    for chunk in _chunks(sorted(set(parents))):
+    for chunk in _chunks(parents):
         rows = conn.execute(
             f"SELECT parent, serial FROM code_states WHERE parent IN ({db.placeholders(chunk)}) ORDER BY serial",
             list(chunk),
@@ -64,16 +61,18 @@ def children(conn: db.Conn, parents: Sequence[int]) -> dict[int, list[int]]:
     return found
 
 
-def write_states(conn: db.Conn, rows: Iterable[tuple[Any, ...]]) -> None:
-    """Upsert (serial, state, parent, dealer_id, region, shipped_at, received_at, sold_at, reason, event)."""
-    conn.executemany(
-        f"INSERT INTO code_states (serial, {_STATE_COLUMNS}, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT (serial) DO UPDATE SET state = excluded.state, parent = excluded.parent, "
-        "dealer_id = excluded.dealer_id, region = excluded.region, shipped_at = excluded.shipped_at, "
-        "received_at = excluded.received_at, sold_at = excluded.sold_at, reason = excluded.reason, "
-        "event = excluded.event",
-        list(rows),
-    )
+def write_states(conn: db.Conn, rows: Iterable[tuple[Any, ...]], *, new: bool) -> None:
+    """Write (serial, state, parent, dealer_id, region, shipped_at, received_at, sold_at, reason,
+    event) rows: `new`, codes without a row yet (a plain INSERT), else an upsert."""
+    sql = f"INSERT INTO code_states (serial, {_STATE_COLUMNS}, event) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    if not new:
+        sql += (
+            " ON CONFLICT (serial) DO UPDATE SET state = excluded.state, parent = excluded.parent, "
+            "dealer_id = excluded.dealer_id, region = excluded.region, shipped_at = excluded.shipped_at, "
+            "received_at = excluded.received_at, sold_at = excluded.sold_at, reason = excluded.reason, "
+            "event = excluded.event"
+        )
+    conn.executemany(sql, list(rows))
 
 
 def set_batch_activated(conn: db.Conn, batch_id: int, at: str) -> None:
