@@ -60,7 +60,6 @@ RULES = {
     "scan-before-release": "codes scanned before their release for sale: goods outside the factory too early",
     "blocked-scanned": "a blocked code (counterfeit, stolen or destroyed) still being scanned",
 }
-SEVERITIES = ("high", "low")
 
 EVIDENCE_MAX = 20
 ROWS_MAX = 1000  # (code, region text) rows of the diversion rule, codes of blocked-scanned
