@@ -1076,7 +1076,8 @@ def audit_retire(below_id: int) -> None:
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, pin_guesses, pin_clients, as_json) -> None:
-    """List cloned-label and counterfeit signals in the scan log, with the scans as evidence.
+    """List cloned-label, counterfeit and lifecycle signals (diversion, scans before release or of
+    blocked codes) in the scan log, with the scans as evidence.
 
     Example: verifier audit anomalies --days 7 --json
     """
@@ -1095,6 +1096,16 @@ def audit_anomalies(days, repeat_checks, sessions, distant_hours, cluster, pin_g
             f"{a.rule:<20} {a.subject:<40} {a.count:>6}  {a.first_at[:19]} .. {a.last_at[:19]}  "
             f"scans {','.join(map(str, a.evidence[:8]))}{'...' if len(a.evidence) > 8 else ''}"
         )
+        details = a.details
+        if dealer := details.get("dealer"):  # diversion: who it was shipped to, and where it was seen
+            seen = ", ".join(f"{p['name']} ({p['severity']})" for p in details["scan_provinces"])
+            click.echo(
+                f"{'':<20} {a.severity}: dealer {dealer['code']} {dealer['name']}, shipped "
+                f"{(details['shipped_at'] or '')[:10]} to {' '.join(details['shipped_regions'])} "
+                f"(event {details['event_id']}), seen in {seen}"
+            )
+        elif details.get("reason"):
+            click.echo(f"{'':<20} blocked: {details['reason']}")
 
 
 # --- accounts -----------------------------------------------------------------------------

@@ -16,7 +16,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from .. import db
+from .. import db, lifecycle
 
 # What a scan's log entry commits to (never changed), and the personal fields the retention purge
 # may erase (committed to through a salted hash); then the row's link to its log entry.
@@ -287,6 +287,39 @@ _FIRST_ID = "(SELECT min(id) FROM scans INDEXED BY scans_at WHERE at >= :since)"
 # The partial index scans_reason is usable only if its own condition is in the query.
 _RARE = "reason NOT IN ('genuine', 'genuine-repeat')"
 
+# The verdicts of a registered, validly signed code (what a diverted genuine code gets): a forged
+# or reported code's region is the counterfeit cluster's business, not a dealer's.
+REGISTERED_REASONS = (
+    "genuine",
+    "genuine-repeat",
+    "suspicious-repeat",
+    "pin-reused",
+    "pin-mismatch",
+    "pin-throttled",
+    "expired",
+    "recalled",
+)
+# Countries whose regions GB/T 2260 names: a US "SC" or "HI" is no Chinese province.
+GBT2260_COUNTRIES = ("CN", "HK", "MO", "TW")
+_REGISTERED = ", ".join(f"'{r}'" for r in REGISTERED_REASONS)
+# The lifecycle rules read one enterprise's codes only when :enterprise is given (an enterprise's
+# account), so the LIMIT is spent on its own codes.
+_ENTERPRISE = (
+    "(CAST(:enterprise AS BIGINT) IS NULL OR {batch} IN (SELECT id FROM batches WHERE enterprise_id = :enterprise))"
+)
+# Scans in the window of codes shipped (or sold after shipping) with sales regions, located by a
+# region text. CROSS JOIN keeps SQLite reading the window first; each code's state is then one
+# primary-key read.
+_DIVERTIBLE = f"""scans AS s INDEXED BY scans_at CROSS JOIN code_states AS cs
+        WHERE s.at >= :since AND cs.serial = s.serial AND s.serial IS NOT NULL AND s.region IS NOT NULL
+        AND (s.country IS NULL OR s.country IN ({", ".join(f"'{c}'" for c in GBT2260_COUNTRIES)}))
+        AND s.reason IN ({_REGISTERED}) AND cs.state IN ('{lifecycle.SHIPPED}', '{lifecycle.SOLD}')
+        AND cs.region IS NOT NULL AND {_ENTERPRISE.format(batch="s.batch_id")}"""
+# The diversion rule's first step: the distinct (scan region text, shipment regions) pairs of the
+# window, which anomalies.py judges in Python (SQL cannot read a province's names); the rule's
+# query then reads the scans of the pairs it flagged (:diverted, a JSON list of "text/regions").
+DIVERSION_PLACES = f"SELECT DISTINCT s.region, cs.region FROM {_DIVERTIBLE} LIMIT :places_max"
+
 ANOMALY_QUERIES: dict[str, str] = {
     # Codes over the threshold are few: find them in the window, then read their scans by serial.
     "repeat-checks": f"""
@@ -328,6 +361,31 @@ ANOMALY_QUERIES: dict[str, str] = {
         SELECT serial, count(*), count(DISTINCT coalesce(ip_hash, session_hash)), min(at), max(at), group_concat(id)
         FROM {_WINDOW} AND serial IS NOT NULL AND pin IN ({_WRONG_PINS}) GROUP BY serial
         HAVING count(*) >= :pin_guesses AND count(DISTINCT coalesce(ip_hash, session_hash)) >= :pin_clients""",
+    # Per code and region text, the scans of the flagged pairs; then the code's dealer, shipment
+    # and the last event that shipped it (event_codes holds the items a shipped case held).
+    "diversion": f"""
+        WITH seen AS (SELECT s.serial, s.region AS place, max(s.batch_id) AS batch_id, count(*) AS n,
+                             min(s.at) AS first_at, max(s.at) AS last_at, group_concat(s.id) AS ids
+                      FROM {_DIVERTIBLE}
+                      AND s.region || '/' || cs.region IN (SELECT value FROM json_each(:diverted))
+                      GROUP BY s.serial, s.region ORDER BY count(*) DESC, s.serial, s.region LIMIT :rows_max)
+        SELECT seen.serial, seen.place, seen.batch_id, seen.n, seen.first_at, seen.last_at, seen.ids,
+               cs.dealer_id, d.code, d.name, cs.region, cs.shipped_at, e.id, e.event_id
+        FROM seen JOIN code_states cs ON cs.serial = seen.serial LEFT JOIN dealers d ON d.id = cs.dealer_id
+        LEFT JOIN events e ON e.id = (SELECT max(ec.event) FROM event_codes ec JOIN events x ON x.id = ec.event
+                                      WHERE ec.serial = seen.serial AND x.biz_step = '{lifecycle.SHIPPING}')
+        ORDER BY seen.serial, seen.first_at, seen.place""",
+    # Goods seen outside the factory before their release: per batch.
+    "scan-before-release": f"""
+        SELECT batch_id, count(*), count(DISTINCT serial), min(at), max(at), group_concat(id)
+        FROM scans INDEXED BY scans_reason WHERE reason = 'not-released' AND {_RARE} AND id >= {_FIRST_ID}
+        AND at >= :since AND {_ENTERPRISE.format(batch="batch_id")} GROUP BY batch_id""",
+    # A blocked code (counterfeit, stolen, destroyed) still in circulation: per code, with the block's reason.
+    "blocked-scanned": f"""
+        SELECT serial, max(batch_id), max(detail), count(*), min(at), max(at), group_concat(id)
+        FROM scans INDEXED BY scans_reason WHERE reason = 'blocked' AND {_RARE} AND id >= {_FIRST_ID}
+        AND at >= :since AND serial IS NOT NULL AND {_ENTERPRISE.format(batch="batch_id")}
+        GROUP BY serial ORDER BY count(*) DESC, serial LIMIT :rows_max""",
 }
 
 
@@ -340,7 +398,8 @@ _POSTGRES_SPELLINGS = (
         re.compile(re.escape("(SELECT min(id) FROM scans WHERE at >= :since)")),
         "(SELECT min(id) FROM (SELECT id FROM scans WHERE at >= :since OFFSET 0) AS w)",
     ),
-    (re.compile(r"group_concat\(id\)"), "string_agg(id::text, ',')"),
+    (re.compile(r"group_concat\(((?:\w+\.)?id)\)"), r"string_agg(\1::text, ',')"),
+    (re.compile(r"json_each\((:\w+)\)"), r"json_array_elements_text(CAST(\1 AS json))"),
     (re.compile(r"serial IN (flagged|several)\b"), r"serial IN (SELECT serial FROM \1)"),
     (
         re.compile(r"round\(\(julianday\(at\) - julianday\(prev_at\)\) \* 86400000\)"),
@@ -357,9 +416,16 @@ def _postgres(sql: str) -> str:
 
 
 POSTGRES_ANOMALY_QUERIES = {rule: _postgres(sql) for rule, sql in ANOMALY_QUERIES.items()}
+POSTGRES_DIVERSION_PLACES = _postgres(DIVERSION_PLACES)
 
 
 def anomaly_rows(conn: db.Conn, rule: str, params: Mapping[str, object]) -> list[tuple[Any, ...]]:
     """The rows of one rule's query (ANOMALY_QUERIES) with its named parameters."""
     queries = POSTGRES_ANOMALY_QUERIES if db.is_postgres_conn(conn) else ANOMALY_QUERIES
     return conn.execute(queries[rule], params).fetchall()
+
+
+def diversion_places(conn: db.Conn, params: Mapping[str, object]) -> list[tuple[str, str]]:
+    """The distinct (scan region text, shipment regions) pairs the diversion rule judges (DIVERSION_PLACES)."""
+    sql = POSTGRES_DIVERSION_PLACES if db.is_postgres_conn(conn) else DIVERSION_PLACES
+    return [(str(a), str(b)) for a, b in conn.execute(sql, params).fetchall()]
