@@ -677,7 +677,7 @@ def trace_world(tmp_path_factory, world, postgres_server) -> dict:
             "INSERT INTO enterprises (name, created_at) VALUES ('Other Co', '2026-11-25T08:00:00+00:00') RETURNING id"
         ).fetchone()[0]
         sichuan = events.register_dealer(
-            conn, enterprise, "SC-01", "成都茶行", ["510100"], "6901234000017", actor="test", now=now
+            conn, enterprise, "SC-01", "成都茶行", ["510100"], "6901234000016", actor="test", now=now
         )
         guangdong = events.register_dealer(
             conn, enterprise, "GD-01", "广州茶行", ["440000"], None, actor="test", now=now

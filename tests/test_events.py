@@ -124,7 +124,7 @@ def test_a_dealer_is_found_by_its_gln(walk):
     steps = [
         _step("packing", walk["items"], parent=walk["case"]),
         _step("commissioning", [walk["case"]]),
-        _step("shipping", [walk["case"]], dealer="gln:6901234000017"),
+        _step("shipping", [walk["case"]], dealer="gln:6901234000016"),
     ]
     _capture(walk["db"], steps)
     assert _state(walk["db"], walk["items"][0])[2] == walk["dealers"]["sichuan"]

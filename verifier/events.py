@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import auditlog, clock, db, errors, lifecycle
+from . import auditlog, clock, codes, db, errors, lifecycle
 from .lifecycle import Code, CodeState, Facts, Refused
 from .replay import serials_sha256
 from .repos import lifecycle as repo
@@ -449,8 +449,10 @@ def register_dealer(
         parsed = [gbt2260.parse_region_code(r) for r in regions]
     except ValueError as exc:
         raise errors.InvalidInput(str(exc)) from None
-    if gln is not None and not re.fullmatch(r"[0-9]{13}", gln):
-        raise errors.InvalidInput("a GLN is 13 digits")
+    if gln is not None and not (
+        re.fullmatch(r"[0-9]{13}", gln) and codes.gtin_check_digit("0" + gln[:12]) == int(gln[12])
+    ):
+        raise errors.InvalidInput("a GLN is 13 digits, the last a GS1 check digit")
     if repo.dealer_by(conn, enterprise_id, code=code) is not None:
         raise errors.Conflict(f"dealer {code} is registered already")
     at = clock.utc_text_seconds(now)
