@@ -103,6 +103,8 @@ class EventError:
 class DocumentError(errors.InvalidInput, ValueError):
     """An EPCIS document verifier does not record; `errors` lists every problem at once."""
 
+    api_code = "events-refused"  # capture's answer too (verifier/capture.py): one shape for both
+
     def __init__(self, errors_: list[EventError]):
         first = errors_[0].message if errors_ else "invalid EPCIS document"
         more = f" (and {len(errors_) - 1} more)" if len(errors_) > 1 else ""
@@ -368,7 +370,7 @@ def parse_document(data: bytes | str | Mapping[str, Any], max_events: int = DEFA
     checked = _with_cbv_names(doc, events) if events is not None else doc
     problems = list(_schema_errors(checked, ("epcisBody", "eventList")))
     if any(p.index is None for p in problems) or events is None:
-        raise DocumentError(_bounded(problems))
+        raise DocumentError(bounded_errors(problems))
     schema_bad = {p.index for p in problems}
     by_index: dict[int, list[EventError]] = {}
     for p in problems:
@@ -401,11 +403,12 @@ def parse_document(data: bytes | str | Mapping[str, Any], max_events: int = DEFA
         else:
             found.extend(result)
     if found:
-        raise DocumentError(_bounded(found))
+        raise DocumentError(bounded_errors(found))
     return out
 
 
-def _bounded(found: list[EventError]) -> list[EventError]:
+def bounded_errors(found: list[EventError]) -> list[EventError]:
+    """At most MAX_ERRORS of `found`, then one saying how many more there were."""
     if len(found) <= MAX_ERRORS:
         return found
     rest = len(found) - MAX_ERRORS
