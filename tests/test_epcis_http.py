@@ -86,7 +86,7 @@ def event(kind: str, epcs=(), number: int = 0, **fields) -> dict:
 @pytest.fixture
 def trace(trace_world, trace_copy, make_app):
     """trace_world's codes on a fresh copy, their batches given GTINs (GS1 names them so) and the 成都
-dealer a GLN with its check digit, an app over it."""
+    dealer a GLN with its check digit, an app over it."""
     conn = db.connect(trace_copy)
     with db.transaction(conn):
         conn.execute("UPDATE batches SET gtin = ? WHERE id = ?", (CASE_GTIN, trace_world["cases"][0]))
@@ -509,6 +509,20 @@ def test_every_epcis_answer_names_the_versions_and_unknown_routes_are_the_apis_4
         assert response.headers["GS1-EPCIS-Version"] == "2.0.0"
     missing = get(trace, "/epcis/nothing-here")
     assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "not-found"
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "allow"),
+    [
+        ("GET", "/epcis/capture", "OPTIONS, POST"),
+        ("POST", "/epcis/events", "GET, HEAD"),
+        ("DELETE", "/epcis/events/x", "GET, HEAD"),
+    ],
+)
+def test_another_method_on_an_epcis_route_is_405_with_what_it_takes(trace, method, path, allow):
+    response = trace["client"].open(path, method=method)
+    assert response.status_code == 405 and response.headers["Allow"] == allow
+    assert response.get_json()["error"]["code"] == "method-not-allowed"
 
 
 def test_capture_and_queries_are_rate_limited(trace, make_app):

@@ -9,7 +9,7 @@ caller's transaction. Every refusal is one `epcis.DocumentError` listing each ev
 states; nothing is written when there is any. A code named in GS1 form must carry its batch's
 GTIN and lot. A code of another enterprise reads as one that does not exist (no oracle).
 
-`query` answers an `epcis.Query` with an EPCISQueryDocument of the stored events (each as it was
+`query_events` answers an `epcis.Query` with an EPCISQueryDocument of the stored events (each as it was
 captured), keyset-paged by event id.
 """
 
@@ -194,7 +194,7 @@ def stored_event(row: Mapping[str, Any]) -> dict[str, Any]:
     return event
 
 
-def query(
+def query_events(
     conn: db.Conn,
     q: epcis.Query,
     *,
@@ -237,7 +237,7 @@ def query(
     return epcis.query_document([stored_event(r) for r in page], now), int(page[-1]["id"]) if more else None
 
 
-def event(conn: db.Conn, event_id: str, *, enterprise_id: int | None) -> dict[str, Any]:
+def get_event(conn: db.Conn, event_id: str, *, enterprise_id: int | None) -> dict[str, Any]:
     """One stored event by its EPCIS eventID; errors.NotFound when there is none (or it is another
     enterprise's)."""
     row = repo.event_by_event_id(conn, event_id)

@@ -155,7 +155,7 @@ def events_query() -> Response:
         return api_error("bad-query", f"{repeated[0]}: give it once, its values separated by |", 400)
     args = request.args.to_dict()
     q = epcis.parse_query(args)
-    document, next_token = capture.query(
+    document, next_token = capture.query_events(
         state().connection(), q, enterprise_id=_enterprise(), now=g.now, base_urls=state().base_urls
     )
     response = _ld_json(document)
@@ -169,11 +169,18 @@ def events_query() -> Response:
 @authenticated()
 def event_get(event_id: str) -> Response:
     """One event by its eventID (percent-encoded in the path), in an EPCISQueryDocument."""
-    found = capture.event(state().connection(), event_id, enterprise_id=_enterprise())
+    found = capture.get_event(state().connection(), event_id, enterprise_id=_enterprise())
     return _ld_json(epcis.query_document([found], g.now))
 
 
-@bp.route("/<path:rest>", methods=["GET", "POST"])
+# What each route takes (the catch-all below answers 405 with them, not 404, for another method).
+_ALLOWED = {"capture": "OPTIONS, POST", "events": "GET, HEAD"}
+
+
+@bp.route("/<path:rest>", methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
 def not_found(rest: str) -> Response:
     """Anything else under /epcis/: the API's error shape, not the consumer's page."""
+    allowed = _ALLOWED.get(rest) or ("GET, HEAD" if rest.startswith("events/") else None)
+    if allowed:
+        return api_error("method-not-allowed", f"this EPCIS route takes {allowed}", 405, {"Allow": allowed})
     return api_error("not-found", "no such EPCIS route", 404)
