@@ -11,6 +11,9 @@ GTIN and lot. A code of another enterprise reads as one that does not exist (no 
 
 `query_events` answers an `epcis.Query` with an EPCISQueryDocument of the stored events (each as it was
 captured), keyset-paged by event id.
+
+Cost beside events.capture's: resolving an EPC takes about 2 µs as `urn:verifier:code:`, 5 µs as
+an SGTIN URN, 7 µs as a Digital Link URI; GS1's schema 2 µs an event (verifier/epcis.py).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ import json
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import codes, db, epcis, errors, events, lifecycle
 from .epcis import EventError
@@ -37,8 +40,7 @@ ERRORS_PER_EVENT = events.ERRORS_PER_STEP
 _NEVER = events.Step(lifecycle.OBJECT, "OBSERVE", "verifier:never-captured", "", index=-1)
 
 
-@dataclass(frozen=True)
-class _Ref:
+class _Ref(NamedTuple):
     """One EPC of an event, resolved: the code's serial and the GTIN and lot it claims (GS1 form)."""
 
     uri: str
@@ -86,24 +88,22 @@ def _refs(event: epcis.Event, base_urls: Sequence[str]) -> tuple[list[_Ref], _Re
     return epcs, parent, found
 
 
-def _wrong_lot(conn: db.Conn, refs: Sequence[_Ref], enterprise_id: int | None) -> dict[int, str]:
-    """serial -> why, for the codes named in GS1 form whose batch has another GTIN or lot. Only the
+def _wrong_lot(conn: db.Conn, refs: Sequence[_Ref], enterprise_id: int | None) -> dict[_Ref, str]:
+    """Why, for each reference in GS1 form whose code's batch has another GTIN or lot. Only the
     caller's codes are checked: another's code is refused by capture in the words of a missing one."""
     claimed = [ref for ref in refs if ref.gtin is not None or ref.lot is not None]
     if not claimed:
         return {}
-    facts = lifecycle_repo.code_facts(conn, [ref.serial for ref in claimed])
-    keys = repo.gs1_keys(conn, [ref.serial for ref in claimed if ref.serial in facts])
-    wrong: dict[int, str] = {}
+    keys = repo.gs1_keys(conn, [ref.serial for ref in claimed])
+    wrong: dict[_Ref, str] = {}
     for ref in claimed:
-        fact = facts.get(ref.serial)
-        if fact is None or (enterprise_id is not None and fact[2] != enterprise_id):
+        if ref.serial not in keys:
             continue
-        gtin, lot = keys[ref.serial]
+        owner, gtin, lot = keys[ref.serial]
+        if enterprise_id is not None and owner != enterprise_id:
+            continue
         if (ref.gtin is not None and ref.gtin != gtin) or (ref.lot is not None and ref.lot != lot):
-            wrong[ref.serial] = (
-                f"{ref.uri} names no issued code of yours: code {ref.serial:016d} is of GTIN {gtin} lot {lot}"
-            )
+            wrong[ref] = f"{ref.uri} names no issued code of yours: code {ref.serial:016d} is of GTIN {gtin} lot {lot}"
     return wrong
 
 
@@ -155,9 +155,9 @@ def capture_document(
         conn, [r for _, epcs, parent, _ in resolved for r in (*epcs, *([parent] if parent else []))], enterprise_id
     )
     for event, epcs, parent, ok in resolved:
-        bad = [ref for ref in (*epcs, *([parent] if parent else [])) if ref.serial in wrong]
+        bad = [ref for ref in (*epcs, *([parent] if parent else [])) if ref in wrong]
         for ref in dict.fromkeys(bad):
-            found.append(EventError(event.index, event.event_id, UNKNOWN_CODE, wrong[ref.serial]))
+            found.append(EventError(event.index, event.event_id, UNKNOWN_CODE, wrong[ref]))
         if ok and not bad:
             steps.append(_step(event, epcs, parent))
     try:
@@ -167,7 +167,7 @@ def capture_document(
     except events.EventsRefused as refused:
         found += [EventError(e.index, e.event_id, e.code, e.message) for e in refused.errors if e.index >= 0]
     if found:
-        raise epcis.DocumentError(epcis.bounded_errors(sorted(found, key=lambda e: e.index or 0)))
+        raise epcis.DocumentError(epcis.bounded_errors(sorted(found, key=lambda e: -1 if e.index is None else e.index)))
     return CapturedDocument(captured.event_ids, captured.codes, [str(step.event_id) for step in steps])
 
 
@@ -183,7 +183,7 @@ def _query_serials(conn: db.Conn, uris: Sequence[str], base_urls: Sequence[str])
         except codes.InvalidCode:
             continue
     wrong = _wrong_lot(conn, refs, None)
-    return sorted({ref.serial for ref in refs if ref.serial not in wrong})
+    return sorted({ref.serial for ref in refs if ref not in wrong})
 
 
 def stored_event(row: Mapping[str, Any]) -> dict[str, Any]:
