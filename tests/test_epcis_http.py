@@ -525,6 +525,21 @@ def test_another_method_on_an_epcis_route_is_405_with_what_it_takes(trace, metho
     assert response.get_json()["error"]["code"] == "method-not-allowed"
 
 
+@pytest.mark.parametrize(
+    ("failure", "status", "code"),
+    [(RuntimeError("a bug"), 500, "server-error"), (db.OperationalError[0]("the server went away"), 503, "busy")],
+    ids=["a bug", "the database lost"],
+)
+def test_a_failure_inside_is_the_apis_error_without_its_details(trace, monkeypatch, failure, status, code):
+    def fail(*_args, **_kwargs):
+        raise failure
+
+    monkeypatch.setattr("verifier.capture.capture_document", fail)
+    response = post(trace, packed_and_released(trace))
+    assert response.status_code == status and response.get_json()["error"]["code"] == code
+    assert str(failure) not in response.get_data(as_text=True)
+
+
 def test_capture_and_queries_are_rate_limited(trace, make_app):
     client = make_app(DATABASE=str(trace["db"]), RATELIMIT="2/minute").test_client()
     headers = {"Authorization": f"Bearer {trace['tokens']['eve']}"}

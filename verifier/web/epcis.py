@@ -15,10 +15,11 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import capture, db, epcis, errors
+from . import errors as web_errors
 from .errors import api_error
 from .state import RateLimited, bearer_user, rate_limit, state
 
@@ -55,12 +56,9 @@ def version_headers(response: Response) -> Response:
 def verifier_error(error: errors.VerifierError) -> Response:
     """A refused document lists every event's problems; anything else is the API's error."""
     if isinstance(error, epcis.DocumentError):
-        response = api_error(error.api_code, error.message, 400)
-        body = json.loads(response.get_data())
-        body["error"]["events"] = [
-            {"index": e.index, "eventID": e.event_id, "code": e.code, "message": e.message} for e in error.errors
-        ]
-        response.set_data(json.dumps(body, ensure_ascii=False))
+        listed = [{"index": e.index, "eventID": e.event_id, "code": e.code, "message": e.message} for e in error.errors]
+        response = jsonify({"ok": False, "error": {"code": error.api_code, "message": error.message, "events": listed}})
+        response.status_code = 400
         return response
     if isinstance(error, epcis.QueryError):
         return api_error("bad-query", error.message, 400)  # EPCIS: QueryParameterException
@@ -69,6 +67,26 @@ def verifier_error(error: errors.VerifierError) -> Response:
     if isinstance(error, RateLimited | errors.Unavailable) and retry_after:
         headers["Retry-After"] = str(retry_after)
     return api_error(error.api_code, error.message, error.http_status, headers)
+
+
+def database_lost(error: Exception) -> Response:
+    """The database went away mid-request (web/errors.py says why): nothing was recorded; 503, retry."""
+    current_app.logger.error("database error: %s %s: %r", request.method, request.path, error)
+    headers = {"Retry-After": str(web_errors.DATABASE_RETRY_SECONDS)}
+    return api_error("busy", web_errors.DATABASE_LOST, 503, headers)
+
+
+for _operational in db.OperationalError:
+    bp.register_error_handler(_operational, database_lost)
+
+
+@bp.errorhandler(500)
+def server_error(error: Exception) -> Response:
+    """Logged, and answered in the API's shape without the exception's details."""
+    current_app.logger.error(
+        "request failed: %s %s: %r", request.method, request.path, getattr(error, "original_exception", error)
+    )
+    return api_error("server-error", web_errors.SERVER_ERROR, 500)
 
 
 def authenticated(*roles: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
