@@ -328,6 +328,13 @@ def test_problems_of_references_and_of_states_come_in_one_answer(trace):
     assert counts(trace) == before
 
 
+def test_the_same_document_twice_is_refused_the_second_time(trace):
+    assert post(trace, packed_and_released(trace)).status_code == 201
+    before = counts(trace)
+    assert refused(post(trace, packed_and_released(trace))) == [(0, "duplicate-event"), (1, "duplicate-event")]
+    assert counts(trace) == before
+
+
 def test_a_document_that_is_not_json_is_refused_as_a_whole(trace):
     assert refused(post(trace, b'{"type": "EPCISDocument",')) == [(None, "not-json")]
 
