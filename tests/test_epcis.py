@@ -280,7 +280,7 @@ def test_schema_errors_say_where_in_the_event():
         epcis.parse_document(SCHEMA_BAD_EVENT_3_OF_5)
     (error,) = caught.value.errors
     assert error.event_id == "urn:uuid:7c1ba2a4-0d3f-4d5c-9a8e-000000000002"
-    assert error.message.startswith("/eventTimeZoneOffset: '+25:00' does not match")
+    assert error.message.startswith('/eventTimeZoneOffset: "+25:00" does not match')
 
 
 def test_errors_are_bounded(monkeypatch):
