@@ -27,7 +27,7 @@ def _gtin(indicator: str) -> str:
 
 ITEM_GTIN = _gtin("0")  # the items' GTIN-14, and the cases' (indicator 1: a case of those items)
 CASE_GTIN = _gtin("1")
-SICHUAN_GLN = "6901234000016"  # trace_world registers 6901234000017, whose check digit is wrong
+SICHUAN_GLN = "6901234000016"  # the 成都 dealer SC-01 of trace_world
 SICHUAN_PGLN = "urn:epc:id:pgln:6901234.00001"  # the 成都 dealer's GLN as a PGLN URN
 AT = "2026-11-26T09:00:00.000+08:00"
 
@@ -91,7 +91,6 @@ def trace(trace_world, trace_copy, make_app):
     with db.transaction(conn):
         conn.execute("UPDATE batches SET gtin = ? WHERE id = ?", (CASE_GTIN, trace_world["cases"][0]))
         conn.execute("UPDATE batches SET gtin = ? WHERE id = ?", (ITEM_GTIN, trace_world["items"][0]))
-        conn.execute("UPDATE dealers SET gln = ? WHERE id = ?", (SICHUAN_GLN, trace_world["dealers"]["sichuan"]))
     conn.close()
     app = make_app(DATABASE=str(trace_copy))
     cases = [int(r["serial"]) for r in trace_world["cases"][1]]
