@@ -110,3 +110,57 @@ def test_an_inspection_report_is_attached(terminal, trace_world, tmp_path):
 
 def test_codes_are_read_as_printed(terminal):
     assert codes.parse_human_code(terminal["items"][0])
+
+
+def _document(*events):
+    return {
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-11-26T09:00:00.000+08:00",
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+def _packing(case_url, item_urls, **fields):
+    return {
+        "type": "AggregationEvent",
+        "eventTime": "2026-11-26T09:00:00.000+08:00",
+        "eventTimeZoneOffset": "+08:00",
+        "action": "ADD",
+        "bizStep": "packing",
+        "parentID": case_url,
+        "childEPCs": item_urls,
+        **fields,
+    }
+
+
+def test_an_epcis_document_is_captured_from_a_file(terminal, trace_world, tmp_path):
+    case_url = trace_world["cases"][1][0]["url"]
+    document = tmp_path / "packing.jsonld"
+    document.write_text(json.dumps(_document(_packing(case_url, terminal["urls"]))), encoding="utf-8")
+    result = terminal["run"]("events", "capture", str(document))
+    assert result.exit_code == 0, result.output
+    assert "Captured: 25 code changes in 1 event(s)" in result.output
+    history = terminal["run"]("events", "history", terminal["items"][0])
+    assert "packing" in history.output
+
+
+def test_an_invalid_epcis_document_names_each_bad_event_and_records_nothing(terminal, trace_world, tmp_path):
+    case_url = trace_world["cases"][1][0]["url"]
+    bad_time = _packing(case_url, terminal["urls"][:2], eventTime="yesterday")
+    transformation = {
+        "type": "TransformationEvent",
+        "eventTime": "2026-11-26T09:00:00Z",
+        "eventTimeZoneOffset": "+00:00",
+    }
+    document = tmp_path / "bad.jsonld"
+    document.write_text(json.dumps(_document(_packing(case_url, terminal["urls"][2:4]), bad_time, transformation)))
+    result = terminal["run"]("events", "capture", str(document))
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert any(line.startswith("  event 2") for line in lines), result.stderr
+    assert any(line.startswith("  event 3") and "TransformationEvent" in line for line in lines), result.stderr
+    assert lines[-1].startswith("Error: nothing was recorded")
+    history = terminal["run"]("events", "history", terminal["items"][2])
+    assert len(history.output.splitlines()) == 1  # no event at all
