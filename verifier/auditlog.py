@@ -80,6 +80,29 @@ def append(
     return seq
 
 
+def append_many(conn: db.Conn, entries: Sequence[tuple[str, Mapping[str, object], str, str]]) -> None:
+    """Append (kind, body, at, actor) entries in order, as `append` does one by one, with one
+    statement for all of them (a capture of 500 events logs 500 entries)."""
+    rows = []
+    for kind, body, at, actor in entries:
+        if "\n" in kind or "\n" in actor or "\n" in at:
+            raise ValueError("log fields cannot hold line breaks")
+        body_text = canonical(body)
+        if len(leaf_bytes(kind, at, actor, "", body_text)) > MAX_LEAF_BYTES:
+            raise ValueError(f"a log entry is at most {MAX_LEAF_BYTES} bytes")
+        rows.append((at, kind, actor, body_text))
+    if not db.sequences_inline(conn):
+        log.queue_many(conn, [(at, kind, actor, body_text, "") for at, kind, actor, body_text in rows])
+        return
+    seq = log.last_seq(conn)
+    inserted = []
+    for at, kind, actor, body_text in rows:
+        seq += 1
+        digest = new_entry_hash(kind, at, actor, "", body_text)
+        inserted.append((seq, at, kind, actor, body_text, "", "", digest))
+    log.insert_many(conn, inserted)
+
+
 def append_scan(conn: db.Conn, scan: Mapping[str, object], salt: str) -> int | None:
     """A scan's entry, inside the transaction that inserts the scan: its sequence number on SQLite;
     None on PostgreSQL, where the sequencer chains the scan row itself once it is committed."""

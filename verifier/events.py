@@ -164,13 +164,17 @@ def capture(
         planned.append((step, owner, result, extra))
     if found:
         raise EventsRefused(found)
-    ids: list[int] = []
+    ids = repo.reserve_event_ids(conn, len(planned))
     total = 0
     final: dict[int, tuple[CodeState, int]] = {}
-    for step, owner, result, extra in planned:
+    event_rows: list[dict[str, Any]] = []
+    code_rows: list[tuple[int, int]] = []
+    entries: list[tuple[str, Mapping[str, object], str, str]] = []
+    for event, (step, owner, result, extra) in zip(ids, planned):
         event_id = step.event_id or f"urn:uuid:{uuid.uuid4()}"
         document = dict(step.document) if step.document is not None else _document(work, step, event_id, extra)
         row = {
+            "id": event,
             "event_id": event_id,
             "type": step.type,
             "action": step.action,
@@ -188,14 +192,17 @@ def capture(
             "codes": len(result),
             "document": auditlog.canonical(document),
         }
-        event = repo.insert_event(conn, row)
-        ids.append(event)
+        event_rows.append(row)
         serials = sorted(result)
-        repo.insert_event_codes(conn, [(serial, event) for serial in serials])
+        code_rows += [(serial, event) for serial in serials]
         for serial in serials:
             final[serial] = (result[serial], event)
         total += len(serials)
-        _log_event(conn, event, row, serials, recorded_at)
+        entries.append((EVENT_KIND, _event_entry(row, serials), recorded_at, actor))
+    # One statement a table for the whole capture, as a bulk load would (scripts/bench_events.py).
+    repo.insert_events(conn, event_rows)
+    repo.insert_event_codes(conn, code_rows)
+    auditlog.append_many(conn, entries)
     ordered = sorted(final.items())  # in key order: fewer B-tree pages touched
     for new in (True, False):  # codes without a state row yet get a plain INSERT
         rows = [(serial, *s, event) for serial, (s, event) in ordered if (serial in work.stored) != new]
@@ -204,10 +211,12 @@ def capture(
     return Captured(ids, total)
 
 
-def _log_event(conn: db.Conn, event: int, row: Mapping[str, Any], serials: Sequence[int], at: str) -> None:
+def _event_entry(row: Mapping[str, Any], serials: Sequence[int]) -> dict[str, Any]:
+    """What an event's log entry records: its fields, and the SHA-256 of the serials it changed
+    and of its EPCIS document."""
     body = {k: row[k] for k in ("event_id", "type", "action", "biz_step", "disposition", "event_time")}
     body.update(
-        id=event,
+        id=row["id"],
         enterprise_id=row["enterprise_id"],
         batch_id=row["batch_id"],
         parent=row["parent"],
@@ -218,7 +227,7 @@ def _log_event(conn: db.Conn, event: int, row: Mapping[str, Any], serials: Seque
         serials_sha256=serials_sha256(serials),
         document_sha256=hashlib.sha256(row["document"].encode()).hexdigest(),
     )
-    auditlog.append(conn, EVENT_KIND, body, at, row["actor"])
+    return body
 
 
 def _plan(

@@ -115,15 +115,27 @@ def event_id_taken(conn: db.Conn, event_ids: Sequence[str]) -> set[str]:
     return taken
 
 
-def insert_event(conn: db.Conn, row: dict[str, Any]) -> int:
-    """Insert an event row; its id."""
-    columns = ", ".join(EVENT_COLUMNS)
-    values = [row.get(c) for c in EVENT_COLUMNS]
-    cursor = conn.execute(
-        f"INSERT INTO events ({columns}) VALUES ({db.placeholders(values)}) RETURNING id",
-        values,
+def reserve_event_ids(conn: db.Conn, count: int) -> list[int]:
+    """`count` new event ids, in order. SQLite: after the largest (the caller holds the writer
+    lock); PostgreSQL: from the identity's sequence, so concurrent captures never collide."""
+    if count == 0:
+        return []
+    if db.is_postgres_conn(conn):
+        rows = conn.execute(
+            "SELECT nextval(pg_get_serial_sequence('events', 'id')) FROM generate_series(1, ?)", (count,)
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+    last = int(conn.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0])
+    return list(range(last + 1, last + 1 + count))
+
+
+def insert_events(conn: db.Conn, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert event rows (with their reserved ids)."""
+    columns = ("id", *EVENT_COLUMNS)
+    conn.executemany(
+        f"INSERT INTO events ({', '.join(columns)}) VALUES ({db.placeholders(columns)})",
+        [[row.get(c) for c in columns] for row in rows],
     )
-    return int(cursor.fetchone()[0])
 
 
 def insert_event_codes(conn: db.Conn, rows: Iterable[tuple[int, int]]) -> None:

@@ -79,6 +79,22 @@ def queue(conn: db.Conn, at: str, kind: str, actor: str, body: str, personal_has
     )
 
 
+def insert_many(conn: db.Conn, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Entries (seq, at, kind, actor, body, personal_hash, prev_hash, hash), in one statement."""
+    conn.executemany(
+        "INSERT INTO audit_log (seq, at, kind, actor, body, personal_hash, prev_hash, hash)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        list(rows),
+    )
+
+
+def queue_many(conn: db.Conn, rows: Sequence[tuple[str, str, str, str, str]]) -> None:
+    """Entries (at, kind, actor, body, personal_hash) for the sequencer, in one statement."""
+    conn.executemany(
+        "INSERT INTO log_pending (at, kind, actor, body, personal_hash) VALUES (?, ?, ?, ?, ?)", list(rows)
+    )
+
+
 def pending_entries(conn: db.Conn, limit: int) -> list[tuple[Any, ...]]:
     """The oldest queued entries (PENDING_COLUMNS), at most `limit`."""
     return conn.execute(
