@@ -80,12 +80,13 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     state = app.extensions["verifier"] = ServerState(app)
     app.teardown_appcontext(lambda _exc: state.release_connection())
 
-    from . import api, audit, audit_ui, consumer, log
+    from . import api, audit, audit_ui, consumer, feedback, log
 
     app.register_blueprint(api.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(audit_ui.bp)
     app.register_blueprint(log.bp)
+    app.register_blueprint(feedback.bp)
     app.register_blueprint(consumer.bp)
     errors.register(app)
 
