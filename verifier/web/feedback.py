@@ -60,6 +60,7 @@ def _form_page(values: dict[str, str], status: int = 200, error: tuple[str, str 
         status,
         lang=lang,
         values=values,
+        code_shown=codes.human_code(serial) if serial is not None else values.get("code", ""),
         verdict=verdict,
         attested=verdict != feedback.NO_VERDICT,
         recipients=_recipients(lang, serial, verdict),
