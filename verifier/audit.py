@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, db, errors, issue, lookup
+from . import accounts, anomalies, auditlog, budget, clock, codes, csvcells, db, errors, feedback, issue, lookup
 from .repos import log, projections, registry, scans
 from .repos.scans import ScanFilter
 
@@ -444,6 +444,7 @@ def purge(conn: db.Conn, days: int, now: dt.datetime, actor: str) -> Purged:
     cutoff = clock.utc_text(now - dt.timedelta(days=days))
     erased = scans.erase_personal(conn, cutoff)
     body = {"older_than": cutoff, "scans": erased, "through_id": projections.last_scan_id(conn)}
+    body["reports"] = feedback.purge_reports(conn, cutoff)  # consumers' reports: details, contact, photo
     auditlog.append(conn, "audit.purged", body, clock.utc_text(now), actor)
     return Purged(cutoff, erased)
 

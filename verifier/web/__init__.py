@@ -80,7 +80,7 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     state = app.extensions["verifier"] = ServerState(app)
     app.teardown_appcontext(lambda _exc: state.release_connection())
 
-    from . import api, audit, audit_ui, consumer, log
+    from . import api, audit, audit_ui, consumer, feedback, log
     from . import epcis as epcis_web
 
     app.register_blueprint(api.bp)
@@ -88,6 +88,7 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     app.register_blueprint(audit_ui.bp)
     app.register_blueprint(log.bp)
     app.register_blueprint(epcis_web.bp)
+    app.register_blueprint(feedback.bp)
     app.register_blueprint(consumer.bp)
     errors.register(app)
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import functools
-import re
+import urllib.parse
+from typing import Any
 
-from flask import Blueprint, Response, abort, current_app, request
-from markupsafe import Markup, escape
+from flask import Blueprint, Response, abort, current_app, request, url_for
 
-from .. import codes, db, lookup
-from .i18n import TEXT, choose_language, format_date, format_time, page, verdict_text
+from .. import codes, db, feedback, lookup
+from .i18n import TEXT, choose_language, format_date, format_time, page, verdict_text, with_contact
 from .state import check_code, is_prefetch, receipt_url, state
 
 bp = Blueprint("consumer", __name__)
@@ -28,16 +27,20 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         "reason": batch.get("recall_reason") or "",
         "expiry": format_date(batch.get("expiry_date"), lang),
     }
+    if verdict.reason == lookup.BLOCKED:  # why, in words: counterfeit, stolen, destroyed
+        values["reason"] = TEXT[lang].get(f"blocked.{verdict.detail}", TEXT[lang]["blocked.unknown"])
+    trace = trace_rows(verdict, lang)
+    mark = (batch["mark_zh"] if lang == "zh" else batch["mark_en"]) if batch else None
     details = []
     if batch:
         details = [
             ("product", " ".join(x for x in (batch["product"], batch.get("spec")) if x)),
             ("gtin", batch.get("gtin")),
-            ("enterprise", batch["enterprise"]),
+            ("enterprise", None if trace else batch["enterprise"]),  # the trace names the producer
             ("credit_code", batch.get("credit_code")),
-            ("mark", batch["mark_zh"] if lang == "zh" else batch["mark_en"]),
+            ("mark", None if trace else mark),
             ("lot", batch.get("lot")),
-            ("production_date", format_date(batch.get("production_date"), lang)),
+            ("production_date", None if trace else format_date(batch.get("production_date"), lang)),
             ("expiry_date", format_date(batch.get("expiry_date"), lang)),
             ("code", verdict.human_code),
             ("checks", str(verdict.checks) if verdict.checks else None),
@@ -59,45 +62,57 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         details=details,
         show_pin_form=show_pin_form,
         show_report=verdict.tone != "ok",
+        trace=trace,
+        report_url=report_link(verdict),
+        report_first=verdict.tone in ("bad", "stop"),  # red verdicts: the form is the next thing to do
         retry_code=retry_code,
-        report=_with_contact(lang, "report", contact),
-        recall_contact=_with_contact(lang, "recall.contact", contact),
+        report=with_contact(lang, "report", contact),
+        recall_contact=with_contact(lang, "recall.contact", contact),
         enterprise=_enterprise_named(batch.get("enterprise"), lang),
         number_keys=NUMBER_KEYS,
         receipt_url=receipt_url(verdict),
     )
 
 
+def trace_rows(verdict: lookup.Verdict, lang: str) -> list[tuple[str, Any, str]] | None:
+    """The trace section's rows (label key, value, kind): producer, production, mark, inspection
+    report, shipment (provinces only), sale, case. None for a red verdict and for a code that is not
+    an issued one: a counterfeiter learns nothing, and a copied label's trace must not reassure."""
+    found = verdict.trace()
+    if found is None or verdict.tone == "bad":
+        return None
+    trace: dict[str, Any] = dict(found)
+    batch = verdict.batch or {}
+    text = TEXT[lang]
+    rows: list[tuple[str, Any, str]] = [
+        ("producer", trace["producer"], "text"),
+        ("production_date", format_date(trace["production_date"], lang), "text"),
+        ("production_place", trace["production_place"], "text"),
+        ("mark", batch.get("mark_zh") if lang == "zh" else batch.get("mark_en"), "text"),
+    ]
+    report = trace["inspection_report"]
+    if report:
+        rows.append(("inspection_report", report, "document"))  # a link, and its SHA-256 shown
+    provinces = [p[lang] for p in trace["shipped_to"]]  # the sales regions' provinces, never the dealer
+    if provinces:
+        rows.append(("shipped", ("、" if lang == "zh" else ", ").join(provinces), "text"))
+        rows.append(("shipped_on", format_date(trace["shipped_on"], lang), "text"))
+    if trace["sold_on"]:
+        rows.append(("sold_on", format_date(trace["sold_on"], lang), "text"))
+    if trace["in_case"]:
+        rows.append(("in_case", text["in_case_yes"], "text"))
+    return [row for row in rows if row[1]]
+
+
+def report_link(verdict: lookup.Verdict) -> str:
+    """The "report this product" link of a verdict page: the printed code, the verdict, and the
+    page's token for them (verifier/feedback.py), so the report form knows what the page showed."""
+    token = feedback.verdict_token(state().hash_key, verdict.serial, verdict.reason)
+    code = codes.normalize_typed(verdict.human_code or "")  # digits only: no "+" in the link
+    return url_for("feedback.report_form", code=code, v=verdict.reason, s=token)
+
+
 NUMBER_KEYS = frozenset({"code", "gtin", "credit_code", "lot"})  # long unbroken values: may wrap anywhere
-_PHONE_RE = re.compile(r"\+?[0-9][0-9 ()-]{1,30}")
-_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?")
-_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
-
-
-@functools.lru_cache(maxsize=64)  # one contact a deployment: the same markup every request
-def contact_link(contact: str) -> Markup:
-    """The report contact as a link: tel: for a phone number (12315), the address of an http(s) URL,
-    mailto: for an email address; anything else as escaped text."""
-    contact = contact.strip()
-    if _PHONE_RE.fullmatch(contact):
-        number = ("+" if contact.startswith("+") else "") + "".join(ch for ch in contact if ch.isdigit())
-        return Markup('<a href="tel:{}">{}</a>').format(number, contact)
-    if _URL_RE.fullmatch(contact):
-        return Markup('<a href="{}" rel="noopener noreferrer">{}</a>').format(contact, contact)
-    if _EMAIL_RE.fullmatch(contact):
-        return Markup('<a href="mailto:{}">{}</a>').format(contact, contact)
-    return escape(contact)
-
-
-def _fill(template: str, **values: Markup) -> Markup:
-    """A sentence of ours with markup filled in; every value not already markup is escaped."""
-    return escape(template).format(**values)
-
-
-@functools.lru_cache(maxsize=64)
-def _with_contact(lang: str, key: str, contact: str) -> Markup:
-    """The sentence `key` of `lang` with the report contact's link in it (the same every request)."""
-    return _fill(TEXT[lang][key], contact=contact_link(contact))
 
 
 def _enterprise_named(name: str | None, lang: str) -> str:
@@ -121,6 +136,30 @@ def manual_check() -> Response:
     return verdict_page(verdict, "manual", typed=typed)
 
 
+@bp.get("/doc/<sha256>")
+def document(sha256: str) -> Response:
+    """A document attached to a batch (an inspection report), by its SHA-256: public, since only
+    what an enterprise attached for consumers to see is a document; immutable, as its name is its hash."""
+    found = feedback.document(state().connection(), sha256)
+    if found is None:
+        abort(404)
+    response = Response(found.content, mimetype=found.media_type)
+    response.headers["Content-Disposition"] = _inline(found.name)
+    response.headers["X-Content-SHA256"] = found.sha256
+    response.headers["Cache-Control"] = "public, max-age=31536000, immutable"
+    response.set_etag(found.sha256)
+    response.make_conditional(request)  # If-None-Match: 304, no body
+    return response
+
+
+def _inline(name: str) -> str:
+    """Content-Disposition inline with the document's name: an ASCII fallback and RFC 5987 UTF-8."""
+    ascii_name = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name) or "document"
+    if ascii_name == name:
+        return f'inline; filename="{name}"'
+    return f"inline; filename=\"{ascii_name}\"; filename*=UTF-8''{urllib.parse.quote(name, safe='')}"
+
+
 @bp.get("/robots.txt")
 def robots() -> Response:
     return Response("User-agent: *\nDisallow: /\n", mimetype="text/plain")
@@ -142,7 +181,7 @@ def scanned(subpath: str) -> Response:
     """A label's URL, compact or GS1 Digital Link: verify it, record the scan, show the verdict."""
     if is_prefetch():
         return Response(status=204)  # a link preview is not a consumer's check
-    if subpath.startswith(("static/", "api/", ".well-known/", "log/", "receipt/")):
+    if subpath.startswith(("static/", "api/", ".well-known/", "log/", "receipt/", "doc/", "report/")):
         abort(404)
     query = request.query_string.decode("latin-1")
     text = f"{_base_host(state().base_urls, request.host, subpath)}/{subpath}" + (f"?{query}" if query else "")

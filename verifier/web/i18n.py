@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import re
 from typing import Any
 
 from flask import Response, g, render_template, request, url_for
+from markupsafe import Markup, escape
 from werkzeug.datastructures import LanguageAccept, MultiDict
 from werkzeug.http import parse_accept_header
 
@@ -98,7 +100,49 @@ TEXT: dict[str, dict[str, str]] = {
         "shipped_on": "发货日期",
         "sold_on": "售出日期",
         "in_case": "装箱",
-        "in_case_yes": "随整箱出厂",
+        "in_case_yes": "随密封整箱出厂",
+        "blocked.unknown": "原因未说明",
+        "inspection_report_open": "查看检验报告",
+        # the report form ("report this product") and its thank-you page
+        "report_link": "举报/反馈此产品",
+        "report_title": "举报/反馈此产品",
+        "report_goes_to": "您的反馈将转给：",
+        "report_privacy": "描述、购买地点、联系方式和照片仅用于核实，保存期满后删除；照片中的位置等信息会被去除。",
+        "report_to_enterprise": "生产企业{enterprise}和市场监管核查人员",
+        "report_to_inspectors": "市场监管核查人员",
+        "report_code_label": "防伪码（如有）",
+        "report_verdict": "查询结果",
+        "report_what": "发生了什么",
+        "what.fake": "疑似假冒",
+        "what.damaged": "包装破损或被拆封",
+        "what.diverted": "窜货：在非指定区域销售",
+        "what.other": "其他问题",
+        "report_bought_at": "购买地点（店名、网店或城市，最多 200 字）",
+        "report_details": "详细情况（最多 2000 字）",
+        "report_photo": "照片（可选，最大 4 MB）",
+        "report_contact": "联系方式（可选：手机号码或电子邮箱）",
+        "report_brand_may_contact": "同意品牌方通过此联系方式联系我（不勾选则仅核查人员可见）",
+        "report_submit": "提交反馈",
+        "report_error": "未能提交：",
+        "report_err.what-missing": "请选择发生了什么。",
+        "report_err.too-long.bought_at": "购买地点过长：最多 200 字。",
+        "report_err.too-long.details": "详细情况过长：最多 2000 字。",
+        "report_err.too-long.contact": "联系方式过长：最多 100 字。",
+        "report_err.bad-contact": "联系方式请填写手机号码或电子邮箱。",
+        "report_err.photo-too-large": "照片太大：最大 4 MB。",
+        "report_err.photo-not-an-image": "无法读取此照片，请上传 JPEG、PNG、WebP 或 HEIC 图片。",
+        "report_err.photo-too-many-pixels": "照片像素过多，请换一张或缩小后再上传。",
+        "report_err.stale": "表单已过期或不是从本站提交的，请核对后重新提交。",
+        "report_err.bad-form": "表单无法读取，请重新填写后提交。",
+        "report_err.too-many": "今天您对此防伪码的反馈已达上限。请明天再试，或拨打 {contact} 举报。",
+        "report_sent_title": "已收到您的反馈",
+        "report_sent_number": "反馈编号",
+        "report_sent_to": "已转给",
+        "report_next": "接下来会怎样",
+        "report_next_check": "核查人员和企业会核实您反馈的情况；如确认为假冒或窜货，该防伪码会被停用，其他消费者查询时会看到警告。",
+        "report_next_contact": "如您留下了联系方式，核查人员可能与您联系；只有在您同意时，企业才能看到您的联系方式。",
+        "report_next_keep": "请保留产品、包装和购物凭证，以备核查。",
+        "report_next_urgent": "如情况紧急或已受到损害，请拨打 {contact} 投诉。",
     },
     "en": {
         "lang_name": "English",
@@ -182,6 +226,47 @@ TEXT: dict[str, dict[str, str]] = {
         "sold_on": "Sold on",
         "in_case": "Packed",
         "in_case_yes": "left the factory in a sealed case",
+        "blocked.unknown": "no reason given",
+        "inspection_report_open": "Open the inspection report",
+        "report_link": "Report this product",
+        "report_title": "Report this product",
+        "report_goes_to": "Your report goes to:",
+        "report_privacy": "What you write, where you bought it, your contact and photo are used only to look into it and are erased after a while; location and other data in the photo are removed.",
+        "report_to_enterprise": "the producer, {enterprise}, and market inspectors",
+        "report_to_inspectors": "market inspectors",
+        "report_code_label": "Code (if any)",
+        "report_verdict": "Check result",
+        "report_what": "What happened",
+        "what.fake": "Looks counterfeit",
+        "what.damaged": "Damaged or opened packaging",
+        "what.diverted": "Sold outside its sales region",
+        "what.other": "Something else",
+        "report_bought_at": "Where you bought it (shop, online store or city; up to 200 characters)",
+        "report_details": "What happened (up to 2000 characters)",
+        "report_photo": "Photo (optional, up to 4 MB)",
+        "report_contact": "Contact (optional: phone number or email)",
+        "report_brand_may_contact": "The brand may contact me there (otherwise only inspectors see it)",
+        "report_submit": "Send report",
+        "report_error": "Not sent:",
+        "report_err.what-missing": "Choose what happened.",
+        "report_err.too-long.bought_at": "Where you bought it is too long: at most 200 characters.",
+        "report_err.too-long.details": "What happened is too long: at most 2000 characters.",
+        "report_err.too-long.contact": "The contact is too long: at most 100 characters.",
+        "report_err.bad-contact": "A contact is a phone number or an email address.",
+        "report_err.photo-too-large": "The photo is too large: at most 4 MB.",
+        "report_err.photo-not-an-image": "This photo cannot be read: send a JPEG, PNG, WebP or HEIC picture.",
+        "report_err.photo-too-many-pixels": "The photo has too many pixels: send a smaller one.",
+        "report_err.stale": "This form has expired or was not sent from this site: check it and send it again.",
+        "report_err.bad-form": "The form could not be read: fill it in and send it again.",
+        "report_err.too-many": "You have sent as many reports on this code as one day allows. Try again tomorrow, or call {contact}.",
+        "report_sent_title": "Report received",
+        "report_sent_number": "Report number",
+        "report_sent_to": "Sent to",
+        "report_next": "What happens next",
+        "report_next_check": "Inspectors and the producer look into what you reported; if the product is confirmed counterfeit or diverted, the code is blocked and others who check it are warned.",
+        "report_next_contact": "If you left a contact, inspectors may get in touch; the producer sees it only if you agreed.",
+        "report_next_keep": "Keep the product, its packaging and your receipt in case they are needed.",
+        "report_next_urgent": "If it is urgent, or the product has harmed you, call {contact}.",
     },
 }
 
@@ -274,3 +359,34 @@ def _other_language_link(lang: str) -> str:
         return url_for("consumer.manual_form", lang=other)
     args = [f"{k}={v}" for k, v in request.args.items(multi=True) if k != "lang"]
     return request.path + "?" + "&".join(args + [f"lang={other}"])
+
+
+_PHONE_RE = re.compile(r"\+?[0-9][0-9 ()-]{1,30}")
+_URL_RE = re.compile(r"https?://[A-Za-z0-9.-]+(?::[0-9]{1,5})?(?:/[A-Za-z0-9._~!$&'()*+,;=:@%/?#-]*)?")
+_EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
+
+
+@functools.lru_cache(maxsize=64)  # one contact a deployment: the same markup every request
+def contact_link(contact: str) -> Markup:
+    """The report contact as a link: tel: for a phone number (12315), the address of an http(s) URL,
+    mailto: for an email address; anything else as escaped text."""
+    contact = contact.strip()
+    if _PHONE_RE.fullmatch(contact):
+        number = ("+" if contact.startswith("+") else "") + "".join(ch for ch in contact if ch.isdigit())
+        return Markup('<a href="tel:{}">{}</a>').format(number, contact)
+    if _URL_RE.fullmatch(contact):
+        return Markup('<a href="{}" rel="noopener noreferrer">{}</a>').format(contact, contact)
+    if _EMAIL_RE.fullmatch(contact):
+        return Markup('<a href="mailto:{}">{}</a>').format(contact, contact)
+    return escape(contact)
+
+
+def _fill(template: str, **values: Markup) -> Markup:
+    """A sentence of ours with markup filled in; every value not already markup is escaped."""
+    return escape(template).format(**values)
+
+
+@functools.lru_cache(maxsize=64)
+def with_contact(lang: str, key: str, contact: str) -> Markup:
+    """The sentence `key` of `lang` with the report contact's link in it (the same every request)."""
+    return _fill(TEXT[lang][key], contact=contact_link(contact))
