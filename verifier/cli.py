@@ -3,7 +3,6 @@ services and prints what they return; errors are `errors.VerifierError`s, printe
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import secrets
@@ -15,14 +14,7 @@ from typing import Any
 import click
 
 from . import clock, codes, errors, keys, settings
-
-
-class CliError(errors.VerifierError):
-    """A failure of the command line itself (an unreadable image, a missing passphrase...)."""
-
-    def __init__(self, message: str, exit_code: int = 1):
-        super().__init__(message)
-        self.exit_code = exit_code
+from .cli_base import CliError, Run, _actor, _now, _open_registry, _run, _settings  # noqa: F401
 
 
 class OneLineErrors(click.Group):
@@ -64,34 +56,6 @@ def _debug() -> bool:
         return settings.load().debug
     except errors.VerifierError:
         return False
-
-
-class Run:
-    """What one command reads once: the time it started, and the settings (on first use, so a
-    command that needs none is not stopped by an unrelated bad variable)."""
-
-    def __init__(self) -> None:
-        self.now = clock.now()
-        self._settings: settings.Settings | None = None
-
-    @property
-    def settings(self) -> settings.Settings:
-        if self._settings is None:
-            self._settings = settings.load()
-        return self._settings
-
-
-def _run() -> Run:
-    return click.get_current_context().find_root().ensure_object(Run)
-
-
-def _settings() -> settings.Settings:
-    return _run().settings
-
-
-def _now() -> dt.datetime:
-    """The command's time: read once, when the command started."""
-    return _run().now
 
 
 def passphrase(confirm: bool = False) -> bytes:
@@ -218,15 +182,6 @@ def _log_admin(kind: str, body: dict[str, object]) -> None:
             auditlog.append(conn, kind, body, clock.utc_text(_now()), actor=_actor())
     finally:
         conn.close()
-
-
-def _actor() -> str:
-    import getpass
-
-    try:
-        return "cli:" + getpass.getuser()
-    except (KeyError, OSError):
-        return "cli"
 
 
 # --- sign and verify ----------------------------------------------------------------------
@@ -504,15 +459,6 @@ def batch_issue(
             "set VERIFIER_LABEL_FONT to a .ttf/.ttc to embed one.",
             err=True,
         )
-
-
-def _open_registry(create: bool = False):
-    """The registry's connection, with interrupted batches recovered first."""
-    from . import db, issue
-
-    conn = db.connect(_settings().database, create=create)
-    issue.recover_interrupted(conn, _now())
-    return conn
 
 
 def _batch_summary(b: dict[str, Any]) -> str:
@@ -1498,4 +1444,7 @@ def _proven_line(proven: Any) -> str:
     )
 
 
-from . import cli_events  # noqa: E402, F401  (registers `events` and `dealers`)
+from .cli_events import dealers_group, events_group  # noqa: E402
+
+cli.add_command(events_group)
+cli.add_command(dealers_group)

@@ -16,7 +16,7 @@ from typing import Any
 import click
 
 from . import clock, codes, db, errors, events, lifecycle
-from .cli import CliError, _actor, _now, _open_registry, _settings, cli
+from .cli_base import CliError, _actor, _now, _open_registry, _settings
 
 _CODES_HELP = "Codes: printed (17 digits), 16-digit serials or label URLs; '-' reads them from stdin, one a line."
 
@@ -85,7 +85,7 @@ def _done(captured: events.Captured, what: str) -> None:
     click.echo(f"{what}: {captured.codes:,} code changes in {len(captured.event_ids)} event(s) (logged)")
 
 
-@cli.group("events")
+@click.group("events")
 def events_group() -> None:
     """Each code's life after issue: pack, release, ship, receive, sell, block (docs/traceability.md).
 
@@ -253,7 +253,7 @@ def events_history(code: str, as_json: bool) -> None:
         click.echo(f"  {r['event_time']}  {r['biz_step']:<16} {r['type']} {r['action']:<7} {extra}".rstrip())
 
 
-@cli.group("dealers")
+@click.group("dealers")
 def dealers_group() -> None:
     """The dealers an enterprise ships to, and their sales regions (GB/T 2260 codes).
 
