@@ -120,7 +120,16 @@ def test_a_report_from_a_genuine_page_goes_to_the_enterprise_and_is_logged_minim
     )
     ((kind, body, commitment),) = report_entries(shop["db"])
     assert kind == "consumer.report"
-    assert set(body) == {"id", "serial", "enterprise_id", "verdict", "what", "region", "photo_sha256"}
+    assert set(body) == {
+        "id",
+        "serial",
+        "enterprise_id",
+        "verdict",
+        "what",
+        "region",
+        "photo_sha256",
+        "brand_may_contact",
+    }
     assert "包装" not in json.dumps(body, ensure_ascii=False) and "13800138000" not in json.dumps(body)
     assert commitment == feedback.personal_commitment(row["personal_salt"], "包装印刷模糊", "成都某超市", "13800138000")
 

@@ -56,8 +56,6 @@ ROUTED_TO_ENTERPRISE = frozenset(
 VERDICTS = frozenset({*lookup.REASONS, NO_VERDICT})
 
 # Whether the brand may see the contact is one bit the consumer_reports table has no column for:
-# a contact for inspectors only is stored with this prefix (see _stored_contact).
-_INSPECTORS_ONLY = "inspectors-only:"
 _PHONE_RE = re.compile(r"\+?[0-9][0-9 ()-]{4,30}")
 _EMAIL_RE = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+")
 
@@ -176,7 +174,8 @@ def submit_report(conn: db.Conn, report: Report, *, region: str | None, now: dt.
         "region": region,
         "photo": photo.data if photo else None,
         "photo_sha256": photo.sha256 if photo else None,
-        "contact": _stored_contact(report.contact, report.brand_may_contact),
+        "contact": report.contact,
+        "brand_may_contact": int(bool(report.contact) and report.brand_may_contact),
         "personal_salt": salt,
     }
     report_id = lifecycle_repo.insert_report(conn, row)
@@ -188,25 +187,11 @@ def submit_report(conn: db.Conn, report: Report, *, region: str | None, now: dt.
         "what": report.what,
         "region": region,
         "photo_sha256": row["photo_sha256"],
+        "brand_may_contact": row["brand_may_contact"],
     }
     commitment = personal_commitment(salt, report.details, report.bought_at, report.contact)
     auditlog.append(conn, REPORTED_KIND, body, at, actor="", personal_commitment=commitment)
     return report_id
-
-
-def _stored_contact(contact: str | None, brand_may_contact: bool) -> str | None:
-    if contact is None:
-        return None
-    return contact if brand_may_contact else _INSPECTORS_ONLY + contact
-
-
-def _read_contact(stored: str | None) -> tuple[str | None, bool]:
-    """(the contact, whether the brand may see it) of a stored contact."""
-    if stored is None or stored == "":
-        return None, False
-    if stored.startswith(_INSPECTORS_ONLY):
-        return stored[len(_INSPECTORS_ONLY) :], False
-    return stored, True
 
 
 # --- the enterprise's and inspectors' side ------------------------------------------------
@@ -217,7 +202,7 @@ def _visible_to(user: accounts.User, enterprise_id: int | None) -> bool:
 
 
 def _present(row: dict[str, Any], user: accounts.User) -> dict[str, Any]:
-    contact, brand_may = _read_contact(row["contact"])
+    contact, brand_may = row["contact"], bool(row["brand_may_contact"])
     serial = row["serial"]
     return {
         "id": row["id"],

@@ -35,7 +35,7 @@ EVENT_FIELDS = (
     "codes",
 )
 DEALER_FIELDS = ("enterprise_id", "code", "name", "gln", "regions", "created_at", "created_by")
-REPORT_FIELDS = ("serial", "enterprise_id", "verdict", "what", "region", "photo_sha256")
+REPORT_FIELDS = ("serial", "enterprise_id", "verdict", "what", "region", "photo_sha256", "brand_may_contact")
 
 
 KINDS = frozenset(

@@ -475,6 +475,7 @@ CREATE TABLE consumer_reports (
     photo BYTEA,
     photo_sha256 TEXT,
     contact TEXT,
+    brand_may_contact INTEGER NOT NULL DEFAULT 0,
     status TEXT NOT NULL DEFAULT 'open',
     answer TEXT,
     personal_salt TEXT NOT NULL

@@ -417,6 +417,7 @@ def _m011_lifecycle(conn: sqlite3.Connection) -> None:
             photo BLOB,
             photo_sha256 TEXT,
             contact TEXT,
+            brand_may_contact INTEGER NOT NULL DEFAULT 0,  -- 1: the consumer let the brand see the contact
             status TEXT NOT NULL DEFAULT 'open',  -- open | answered | closed
             answer TEXT,
             personal_salt TEXT NOT NULL

@@ -8,7 +8,8 @@ from typing import Any
 from .. import db
 
 _COLUMNS = (
-    "id, at, serial, enterprise_id, verdict, what, details, bought_at, region, photo_sha256, contact, status, answer, "
+    "id, at, serial, enterprise_id, verdict, what, details, bought_at, region, photo_sha256, contact, "
+    "brand_may_contact, status, answer, "
     "photo IS NOT NULL AS has_photo"
 )
 

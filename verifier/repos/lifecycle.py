@@ -236,7 +236,7 @@ def all_reports(conn: db.Conn) -> list[dict[str, Any]]:
     return db.dicts(
         conn.execute(
             "SELECT id, at, serial, enterprise_id, verdict, what, details, bought_at, region, photo_sha256, contact, "
-            "status, answer, personal_salt FROM consumer_reports ORDER BY id"
+            "brand_may_contact, status, answer, personal_salt FROM consumer_reports ORDER BY id"
         )
     )
 
@@ -318,6 +318,7 @@ REPORT_COLUMNS = (
     "photo",
     "photo_sha256",
     "contact",
+    "brand_may_contact",
     "personal_salt",
 )
 
@@ -329,18 +330,6 @@ def insert_report(conn: db.Conn, row: dict[str, Any]) -> int:
         values,
     )
     return int(cursor.fetchone()[0])
-
-
-def reports(conn: db.Conn, enterprise_id: int | None = None, after: int = 0, limit: int = 100) -> list[dict[str, Any]]:
-    """Consumer reports by id after `after` (of one enterprise), without the photo bytes."""
-    columns = "id, at, serial, enterprise_id, verdict, what, details, bought_at, region, photo_sha256, contact, "
-    columns += "status, answer"
-    if enterprise_id is None:
-        sql, params = f"SELECT {columns} FROM consumer_reports WHERE id > ? ORDER BY id LIMIT ?", [after, limit]
-    else:
-        sql = f"SELECT {columns} FROM consumer_reports WHERE enterprise_id = ? AND id > ? ORDER BY id LIMIT ?"
-        params = [enterprise_id, after, limit]
-    return db.dicts(conn.execute(sql, params))
 
 
 def report_photo(conn: db.Conn, report_id: int) -> tuple[int | None, bytes] | None:
