@@ -8,41 +8,20 @@ the read budget and the heavy-read slots. Errors are `VerifierError`s, answered 
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
 from .. import audit, codes, errors
 from . import audit_reads
+from .auth import token_required
 from .errors import api_error
-from .state import bearer_user, state
+from .state import state
 
 bp = Blueprint("audit", __name__, url_prefix="/api/v1/audit")
 
 
-def authenticated(*roles: str):
-    """Require a bearer token (or an audit UI session) of one of `roles` (any role if none)."""
-
-    def decorate(view):
-        @functools.wraps(view)
-        def wrapper(*args, **kwargs):
-            user = bearer_user()
-            if user is None:
-                return api_error(
-                    "unauthorized",
-                    "send Authorization: Bearer <token>",
-                    401,
-                    {"WWW-Authenticate": 'Bearer realm="verifier-audit"'},
-                )
-            if roles and user.role not in roles:
-                return api_error("forbidden", f"this needs the {' or '.join(roles)} role", 403)
-            g.user = user
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
+authenticated = token_required  # a bearer token (or an audit UI session) of one of `roles`
 
 
 @bp.errorhandler(errors.VerifierError)

@@ -9,7 +9,6 @@ also lists each event's problems under `error.events`.
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import Any
@@ -20,8 +19,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import capture, db, epcis, errors
 from . import errors as web_errors
+from .auth import token_required
 from .errors import api_error
-from .state import RateLimited, bearer_user, rate_limit, state
+from .state import RateLimited, rate_limit, state
 
 bp = Blueprint("epcis", __name__, url_prefix="/epcis")
 
@@ -91,27 +91,7 @@ def server_error(error: Exception) -> Response:
 
 def authenticated(*roles: str) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Count the request against the client's rate limit, then require a bearer token (of one of `roles`)."""
-
-    def decorate(view: Callable[..., Response]) -> Callable[..., Response]:
-        @functools.wraps(view)
-        def wrapper(*args: Any, **kwargs: Any) -> Response:
-            rate_limit()  # before the token's lookup: a flood costs a counter, not the accounts table
-            user = bearer_user()
-            if user is None:
-                return api_error(
-                    "unauthorized",
-                    "send Authorization: Bearer <token>",
-                    401,
-                    {"WWW-Authenticate": 'Bearer realm="verifier-epcis"'},
-                )
-            if roles and user.role not in roles:
-                return api_error("forbidden", f"this needs the {' or '.join(roles)} role", 403)
-            g.user = user
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
+    return token_required(*roles, realm="verifier-epcis", limited=True)
 
 
 def _enterprise() -> int | None:

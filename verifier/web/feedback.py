@@ -8,7 +8,6 @@ audit UI binds its tokens to its session; rate-limited per client, and per code 
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 
@@ -17,9 +16,9 @@ from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
 from .. import audit, clients, codes, db, errors, feedback, ratelimit
-from .errors import api_error
+from .auth import token_required
 from .i18n import TEXT, choose_language, page, with_contact
-from .state import bearer_user, describe_request_client, rate_limit, state
+from .state import describe_request_client, rate_limit, state
 
 bp = Blueprint("feedback", __name__)
 
@@ -157,23 +156,7 @@ def _within_daily_limit(serial: int | None) -> bool:
 # --- the audit API: reports for the enterprise and inspectors ---------------------------------
 
 
-def authenticated(view):
-    """A bearer token of any role (what each may see is feedback's rule); 401 in the API's shape."""
-
-    @functools.wraps(view)
-    def wrapper(*args, **kwargs):
-        user = bearer_user()
-        if user is None:
-            return api_error(
-                "unauthorized",
-                "send Authorization: Bearer <token>",
-                401,
-                {"WWW-Authenticate": 'Bearer realm="verifier-audit"'},
-            )
-        g.user = user
-        return view(*args, **kwargs)
-
-    return wrapper
+authenticated = token_required()  # any role: what each may see is feedback's rule
 
 
 @bp.get("/api/v1/audit/reports")
