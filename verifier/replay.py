@@ -93,12 +93,7 @@ class Disagreement:
     what: str
 
 
-@dataclass
-class _Logged:
-    seq: int
-    at: str
-    actor: str
-    body: dict[str, Any]
+_Logged = replay_lifecycle.Logged  # an entry as the replay keeps it: seq, at, actor, body
 
 
 @dataclass
@@ -146,7 +141,7 @@ class Replay:
         logged = _Logged(seq, at, actor, value)
         try:
             if lifecycle_kind:
-                s.lifecycle.feed(kind, replay_lifecycle.Logged(seq, at, actor, value))
+                s.lifecycle.feed(kind, logged)
             else:
                 _KINDS[kind](s, logged)
         except (KeyError, TypeError, ValueError):

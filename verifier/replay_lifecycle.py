@@ -52,6 +52,8 @@ KINDS = frozenset(
 
 @dataclass
 class Logged:
+    """An entry as the replay keeps it."""
+
     seq: int
     at: str
     actor: str
