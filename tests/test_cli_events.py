@@ -36,7 +36,7 @@ def test_a_case_from_packing_to_sale_from_the_terminal(terminal):
     assert packed.exit_code == 0, packed.output
     assert "Packed: 25 code changes in 1 event(s)" in packed.output  # 24 items and the case
     assert run("events", "release", case).exit_code == 0
-    shipped = run("events", "ship", case, "--dealer", "SC-01")
+    shipped = run("events", "ship", case, "--dealer", "SC-01", "--location", "urn:epc:id:sgln:6901234.00002.0")
     assert shipped.exit_code == 0 and "Shipped: 25 code changes" in shipped.output
     sold = run("events", "sell", terminal["urls"][0])  # a label's URL names the code too
     assert sold.exit_code == 0, sold.output
@@ -50,6 +50,7 @@ def test_a_case_from_packing_to_sale_from_the_terminal(terminal):
     assert [line.split()[1] for line in lines[1:]] == ["packing", "commissioning", "shipping", "retail_selling"]
     documents = json.loads(run("events", "history", items[0], "--json").output)
     assert documents[2]["destinationList"] == [{"type": "owning_party", "destination": "urn:verifier:dealer:SC-01"}]
+    assert documents[2]["bizLocation"] == {"id": "urn:epc:id:sgln:6901234.00002.0"}  # where: with who and when
 
 
 def test_a_blocked_code_is_red_on_the_cli(terminal):

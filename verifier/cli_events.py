@@ -65,9 +65,26 @@ def _print_refused(found: Sequence[Any]) -> None:
         click.echo(f"  ... and {len(found) - 20} more", err=True)
 
 
-def _step(biz_step: str, serials: tuple[int, ...] = (), **fields: Any) -> events.Step:
+def _step(biz_step: str, serials: tuple[int, ...] = (), location: str | None = None, **fields: Any) -> events.Step:
     type_, action = _KINDS[biz_step]
-    return events.Step(type_, action, biz_step, clock.utc_text(_now()), serials, **fields)
+    return events.Step(
+        type_, action, biz_step, clock.utc_text(_now()), serials, biz_location=_place(location), **fields
+    )
+
+
+def _place(location: str | None) -> str | None:
+    if location is None:
+        return None
+    location = location.strip()
+    if not 1 <= len(location) <= 200 or any(c in location for c in "\r\n"):
+        raise CliError("--location is 1-200 characters on one line", 2)
+    return location
+
+
+_location = click.option(
+    "--location",
+    help="Where it happens (the event's bizLocation): a GLN URN such as urn:epc:id:sgln:6901234.00001.0, or a place.",
+)
 
 
 _KINDS = {
@@ -96,31 +113,34 @@ def events_group() -> None:
 @events_group.command("pack")
 @click.option("--case", "case", required=True, help="The case (or pallet) label's code.")
 @click.argument("items", nargs=-1, required=True)
-def events_pack(case: str, items: tuple[str, ...]) -> None:
+@_location
+def events_pack(case: str, items: tuple[str, ...], location: str | None) -> None:
     """Pack item labels into a case label (an EPCIS AggregationEvent ADD, packing).
 
     Example: verifier events pack --case 1111-2222-3333-4444-5 - < items.txt
     """
     (parent,) = _serials([case])
-    _done(_capture([_step(lifecycle.PACKING, _serials(items), parent=parent)]), "Packed")
+    _done(_capture([_step(lifecycle.PACKING, _serials(items), location, parent=parent)]), "Packed")
 
 
 @events_group.command("unpack")
 @click.option("--case", "case", required=True, help="The case (or pallet) label's code.")
 @click.argument("items", nargs=-1)
-def events_unpack(case: str, items: tuple[str, ...]) -> None:
+@_location
+def events_unpack(case: str, items: tuple[str, ...], location: str | None) -> None:
     """Unpack items from a case (all of them when none are named).
 
     Example: verifier events unpack --case 1111-2222-3333-4444-5
     """
     (parent,) = _serials([case])
-    _done(_capture([_step(lifecycle.UNPACKING, _serials(items), parent=parent)]), "Unpacked")
+    _done(_capture([_step(lifecycle.UNPACKING, _serials(items), location, parent=parent)]), "Unpacked")
 
 
 @events_group.command("release")
 @click.option("--batch", "batch_id", type=int, help="Release a whole batch (its activation is 'batch').")
 @click.argument("code_list", nargs=-1)
-def events_release(batch_id: int | None, code_list: tuple[str, ...]) -> None:
+@_location
+def events_release(batch_id: int | None, code_list: tuple[str, ...], location: str | None) -> None:
     """Release codes for sale (commissioning): a case releases what is packed in it.
 
     Example: verifier events release 1111-2222-3333-4444-5
@@ -136,45 +156,49 @@ def events_release(batch_id: int | None, code_list: tuple[str, ...]) -> None:
             conn.close()
         click.echo(f"Batch {batch_id} released for sale (logged)")
         return
-    _done(_capture([_step(lifecycle.COMMISSIONING, _serials(code_list), disposition="active")]), "Released")
+    _done(_capture([_step(lifecycle.COMMISSIONING, _serials(code_list), location, disposition="active")]), "Released")
 
 
 @events_group.command("ship")
 @click.option("--dealer", required=True, help="The dealer's code (`verifier dealers list`).")
 @click.argument("code_list", nargs=-1, required=True)
-def events_ship(dealer: str, code_list: tuple[str, ...]) -> None:
+@_location
+def events_ship(dealer: str, code_list: tuple[str, ...], location: str | None) -> None:
     """Ship codes (cases ship what they hold) to a registered dealer and its sales regions.
 
     Example: verifier events ship 1111-2222-3333-4444-5 --dealer SC-01
     """
-    step = _step(lifecycle.SHIPPING, _serials(code_list), dealer=f"dealer:{dealer}", disposition="in_transit")
+    step = _step(lifecycle.SHIPPING, _serials(code_list), location, dealer=f"dealer:{dealer}", disposition="in_transit")
     _done(_capture([step]), "Shipped")
 
 
 @events_group.command("receive")
 @click.argument("code_list", nargs=-1, required=True)
-def events_receive(code_list: tuple[str, ...]) -> None:
+@_location
+def events_receive(code_list: tuple[str, ...], location: str | None) -> None:
     """Record that the dealer received shipped codes.
 
     Example: verifier events receive 1111-2222-3333-4444-5
     """
-    _done(_capture([_step(lifecycle.RECEIVING, _serials(code_list), disposition="in_progress")]), "Received")
+    _done(_capture([_step(lifecycle.RECEIVING, _serials(code_list), location, disposition="in_progress")]), "Received")
 
 
 @events_group.command("sell")
 @click.argument("code_list", nargs=-1, required=True)
-def events_sell(code_list: tuple[str, ...]) -> None:
+@_location
+def events_sell(code_list: tuple[str, ...], location: str | None) -> None:
     """Record a retail sale (a second sale of one code is refused).
 
     Example: verifier events sell 1234-5678-9012-3456-7
     """
-    _done(_capture([_step(lifecycle.RETAIL_SELLING, _serials(code_list), disposition="retail_sold")]), "Sold")
+    _done(_capture([_step(lifecycle.RETAIL_SELLING, _serials(code_list), location, disposition="retail_sold")]), "Sold")
 
 
 @events_group.command("block")
 @click.option("--reason", required=True, type=click.Choice(lifecycle.BLOCK_REASONS), help="Why.")
 @click.argument("code_list", nargs=-1, required=True)
-def events_block(reason: str, code_list: tuple[str, ...]) -> None:
+@_location
+def events_block(reason: str, code_list: tuple[str, ...], location: str | None) -> None:
     """Block codes: every channel answers red from now on (counterfeit, stolen, destroyed).
 
     Example: verifier events block 1234-5678-9012-3456-7 --reason stolen
@@ -182,7 +206,15 @@ def events_block(reason: str, code_list: tuple[str, ...]) -> None:
     conn = _open_registry()
     try:
         with db.transaction(conn):
-            captured = events.block(conn, _serials(code_list), reason, enterprise_id=None, actor=_actor(), now=_now())
+            captured = events.block(
+                conn,
+                _serials(code_list),
+                reason,
+                enterprise_id=None,
+                actor=_actor(),
+                now=_now(),
+                location=_place(location),
+            )
     except events.EventsRefused as exc:
         _print_refused(exc.errors)
         raise CliError(f"nothing was blocked: {exc.errors[0].message}", 2) from None

@@ -188,6 +188,8 @@ def capture(
             "parent": step.parent,
             "dealer_id": extra.get("dealer_id"),
             "region": extra.get("region"),
+            "read_point": step.read_point,
+            "biz_location": step.biz_location,
             "reason": step.reason,
             "codes": len(result),
             "document": auditlog.canonical(document),
@@ -222,6 +224,8 @@ def _event_entry(row: Mapping[str, Any], serials: Sequence[int]) -> dict[str, An
         parent=row["parent"],
         dealer_id=row["dealer_id"],
         region=row["region"],
+        read_point=row["read_point"],
+        biz_location=row["biz_location"],
         reason=row["reason"],
         codes=len(serials),
         serials_sha256=serials_sha256(serials),
@@ -387,6 +391,10 @@ def _document(work: _Work, step: Step, event_id: str, extra: Mapping[str, Any]) 
         event["epcList"] = codes_named
     if step.disposition:
         event["disposition"] = step.disposition
+    if step.read_point:
+        event["readPoint"] = {"id": step.read_point}
+    if step.biz_location:
+        event["bizLocation"] = {"id": step.biz_location}
     if step.reason:
         event["verifier:reason"] = step.reason
     dealer = extra.get("dealer")
@@ -399,7 +407,14 @@ def _document(work: _Work, step: Step, event_id: str, extra: Mapping[str, Any]) 
 
 
 def block(
-    conn: db.Conn, serials: Sequence[int], reason: str, *, enterprise_id: int | None, actor: str, now: dt.datetime
+    conn: db.Conn,
+    serials: Sequence[int],
+    reason: str,
+    *,
+    enterprise_id: int | None,
+    actor: str,
+    now: dt.datetime,
+    location: str | None = None,
 ) -> Captured:
     """Block codes (and what their cases hold): a red verdict from now on."""
     if reason not in lifecycle.BLOCK_REASONS:
@@ -413,6 +428,7 @@ def block(
         tuple(serials),
         disposition=disposition,
         reason=reason,
+        biz_location=location,
     )
     return capture(conn, [step], enterprise_id=enterprise_id, actor=actor, now=now)
 

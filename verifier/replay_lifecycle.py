@@ -31,6 +31,8 @@ EVENT_FIELDS = (
     "parent",
     "dealer_id",
     "region",
+    "read_point",
+    "biz_location",
     "reason",
     "codes",
 )

@@ -424,6 +424,8 @@ CREATE TABLE events (
     parent BIGINT,
     dealer_id BIGINT REFERENCES dealers(id),
     region TEXT,
+    read_point TEXT,
+    biz_location TEXT,
     reason TEXT,
     codes BIGINT NOT NULL,
     document TEXT NOT NULL

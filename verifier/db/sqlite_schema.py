@@ -367,6 +367,8 @@ def _m011_lifecycle(conn: sqlite3.Connection) -> None:
             parent INTEGER,                   -- AggregationEvent: the case's serial
             dealer_id INTEGER REFERENCES dealers(id),
             region TEXT,                      -- shipping: the dealer's sales regions
+            read_point TEXT,                  -- where it was seen (EPCIS readPoint), when given
+            biz_location TEXT,                -- where the goods are after it (EPCIS bizLocation), when given
             reason TEXT,                      -- a block's reason: counterfeit | stolen | destroyed
             codes INTEGER NOT NULL,           -- how many codes it changed
             document TEXT NOT NULL            -- the EPCIS event as captured (JSON)

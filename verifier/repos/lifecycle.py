@@ -99,6 +99,8 @@ EVENT_COLUMNS = (
     "parent",
     "dealer_id",
     "region",
+    "read_point",
+    "biz_location",
     "reason",
     "codes",
     "document",
