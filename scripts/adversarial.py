@@ -13,6 +13,14 @@ checkpoint, and the hostile values in each place of them: there "accepted" is a 
 anything but the valid original (a tile that is not the tree's, a receipt nobody was given, a
 cosignature by no witness).
 
+EPCIS capture (`POST /epcis/capture`, an enterprise's token) gets documents whose code
+references are every mutation of valid label URLs and the invalid vectors, and documents with
+a hostile value in each field of an event: there "accepted" is a 201 for a reference that names
+none of the enterprise's codes (a signature is not checked at capture: a URL whose signature was
+mutated still names its code), or for a hostile field. The report form (`POST /report`) gets the
+hostile values in each field: "accepted" is a report attributed to an enterprise for a code the
+page never showed.
+
 The audit API and UI get hostile values (superscript and full-width digits, integers past
 2^63, negative numbers, impossible dates, overlong strings, control characters, NUL, formula
 prefixes, path traversal), plus `--audit-random` seeded random strings, in every parameter of
@@ -153,6 +161,12 @@ def main() -> int:
         "server_errors": sum(status >= 500 for status, _ in log_surface),
         "valid_served": sum(1 for status, bad in log_surface if not bad and status == 200),
     }
+    for surface, outcomes in lifecycle_outcomes(app, urls[: max(3, min(len(urls), 30))]).items():
+        report[surface] = {
+            "tried": len(outcomes),
+            "accepted": sum(1 for status, bad in outcomes if bad and status in (200, 201)),
+            "server_errors": sum(status >= 500 for status, _ in outcomes),
+        }
     audit_api, audit_ui = audit_outcomes(app, tmp, args.audit_random)
     for surface, outcomes in (("audit API", audit_api), ("audit UI", audit_ui)):
         report[surface] = {
@@ -348,6 +362,98 @@ def audit_outcomes(app, tmp: Path, random_count: int) -> tuple[list[tuple[int, b
             response.get_data()
             ui.append((response.status_code, invalid))
     return api, ui
+
+
+# --- each code's life: EPCIS capture and the consumer's report form -------------------------
+
+
+def _epcis_document(*events: dict) -> dict:
+    return {
+        "@context": ["https://ref.gs1.org/standards/epcis/epcis-context.jsonld"],
+        "type": "EPCISDocument",
+        "schemaVersion": "2.0",
+        "creationDate": "2026-12-01T00:00:00.000Z",
+        "epcisBody": {"eventList": list(events)},
+    }
+
+
+def _commissioning(epc: object, **fields: object) -> dict:
+    return {
+        "type": "ObjectEvent",
+        "eventTime": "2026-12-01T00:00:00.000Z",
+        "eventTimeZoneOffset": "+08:00",
+        "action": "ADD",
+        "bizStep": "commissioning",
+        "epcList": [epc],
+        **fields,
+    }
+
+
+def lifecycle_outcomes(app, urls: list[str]) -> dict[str, list[tuple[int, bool]]]:
+    """(status, should have been refused?) of every hostile EPCIS capture and consumer report."""
+    from verifier import accounts, db, epcis
+
+    now = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
+    conn = db.connect(app.config["DATABASE"])
+    with db.transaction(conn):
+        enterprise = conn.execute("SELECT enterprise_id FROM batches ORDER BY id LIMIT 1").fetchone()[0]
+        serials = {int(r[0]) for r in conn.execute("SELECT serial FROM codes").fetchall()}
+        accounts.add_user(conn, "adv-epcis", "enterprise", "adversarial password", enterprise, "adversarial", now)
+        token = accounts.issue_token(conn, "adv-epcis", "adversarial", "adversarial", now)[1]
+    conn.close()
+    client = app.test_client()
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/ld+json"}
+
+    labels = {(r.serial, r.batch, r.mark, r.kid) for r in (epcis.code_ref(url, [BASE]) for url in urls)}
+
+    def names_ours(reference: object) -> bool:
+        """Whether the reference names one of the enterprise's codes as its label does (a compact
+        URL: the serial, batch, mark and key; not the signature, which capture does not check)."""
+        try:
+            ref = epcis.code_ref(reference, [BASE]) if isinstance(reference, str) else None
+        except (codes.InvalidCode, ValueError):
+            return False
+        if ref is None or ref.serial not in serials:
+            return False
+        return ref.batch is None or (ref.serial, ref.batch, ref.mark, ref.kid) in labels
+
+    captures: list[tuple[int, bool]] = []
+    references = invalid_vectors() + [m for url in urls[:3] for m in mutations(url)] + HOSTILE
+    for reference in references:
+        body = json.dumps(_epcis_document(_commissioning(reference)))
+        response = client.post("/epcis/capture", data=body, headers=headers)
+        captures.append((response.status_code, not names_ours(reference)))
+    fields = ("eventTime", "eventTimeZoneOffset", "action", "bizStep", "disposition", "eventID", "readPoint")
+    for field in fields:
+        for value in HOSTILE[:40] + [None, 7, [], {}, True]:
+            event = _commissioning(urls[0])
+            event[field] = {"id": value} if field == "readPoint" and isinstance(value, str) else value
+            response = client.post("/epcis/capture", data=json.dumps(_epcis_document(event)), headers=headers)
+            captures.append((response.status_code, True))
+    for raw in ("", "{", "[]", "null", '{"type": "EPCISDocument"}', "\x00", "{" * 10000):
+        response = client.post("/epcis/capture", data=raw, headers=headers)
+        captures.append((response.status_code, True))
+    reports: list[tuple[int, bool]] = []
+    form = client.get("/report").get_data(as_text=True)
+    csrf = re.search(r'name="csrf" value="([0-9a-f]+)"', form)
+    base = {"what": "fake", "bought_at": "a shop", "details": "a fake", "csrf": csrf.group(1) if csrf else ""}
+    before = _attributed_reports(app)
+    for field in ("code", "what", "bought_at", "details", "contact", "verdict", "token", "csrf"):
+        for value in HOSTILE[:60]:
+            response = client.post("/report", data={**base, field: value})
+            reports.append((response.status_code, False))
+    reports.append((200, _attributed_reports(app) > before))  # a hostile report routed to an enterprise
+    return {"EPCIS capture": captures, "report form": reports}
+
+
+def _attributed_reports(app) -> int:
+    from verifier import db
+
+    conn = db.connect(app.config["DATABASE"])
+    try:
+        return int(conn.execute("SELECT count(*) FROM consumer_reports WHERE enterprise_id IS NOT NULL").fetchone()[0])
+    finally:
+        conn.close()
 
 
 # --- the transparency log ---------------------------------------------------------------------

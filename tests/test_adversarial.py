@@ -14,7 +14,9 @@ def test_no_mutated_or_invalid_code_is_accepted_and_nothing_errors():
         [sys.executable, str(script), "--codes", "2", "--json"], capture_output=True, text=True, timeout=600
     )
     report = json.loads(result.stdout)
-    assert set(report) >= {"web page", "JSON API", "manual form", "verifier verify", "transparency log"}
+    surfaces = {"web page", "JSON API", "manual form", "verifier verify", "transparency log", "EPCIS capture"}
+    assert set(report) >= surfaces | {"report form"}
+    assert report["EPCIS capture"]["tried"] > 500  # mutated references and a hostile value in each field
     log = report["transparency log"]  # tiles, receipt tokens, cosignatures: mutated and hostile
     assert (
         log["tried"] > 1000 and log["valid_served"] >= 3

@@ -143,6 +143,7 @@ def test_lockout_as_denial_of_service_wrong_passwords_throttle_the_address_not_t
 STALE_FORMS = {
     "no token": lambda client, form: {},
     "a wrong token": lambda client, form: {"csrf": "0" * 32},
+    "a token that is not ASCII": lambda client, form: {"csrf": "é" * 32},  # once a TypeError, a 500
     "another browser's token": lambda client, form: {
         "csrf": csrf_of(client.application.test_client().get("/audit/login").get_data(as_text=True))
     },

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import datetime as dt
 import json
 from pathlib import Path
@@ -251,6 +252,9 @@ INVALID = {
     "an event whose type is a list": (document(event(type=["ObjectEvent"])), [(0, "unsupported-event-type")]),
     "an event that is a number": (document(7), [(0, "unsupported-event-type")]),
     "one eventID twice": (document(event(), event()), [(1, "duplicate-event-id")]),
+    "an eventID that is not a URI": (document(event(eventID="¹²³")), [(0, "bad-uri")]),
+    "a readPoint that is not a URI": (document(event(readPoint={"id": "the back door"})), [(0, "bad-uri")]),
+    "a disposition neither CBV nor a URI": (document(event(disposition="１２")), [(0, "bad-uri")]),
     "every problem at once": (
         document(event(bizStep="inspecting"), event(eventID="urn:uuid:ok"), event(eventID="urn:uuid:c", action="x")),
         [(0, "unsupported-biz-step"), (2, "schema")],
@@ -405,7 +409,13 @@ CODE_REFS = {
 @pytest.mark.parametrize("case", CODE_REFS)
 def test_code_refs(case, compact_url, gs1_url):
     make, expected = CODE_REFS[case]
-    assert epcis.code_ref(make(compact_url, gs1_url), [BASE]) == expected
+    found = epcis.code_ref(make(compact_url, gs1_url), [BASE])
+    assert dataclasses.replace(found, batch=None, mark=None, kid=None) == expected
+
+
+def test_a_compact_label_url_says_what_it_claims_of_its_batch(compact_url, keypair):
+    found = epcis.code_ref(compact_url, [BASE])
+    assert (found.batch, found.mark, found.kid) == (42, MARK.slug, keypair[0].hex())
 
 
 BAD_CODE_REFS = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from urllib.parse import parse_qsl, quote, urlencode
 
 import pytest
-from conftest import database_env
+from conftest import BASE_URL, database_env
 
 from verifier import codes, db, epcis, events
 
@@ -296,7 +296,18 @@ INVALID_THIRD_EVENT = {
         "unknown-dealer",
     ),
     "a blocked code": (lambda t: event("retail_selling", [urn(t["others"][0])], 3), "blocked"),
+    "a label URL claiming another batch": (
+        lambda t: event("packing", [_other_batch(t["urls"][t["others"][0]])], 3, parentID=urn(t["case_b"])),
+        "unknown-code",
+    ),
 }
+
+
+def _other_batch(url: str) -> str:
+    """The label URL with the batch number it signs changed (and so its signature no longer valid)."""
+    code = codes.decode(url, [BASE_URL])
+    code.batch = (code.batch or 0) + 1
+    return codes.encode_url(code, BASE_URL)
 
 
 @pytest.mark.parametrize("case", list(INVALID_THIRD_EVENT))

@@ -184,7 +184,7 @@ def test_what_was_typed_is_kept_when_the_form_comes_back(shop):
     assert "&lt;b&gt;torn seal&lt;/b&gt;" in page and "<b>torn" not in page  # escaped, never markup
 
 
-@pytest.mark.parametrize("case", ["no-token", "wrong-token", "no-session-cookie"])
+@pytest.mark.parametrize("case", ["no-token", "wrong-token", "not-ascii", "no-session-cookie"])
 def test_a_report_without_the_forms_csrf_token_is_refused(shop, case):
     app = shop["make_app"](DATABASE=str(shop["db"]))
     client = app.test_client()
@@ -193,6 +193,8 @@ def test_a_report_without_the_forms_csrf_token_is_refused(shop, case):
         hidden.pop("csrf")
     elif case == "wrong-token":
         hidden["csrf"] = "0" * 32
+    elif case == "not-ascii":
+        hidden["csrf"] = "é" * 32  # found by scripts/adversarial.py: a TypeError, a 500
     else:
         client = app.test_client()  # another browser: the token is not bound to its session
     response = send(client, hidden)

@@ -47,6 +47,9 @@ class _Ref(NamedTuple):
     serial: int
     gtin: str | None = None
     lot: str | None = None
+    batch: int | None = None  # a compact label URL: the batch, mark and key it claims
+    mark: str | None = None
+    kid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,7 @@ def _resolve(uri: str, base_urls: Sequence[str]) -> _Ref:
     if serial is not None:
         return _Ref(uri, serial)
     ref = epcis.code_ref(uri, base_urls)
-    return _Ref(uri, ref.serial, ref.gtin, ref.lot)
+    return _Ref(uri, ref.serial, ref.gtin, ref.lot, ref.batch, ref.mark, ref.kid)
 
 
 def _refs(event: epcis.Event, base_urls: Sequence[str]) -> tuple[list[_Ref], _Ref | None, list[EventError]]:
@@ -91,7 +94,7 @@ def _refs(event: epcis.Event, base_urls: Sequence[str]) -> tuple[list[_Ref], _Re
 def _wrong_lot(conn: db.Conn, refs: Sequence[_Ref], enterprise_id: int | None) -> dict[_Ref, str]:
     """Why, for each reference in GS1 form whose code's batch has another GTIN or lot. Only the
     caller's codes are checked: another's code is refused by capture in the words of a missing one."""
-    claimed = [ref for ref in refs if ref.gtin is not None or ref.lot is not None]
+    claimed = [ref for ref in refs if ref.gtin is not None or ref.lot is not None or ref.batch is not None]
     if not claimed:
         return {}
     keys = repo.gs1_keys(conn, [ref.serial for ref in claimed])
@@ -99,11 +102,13 @@ def _wrong_lot(conn: db.Conn, refs: Sequence[_Ref], enterprise_id: int | None) -
     for ref in claimed:
         if ref.serial not in keys:
             continue
-        owner, gtin, lot = keys[ref.serial]
+        owner, gtin, lot, batch_id, mark, kid = keys[ref.serial]
         if enterprise_id is not None and owner != enterprise_id:
             continue
         if (ref.gtin is not None and ref.gtin != gtin) or (ref.lot is not None and ref.lot != lot):
             wrong[ref] = f"{ref.uri} names no issued code of yours: code {ref.serial:016d} is of GTIN {gtin} lot {lot}"
+        elif ref.batch is not None and (ref.batch, ref.mark, ref.kid) != (batch_id, mark, kid):
+            wrong[ref] = f"{ref.uri[:80]} names no issued code of yours: it is not code {ref.serial:016d}'s label"
     return wrong
 
 

@@ -87,6 +87,9 @@ UNSUPPORTED_ERROR_DECLARATION = "unsupported-error-declaration"
 NO_EPCS = "no-epcs"
 MISSING_PARENT = "missing-parent"
 BAD_EVENT_TIME = "bad-event-time"
+BAD_URI = "bad-uri"
+# An absolute URI (RFC 3986: a scheme, then printable ASCII without spaces), at most 2,000 characters.
+_URI_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.-]{0,31}:[!-~]{1,2000}")
 DUPLICATE_EVENT_ID = "duplicate-event-id"
 
 
@@ -460,6 +463,17 @@ def _read_event(index: int, event: Mapping[str, Any]) -> Event | list[EventError
     except ValueError as exc:
         refuse(BAD_EVENT_TIME, f"eventTime: {exc}")
         event_time = ""
+    # The schema's "format: uri" is not checked by the validator (formats are off): these are.
+    disposition = _disposition(event.get("disposition"))
+    places = {
+        "eventID": event.get("eventID"),
+        "readPoint.id": (event.get("readPoint") or {}).get("id"),
+        "bizLocation.id": (event.get("bizLocation") or {}).get("id"),
+        "disposition": disposition if disposition not in _cbv_names("disposition") else None,
+    }
+    for name, value in places.items():
+        if value is not None and not (isinstance(value, str) and _URI_RE.fullmatch(value)):
+            refuse(BAD_URI, f"{name} is a URI (such as urn:epc:id:sgln:0614141.00777.0), not {str(value)[:40]!r}")
     if found:
         return found
     return Event(
@@ -468,7 +482,7 @@ def _read_event(index: int, event: Mapping[str, Any]) -> Event | list[EventError
         type=kind,
         action=action,
         biz_step=step,
-        disposition=_disposition(event.get("disposition")),
+        disposition=disposition,
         event_time=event_time,
         epcs=epcs,
         parent=parent,
@@ -501,6 +515,9 @@ class CodeRef:
     gtin: str | None
     lot: str | None
     form: str  # codes.FORM_COMPACT | codes.FORM_GS1
+    batch: int | None = None  # a compact label URL's batch number, its mark and key id: what it claims of its batch
+    mark: str | None = None
+    kid: str | None = None
 
 
 # Digital Link: any host, any base path; AI 10 optional; the query (17, 91, 8030, others) is ignored.
@@ -549,7 +566,8 @@ def code_ref(uri: str, base_urls: Iterable[str]) -> CodeRef:
     if text.lower().startswith("urn:"):
         raise _malformed("bad-prefix", "not a verifier code's EPC")
     code = codes.decode(text, base_urls)  # no signature check: capture is authenticated by its token
-    return CodeRef(code.serial, code.gtin, code.lot, code.form)  # compact: a GS1 URL matched the rule above
+    # compact: a GS1 URL matched the rule above
+    return CodeRef(code.serial, code.gtin, code.lot, code.form, code.batch, code.mark.slug, code.kid_hex)
 
 
 _PGLN_RE = re.compile(r"urn:epc:id:pgln:([0-9]{6,12})\.([0-9]{0,6})", re.ASCII)

@@ -19,19 +19,21 @@ def event_by_event_id(conn: db.Conn, event_id: str) -> dict[str, Any] | None:
     return db.one_dict(conn.execute("SELECT * FROM events WHERE event_id = ?", (event_id,)))
 
 
-def gs1_keys(conn: db.Conn, serials: Sequence[int]) -> dict[int, tuple[int, str | None, str | None]]:
-    """serial -> (enterprise id, GTIN-14, lot) of the batch of each code that exists among `serials`."""
-    found: dict[int, tuple[int, str | None, str | None]] = {}
+def gs1_keys(conn: db.Conn, serials: Sequence[int]) -> dict[int, tuple[int, str | None, str | None, int, str, str]]:
+    """serial -> (enterprise id, GTIN-14, lot, batch id, mark, key id) of the batch of each code
+    that exists among `serials`: what a reference to the code may claim of it."""
+    found: dict[int, tuple[int, str | None, str | None, int, str, str]] = {}
     ordered = sorted(set(serials))
     for start in range(0, len(ordered), CHUNK):
         chunk = ordered[start : start + CHUNK]
         rows = conn.execute(
-            f"SELECT c.serial, b.enterprise_id, {_GTIN}, b.lot FROM codes c JOIN batches b ON b.id = c.batch_id "
-            f"JOIN products p ON p.id = b.product_id WHERE c.serial IN ({db.placeholders(chunk)})",
+            f"SELECT c.serial, b.enterprise_id, {_GTIN}, b.lot, b.id, b.mark, b.kid FROM codes c "
+            f"JOIN batches b ON b.id = c.batch_id JOIN products p ON p.id = b.product_id "
+            f"WHERE c.serial IN ({db.placeholders(chunk)})",
             list(chunk),
         ).fetchall()
-        for serial, enterprise_id, gtin, lot in rows:
-            found[int(serial)] = (int(enterprise_id), gtin, lot)
+        for serial, enterprise_id, gtin, lot, batch_id, mark, kid in rows:
+            found[int(serial)] = (int(enterprise_id), gtin, lot, int(batch_id), str(mark), str(kid))
     return found
 
 

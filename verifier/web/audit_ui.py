@@ -49,7 +49,9 @@ def login_required(*roles: str):
                 return redirect(url_for("audit_ui.login"))
             if roles and user.role not in roles:
                 abort(403)
-            if request.method == "POST" and not hmac.compare_digest(request.form.get("csrf", ""), csrf_token()):
+            if request.method == "POST" and not hmac.compare_digest(
+                request.form.get("csrf", "").encode(), csrf_token().encode()
+            ):
                 abort(403)
             g.user = user
             return view(*args, **kwargs)
@@ -125,7 +127,10 @@ def login() -> BaseResponse:
     if request.method == "GET":
         return login_page()
     pre = request.cookies.get(PRE_COOKIE, "")
-    if not (_PRE_RE.fullmatch(pre) and hmac.compare_digest(request.form.get("csrf", ""), login_csrf_token(pre))):
+    if not (
+        _PRE_RE.fullmatch(pre)
+        and hmac.compare_digest(request.form.get("csrf", "").encode(), login_csrf_token(pre).encode())
+    ):
         return login_page(400, LOGIN_FORM_STALE)  # before the database: a forged form counts nothing
     result = accounts.login(
         state().connection(),

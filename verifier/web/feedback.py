@@ -98,7 +98,7 @@ def submit_report() -> Response:
     values = {k: form.get(k, "") for k in ("code", "v", "s", "what", "bought_at", "details", "contact", "brand")}
     values = {k: v[: feedback.DETAILS_MAX * 2] for k, v in values.items()}  # what is shown back: bounded
     rate_key = rate_limit()  # RateLimited: the 429 page
-    if g.new_session or not hmac.compare_digest(form.get("csrf", ""), csrf_token()):
+    if g.new_session or not hmac.compare_digest(form.get("csrf", "").encode(), csrf_token().encode()):
         return _form_page(values, 400, ("stale", None))  # before anything is read or written
     st = state()
     serial = _serial(values["code"])
