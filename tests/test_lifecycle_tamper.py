@@ -12,7 +12,7 @@ from conftest import settle
 from test_events import _capture, _serials, _step
 from test_tamper import attacker, query
 
-from verifier import auditlog, db, events
+from verifier import auditlog, db, events, feedback
 
 NOW = dt.datetime(2026, 11, 26, 10, tzinfo=dt.UTC)
 
@@ -40,6 +40,17 @@ def lived(trace_world, trace_copy):
         events.attach_report(
             conn, trace_world["cases"][0], b"%PDF-1.4 inspection", "report.pdf", enterprise_id=None, actor="qa", now=NOW
         )
+        report = feedback.check_report(
+            serial=items[5],
+            verdict="genuine",
+            what="diverted",
+            bought_at="a shop in 广州",
+            details="sold far from 四川",
+            contact="13800138000",
+            brand_may_contact=False,
+            photo=None,
+        )
+        feedback.submit_report(conn, report, region="Guangdong", now=NOW)
     settle(conn)
     conn.close()
     return {"db": location, "case": case, "items": items}
@@ -139,3 +150,21 @@ def test_a_release_without_its_entry_is_named_entry_0(lived, trace_world):
         (trace_world["items"][0],),
     )
     problems_at(verified(lived["db"]), 0, "batches", "released")
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ("UPDATE consumer_reports SET enterprise_id = NULL", "enterprise_id"),  # taken from the brand
+        ("UPDATE consumer_reports SET brand_may_contact = 1", "brand_may_contact"),  # the contact shown to the brand
+        ("UPDATE consumer_reports SET status = 'closed'", "closed"),  # closed without an answer
+    ],
+)
+def test_a_consumer_report_rerouted_or_closed_in_the_table_is_caught(lived, edit, words):
+    seq = query(lived["db"], "SELECT seq FROM audit_log WHERE kind = 'consumer.report'")[0][0]
+    tamper(lived["db"], edit)
+    report = verified(lived["db"])
+    assert not report.ok and any("consumer_reports" in p.what and words in p.what for p in report.problems), (
+        report.problems
+    )
+    assert seq in {p.seq for p in report.problems}
