@@ -29,22 +29,35 @@ BatchFacts = tuple[Code, int, int, "str | None", str]  # (Code, batch id, enterp
 
 def code_facts(conn: db.Conn, serials: Sequence[int]) -> dict[int, tuple[BatchFacts, CodeState | None]]:
     """serial -> (its batch's facts, one tuple shared by the batch's codes; its stored state or
-    None) of the codes that exist among `serials`: one query per chunk for both."""
+    None) of the codes that exist among `serials`. Three narrow queries a chunk: the codes, their
+    batches not seen yet, the states of those that have one (most have none yet)."""
     found: dict[int, tuple[BatchFacts, CodeState | None]] = {}
     batches: dict[int, BatchFacts] = {}
     for chunk in _chunks(serials):
         rows = conn.execute(
-            f"SELECT c.serial, b.unit, b.activation, b.id, b.enterprise_id, b.activated_at, b.status, s.event, "
-            f"s.{_STATE_COLUMNS.replace(', ', ', s.')} "
-            "FROM codes c JOIN batches b ON b.id = c.batch_id LEFT JOIN code_states s ON s.serial = c.serial "
+            "SELECT c.serial, c.batch_id, s.serial IS NOT NULL FROM codes c "
+            "LEFT JOIN code_states s ON s.serial = c.serial "
             f"WHERE c.serial IN ({db.placeholders(chunk)})",
             list(chunk),
         ).fetchall()
-        for row in rows:
-            batch = batches.get(row[3])
-            if batch is None:  # one tuple a batch, shared by its codes
-                batch = batches[row[3]] = (Code(row[1], row[2]), row[3], row[4], row[5], row[6])
-            found[row[0]] = (batch, None if row[7] is None else CodeState(*row[8:]))
+        unseen = sorted({row[1] for row in rows} - set(batches))
+        if unseen:
+            for b in conn.execute(
+                "SELECT id, unit, activation, enterprise_id, activated_at, status FROM batches "
+                f"WHERE id IN ({db.placeholders(unseen)})",
+                unseen,
+            ).fetchall():
+                batches[b[0]] = (Code(b[1], b[2]), b[0], b[3], b[4], b[5])
+        with_state = [row[0] for row in rows if row[2]]
+        stored: dict[int, CodeState] = {}
+        if with_state:
+            for r in conn.execute(
+                f"SELECT serial, {_STATE_COLUMNS} FROM code_states WHERE serial IN ({db.placeholders(with_state)})",
+                with_state,
+            ).fetchall():
+                stored[r[0]] = CodeState(*r[1:])
+        for serial, batch_id, _ in rows:
+            found[serial] = (batches[batch_id], stored.get(serial))
     return found
 
 
