@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock, db, replay_lifecycle
+from . import clock, db, replay_cases, replay_lifecycle
 from .keys import KeyRecord
 from .repos import projections
 
@@ -111,6 +111,7 @@ class _State:
     retired_below: int = 0  # and the scan id below which scans are retired
     unreadable: list[Disagreement] = field(default_factory=list)
     lifecycle: replay_lifecycle.LifecycleLog = field(default_factory=replay_lifecycle.LifecycleLog)
+    cases: replay_cases.CaseLog = field(default_factory=replay_cases.CaseLog)
     scans: int = 0
     last_seq: int = 0
 
@@ -129,7 +130,8 @@ class Replay:
             s.scans += 1
             return
         lifecycle_kind = kind in replay_lifecycle.KINDS
-        if kind not in _KINDS and not lifecycle_kind:
+        case_kind = kind in replay_cases.KINDS
+        if kind not in _KINDS and not lifecycle_kind and not case_kind:
             return
         try:
             value = json.loads(body)
@@ -142,6 +144,8 @@ class Replay:
         try:
             if lifecycle_kind:
                 s.lifecycle.feed(kind, logged)
+            elif case_kind:
+                s.cases.feed(kind, logged)
             else:
                 _KINDS[kind](s, logged)
         except (KeyError, TypeError, ValueError):
@@ -162,6 +166,7 @@ class Replay:
         if keyring is not None:
             found += _keys(s, keyring, limit)
         found += [Disagreement(seq, what) for seq, what in replay_lifecycle.compare(s.lifecycle, conn, limit)]
+        found += [Disagreement(seq, what) for seq, what in replay_cases.compare(s.cases, conn, limit)]
         return sorted(found, key=lambda d: d.seq)[:limit]
 
 

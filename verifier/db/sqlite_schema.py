@@ -429,6 +429,51 @@ def _m011_lifecycle(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m014_cases(conn: sqlite3.Connection) -> None:
+    # Anomalies worked as cases (verifier/cases.py, docs/cases.md): the case, its notes and the
+    # scans linked to it as evidence; every change is a "case.*" log entry, and the partial index
+    # finds a case's entries for its evidence export without reading the scans' entries.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE cases (
+            id INTEGER PRIMARY KEY,
+            rule TEXT NOT NULL,               -- the anomaly's rule (verifier/anomalies.py)
+            subject TEXT NOT NULL,
+            serial INTEGER,
+            batch_id INTEGER,
+            enterprise_id INTEGER,            -- whose codes it is about (None: inspectors' only)
+            severity TEXT,
+            details TEXT NOT NULL,            -- the anomaly's details, canonical JSON
+            status TEXT NOT NULL DEFAULT 'open',  -- open | investigating | closed
+            assignee TEXT,                    -- an inspector's user name
+            opened_at TEXT NOT NULL,
+            opened_by TEXT NOT NULL,
+            closed_at TEXT,
+            closed_by TEXT
+        );
+        CREATE INDEX cases_status ON cases(status, id);
+        CREATE INDEX cases_enterprise ON cases(enterprise_id, id);
+        CREATE TABLE case_notes (
+            id INTEGER PRIMARY KEY,
+            case_id INTEGER NOT NULL REFERENCES cases(id),
+            at TEXT NOT NULL,
+            author TEXT NOT NULL,
+            text TEXT NOT NULL
+        );
+        CREATE INDEX case_notes_case ON case_notes(case_id, id);
+        CREATE TABLE case_evidence (
+            case_id INTEGER NOT NULL REFERENCES cases(id),
+            scan_id INTEGER NOT NULL,
+            linked_at TEXT NOT NULL,
+            linked_by TEXT NOT NULL,
+            PRIMARY KEY (case_id, scan_id)
+        ) WITHOUT ROWID;
+        CREATE INDEX audit_log_cases ON audit_log(seq) WHERE kind >= 'case.' AND kind < 'case/';
+        """,
+    )
+
+
 STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -441,4 +486,5 @@ STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("009_sequencer", _m009_sequencer),
     ("010_transparency_log", _m010_transparency_log),
     ("011_lifecycle", _m011_lifecycle),
+    ("014_cases", _m014_cases),
 ]
