@@ -1448,3 +1448,8 @@ from .cli_events import dealers_group, events_group  # noqa: E402
 
 cli.add_command(events_group)
 cli.add_command(dealers_group)
+
+from .cli_cases import cases_group, verify_export  # noqa: E402
+
+audit_group.add_command(cases_group)
+audit_group.add_command(verify_export)
