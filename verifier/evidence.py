@@ -222,8 +222,8 @@ def verify(export: Mapping[str, Any], log_vkeys: Iterable[note.VerifierKey]) -> 
             raise InvalidExport(BAD_LEAF, f"entry {index + 1} is not a log entry with a JSON body") from None
         if not isinstance(body, dict):
             raise InvalidExport(BAD_LEAF, f"entry {index + 1}'s body is not a JSON object")
-        if entry.kind == "scan" and body.get("id") in evidence:
-            scan_bodies[int(body["id"])] = body
+        if entry.kind == "scan" and _is_id(body.get("id")):
+            scan_bodies[int(body["id"])] = body  # each must be an evidence scan: checked with the CSV
         elif entry.kind.startswith("case.") and body.get("case") == case_id:
             case_entries.append((entry, body))
         else:
