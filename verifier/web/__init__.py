@@ -81,11 +81,14 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     app.teardown_appcontext(lambda _exc: state.release_connection())
 
     from . import api, audit, audit_ui, consumer, feedback, log
+    from . import cases as cases_web
     from . import epcis as epcis_web
 
     app.register_blueprint(api.bp)
     app.register_blueprint(audit.bp)
     app.register_blueprint(audit_ui.bp)
+    app.register_blueprint(cases_web.ui)
+    app.register_blueprint(cases_web.api)
     app.register_blueprint(log.bp)
     app.register_blueprint(epcis_web.bp)
     app.register_blueprint(feedback.bp)
