@@ -131,6 +131,7 @@ def _order(table: str) -> str:
         "event_codes": "serial, t.event",
         "code_states": "serial",
         "documents": "sha256",
+        "case_evidence": "case_id, t.scan_id",
         "audit_log": "seq",
         "web_sessions": "id_hash",
         "log_hashes": "level, t.idx",
