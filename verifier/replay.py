@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock, db, replay_lifecycle
+from . import clock, db, replay_certificates, replay_lifecycle
 from .keys import KeyRecord
 from .repos import projections
 
@@ -111,6 +111,7 @@ class _State:
     retired_below: int = 0  # and the scan id below which scans are retired
     unreadable: list[Disagreement] = field(default_factory=list)
     lifecycle: replay_lifecycle.LifecycleLog = field(default_factory=replay_lifecycle.LifecycleLog)
+    certificates: replay_certificates.CertificateLog = field(default_factory=replay_certificates.CertificateLog)
     scans: int = 0
     last_seq: int = 0
 
@@ -129,7 +130,8 @@ class Replay:
             s.scans += 1
             return
         lifecycle_kind = kind in replay_lifecycle.KINDS
-        if kind not in _KINDS and not lifecycle_kind:
+        certificates_kind = kind in replay_certificates.KINDS
+        if kind not in _KINDS and not lifecycle_kind and not certificates_kind:
             return
         try:
             value = json.loads(body)
@@ -140,9 +142,11 @@ class Replay:
             return
         logged = _Logged(seq, at, actor, value)
         try:
+            if certificates_kind:
+                s.certificates.feed(kind, logged)
             if lifecycle_kind:
                 s.lifecycle.feed(kind, logged)
-            else:
+            elif kind in _KINDS:
                 _KINDS[kind](s, logged)
         except (KeyError, TypeError, ValueError):
             s.unreadable.append(Disagreement(seq, f"{kind} entry lacks what a {kind} entry records"))
@@ -162,6 +166,7 @@ class Replay:
         if keyring is not None:
             found += _keys(s, keyring, limit)
         found += [Disagreement(seq, what) for seq, what in replay_lifecycle.compare(s.lifecycle, conn, limit)]
+        found += [Disagreement(seq, what) for seq, what in replay_certificates.compare(s.certificates, conn, limit)]
         return sorted(found, key=lambda d: d.seq)[:limit]
 
 
