@@ -605,7 +605,8 @@ def _activate(conn: db.Conn, batch_id: int, now: dt.datetime, serials_sha256: st
             )
         }
         certificate = certificates_repo.batch_certificate(conn, batch_id)
-        body["certificate_id"], body["certificate"] = certificate if certificate else (None, None)
+        if certificate:  # only then: a batch under no certificate logs what it always did
+            body["certificate_id"], body["certificate"] = certificate
         body["serials_sha256"] = serials_sha256
         auditlog.append(conn, "batch.issued", body, clocks.utc_text(now), actor=row["created_by"])
 
