@@ -135,7 +135,7 @@ def test_suspending_the_certificate_turns_its_codes_to_mark_suspended_and_reinst
     change(certified["db"], NUMBER, certificates.SUSPENDED, "failed the 2026 spot check")
     zh = page(app, url)
     assert 'data-reason="mark-suspended"' in zh and 'class="verdict warn"' in zh
-    assert "此产品的标志使用资格已暂停" in zh and f"证书编号 {NUMBER}" in zh
+    assert "此产品的标志使用资格已暂停" in zh and "证书编号" in zh and NUMBER in zh and "已暂停" in zh
     assert COMMITMENT not in zh  # the commitment is for genuine pages
     assert "The right to use this mark is suspended" in page(app, url, "en")
     answer = api(app, url)

@@ -26,7 +26,6 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         "recalled": format_date(batch.get("recalled_at"), lang),
         "reason": batch.get("recall_reason") or "",
         "expiry": format_date(batch.get("expiry_date"), lang),
-        "certificate": batch.get("certificate") or "",
     }
     if verdict.reason == lookup.BLOCKED:  # why, in words: counterfeit, stolen, destroyed
         values["reason"] = TEXT[lang].get(f"blocked.{verdict.detail}", TEXT[lang]["blocked.unknown"])
@@ -114,10 +113,8 @@ def certificate_rows(verdict: lookup.Verdict, lang: str) -> list[tuple[str, str]
     if not batch.get("certificate") or verdict.tone == "bad":
         return None
     text = TEXT[lang]
-    validity = text["certificate_validity_range"].format(
-        start=format_date(batch.get("certificate_valid_from"), lang),
-        end=format_date(batch.get("certificate_valid_until"), lang),
-    )
+    start = format_date(batch.get("certificate_valid_from"), lang)
+    validity = f"{start} {text['certificate_validity_to']} {format_date(batch.get('certificate_valid_until'), lang)}"
     rows = [
         ("certificate_no", str(batch["certificate"])),
         ("certificate_validity", validity),
