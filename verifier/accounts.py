@@ -21,7 +21,9 @@ from werkzeug.security import check_password_hash, generate_password_hash
 from . import auditlog, clients, clock, db, errors, replay
 from .repos import accounts as repo
 
-ROLES = ("admin", "inspector", "enterprise")
+# association: the issuing association's staff, who grant, suspend and revoke mark certificates
+# (verifier/certificates.py); no enterprise, and none of the audit's reads of scans.
+ROLES = ("admin", "inspector", "enterprise", "association")
 # scrypt: memory-hard (128 * r * n bytes = 32 MiB here), about 0.1 s on this class of machine.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 # Stored as werkzeug.security writes it: "scrypt:32768:8:1$<salt>$<hex digest>". Its salt is text

@@ -367,6 +367,9 @@ def _split_formats(value: str) -> tuple[str, ...]:
     help="When codes are released for sale: on issue, as a whole batch, with their case, or when shipped.",
 )
 @click.option("--production-place", help="Where it was made, shown to consumers (e.g. 浙江杭州).")
+@click.option(
+    "--certificate", help="The number of the mark certificate it is issued under (`verifier certificates list`)."
+)
 def batch_issue(
     key_name,
     mark,
@@ -390,6 +393,7 @@ def batch_issue(
     unit,
     activation,
     production_place,
+    certificate,
 ) -> None:
     """Issue a batch of signed codes with printer files (codes.csv, PNG/SVG, PDF sheets).
 
@@ -428,6 +432,7 @@ def batch_issue(
         unit=unit,
         activation=activation,
         production_place=production_place,
+        certificate=certificate,
     )
     request.validate()
     secret = pins.require_secret(cfg.pin_secret) if pin else None
@@ -1453,3 +1458,7 @@ from .cli_cases import cases_group, verify_export  # noqa: E402
 
 audit_group.add_command(cases_group)
 audit_group.add_command(verify_export)
+from .cli_certificates import certificates_group, enterprises_group  # noqa: E402
+
+cli.add_command(certificates_group)
+cli.add_command(enterprises_group)

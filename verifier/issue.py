@@ -34,8 +34,9 @@ from typing import IO, Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, codes, csvcells, db, errors, keys, labels, lifecycle, pins, processes, qr, replay
+from . import auditlog, certificates, codes, csvcells, db, errors, keys, labels, lifecycle, pins, processes, qr, replay
 from . import clock as clocks
+from .repos import certificates as certificates_repo
 from .repos import projections, registry
 
 FORMATS = ("csv", "png", "label-png", "svg", "pdf")
@@ -86,6 +87,7 @@ class BatchRequest:
     unit: str = "item"  # lifecycle.UNITS: item labels, or case / pallet labels that items are packed into
     activation: str = "issue"  # lifecycle.ACTIVATIONS: when its codes are released for sale
     production_place: str | None = None  # shown to consumers with the trace
+    certificate: str | None = None  # the number of the mark certificate it is issued under (certificates.py)
 
     def validate(self) -> None:
         if not 1 <= self.count <= MAX_COUNT:
@@ -477,6 +479,12 @@ def issue_batch(
         with db.transaction(conn):
             enterprise_id = registry.ensure_enterprise(conn, request.enterprise, request.credit_code, now)
             product_id = registry.ensure_product(conn, enterprise_id, request.product, request.spec, request.gtin, now)
+            try:  # once a mark is granted by certificate, only under a valid one of its enterprise
+                certificate_id = certificates.check_issuance(
+                    conn, request.mark, enterprise_id, product_id, request.certificate, now
+                )
+            except certificates.CertificateError as exc:
+                raise IssueError(exc.message) from None
             batch_id = registry.insert_batch(
                 conn,
                 {
@@ -500,6 +508,7 @@ def issue_batch(
                     "unit": request.unit,
                     "activation": request.activation,
                     "production_place": request.production_place.strip() if request.production_place else None,
+                    "certificate_id": certificate_id,
                 },
                 now,
             )
@@ -595,6 +604,9 @@ def _activate(conn: db.Conn, batch_id: int, now: dt.datetime, serials_sha256: st
                 "production_place",
             )
         }
+        certificate = certificates_repo.batch_certificate(conn, batch_id)
+        if certificate:  # only then: a batch under no certificate logs what it always did
+            body["certificate_id"], body["certificate"] = certificate
         body["serials_sha256"] = serials_sha256
         auditlog.append(conn, "batch.issued", body, clocks.utc_text(now), actor=row["created_by"])
 

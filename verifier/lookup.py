@@ -14,7 +14,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import auditlog, clock, codes, db, lifecycle, pins, regions
+from . import auditlog, certificates, clock, codes, db, lifecycle, pins, regions
 from .clients import Client
 from .repos import registry
 from .repos import scans as scans_repo
@@ -29,6 +29,9 @@ REPORTED = "reported-counterfeit"  # an inspector reported this code as used on 
 BLOCKED = "blocked"  # the enterprise blocked the code: counterfeit, stolen or destroyed (detail says which)
 NOT_RELEASED = "not-released"  # a genuine code not yet released for sale: goods off the packing line
 EXPIRED = "expired"
+MARK_SUSPENDED = (
+    "mark-suspended"  # the batch's mark certificate is suspended, revoked or past its date (detail: its number)
+)
 MISTYPED = "mistyped"  # a typed code with a wrong check digit or length (detail says which)
 PIN_MISMATCH = "pin-mismatch"
 PIN_THROTTLED = "pin-throttled"  # too many wrong PINs for this code lately: the PIN was not checked
@@ -44,6 +47,7 @@ TONE = {  # how a page presents each verdict: ok (green), warn (amber), stop (da
     GENUINE_REPEAT: "ok",
     RECALLED: "stop",
     NOT_RELEASED: "warn",
+    MARK_SUSPENDED: "warn",
     SUSPICIOUS_REPEAT: "warn",
     PIN_REUSED: "warn",
     PIN_THROTTLED: "warn",
@@ -121,6 +125,18 @@ class Verdict:
                     "recalled_at",
                     "recall_reason",
                 )
+            }
+            | {
+                "certificate": {
+                    "number": batch["certificate"],
+                    "valid_until": batch.get("certificate_valid_until"),
+                    "status": batch.get("certificate_status"),
+                }
+                if batch.get("certificate")
+                else None,
+                "commitment": {"text": batch["commitment"], "url": batch.get("commitment_url")}
+                if batch.get("commitment")
+                else None,
             }
             if batch
             else None,
@@ -319,6 +335,11 @@ def _record_issued(
         scans_repo.mark_pin_verified(conn, serial, now_text)
     elif pin_state == "reused":
         verdict.pin_verified_at = clock.parse(pin_verified_at)
+    today = now.astimezone(clock.CHINA).date()
+    # As the lookup sees it today: a valid certificate past its date is "expired".
+    batch["certificate_status"] = certificates.standing(
+        batch.get("certificate_status"), batch.get("certificate_valid_until"), today
+    )
     if batch["reported"]:
         verdict.reason = REPORTED  # whatever else holds: labels with this code are known fakes
     elif batch["state"] == lifecycle.BLOCKED:
@@ -326,9 +347,12 @@ def _record_issued(
         verdict.detail = batch["block_reason"]
     elif batch["status"] == "recalled":
         verdict.reason = RECALLED
+    elif batch["certificate_status"] in (certificates.SUSPENDED, certificates.REVOKED, certificates.EXPIRED):
+        verdict.reason = MARK_SUSPENDED
+        verdict.detail = batch["certificate"]
     elif batch["state"] == lifecycle.ISSUED:
         verdict.reason = NOT_RELEASED
-    elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < now.astimezone(clock.CHINA).date():
+    elif batch["expiry_date"] and dt.date.fromisoformat(batch["expiry_date"]) < today:
         verdict.reason = EXPIRED
     elif pin_state == "throttled":
         verdict.reason = PIN_THROTTLED

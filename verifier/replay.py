@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock, db, replay_cases, replay_lifecycle
+from . import clock, db, replay_cases, replay_certificates, replay_lifecycle
 from .keys import KeyRecord
 from .repos import projections
 
@@ -95,6 +95,15 @@ class Disagreement:
 
 _Logged = replay_lifecycle.Logged  # an entry as the replay keeps it: seq, at, actor, body
 
+# The replay's parts beyond the tables above, one module each: its KINDS of entries feed its log
+# (`feed(kind, entry)`; an entry may feed several parts, and the tables above too), and its
+# `compare(log, conn, limit)` checks its tables against that log.
+_PARTS: tuple[tuple[Any, Any], ...] = (
+    (replay_lifecycle, replay_lifecycle.LifecycleLog),
+    (replay_certificates, replay_certificates.CertificateLog),
+    (replay_cases, replay_cases.CaseLog),
+)
+
 
 @dataclass
 class _State:
@@ -110,8 +119,7 @@ class _State:
     retired_at: str = ""  # when the last scans.retired entry was logged (PostgreSQL)
     retired_below: int = 0  # and the scan id below which scans are retired
     unreadable: list[Disagreement] = field(default_factory=list)
-    lifecycle: replay_lifecycle.LifecycleLog = field(default_factory=replay_lifecycle.LifecycleLog)
-    cases: replay_cases.CaseLog = field(default_factory=replay_cases.CaseLog)
+    parts: list[Any] = field(default_factory=lambda: [log() for _, log in _PARTS])  # in _PARTS' order
     scans: int = 0
     last_seq: int = 0
 
@@ -129,9 +137,8 @@ class Replay:
         if kind == "scan":  # the hot path: 10,000,000 of them; compared in SQL, never parsed here
             s.scans += 1
             return
-        lifecycle_kind = kind in replay_lifecycle.KINDS
-        case_kind = kind in replay_cases.KINDS
-        if kind not in _KINDS and not lifecycle_kind and not case_kind:
+        parts = [log for (module, _), log in zip(_PARTS, s.parts) if kind in module.KINDS]
+        if kind not in _KINDS and not parts:
             return
         try:
             value = json.loads(body)
@@ -142,11 +149,9 @@ class Replay:
             return
         logged = _Logged(seq, at, actor, value)
         try:
-            if lifecycle_kind:
-                s.lifecycle.feed(kind, logged)
-            elif case_kind:
-                s.cases.feed(kind, logged)
-            else:
+            for log in parts:
+                log.feed(kind, logged)
+            if kind in _KINDS:
                 _KINDS[kind](s, logged)
         except (KeyError, TypeError, ValueError):
             s.unreadable.append(Disagreement(seq, f"{kind} entry lacks what a {kind} entry records"))
@@ -165,8 +170,8 @@ class Replay:
             found += check(s, conn, limit)
         if keyring is not None:
             found += _keys(s, keyring, limit)
-        found += [Disagreement(seq, what) for seq, what in replay_lifecycle.compare(s.lifecycle, conn, limit)]
-        found += [Disagreement(seq, what) for seq, what in replay_cases.compare(s.cases, conn, limit)]
+        for (module, _), log in zip(_PARTS, s.parts):
+            found += [Disagreement(seq, what) for seq, what in module.compare(log, conn, limit)]
         return sorted(found, key=lambda d: d.seq)[:limit]
 
 

@@ -429,6 +429,37 @@ def _m011_lifecycle(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m012_certificates(conn: sqlite3.Connection) -> None:
+    # The issuing association's mark certificates (verifier/certificates.py, docs/certificates.md):
+    # the right of an enterprise to use a mark on named products (or all of its products) until a
+    # date; the certificate a batch was issued under; the enterprise's quality commitment.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE certificates (
+            id INTEGER PRIMARY KEY,
+            number TEXT NOT NULL UNIQUE,      -- e.g. ZJWD-2026-0001
+            association TEXT NOT NULL,        -- who granted it
+            enterprise_id INTEGER NOT NULL REFERENCES enterprises(id),
+            mark TEXT NOT NULL,               -- codes.MARKS slug
+            products TEXT,                    -- product ids it covers, space-separated; NULL: all the enterprise's
+            valid_from TEXT NOT NULL,         -- dates (YYYY-MM-DD), China time, both days included
+            valid_until TEXT NOT NULL,
+            status TEXT NOT NULL,             -- valid | suspended | revoked
+            reason TEXT,                      -- why it was suspended or revoked
+            granted_at TEXT NOT NULL,
+            granted_by TEXT NOT NULL,
+            changed_at TEXT,                  -- the last suspension, reinstatement or revocation
+            changed_by TEXT
+        );
+        CREATE INDEX certificates_mark ON certificates(mark);
+        ALTER TABLE batches ADD COLUMN certificate_id INTEGER REFERENCES certificates(id);
+        ALTER TABLE enterprises ADD COLUMN commitment TEXT;      -- 质量诚信承诺, shown on genuine pages
+        ALTER TABLE enterprises ADD COLUMN commitment_url TEXT;
+        """,
+    )
+
+
 def _m014_cases(conn: sqlite3.Connection) -> None:
     # Anomalies worked as cases (verifier/cases.py, docs/cases.md): the case, its notes and the
     # scans linked to it as evidence; every change is a "case.*" log entry, and the partial index
@@ -486,5 +517,6 @@ STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("009_sequencer", _m009_sequencer),
     ("010_transparency_log", _m010_transparency_log),
     ("011_lifecycle", _m011_lifecycle),
+    ("012_certificates", _m012_certificates),
     ("014_cases", _m014_cases),
 ]

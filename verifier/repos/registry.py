@@ -109,6 +109,7 @@ _BATCH_COLUMNS = (
     "unit",
     "activation",
     "production_place",
+    "certificate_id",
 )
 
 
@@ -243,10 +244,11 @@ _BATCH_FOR_SERIAL_SQL = """
 SELECT b.id, b.status, b.mark, b.form, b.lot, coalesce(b.gtin, p.gtin), b.production_date, b.expiry_date, b.pin,
        b.recalled_at, b.recall_reason, e.name, e.credit_code, p.name, p.spec, r.reported_at,
        b.unit, b.activation, b.activated_at, b.production_place, b.report_sha256, b.enterprise_id,
-       s.state, s.parent, s.region, s.shipped_at, s.received_at, s.sold_at, s.reason
+       s.state, s.parent, s.region, s.shipped_at, s.received_at, s.sold_at, s.reason,
+       k.number, k.association, k.valid_from, k.valid_until, k.status, e.commitment, e.commitment_url
 FROM codes c JOIN batches b ON b.id = c.batch_id JOIN enterprises e ON e.id = b.enterprise_id
 JOIN products p ON p.id = b.product_id LEFT JOIN reported_codes r ON r.serial = c.serial
-LEFT JOIN code_states s ON s.serial = c.serial
+LEFT JOIN code_states s ON s.serial = c.serial LEFT JOIN certificates k ON k.id = b.certificate_id
 WHERE c.serial = ?
 """
 _BATCH_FOR_SERIAL_FIELDS = (
@@ -279,6 +281,13 @@ _BATCH_FOR_SERIAL_FIELDS = (
     "received_at",
     "sold_at",
     "block_reason",
+    "certificate",  # the mark certificate the batch was issued under (certificates.py), or None
+    "certificate_association",
+    "certificate_valid_from",
+    "certificate_valid_until",
+    "certificate_status",  # as stored; the lookup makes it "expired" past valid_until
+    "commitment",  # the enterprise's quality commitment, and its link
+    "commitment_url",
 )
 
 

@@ -16,6 +16,7 @@ from .. import db
 TABLES = (
     "enterprises",
     "products",
+    "certificates",
     "batches",
     "codes",
     "code_checks",
@@ -46,6 +47,7 @@ TABLES = (
 GENERATED_IDS = (
     "enterprises",
     "products",
+    "certificates",
     "batches",
     "dealers",
     "events",

@@ -63,6 +63,8 @@ def verdict_page(verdict: lookup.Verdict, channel: str, typed: str | None = None
         show_pin_form=show_pin_form,
         show_report=verdict.tone != "ok",
         trace=trace,
+        certificate=certificate_rows(verdict, lang),
+        commitment=commitment_of(verdict),
         report_url=report_link(verdict),
         report_first=verdict.tone in ("bad", "stop"),  # red verdicts: the form is the next thing to do
         retry_code=retry_code,
@@ -104,6 +106,39 @@ def trace_rows(verdict: lookup.Verdict, lang: str) -> list[tuple[str, Any, str]]
     return [row for row in rows if row[1]]
 
 
+def certificate_rows(verdict: lookup.Verdict, lang: str) -> list[tuple[str, str]] | None:
+    """The mark certificate's rows (label key, value): number, validity, who granted it, and its
+    status unless valid. None without a certificate, and for a red verdict."""
+    batch = verdict.batch or {}
+    if not batch.get("certificate") or verdict.tone == "bad":
+        return None
+    text = TEXT[lang]
+    start = format_date(batch.get("certificate_valid_from"), lang)
+    validity = f"{start} {text['certificate_validity_to']} {format_date(batch.get('certificate_valid_until'), lang)}"
+    rows = [
+        ("certificate_no", str(batch["certificate"])),
+        ("certificate_validity", validity),
+        ("certificate_by", str(batch.get("certificate_association") or "")),
+    ]
+    status = batch.get("certificate_status")
+    if status and status != "valid":
+        rows.append(("certificate_status", text.get(f"certificate.{status}", str(status))))
+    return [row for row in rows if row[1]]
+
+
+COMMITMENT_SHOWN = 300  # characters of the commitment on the page; the link has the rest
+
+
+def commitment_of(verdict: lookup.Verdict) -> dict[str, str | None] | None:
+    """The enterprise's quality commitment as a genuine page shows it: a short text, its link."""
+    batch = verdict.batch or {}
+    text = batch.get("commitment")
+    if not verdict.genuine or not text:
+        return None
+    short = text if len(text) <= COMMITMENT_SHOWN else text[: COMMITMENT_SHOWN - 1].rstrip() + "…"
+    return {"text": short, "url": batch.get("commitment_url")}
+
+
 def report_link(verdict: lookup.Verdict) -> str:
     """The "report this product" link of a verdict page: the printed code, the verdict, and the
     page's token for them (verifier/feedback.py), so the report form knows what the page showed."""
@@ -112,7 +147,9 @@ def report_link(verdict: lookup.Verdict) -> str:
     return url_for("feedback.report_form", code=code, v=verdict.reason, s=token)
 
 
-NUMBER_KEYS = frozenset({"code", "gtin", "credit_code", "lot"})  # long unbroken values: may wrap anywhere
+NUMBER_KEYS = frozenset(
+    {"code", "gtin", "credit_code", "lot", "certificate_no"}
+)  # long unbroken values: may wrap anywhere
 
 
 def _enterprise_named(name: str | None, lang: str) -> str:
