@@ -1448,3 +1448,8 @@ from .cli_events import dealers_group, events_group  # noqa: E402
 
 cli.add_command(events_group)
 cli.add_command(dealers_group)
+
+from .cli_signer import requests_group, signer_command  # noqa: E402
+
+cli.add_command(signer_command)
+cli.add_command(requests_group)

@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock, db, replay_lifecycle
+from . import clock, db, replay_lifecycle, replay_requests
 from .keys import KeyRecord
 from .repos import projections
 
@@ -111,6 +111,7 @@ class _State:
     retired_below: int = 0  # and the scan id below which scans are retired
     unreadable: list[Disagreement] = field(default_factory=list)
     lifecycle: replay_lifecycle.LifecycleLog = field(default_factory=replay_lifecycle.LifecycleLog)
+    requests: replay_requests.RequestsLog = field(default_factory=replay_requests.RequestsLog)
     scans: int = 0
     last_seq: int = 0
 
@@ -128,7 +129,7 @@ class Replay:
         if kind == "scan":  # the hot path: 10,000,000 of them; compared in SQL, never parsed here
             s.scans += 1
             return
-        lifecycle_kind = kind in replay_lifecycle.KINDS
+        lifecycle_kind = kind in replay_lifecycle.KINDS or kind in replay_requests.KINDS
         if kind not in _KINDS and not lifecycle_kind:
             return
         try:
@@ -141,7 +142,7 @@ class Replay:
         logged = _Logged(seq, at, actor, value)
         try:
             if lifecycle_kind:
-                s.lifecycle.feed(kind, logged)
+                s.lifecycle.feed(kind, logged) or s.requests.feed(kind, logged)
             else:
                 _KINDS[kind](s, logged)
         except (KeyError, TypeError, ValueError):
@@ -162,6 +163,7 @@ class Replay:
         if keyring is not None:
             found += _keys(s, keyring, limit)
         found += [Disagreement(seq, what) for seq, what in replay_lifecycle.compare(s.lifecycle, conn, limit)]
+        found += [Disagreement(seq, what) for seq, what in replay_requests.compare(s.requests, conn, limit)]
         return sorted(found, key=lambda d: d.seq)[:limit]
 
 

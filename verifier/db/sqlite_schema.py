@@ -458,7 +458,7 @@ def _m013_batch_requests(conn: sqlite3.Connection) -> None:
         CREATE INDEX batch_requests_enterprise ON batch_requests(enterprise_id, id);
         CREATE TABLE batch_files (
             request_id INTEGER NOT NULL REFERENCES batch_requests(id),
-            name TEXT NOT NULL,               -- codes.csv, labels.pdf (or labels-00001.pdf...), manifest.json, labels.zip
+            name TEXT NOT NULL,               -- codes.csv, labels.pdf (labels-00001.pdf...), manifest.json, labels.zip
             media_type TEXT NOT NULL,
             size INTEGER NOT NULL,
             sha256 TEXT NOT NULL,

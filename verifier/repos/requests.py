@@ -129,14 +129,16 @@ def all_files(conn: db.Conn) -> Iterator[dict[str, Any]]:
     names = conn.execute("SELECT request_id, name FROM batch_files ORDER BY request_id, name").fetchall()
     for request_id, name in names:
         row = conn.execute(
-            "SELECT size, sha256, content FROM batch_files WHERE request_id = ? AND name = ?", (request_id, name)
+            "SELECT size, sha256, media_type, content FROM batch_files WHERE request_id = ? AND name = ?",
+            (request_id, name),
         ).fetchone()
-        content = bytes(row[2])
+        content = bytes(row[3])
         yield {
             "request_id": int(request_id),
             "name": str(name),
             "size": int(row[0]),
             "sha256": str(row[1]),
+            "media_type": str(row[2]),
             "content_sha256": hashlib.sha256(content).hexdigest(),
             "content_size": len(content),
         }
