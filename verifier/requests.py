@@ -59,9 +59,10 @@ PARAMS: dict[str, Any] = {
 _TEXT: tuple[str, ...] = ("mark", "product", "spec", "lot", "gtin", "production_date", "expiry", "label_size")
 _TEXT += ("unit", "activation", "production_place", "note")
 # Its files are kept in the database (batch_files) and read whole into memory by the signer and the
-# console: measured ~0.9 MB of files for 2,000 labels with PDF sheets (docs/signer.md). Larger runs
-# belong to `verifier batch issue` on the signing machine.
-MAX_COUNT = 200_000
+# console. Measured: 2,000 labels with PINs make a 2.0 MB PDF, a 0.4 MB codes.csv and a 2.3 MB zip of
+# both, ~2.4 kB a label in all (docs/signer.md): 50,000 is ~120 MB. Larger runs belong to
+# `verifier batch issue` on the signing machine.
+MAX_COUNT = 50_000
 MAX_ERROR = 2000  # characters of a failure's text kept and logged
 
 Who = accounts.User | str  # an account, or a terminal operator ("cli:alice")
