@@ -175,6 +175,9 @@ def process_next(conn: db.Conn, config: SignerConfig, clock: Clock, stop: Stop) 
         return Outcome(claim.id, "lost", error=exc.message, taken_over=claim.taken_over)
     except Exception as exc:  # noqa: BLE001 - any failure fails the request (nothing was registered)
         heartbeat.stop()
+        if stop.requested:  # Ctrl-C reaches the signing pool's processes too: their end is the stop's
+            requests.release(conn, claim)
+            return Outcome(claim.id, "released", taken_over=claim.taken_over)
         message = exc.message if isinstance(exc, errors.VerifierError) else f"{type(exc).__name__}: {exc}"
         try:
             requests.fail(conn, claim, message, clock())
@@ -247,7 +250,7 @@ class _Heartbeat:
                 except requests.ClaimLost:
                     self.lost = True
                     return
-                except errors.VerifierError:
-                    continue  # the database is busy or away for a moment: the next beat tries again
+                except Exception:  # noqa: BLE001 - the database is busy or away a moment: the next beat tries again
+                    continue
         finally:
             conn.close()
