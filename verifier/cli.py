@@ -1462,3 +1462,7 @@ from .cli_certificates import certificates_group, enterprises_group  # noqa: E40
 
 cli.add_command(certificates_group)
 cli.add_command(enterprises_group)
+from .cli_signer import requests_group, signer_command  # noqa: E402
+
+cli.add_command(signer_command)
+cli.add_command(requests_group)

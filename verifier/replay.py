@@ -24,7 +24,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import clock, db, replay_cases, replay_certificates, replay_lifecycle
+from . import clock, db, replay_cases, replay_certificates, replay_lifecycle, replay_requests
 from .keys import KeyRecord
 from .repos import projections
 
@@ -102,6 +102,7 @@ _PARTS: tuple[tuple[Any, Any], ...] = (
     (replay_lifecycle, replay_lifecycle.LifecycleLog),
     (replay_certificates, replay_certificates.CertificateLog),
     (replay_cases, replay_cases.CaseLog),
+    (replay_requests, replay_requests.RequestsLog),
 )
 
 

@@ -505,6 +505,46 @@ def _m014_cases(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m013_batch_requests(conn: sqlite3.Connection) -> None:
+    # Batches an enterprise requests from the console and a signer process issues on the machine
+    # that holds the keys (verifier/requests.py, verifier/signer.py, docs/signer.md), and the label
+    # files it produced, served from the database so the web server never touches the signer's disk.
+    _execute_script(
+        conn,
+        """
+        CREATE TABLE batch_requests (
+            id INTEGER PRIMARY KEY,
+            enterprise_id INTEGER NOT NULL REFERENCES enterprises(id),
+            requested_by TEXT NOT NULL,       -- the user who asked
+            params TEXT NOT NULL,             -- the batch's parameters, canonical JSON (requests.PARAMS)
+            status TEXT NOT NULL,             -- requested | approved | issuing | done | failed | cancelled
+            approved_by TEXT,
+            approved_at TEXT,
+            claimed_by TEXT,                  -- the signer issuing it: host/pid
+            claimed_at TEXT,
+            progress INTEGER NOT NULL DEFAULT 0,  -- codes done
+            progress_at TEXT,                 -- the signer's last report: a claim silent too long is taken over
+            batch_id INTEGER REFERENCES batches(id),
+            error TEXT,                       -- why it failed
+            cancelled_by TEXT,
+            finished_at TEXT,                 -- done, failed or cancelled
+            created_at TEXT NOT NULL
+        );
+        CREATE INDEX batch_requests_status ON batch_requests(status, id);
+        CREATE INDEX batch_requests_enterprise ON batch_requests(enterprise_id, id);
+        CREATE TABLE batch_files (
+            request_id INTEGER NOT NULL REFERENCES batch_requests(id),
+            name TEXT NOT NULL,               -- codes.csv, labels.pdf (labels-00001.pdf...), manifest.json, labels.zip
+            media_type TEXT NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            content BLOB NOT NULL,
+            PRIMARY KEY (request_id, name)
+        );
+        """,
+    )
+
+
 STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -518,5 +558,6 @@ STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("010_transparency_log", _m010_transparency_log),
     ("011_lifecycle", _m011_lifecycle),
     ("012_certificates", _m012_certificates),
+    ("013_batch_requests", _m013_batch_requests),
     ("014_cases", _m014_cases),
 ]
