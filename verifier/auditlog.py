@@ -120,9 +120,9 @@ def scan_body(scan: Mapping[str, object]) -> dict[str, object]:
     """What the chain records of a scan: everything but the personal fields; a code's claims only
     when it made them, so scans logged before claims were recorded still equal their entries."""
     body = {field: scan.get(field) for field in SCAN_FIELDS}
-    for field in CLAIM_FIELDS:
-        if body[field] is None:
-            del body[field]
+    for claim in CLAIM_FIELDS:
+        if body[claim] is None:
+            del body[claim]
     return body
 
 

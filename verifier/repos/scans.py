@@ -190,7 +190,8 @@ def _of_enterprise(enterprise: str) -> str:
     )
     return (
         f"(s.batch_id IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) OR (s.batch_id IS NULL AND "
-        f"(s.claimed_batch IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) OR s.claimed_gtin IN ({gtins}))))"
+        f"(s.claimed_batch IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) "
+        f"OR s.claimed_gtin IN ({gtins}))))"
     )
 
 
