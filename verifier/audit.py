@@ -410,6 +410,14 @@ def export_scans(database: Path | str, flt: ScanFilter, user: accounts.User, lim
     return ScanExport(conn, slot, cursor, first, columns, limits)
 
 
+# --- what an irreversible action will affect (the audit UI's confirmation pages) ---------------
+
+
+def codes_signed_by(conn: db.Conn, kid: str) -> int:
+    """How many issued codes key `kid` signed: the labels its revocation turns "not genuine"."""
+    return sum(int(b["count"]) for b in registry.list_batches(conn) if b["kid"] == kid)
+
+
 # --- writes: inside the caller's write transaction (db.transaction) unless said otherwise ----
 
 
