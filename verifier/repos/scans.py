@@ -188,10 +188,10 @@ def _of_enterprise(enterprise: str) -> str:
         f"SELECT gtin FROM products WHERE enterprise_id = {enterprise} AND gtin IS NOT NULL "
         f"UNION SELECT gtin FROM batches WHERE enterprise_id = {enterprise} AND gtin IS NOT NULL"
     )
-    return (
-        f"(s.batch_id IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) OR (s.batch_id IS NULL AND "
-        f"(s.claimed_batch IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) "
-        f"OR s.claimed_gtin IN ({gtins}))))"
+    return (  # claims are set only on scans without a batch: each term is read through its own index
+        f"(s.batch_id IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) "
+        f"OR s.claimed_batch IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) "
+        f"OR s.claimed_gtin IN ({gtins}))"
     )
 
 
@@ -199,10 +199,9 @@ _OF_ENTERPRISE = _of_enterprise("?")
 _OF_ENTERPRISE_NAMED = _of_enterprise("(SELECT id FROM enterprises WHERE name = ?)")
 # A batch's scans, and those of codes that are not genuine claiming it: its number (compact form),
 # or its GTIN (GS1 form: a forged GS1 code is counted with every batch of the GTIN it claims). 3 parameters.
-_OF_BATCH = (
-    "(s.batch_id = ? OR (s.batch_id IS NULL AND (s.claimed_batch = ? "
-    "OR s.claimed_gtin = (SELECT gtin FROM batches WHERE id = ?))))"
-)
+# Claims are set only on scans without a batch (lookup), so each term stands alone and is read
+# through its own index (SQLite's OR of indexes), not a walk of every scan.
+_OF_BATCH = "(s.batch_id = ? OR s.claimed_batch = ? OR s.claimed_gtin = (SELECT gtin FROM batches WHERE id = ?))"
 
 
 def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None, postgres: bool) -> tuple[str, list[Any]]:
