@@ -187,11 +187,15 @@ def test_admin_actions_need_csrf_and_are_logged(audit_world):
     batch_page = admin.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
     assert "<svg" in batch_page and "Recall batch" in batch_page
     assert admin.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "x"}).status_code == 403  # no token
-    done = admin.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "mould", "csrf": csrf_of(batch_page)})
+    done = admin.post(
+        f"/audit/batches/{audit_world['mine'][0]}",
+        data={"reason": "mould", "csrf": csrf_of(batch_page), "confirm": "yes"},
+    )
     assert done.status_code == 302
     code_page = admin.get(f"/audit/codes/{audit_world['my_serial']}").get_data(as_text=True)
     admin.post(
-        f"/audit/codes/{audit_world['my_serial']}", data={"note": "seen at a market", "csrf": csrf_of(code_page)}
+        f"/audit/codes/{audit_world['my_serial']}",
+        data={"note": "seen at a market", "csrf": csrf_of(code_page), "confirm": "yes"},
     )
     assert "reported counterfeit" in admin.get(f"/audit/codes/{audit_world['my_serial']}").get_data(as_text=True)
     database = audit_world["app"].config["DATABASE"]

@@ -235,7 +235,7 @@ def test_concurrent_ui_revocations_never_fail(db_copy, tmp_path, app_config):
         client = create_app({config!r}).test_client()
         client.set_cookie({COOKIE!r}, {session!r}, path="/audit")
     """
-    post = "print(client.post('/audit/keys', data={{'kid': {!r}, 'csrf': {!r}}}).status_code)"
+    post = "print(client.post('/audit/keys', data={{'kid': {!r}, 'csrf': {!r}, 'confirm': 'yes'}}).status_code)"
     kids = [r.kid for r in records] + [records[0].kid]
     done = run_together([(setup, post.format(kid, csrf)) for kid in kids])
     assert all(p.returncode == 0 for p in done), [p.stderr[-2000:] for p in done]

@@ -295,7 +295,8 @@ def code_history(conn: db.Conn, user: accounts.User, serial: int) -> CodeHistory
 
 
 def batch_statistics(conn: db.Conn, batch_id: int) -> scans.BatchStatistics:
-    """A batch's scans per day, verdict mix and most checked codes (check `visible_batch` first)."""
+    """A batch's scans per day, verdict mix (with the scans of codes that are not genuine claiming
+    the batch) and most checked codes (check `visible_batch` first)."""
     return scans.batch_statistics(conn, batch_id)
 
 
@@ -307,7 +308,8 @@ def anomalies_for(
     thresholds: anomalies.Thresholds = DEFAULT_THRESHOLDS,
 ) -> tuple[str, list[anomalies.Anomaly]]:
     """The anomalies of the `days` before `now` that `user` may see: an enterprise, its own codes
-    and batches (regional clusters of forged codes are for inspectors); and the window's start."""
+    and batches, and the regional clusters of forged or unknown codes that claim its batches or its
+    products' GTINs (a mark alone is nobody's); and the window's start."""
     since = anomalies.since_days(days, now)
     if user.sees_everything():
         return since, anomalies.find(conn, since, thresholds)
@@ -323,6 +325,8 @@ def anomalies_for(
         if a.serial is not None:
             batch = registry.batch_for_serial(conn, a.serial)
             return batch is not None and batch["id"] in own
+        if a.rule == "counterfeit-cluster":  # its query read the enterprise's claimed scans only
+            return bool(a.evidence) and scans.of_enterprise(conn, a.evidence, enterprise) == set(a.evidence)
         return False
 
     return since, [a for a in found if mine(a)]
@@ -404,6 +408,14 @@ def export_scans(database: Path | str, flt: ScanFilter, user: accounts.User, lim
         slot.release()
         raise
     return ScanExport(conn, slot, cursor, first, columns, limits)
+
+
+# --- what an irreversible action will affect (the audit UI's confirmation pages) ---------------
+
+
+def codes_signed_by(conn: db.Conn, kid: str) -> int:
+    """How many issued codes key `kid` signed: the labels its revocation turns "not genuine"."""
+    return sum(int(b["count"]) for b in registry.list_batches(conn) if b["kid"] == kid)
 
 
 # --- writes: inside the caller's write transaction (db.transaction) unless said otherwise ----

@@ -31,7 +31,7 @@ from . import db, logtree, merkle, note, replay
 from .keys import KeyRecord
 from .logentry import MAX_LEAF_BYTES, leaf_bytes
 from .repos import log, tree
-from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
+from .repos.scans import CLAIM_FIELDS, PERSONAL_FIELDS, SCAN_FIELDS
 
 GENESIS = "0" * 64  # the legacy chain's "previous hash" of its first entry
 CHECKPOINT_CONTEXT = b"verifier.log-checkpoint\x00"  # legacy checkpoints' signatures mean nothing elsewhere
@@ -117,8 +117,13 @@ def new_salt() -> str:
 
 
 def scan_body(scan: Mapping[str, object]) -> dict[str, object]:
-    """What the chain records of a scan: everything but the personal fields."""
-    return {field: scan.get(field) for field in SCAN_FIELDS}
+    """What the chain records of a scan: everything but the personal fields; a code's claims only
+    when it made them, so scans logged before claims were recorded still equal their entries."""
+    body = {field: scan.get(field) for field in SCAN_FIELDS}
+    for claim in CLAIM_FIELDS:
+        if body[claim] is None:
+            del body[claim]
+    return body
 
 
 # --- verification -------------------------------------------------------------------------

@@ -244,12 +244,12 @@ def record_url(
             kid=code.kid_hex if code else None,
             serial=code.serial if code else None,
         )
-        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
+        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False, claim=code)
         return verdict
     batch = registry.batch_for_serial(conn, code.serial, lock=True)  # the code's lock, too
     if batch is None or not _matches(code, batch):
         verdict = Verdict(UNKNOWN_BATCH, serial=code.serial, kid=code.kid_hex)
-        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False)
+        _insert_scan(conn, verdict, client, channel, now, batch_id=None, counted=False, claim=code)
         return verdict
     return _record_issued(conn, code.serial, batch, code.kid_hex, settings, client, channel, now, pin=None)
 
@@ -393,8 +393,12 @@ def _insert_scan(
     now: dt.datetime,
     batch_id: int | None,
     counted: bool,
+    claim: codes.Code | None = None,
 ) -> None:
-    """The scan row and (SQLite) its entry in the hash-chained log, in the caller's transaction."""
+    """The scan row and (SQLite) its entry in the hash-chained log, in the caller's transaction.
+
+    `claim`: a decoded code that is not genuine (forged, unknown key or batch, revoked key): what it
+    says of itself is recorded, so the enterprise it imitates sees it (verifier/audit.py)."""
     region = client.region
     at = clock.utc_text(now)
     scan: dict[str, object] = {
@@ -410,6 +414,9 @@ def _insert_scan(
         "checks": verdict.checks,
         "pin": verdict.pin,
         "country": region.country,
+        "claimed_batch": claim.batch if claim else None,
+        "claimed_gtin": claim.gtin if claim else None,
+        "claimed_mark": claim.mark.slug if claim else None,
         "ip_prefix": client.ip_prefix,
         "ip_hash": client.ip_hash,
         "region": region.region,

@@ -611,6 +611,40 @@ CREATE TABLE batch_files (
     )
 
 
+# Migration 015's claims join the columns the rule on scans keeps fixed (written out, as above).
+_SCAN_CLAIMS = ("claimed_batch", "claimed_gtin", "claimed_mark")
+
+
+def _m015_scan_claims(conn: _Executes) -> None:
+    changed = " OR ".join(f"NEW.{c} IS DISTINCT FROM OLD.{c}" for c in _SCAN_FIXED + _SCAN_CLAIMS)
+    erased_only = " OR ".join(f"(NEW.{c} IS NOT NULL AND NEW.{c} IS DISTINCT FROM OLD.{c})" for c in _SCAN_PERSONAL)
+    _run(
+        conn,
+        f"""
+ALTER TABLE scans ADD COLUMN claimed_batch BIGINT
+;;
+ALTER TABLE scans ADD COLUMN claimed_gtin TEXT
+;;
+ALTER TABLE scans ADD COLUMN claimed_mark TEXT
+;;
+CREATE INDEX scans_claimed_batch ON scans(claimed_batch, id) WHERE claimed_batch IS NOT NULL
+;;
+CREATE INDEX scans_claimed_gtin ON scans(claimed_gtin, id) WHERE claimed_gtin IS NOT NULL
+;;
+CREATE OR REPLACE FUNCTION verifier_scans_only_purge() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF {changed}
+       OR NEW.log_seq IS DISTINCT FROM OLD.log_seq
+       OR {erased_only}
+    THEN
+        RAISE EXCEPTION 'scans can only have personal fields erased' USING ERRCODE = 'integrity_constraint_violation';
+    END IF;
+    RETURN NEW;
+END $$
+""",
+    )
+
+
 STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -626,4 +660,5 @@ STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("012_certificates", _m012_certificates),
     ("013_batch_requests", _m013_batch_requests),
     ("014_cases", _m014_cases),
+    ("015_scan_claims", _m015_scan_claims),
 ]

@@ -545,6 +545,49 @@ def _m013_batch_requests(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m015_scan_claims(conn: sqlite3.Connection) -> None:
+    _execute_script(
+        conn,
+        """
+        -- What a scanned code that is not genuine claims, when it decodes: the batch number (compact
+        -- form), the GTIN (GS1 form) and the mark. An enterprise sees the scans that claim its
+        -- batches or its products' GTINs (verifier/audit.py). NULL on every other scan.
+        ALTER TABLE scans ADD COLUMN claimed_batch INTEGER;
+        ALTER TABLE scans ADD COLUMN claimed_gtin TEXT;
+        ALTER TABLE scans ADD COLUMN claimed_mark TEXT;
+        CREATE INDEX scans_claimed_batch ON scans(claimed_batch, id) WHERE claimed_batch IS NOT NULL;
+        CREATE INDEX scans_claimed_gtin ON scans(claimed_gtin, id) WHERE claimed_gtin IS NOT NULL;
+        -- The claims are as fixed as the rest of what a scan's log entry records.
+        DROP TRIGGER scans_only_purge;
+        CREATE TRIGGER scans_only_purge BEFORE UPDATE ON scans
+            WHEN NEW.id IS NOT OLD.id
+               OR NEW.at IS NOT OLD.at
+               OR NEW.channel IS NOT OLD.channel
+               OR NEW.reason IS NOT OLD.reason
+               OR NEW.detail IS NOT OLD.detail
+               OR NEW.serial IS NOT OLD.serial
+               OR NEW.batch_id IS NOT OLD.batch_id
+               OR NEW.kid IS NOT OLD.kid
+               OR NEW.counted IS NOT OLD.counted
+               OR NEW.checks IS NOT OLD.checks
+               OR NEW.pin IS NOT OLD.pin
+               OR NEW.country IS NOT OLD.country
+               OR NEW.claimed_batch IS NOT OLD.claimed_batch
+               OR NEW.claimed_gtin IS NOT OLD.claimed_gtin
+               OR NEW.claimed_mark IS NOT OLD.claimed_mark
+               OR NEW.log_seq IS NOT OLD.log_seq
+               OR (NEW.ip_prefix IS NOT NULL AND NEW.ip_prefix IS NOT OLD.ip_prefix)
+               OR (NEW.ip_hash IS NOT NULL AND NEW.ip_hash IS NOT OLD.ip_hash)
+               OR (NEW.region IS NOT NULL AND NEW.region IS NOT OLD.region)
+               OR (NEW.city IS NOT NULL AND NEW.city IS NOT OLD.city)
+               OR (NEW.user_agent IS NOT NULL AND NEW.user_agent IS NOT OLD.user_agent)
+               OR (NEW.session_hash IS NOT NULL AND NEW.session_hash IS NOT OLD.session_hash)
+               OR (NEW.personal_salt IS NOT NULL AND NEW.personal_salt IS NOT OLD.personal_salt)
+            BEGIN SELECT RAISE(ABORT, 'scans can only have personal fields erased'); END;
+        """,
+    )
+
+
 STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -560,4 +603,5 @@ STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("012_certificates", _m012_certificates),
     ("013_batch_requests", _m013_batch_requests),
     ("014_cases", _m014_cases),
+    ("015_scan_claims", _m015_scan_claims),
 ]

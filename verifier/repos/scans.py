@@ -18,8 +18,10 @@ from typing import Any, NamedTuple
 
 from .. import db, lifecycle
 
-# What a scan's log entry commits to (never changed), and the personal fields the retention purge
-# may erase (committed to through a salted hash); then the row's link to its log entry.
+# What a scan's log entry commits to, and the personal fields the retention purge may erase
+# (committed to through a salted hash); then the row's link to its log entry. Fields are only ever
+# added, as CLAIM_FIELDS were (migration 015): an entry records an added field only when it is
+# set, so the entries written before it still equal their rows.
 SCAN_FIELDS = (
     "id",
     "at",
@@ -33,7 +35,13 @@ SCAN_FIELDS = (
     "checks",
     "pin",
     "country",
+    "claimed_batch",
+    "claimed_gtin",
+    "claimed_mark",
 )
+# What a scanned code that is not genuine says of itself, when it decodes (NULL on every other scan):
+# the batch number (compact form), the GTIN (GS1 form), the mark. An entry records them only when set.
+CLAIM_FIELDS = ("claimed_batch", "claimed_gtin", "claimed_mark")
 PERSONAL_FIELDS = ("ip_prefix", "ip_hash", "region", "city", "user_agent", "session_hash")
 INSERT_COLUMNS = SCAN_FIELDS + PERSONAL_FIELDS + ("log_seq", "personal_salt")
 COLUMNS = frozenset(INSERT_COLUMNS)
@@ -168,21 +176,47 @@ _ID_AT = "coalesce((SELECT id FROM scans INDEXED BY scans_at WHERE at >= ? ORDER
 _ID_AT_POSTGRES = "coalesce((SELECT id FROM scans WHERE at >= ? ORDER BY at LIMIT 1), 4611686018427387904)"
 
 
+# Whose scans are whose. A scan of a registered code is its batch's enterprise's. A scan of a code
+# that is not genuine (no batch) is the enterprise's whose batch number or product GTIN the code
+# claims; a mark alone is claimed of nobody (every enterprise may use a mark). Each is read through
+# its own index: scans_batch, scans_claimed_batch, scans_claimed_gtin.
+
+
+def _of_enterprise(enterprise: str) -> str:
+    """Scans of the enterprise whose id `enterprise` (SQL: "?" or a subquery) gives: 4 parameters."""
+    gtins = (
+        f"SELECT gtin FROM products WHERE enterprise_id = {enterprise} AND gtin IS NOT NULL "
+        f"UNION SELECT gtin FROM batches WHERE enterprise_id = {enterprise} AND gtin IS NOT NULL"
+    )
+    return (  # claims are set only on scans without a batch: each term is read through its own index
+        f"(s.batch_id IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) "
+        f"OR s.claimed_batch IN (SELECT id FROM batches WHERE enterprise_id = {enterprise}) "
+        f"OR s.claimed_gtin IN ({gtins}))"
+    )
+
+
+_OF_ENTERPRISE = _of_enterprise("?")
+_OF_ENTERPRISE_NAMED = _of_enterprise("(SELECT id FROM enterprises WHERE name = ?)")
+# A batch's scans, and those of codes that are not genuine claiming it: its number (compact form),
+# or its GTIN (GS1 form: a forged GS1 code is counted with every batch of the GTIN it claims). 3 parameters.
+# Claims are set only on scans without a batch (lookup), so each term stands alone and is read
+# through its own index (SQLite's OR of indexes), not a walk of every scan.
+_OF_BATCH = "(s.batch_id = ? OR s.claimed_batch = ? OR s.claimed_gtin = (SELECT gtin FROM batches WHERE id = ?))"
+
+
 def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None, postgres: bool) -> tuple[str, list[Any]]:
     id_at = _ID_AT_POSTGRES if postgres else _ID_AT
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if not everything:  # an enterprise's account: its own batches only (no enterprise: nothing)
-        where.append("s.batch_id IN (SELECT id FROM batches WHERE enterprise_id = ?)")
-        params.append(enterprise_id)
+        where.append(_OF_ENTERPRISE)
+        params += [enterprise_id] * 4
     if flt.enterprise:
-        where.append(
-            "s.batch_id IN (SELECT b.id FROM batches b JOIN enterprises e ON e.id = b.enterprise_id WHERE e.name = ?)"
-        )
-        params.append(flt.enterprise)
+        where.append(_OF_ENTERPRISE_NAMED)
+        params += [flt.enterprise] * 4
     if flt.batch is not None:
-        where.append("s.batch_id = ?")
-        params.append(flt.batch)
+        where.append(_OF_BATCH)
+        params += [flt.batch] * 3
     if flt.serial is not None:
         where.append("s.serial = ?")
         params.append(flt.serial)
@@ -237,6 +271,15 @@ def oldest_first(
     return db.stream(conn, sql, params, chunk)
 
 
+def of_enterprise(conn: db.Conn, scan_ids: Sequence[int], enterprise_id: int) -> set[int]:
+    """Those of `scan_ids` that are the enterprise's: of its batches, or claiming them or its GTINs."""
+    if not scan_ids:
+        return set()
+    marks = ", ".join("?" * len(scan_ids))
+    sql = f"SELECT s.id FROM scans s WHERE s.id IN ({marks}) AND {_OF_ENTERPRISE}"
+    return {int(i) for (i,) in conn.execute(sql, [*scan_ids, *[enterprise_id] * 4]).fetchall()}
+
+
 def code_history(conn: db.Conn, columns: Sequence[str], serial: int, limit: int = HISTORY_MAX) -> list[tuple[Any, ...]]:
     """The first `limit` scans of one code, oldest first."""
     return conn.execute(
@@ -251,13 +294,14 @@ class BatchStatistics(NamedTuple):
 
 
 def batch_statistics(conn: db.Conn, batch_id: int) -> BatchStatistics:
-    """A batch's scans per day, verdict mix and most checked codes (served by scans_batch)."""
+    """A batch's scans per day, verdict mix and most checked codes (served by scans_batch); the
+    days and verdicts count the scans of codes that are not genuine claiming the batch too."""
     return BatchStatistics(
         conn.execute(
-            "SELECT substr(at, 1, 10), count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 1", (batch_id,)
+            f"SELECT substr(at, 1, 10), count(*) FROM scans s WHERE {_OF_BATCH} GROUP BY 1 ORDER BY 1", (batch_id,) * 3
         ).fetchall(),
         conn.execute(
-            "SELECT reason, count(*) FROM scans WHERE batch_id = ? GROUP BY 1 ORDER BY 2 DESC", (batch_id,)
+            f"SELECT reason, count(*) FROM scans s WHERE {_OF_BATCH} GROUP BY 1 ORDER BY 2 DESC", (batch_id,) * 3
         ).fetchall(),
         conn.execute(
             """SELECT serial, max(checks), count(*) FROM scans WHERE batch_id = ? AND serial IS NOT NULL
@@ -307,6 +351,12 @@ _REGISTERED = ", ".join(f"'{r}'" for r in REGISTERED_REASONS)
 _ENTERPRISE = (
     "(CAST(:enterprise AS BIGINT) IS NULL OR {batch} IN (SELECT id FROM batches WHERE enterprise_id = :enterprise))"
 )
+# Forged or unknown codes are an enterprise's (:enterprise given) where they claim its batch number
+# or one of its products' GTINs: the counterfeit clusters it sees are of its own products.
+_CLAIMED_BY = """(CAST(:enterprise AS BIGINT) IS NULL
+        OR claimed_batch IN (SELECT id FROM batches WHERE enterprise_id = :enterprise)
+        OR claimed_gtin IN (SELECT gtin FROM products WHERE enterprise_id = :enterprise AND gtin IS NOT NULL
+                            UNION SELECT gtin FROM batches WHERE enterprise_id = :enterprise AND gtin IS NOT NULL))"""
 # Scans in the window of codes shipped (or sold after shipping) with sales regions, located by a
 # region text. CROSS JOIN keeps SQLite reading the window first; each code's state is then one
 # primary-key read.
@@ -349,7 +399,7 @@ ANOMALY_QUERIES: dict[str, str] = {
         SELECT coalesce(country, '?'), coalesce(region, ''), substr(at, 1, 10), count(*), min(at), max(at),
                group_concat(id)
         FROM scans INDEXED BY scans_reason WHERE reason IN ({_COUNTERFEIT}) AND {_RARE} AND id >= {_FIRST_ID}
-        AND at >= :since GROUP BY 1, 2, 3 HAVING count(*) >= :cluster_scans""",
+        AND at >= :since AND {_CLAIMED_BY} GROUP BY 1, 2, 3 HAVING count(*) >= :cluster_scans""",
     "scan-after-recall": f"""
         SELECT batch_id, count(*), min(at), max(at), group_concat(id) FROM scans INDEXED BY scans_reason
         WHERE reason = 'recalled' AND {_RARE} AND id >= {_FIRST_ID} AND at >= :since GROUP BY batch_id""",

@@ -66,6 +66,22 @@ def render(template: str, status: int = 200, **context) -> BaseResponse:
     return Response(html, status, mimetype="text/html")
 
 
+def confirmed() -> bool:
+    """Whether a POST is the confirmation of an irreversible action (its CSRF token is checked by
+    login_required); a first POST only shows what the action will affect."""
+    return request.form.get("confirm") == "yes"
+
+
+def confirm_page(
+    title: str, effect: str, button: str, fields: dict[str, str], cancel: str, note: str = "This cannot be undone."
+) -> BaseResponse:
+    """The confirmation of an irreversible action: what it will affect, Confirm (the same form
+    again, with confirm=yes and the CSRF token) and Cancel (back, nothing done)."""
+    return render(
+        "audit/confirm.html", title=title, effect=effect, note=note, button=button, fields=fields, cancel=cancel
+    )
+
+
 def _sentence(text: str) -> str:
     return text[0].upper() + text[1:] + "."
 
@@ -236,6 +252,16 @@ def batch(batch: str) -> BaseResponse:
         if g.user.role != "admin":
             abort(403)
         reason = audit.parse_text("reason", request.form.get("reason", ""), audit.RECALL_REASON_MAX)
+        if not confirmed():
+            return confirm_page(
+                f"Recall batch {batch_id}?",
+                f"{found['count']:,} labels of batch {batch_id} ({found['enterprise']} / {found['product']}) "
+                "will show “recalled” to every consumer who scans them.",
+                f"Recall batch {batch_id}",
+                {"reason": reason},
+                url_for(".batch", batch=batch_id),
+                f"Reason: {reason or '—'}. A recall cannot be undone.",
+            )
         try:
             audit.recall(conn, batch_id, reason, f"ui:{g.user.username}", g.now)
         except errors.VerifierError as exc:
@@ -262,6 +288,16 @@ def code(code: str) -> BaseResponse:
         if g.user.role != "admin":
             abort(403)
         note = audit.parse_text("note", request.form.get("note", ""), NOTE_MAX)
+        if not confirmed():
+            return confirm_page(
+                f"Report code {codes.human_code(serial)} as counterfeit?",
+                f"1 label, code {codes.human_code(serial)}, will show “reported counterfeit” to every consumer "
+                "who scans it, whatever else holds.",
+                "Report this code",
+                {"note": note},
+                url_for(".code", code=f"{serial:016d}"),
+                f"Note: {note or '—'}. The first report stands: it cannot be undone.",
+            )
         with db.transaction(conn):
             audit.report_code(conn, serial, note, f"ui:{g.user.username}", g.now)
         return redirect(url_for(".code", code=f"{serial:016d}"))
@@ -298,6 +334,22 @@ def key_list() -> BaseResponse:
             409,
             title="Keys come from a JWKS file",
             message="Revoke with `verifier keys revoke` where the keyring lives, then publish the JWKS again.",
+        )
+    if request.method == "POST" and not confirmed():
+        kid = request.form.get("kid", "")
+        record = next((r for r in keys.read_keyring(folder) if r.kid == kid and r.status != "revoked"), None)
+        if record is None:
+            return render("audit/message.html", 400, title="Not revoked", message="No such key, or it is revoked.")
+        with audit_reads.reads():
+            signed = audit.codes_signed_by(st.connection(), record.kid)
+        return confirm_page(
+            f"Revoke key {record.kid} ({record.name})?",
+            f"{signed:,} label{'s' * (signed != 1)} will show “not genuine”: every code key {record.kid} signed "
+            "is then reported as signed by a revoked key.",
+            f"Revoke key {record.kid}",
+            {"kid": record.kid},
+            url_for(".key_list"),
+            "A revoked key stays revoked: it cannot be undone, and it signs nothing new.",
         )
     if request.method == "POST":
 
