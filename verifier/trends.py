@@ -20,6 +20,7 @@ _COUNTRY_PROVINCES = {"HK": "810000", "MO": "820000", "TW": "710000"}
 ENTERPRISES_SHOWN = 6  # the busiest; the rest are summed as "others"
 NO_ENTERPRISE = ""  # scans of no registered batch (forged or unknown codes)
 OTHERS = "…"
+DEFAULT_THRESHOLDS = anomalies.Thresholds()
 
 
 def verdict_class(reason: str) -> str:
@@ -58,7 +59,7 @@ def _scope(user: accounts.User) -> tuple[bool, int | None]:
 
 
 def diversion_anomalies(
-    conn: db.Conn, user: accounts.User, since: str, thresholds: anomalies.Thresholds = anomalies.Thresholds()
+    conn: db.Conn, user: accounts.User, since: str, thresholds: anomalies.Thresholds = DEFAULT_THRESHOLDS
 ) -> list[anomalies.Anomaly]:
     """The diversion rule alone (anomalies.find runs every rule), for `user`'s codes."""
     enterprise = None if user.sees_everything() else (user.enterprise_id if user.enterprise_id is not None else -1)
@@ -137,4 +138,3 @@ def daily(conn: db.Conn, user: accounts.User, since: str, now: dt.datetime) -> T
     if rest:
         enterprises[OTHERS] = [sum(per_enterprise[name][i] for name in rest) for i in range(len(days))]
     return Trends(days, verdicts, enterprises)
-
