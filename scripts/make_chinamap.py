@@ -84,8 +84,13 @@ def grid() -> dict:
         provinces[code_of(iso)] = {"rings": [ring], "label": [x + size // 2, y + size // 2 + 5]}
     width = (max(c for c, _ in GRID.values()) + 1) * CELL
     height = (max(r for _, r in GRID.values()) + 1) * CELL
-    return {"kind": "tile-grid", "source": "tile grid made for this project (no boundary data)", "provinces": provinces,
-            "width": width, "height": height}
+    return {
+        "kind": "tile-grid",
+        "source": "tile grid made for this project (no boundary data)",
+        "provinces": provinces,
+        "width": width,
+        "height": height,
+    }
 
 
 def douglas_peucker(points: list[tuple[float, float]], tolerance: float) -> list[tuple[float, float]]:
@@ -149,8 +154,13 @@ def natural_earth(path: Path, tolerance: float, width: int) -> dict:
         label = [round(sum(x for x, _ in biggest) / len(biggest)), round(sum(y for _, y in biggest) / len(biggest))]
         provinces[code] = {"rings": out, "label": label}
     height = round((max(ys) - min(ys)) * factor)
-    return {"kind": "natural-earth", "source": "Natural Earth admin-1 (public domain)", "provinces": provinces,
-            "width": width, "height": height}
+    return {
+        "kind": "natural-earth",
+        "source": "Natural Earth admin-1 (public domain)",
+        "provinces": provinces,
+        "width": width,
+        "height": height,
+    }
 
 
 def main() -> None:

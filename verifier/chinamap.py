@@ -3,7 +3,7 @@ the package's own data file, read once).
 
 The polygons are verifier/data/chinamap/provinces.json (made by scripts/make_chinamap.py, keyed
 by GB/T 2260 code). Each province is a <path> of class `c0`..`c4` (0: no figure; 1-4: equal
-intervals of 1..max), with its words in a <title>; the stylesheet colours the classes, so the
+intervals of (0, max]), with its words in a <title>; the stylesheet colours the classes, so the
 SVG has no style attributes (the audit UI's CSP).
 """
 
@@ -62,7 +62,7 @@ def class_of(value: int, top: int) -> int:
     """The choropleth class of `value` when the largest figure is `top`: 0 for none, else 1..4."""
     if value <= 0 or top <= 0:
         return 0
-    return 1 + min(CLASSES - 2, (value - 1) * (CLASSES - 1) // top)
+    return min(CLASSES - 1, -(-value * (CLASSES - 1) // top))  # equal intervals of (0, top]: the top is c4
 
 
 def legend(top: int) -> list[tuple[int, int, int]]:
@@ -71,8 +71,8 @@ def legend(top: int) -> list[tuple[int, int, int]]:
     if top <= 0:
         return rows
     for c in range(1, CLASSES):
-        low = -(-(c - 1) * top // (CLASSES - 1)) + 1
-        high = min(top, -(-c * top // (CLASSES - 1)))
+        low = (c - 1) * top // (CLASSES - 1) + 1
+        high = c * top // (CLASSES - 1)
         if low <= high:
             rows.append((c, low, high))
     return rows
