@@ -14,8 +14,11 @@ PASSWORD = "correct horse battery"
 LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
 
 
-def logged_in(aw, who):
+def logged_in(aw, who, lang=None):
+    """A client logged in as `who`; with `lang`, its pages in that language (the cookie ?lang= sets)."""
     client = aw["app"].test_client()
+    if lang:
+        client.set_cookie("vaudit_lang", lang, path="/audit")
     if who != "anonymous":
         response = log_in(client, who)
         assert response.status_code == 302, who
@@ -107,15 +110,14 @@ def test_ui_role_page_matrix_has_no_leaks(audit_world, capsys):
 def test_enterprise_pages_show_only_their_scans(audit_world):
     html = logged_in(audit_world, "oscar").get("/audit/").get_data(as_text=True)
     assert audit_world["their_serial"] in html and audit_world["my_serial"] not in html
-    assert "ip_prefix" not in html
+    assert "IP 前缀" not in html and "ip_prefix" not in html
     inspector = logged_in(audit_world, "ian").get("/audit/").get_data(as_text=True)
-    assert (
-        audit_world["their_serial"] in inspector and audit_world["my_serial"] in inspector and "ip_prefix" in inspector
-    )
+    assert audit_world["their_serial"] in inspector and audit_world["my_serial"] in inspector and "IP 前缀" in inspector
 
 
 def test_user_enumeration_by_timing_every_failure_gets_the_same_answer(audit_world):
     client = audit_world["app"].test_client()
+    client.set_cookie("vaudit_lang", "en", path="/audit")
     answers = {
         case: log_in(client, who, password)
         for case, (who, password) in {
@@ -131,6 +133,7 @@ def test_user_enumeration_by_timing_every_failure_gets_the_same_answer(audit_wor
 
 def test_lockout_as_denial_of_service_wrong_passwords_throttle_the_address_not_the_account(audit_world):
     attacker, owner = audit_world["app"].test_client(), audit_world["app"].test_client()
+    attacker.set_cookie("vaudit_lang", "en", path="/audit")
     for _ in range(5):
         assert log_in(attacker, "ada", "nope", ip="203.0.113.66").status_code == 401
     throttled = log_in(attacker, "ada", PASSWORD, ip="203.0.113.66")
@@ -157,6 +160,7 @@ STALE_FORMS = {
 @pytest.mark.parametrize("case", STALE_FORMS)
 def test_login_csrf_a_login_post_without_a_valid_token_is_refused_and_counts_nothing(audit_world, case):
     client = audit_world["app"].test_client()
+    client.set_cookie("vaudit_lang", "en", path="/audit")
     form = client.get("/audit/login").get_data(as_text=True)
     extra = STALE_FORMS[case](client, form)
     for password in ("nope", PASSWORD):
@@ -183,7 +187,7 @@ def test_login_csrf_the_cookie_is_strict_http_only_and_scoped_to_the_login_form(
 
 
 def test_admin_actions_need_csrf_and_are_logged(audit_world):
-    admin = logged_in(audit_world, "ada")
+    admin = logged_in(audit_world, "ada", "en")
     batch_page = admin.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
     assert "<svg" in batch_page and "Recall batch" in batch_page
     assert admin.post(f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "x"}).status_code == 403  # no token
@@ -207,7 +211,7 @@ def test_admin_actions_need_csrf_and_are_logged(audit_world):
 def test_inspector_cannot_recall_and_logout_ends_the_session(audit_world):
     inspector = logged_in(audit_world, "ian")
     page = inspector.get(f"/audit/batches/{audit_world['mine'][0]}").get_data(as_text=True)
-    assert "Recall batch" not in page
+    assert "召回批次" not in page and "Recall batch" not in page
     assert (
         inspector.post(
             f"/audit/batches/{audit_world['mine'][0]}", data={"reason": "x", "csrf": csrf_of(page)}
@@ -238,12 +242,14 @@ UI_BAD = {
 
 
 def test_hostile_parameters_are_a_400_page_never_500(audit_world):
-    client = logged_in(audit_world, "ian")
+    client = logged_in(audit_world, "ian", "en")
     for name, path in UI_BAD.items():
         response = client.get(path)
         assert response.status_code == 400, (name, response.status_code)
         assert "text/html" in response.content_type and "<h1>Bad filter</h1>" in response.get_data(as_text=True), name
         assert response.headers["Content-Security-Policy"].startswith("default-src 'none'"), name
+    zh = logged_in(audit_world, "ian").get(UI_BAD["impossible date"]).get_data(as_text=True)
+    assert "<h1>筛选条件有误</h1>" in zh
 
 
 def test_hostile_form_fields_are_a_400_page(audit_world):
@@ -260,12 +266,14 @@ def test_hostile_form_fields_are_a_400_page(audit_world):
 def test_ui_over_budget_is_a_message_page(audit_world, monkeypatch):
     from verifier import budget
 
-    client = logged_in(audit_world, "ian")
+    client = logged_in(audit_world, "ian", "en")
     monkeypatch.setattr(budget, "GRAIN", 1)
     audit_world["app"].config["AUDIT_BUDGET"] = 5
     for path in ("/audit/", "/audit/anomalies", "/audit/scans.csv", f"/audit/codes/{audit_world['my_serial']}"):
         response = client.get(path)
         assert response.status_code == 400 and "narrow the time range" in response.get_data(as_text=True), path
+    zh = logged_in(audit_world, "ian").get("/audit/anomalies")
+    assert zh.status_code == 400 and "请缩短时间范围" in zh.get_data(as_text=True)
     audit_world["app"].config["AUDIT_BUDGET"] = None
     assert client.get("/audit/anomalies").status_code == 200
 
@@ -277,7 +285,7 @@ def test_ui_over_the_time_limit_is_a_message_page(audit_world):
     from verifier import clock
 
     fill_scans(audit_world["app"].config["DATABASE"], 200_000, clock.now(), dt.timedelta(milliseconds=10))
-    client = logged_in(audit_world, "ian")
+    client = logged_in(audit_world, "ian", "en")
     audit_world["app"].config["AUDIT_SECONDS"] = 0.001  # statement_timeout 1 ms: 200,000 scans in the window
     for path in ("/audit/anomalies", "/audit/anomalies?days=1"):
         response = client.get(path)
@@ -292,6 +300,8 @@ def test_ui_busy_is_a_message_page(audit_world):
     assert slot is not None
     try:
         busy = client.get("/audit/anomalies")
+        assert busy.status_code == 503 and "<h1>系统繁忙</h1>" in busy.get_data(as_text=True)
+        busy = client.get("/audit/anomalies?lang=en")
         assert busy.status_code == 503 and "<h1>Busy</h1>" in busy.get_data(as_text=True)
     finally:
         slot.release()

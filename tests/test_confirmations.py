@@ -183,7 +183,7 @@ def test_the_key_revocation_confirmation_on_a_phone(serve, server_env, world, db
             page.fill("input[name=password]", "correct horse battery")
             page.click("button")
             page.wait_for_load_state("load")
-            page.goto(server.url + "/audit/keys")
+            page.goto(server.url + "/audit/keys?lang=en")  # the audit UI speaks Chinese unless asked
             page.click("form.inline button:text('Revoke')")
             page.wait_for_load_state("load")
             page.screenshot(path=str(ARTIFACTS / "audit-confirm-key-revocation-phone.png"), full_page=True)

@@ -15,10 +15,11 @@ import secrets
 from typing import Any
 
 from flask import Blueprint, Response, abort, g, redirect, render_template, request, url_for
+from markupsafe import escape
 from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns; flask's Response is one
 
-from .. import accounts, anomalies, audit, auditlog, clock, codes, db, errors, keys, lookup
-from . import audit_reads
+from .. import accounts, anomalies, audit, auditlog, chinamap, clock, codes, db, errors, keys, lookup, regions, trends
+from . import audit_i18n, audit_reads
 from .state import AUDIT_SESSION_COOKIE, session_user, state
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
@@ -61,9 +62,40 @@ def login_required(*roles: str):
     return decorate
 
 
+def lang() -> str:
+    return audit_i18n.language()
+
+
+def words() -> dict[str, str]:
+    return audit_i18n.TEXT[lang()]
+
+
+@bp.app_context_processor
+def audit_words() -> dict[str, Any]:
+    """The audit templates' words on every page under /audit/, the app's error pages included."""
+    if not request.path.startswith("/audit/"):
+        return {}
+    return audit_i18n.context(lang())
+
+
 def render(template: str, status: int = 200, **context) -> BaseResponse:
-    html = render_template(template, user=getattr(g, "user", None), csrf=csrf_token(), **context)
-    return Response(html, status, mimetype="text/html")
+    """An audit page in the request's language (?lang= is remembered in a cookie scoped to /audit)."""
+    language = lang()
+    html = render_template(
+        template, user=getattr(g, "user", None), csrf=csrf_token(), **audit_i18n.context(language), **context
+    )
+    response = Response(html, status, mimetype="text/html")
+    if request.args.get("lang") in audit_i18n.LANGUAGES:
+        response.set_cookie(
+            audit_i18n.COOKIE,
+            language,
+            max_age=365 * 86400,
+            httponly=True,
+            samesite="Strict",
+            secure=request.is_secure,
+            path="/audit",
+        )
+    return response
 
 
 def confirmed() -> bool:
@@ -86,20 +118,25 @@ def _sentence(text: str) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def message(status: int, title: str, text: str) -> BaseResponse:
+    return render("audit/message.html", status, title=title, message=text)
+
+
 @bp.errorhandler(errors.VerifierError)
 def verifier_error(error: errors.VerifierError) -> BaseResponse:
     """The service's errors as message pages, with the status of the error's kind."""
+    t = words()
     if isinstance(error, audit.TooBroad):
-        title, message = "Too much to read at once", _sentence(error.message)
+        title, text = t["too_broad.title"], t["too_broad"] or _sentence(error.message)
     elif isinstance(error, errors.Unavailable):
-        title, message = "Busy", _sentence(error.message)
+        title, text = t["busy.title"], t["busy"] or _sentence(error.message)
     elif isinstance(error, errors.NotFound):
-        title, message = "Not found", "There is no such audit page."
+        title, text = t["not_found.title"], t["not_found"]
     elif isinstance(error, errors.InvalidInput):
-        title, message = "Bad filter", error.message
+        title, text = t["bad_filter.title"], error.message  # the service's words (English)
     else:
-        title, message = "Not done", error.message
-    response = render("audit/message.html", error.http_status, title=title, message=message)
+        title, text = t["not_done.title"], error.message
+    response = message(error.http_status, title, text)
     if isinstance(error, errors.Unavailable) and error.retry_after:
         response.headers["Retry-After"] = str(error.retry_after)
     return response
@@ -107,14 +144,8 @@ def verifier_error(error: errors.VerifierError) -> BaseResponse:
 
 @bp.errorhandler(403)
 def forbidden(_error) -> BaseResponse:
-    return render("audit/message.html", 403, title="Not allowed", message="Your role cannot do this.")
-
-
-LOGIN_FAILED = "Wrong user name or password, or the account cannot sign in now."
-LOGIN_FORM_STALE = (
-    "This form was not sent: it has expired or did not come from this site's login page. "
-    "Enter your user name and password again."
-)
+    t = words()
+    return message(403, t["forbidden.title"], t["forbidden"])
 
 
 def login_page(status: int = 200, error: str | None = None, headers: dict[str, str] | None = None) -> BaseResponse:
@@ -147,7 +178,7 @@ def login() -> BaseResponse:
         _PRE_RE.fullmatch(pre)
         and hmac.compare_digest(request.form.get("csrf", "").encode(), login_csrf_token(pre).encode())
     ):
-        return login_page(400, LOGIN_FORM_STALE)  # before the database: a forged form counts nothing
+        return login_page(400, words()["login_stale"])  # before the database: a forged form counts nothing
     result = accounts.login(
         state().connection(),
         request.form.get("username", "")[:64],
@@ -157,14 +188,12 @@ def login() -> BaseResponse:
         key=state().hash_key,
     )
     if result.user is None:
+        t = words()
         if result.retry_after:
             minutes = -(-result.retry_after // 60)
-            return login_page(
-                429,
-                f"{LOGIN_FAILED} Try again in {minutes} minute{'s' * (minutes != 1)}.",
-                {"Retry-After": str(result.retry_after)},
-            )
-        return login_page(401, LOGIN_FAILED)
+            retry = t["login_retry"].format(minutes=minutes, s="s" * (minutes != 1))
+            return login_page(429, f"{t['login_failed']} {retry}", {"Retry-After": str(result.retry_after)})
+        return login_page(401, t["login_failed"])
     assert result.session is not None  # a login with a user always opens a session
     response = redirect(url_for("audit_ui.scans"))
     response.set_cookie(
@@ -221,7 +250,7 @@ def batches() -> BaseResponse:
     return render("audit/batches.html", batches=audit.list_batches(state().connection(), g.user))
 
 
-def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160) -> str:
+def bar_chart(points: list[tuple[str, int]], label: str = "", width: int = 640, height: int = 160) -> str:
     """A server-side SVG bar chart of (label, value) pairs."""
     if not points:
         return ""
@@ -237,8 +266,39 @@ def bar_chart(points: list[tuple[str, int]], width: int = 640, height: int = 160
         f'<text x="{width}" y="{height - 4}" text-anchor="end">{points[-1][0]}</text>'
     )
     return (
-        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="scans per day">'
-        f'<text x="0" y="10">max {top}/day</text>{bars}{labels}</svg>'
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">'
+        f'<text x="0" y="10">max {top}</text>{bars}{labels}</svg>'
+    )
+
+
+def stacked_bars(
+    days: list[str], series: list[tuple[str, str, list[int]]], label: str, width: int = 640, height: int = 180
+) -> str:
+    """A server-side SVG chart of stacked bars: one bar a day, one (name, css class, values) a layer."""
+    if not days:
+        return ""
+    totals = [sum(values[i] for _, _, values in series) for i in range(len(days))]
+    top = max(totals) or 1
+    bar = width / len(days)
+    scale = (height - 30) / top
+    rects = []
+    for i, day in enumerate(days):
+        y = height - 20.0
+        for name, css, values in series:
+            if values[i]:
+                h = values[i] * scale
+                y -= h
+                rects.append(
+                    f'<rect class="{css}" x="{i * bar:.1f}" y="{y:.1f}" width="{max(bar - 1, 1):.1f}" height="{h:.1f}">'
+                    f"<title>{escape(day)} {escape(name)}: {values[i]}</title></rect>"
+                )
+    labels = (
+        f'<text x="0" y="{height - 4}">{escape(days[0])}</text>'
+        f'<text x="{width}" y="{height - 4}" text-anchor="end">{escape(days[-1])}</text>'
+    )
+    return (
+        f'<svg class="chart" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">'
+        f'<text x="0" y="10">max {top}</text>{"".join(rects)}{labels}</svg>'
     )
 
 
@@ -265,14 +325,14 @@ def batch(batch: str) -> BaseResponse:
         try:
             audit.recall(conn, batch_id, reason, f"ui:{g.user.username}", g.now)
         except errors.VerifierError as exc:
-            return render("audit/message.html", 400, title="Recall not done", message=exc.message)
+            return message(400, words()["recall_failed"], exc.message)
         return redirect(url_for(".batch", batch=batch_id))
     with audit_reads.reads():
         stats = audit.batch_statistics(conn, batch_id)
     return render(
         "audit/batch.html",
         batch=found,
-        chart=bar_chart(stats.per_day),
+        chart=bar_chart(stats.per_day, words()["scans_per_day"]),
         mix=stats.verdicts,
         top=[(f"{s:016d}", codes.human_code(s), c, n) for s, c, n in stats.top_codes],
     )
@@ -323,18 +383,88 @@ def anomaly_list() -> BaseResponse:
     return render("audit/anomalies.html", anomalies=found, rules=anomalies.RULES, days=days)
 
 
+TREND_DAYS_MAX = 366
+METRICS = ("scans", "counterfeit", "diversions")
+
+
+def _days() -> int:
+    return audit.int_arg(request.args, "days", 1, TREND_DAYS_MAX) or 30
+
+
+@bp.get("/map")
+@login_required()
+def province_map() -> BaseResponse:
+    """Scans, counterfeit scans and diversion anomalies per province: a choropleth and its table."""
+    days = _days()
+    metric = request.args.get("metric") or "scans"
+    if metric not in METRICS:
+        raise audit.BadFilter(f"metric is one of {', '.join(METRICS)}")
+    since = anomalies.since_days(days, g.now)
+    with audit_reads.heavy_reads():  # the diversion rule's queries
+        figures = trends.province_figures(state().connection(), g.user, since)
+    language, t = lang(), words()
+    names = {f.province.code: regions.display(f.province.code, language) for f in figures.provinces}
+    titles = {
+        f.province.code: f"{names[f.province.code]}: {t['metric.scans']} {f.scans}, "
+        f"{t['metric.counterfeit']} {f.counterfeit}, {t['metric.diversions']} {f.diversions}"
+        for f in figures.provinces
+    }
+    svg = chinamap.render(
+        {f.province.code: getattr(f, metric) for f in figures.provinces},
+        titles,
+        names,
+        label=t["map_label"].format(metric=t[f"metric.{metric}"]),
+        legend_title=t[f"metric.{metric}"],
+    )
+    return render(
+        "audit/map.html",
+        svg=svg,
+        figures=figures,
+        names=names,
+        metric=metric,
+        metrics=METRICS,
+        days=days,
+        tile_grid=chinamap.outline().kind == "tile-grid",
+    )
+
+
+@bp.get("/trends")
+@login_required()
+def trend_charts() -> BaseResponse:
+    """Scans per day (China Standard Time) by verdict class and by enterprise: charts and tables."""
+    days = _days()
+    since = anomalies.since_days(days, g.now)
+    with audit_reads.reads():
+        found = trends.daily(state().connection(), g.user, since, g.now)
+    language, t = lang(), words()
+    labels = [audit_i18n.format_day(d, language) for d in found.days]
+    verdict_series = [(t[f"class.{c}"], f"v-{c}", found.verdicts[c]) for c in trends.VERDICT_CLASSES]
+
+    def enterprise_name(name: str) -> str:
+        return {trends.NO_ENTERPRISE: t["no_enterprise"], trends.OTHERS: t["others"]}.get(name, name)
+
+    enterprise_series = [
+        (enterprise_name(name), f"e{i}", values) for i, (name, values) in enumerate(found.enterprises.items())
+    ]
+    return render(
+        "audit/trends.html",
+        days=days,
+        labels=labels,
+        verdict_series=verdict_series,
+        enterprise_series=enterprise_series,
+        verdict_chart=stacked_bars(labels, verdict_series, t["by_verdict"]),
+        enterprise_chart=stacked_bars(labels, enterprise_series, t["by_enterprise"]),
+    )
+
+
 @bp.route("/keys", methods=["GET", "POST"])
 @login_required("admin")
 def key_list() -> BaseResponse:
     st = state()
     folder = st.keys_source.parent
     if st.keys_source.name != keys.KEYRING_FILE:
-        return render(
-            "audit/message.html",
-            409,
-            title="Keys come from a JWKS file",
-            message="Revoke with `verifier keys revoke` where the keyring lives, then publish the JWKS again.",
-        )
+        t = words()
+        return message(409, t["jwks.title"], t["jwks"])
     if request.method == "POST" and not confirmed():
         kid = request.form.get("kid", "")
         record = next((r for r in keys.read_keyring(folder) if r.kid == kid and r.status != "revoked"), None)
@@ -367,7 +497,7 @@ def key_list() -> BaseResponse:
         try:
             keys.set_status(folder, request.form.get("kid", ""), "revoked", g.now, log_change)
         except keys.KeyringError as exc:
-            return render("audit/message.html", 400, title="Not revoked", message=str(exc))
+            return message(400, words()["revoke_failed"], str(exc))
         return redirect(url_for(".key_list"))
     return render("audit/keys.html", keys=keys.read_keyring(folder))
 
@@ -375,4 +505,5 @@ def key_list() -> BaseResponse:
 @bp.route("/<path:rest>", methods=["GET", "POST"])
 def not_found(rest: str) -> BaseResponse:
     """Anything else under /audit/ (e.g. a code with a slash): not a consumer lookup, not a page."""
-    return render("audit/message.html", 404, title="Not found", message="There is no such audit page.")
+    t = words()
+    return message(404, t["not_found.title"], t["not_found"])

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, jsonify, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import anomalies, audit, cases, clock, db, errors, evidence
+from .. import anomalies, audit, cases, db, errors, evidence
 from . import audit_reads
 from .audit_ui import login_required, render
 from .auth import token_required
@@ -75,14 +75,8 @@ WORDS = {
 STATUS_WORDS = {s: WORDS[s] for s in ("open", "investigating")} | {"closed": "已结案"}
 
 
-def cst(text: str | None) -> str:
-    """A stored UTC time in China Standard Time, to the second."""
-    moment = clock.parse(text) if text else None
-    return "" if moment is None else moment.astimezone(clock.CHINA).strftime("%Y-%m-%d %H:%M:%S")
-
-
 def _page(template: str, status: int = 200, **context: Any) -> BaseResponse:
-    return render(template, status, w=WORDS, statuses=STATUS_WORDS, cst=cst, **context)
+    return render(template, status, w=WORDS, statuses=STATUS_WORDS, **context)  # cst: the audit UI's (audit_i18n)
 
 
 def _message(status: int, title: str, message: str) -> BaseResponse:
