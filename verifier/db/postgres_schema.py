@@ -611,6 +611,19 @@ CREATE TABLE batch_files (
     )
 
 
+def _m015_association_role(conn: _Executes) -> None:
+    # users.role accepts accounts.ROLES' `association` (the SQLite migration rebuilds its table).
+    _run(
+        conn,
+        """
+        ALTER TABLE users DROP CONSTRAINT users_role_check
+        ;;
+        ALTER TABLE users ADD CONSTRAINT users_role_check
+            CHECK (role IN ('admin', 'inspector', 'enterprise', 'association'))
+        """,
+    )
+
+
 STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -626,4 +639,5 @@ STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("012_certificates", _m012_certificates),
     ("013_batch_requests", _m013_batch_requests),
     ("014_cases", _m014_cases),
+    ("015_association_role", _m015_association_role),
 ]
