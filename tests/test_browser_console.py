@@ -8,6 +8,7 @@ Screenshots of every console page at both sizes: test-artifacts/browser/console-
 from __future__ import annotations
 
 import datetime as dt
+import io
 import os
 import shutil
 import subprocess
@@ -19,7 +20,7 @@ import pytest
 import zxingcpp
 from conftest import BASE_URL, PIN_SECRET, database_env
 
-from verifier import accounts, codes, db, keys
+from verifier import accounts, codes, db, issue, keys, requests
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
@@ -169,8 +170,18 @@ def test_request_approve_sign_download_decode_then_suspend(browser, office, serv
     for sheet in pypdfium2.PdfDocument(str(pdf_path)):
         image = sheet.render(scale=200 / 72).to_pil().convert("L")
         found += [b.text for b in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
-    assert len(set(found)) == 2000
-    assert all(codes.verify(url, trust, [BASE_URL]).genuine for url in found)
+    # zxing-cpp now and then reads a stray short "QR" out of the printed text (seen once on
+    # PostgreSQL's seed: '522471'); the labels are the reads that are addresses of this site
+    urls = sorted(t for t in found if t.startswith(BASE_URL))
+    assert len(urls) == 2000 and len(found) - len(urls) <= 2
+    assert all(codes.verify(url, trust, [BASE_URL]).genuine for url in urls)
+    conn = db.connect(office["db"])
+    try:
+        listed = requests.file(conn, int(request_url.rsplit("/", 1)[1]), "codes.csv").decode("utf-8")
+    finally:
+        conn.close()
+    assert urls == sorted(r["url"] for r in issue.read_codes_csv(io.StringIO(listed, newline="")))
+    found = urls
 
     # a consumer scans one: genuine, the mark in force
     consumer = browser.new_context(locale="zh-CN", **PHONE).new_page()
