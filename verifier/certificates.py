@@ -119,6 +119,12 @@ def resolve_products(conn: db.Conn, enterprise_id: int, names: Sequence[str], no
     return tuple(sorted(found))
 
 
+def products_of(conn: db.Conn, enterprise: str, names: Sequence[str], now: dt.datetime) -> tuple[int, ...]:
+    """resolve_products for an enterprise by name (registered here if it is new, as a grant does)."""
+    enterprise_id = registry.ensure_enterprise(conn, enterprise, None, now)
+    return resolve_products(conn, enterprise_id, names, now)
+
+
 def grant(conn: db.Conn, request: Grant, *, actor: str, now: dt.datetime) -> dict[str, Any]:
     """Grant a certificate (logged as certificate.granted); the certificate as stored."""
     number = check_number(request.number)
@@ -209,6 +215,15 @@ def list_all(conn: db.Conn, enterprise_id: int | None = None) -> list[dict[str, 
         r["product_ids"] = [int(p) for p in r["products"].split()] if r["products"] else None
         r["product_names"] = [names.get(p, str(p)) for p in r["product_ids"]] if r["product_ids"] else None
     return rows
+
+
+def affected(conn: db.Conn, number: str) -> tuple[int, int]:
+    """How many batches and labels are issued under the certificate `number`: what a change of its
+    status changes on the consumer's page (NoCertificate if there is none)."""
+    certificate = repo.certificate_by_number(conn, number.strip())
+    if certificate is None:
+        raise NoCertificate(f"no certificate {number.strip()} (see `verifier certificates list`)")
+    return repo.batches_under(conn, int(certificate["id"]))
 
 
 def check_issuance(

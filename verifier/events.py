@@ -495,6 +495,11 @@ def register_dealer(
     return dealer_id
 
 
+def list_dealers(conn: db.Conn, enterprise_id: int | None = None) -> list[dict[str, Any]]:
+    """The registered dealers (of one enterprise), with their regions."""
+    return repo.dealers(conn, enterprise_id)
+
+
 def attach_report(
     conn: db.Conn,
     batch_id: int,

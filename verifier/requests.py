@@ -54,10 +54,11 @@ PARAMS: dict[str, Any] = {
     "unit": "item",
     "activation": "issue",
     "production_place": None,
+    "certificate": None,  # the number of the mark certificate it is issued under (certificates.py)
     "note": "",
 }
 _TEXT: tuple[str, ...] = ("mark", "product", "spec", "lot", "gtin", "production_date", "expiry", "label_size")
-_TEXT += ("unit", "activation", "production_place", "note")
+_TEXT += ("unit", "activation", "production_place", "certificate", "note")
 # Its files are kept in the database (batch_files) and read whole into memory by the signer and the
 # console. Measured: 2,000 labels with PINs make a 2.0 MB PDF, a 0.4 MB codes.csv and a 2.3 MB zip of
 # both, ~2.4 kB a label in all (docs/signer.md): 50,000 is ~120 MB. Larger runs belong to
@@ -132,7 +133,7 @@ def normalize_params(params: Mapping[str, Any], base_url: str) -> dict[str, Any]
             raise issue.InvalidRequest(f"{name} must be text")
         if isinstance(value, str):
             out[name] = value.strip()
-    for name in ("lot", "gtin", "production_date", "expiry", "production_place"):
+    for name in ("lot", "gtin", "production_date", "expiry", "production_place", "certificate"):
         out[name] = out[name] or None
     if not out["mark"] or not out["product"]:
         raise issue.InvalidRequest("a request needs a mark and a product")
@@ -200,6 +201,7 @@ def batch_request(
         unit=params["unit"],
         activation=params["activation"],
         production_place=params["production_place"],
+        certificate=params.get("certificate"),  # requests made before it was a parameter have none
     )
     request.validate()
     return request

@@ -645,6 +645,19 @@ END $$
     )
 
 
+def _m016_association_role(conn: _Executes) -> None:
+    # users.role accepts accounts.ROLES' `association` (the SQLite migration rebuilds its table).
+    _run(
+        conn,
+        """
+        ALTER TABLE users DROP CONSTRAINT users_role_check
+        ;;
+        ALTER TABLE users ADD CONSTRAINT users_role_check
+            CHECK (role IN ('admin', 'inspector', 'enterprise', 'association'))
+        """,
+    )
+
+
 STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -661,4 +674,5 @@ STEPS: list[tuple[str, Callable[[_Executes], None]]] = [
     ("013_batch_requests", _m013_batch_requests),
     ("014_cases", _m014_cases),
     ("015_scan_claims", _m015_scan_claims),
+    ("016_association_role", _m016_association_role),
 ]

@@ -588,6 +588,26 @@ def _m015_scan_claims(conn: sqlite3.Connection) -> None:
     )
 
 
+def _m016_association_role(conn: sqlite3.Connection) -> None:
+    # accounts.ROLES gained `association` (the issuing association's staff, docs/certificates.md)
+    # but users.role's CHECK did not. Widening a CHECK changes no stored row, so SQLite's documented
+    # way applies (sqlite.org/lang_altertable.html, "writable_schema"): edit the table's text, bump
+    # the schema version. Rebuilding the table would rewrite the tokens' and sessions' foreign keys.
+    old = "CHECK (role IN ('admin', 'inspector', 'enterprise'))"
+    new = "CHECK (role IN ('admin', 'inspector', 'enterprise', 'association'))"
+    (version,) = conn.execute("PRAGMA schema_version").fetchone()
+    conn.execute("PRAGMA writable_schema = ON")
+    try:
+        conn.execute(
+            "UPDATE sqlite_master SET sql = replace(sql, ?, ?) WHERE type = 'table' AND name = 'users'", (old, new)
+        )
+        conn.execute(f"PRAGMA schema_version = {int(version) + 1}")
+    finally:
+        conn.execute("PRAGMA writable_schema = OFF")
+    if "'association'" not in conn.execute("SELECT sql FROM sqlite_master WHERE name = 'users'").fetchone()[0]:
+        raise RuntimeError("016_association_role: the users table's CHECK was not the expected one")
+
+
 STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("001_registry", _m001_registry),
     ("002_scans", _m002_scans),
@@ -604,4 +624,5 @@ STEPS: list[tuple[str, Callable[[sqlite3.Connection], None]]] = [
     ("013_batch_requests", _m013_batch_requests),
     ("014_cases", _m014_cases),
     ("015_scan_claims", _m015_scan_claims),
+    ("016_association_role", _m016_association_role),
 ]

@@ -126,3 +126,11 @@ def commitments(conn: db.Conn) -> dict[int, tuple[str | None, str | None]]:
     """enterprise id -> (commitment, commitment_url), for every enterprise."""
     rows = conn.execute("SELECT id, commitment, commitment_url FROM enterprises").fetchall()
     return {int(r[0]): (r[1], r[2]) for r in rows}
+
+
+def batches_under(conn: db.Conn, certificate_id: int) -> tuple[int, int]:
+    """(batches, labels) issued under a certificate."""
+    row = conn.execute(
+        "SELECT count(*), coalesce(sum(count), 0) FROM batches WHERE certificate_id = ?", [certificate_id]
+    ).fetchone()
+    return int(row[0]), int(row[1])

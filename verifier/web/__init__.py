@@ -80,7 +80,7 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     state = app.extensions["verifier"] = ServerState(app)
     app.teardown_appcontext(lambda _exc: state.release_connection())
 
-    from . import api, audit, audit_ui, consumer, feedback, log
+    from . import api, audit, audit_ui, console, consumer, feedback, log
     from . import cases as cases_web
     from . import epcis as epcis_web
 
@@ -89,6 +89,8 @@ def create_app(config: Mapping[str, object] | None = None, loaded: settings.Sett
     app.register_blueprint(audit_ui.bp)
     app.register_blueprint(cases_web.ui)
     app.register_blueprint(cases_web.api)
+    app.register_blueprint(console.bp)
+    app.register_blueprint(console.association)
     app.register_blueprint(log.bp)
     app.register_blueprint(epcis_web.bp)
     app.register_blueprint(feedback.bp)

@@ -7,7 +7,6 @@ audit service (verifier/audit.py), with the same object-level rules as the audit
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import hmac
 import re
@@ -20,7 +19,9 @@ from werkzeug.wrappers import Response as BaseResponse  # what redirect() return
 
 from .. import accounts, anomalies, audit, auditlog, chinamap, clock, codes, db, errors, keys, lookup, regions, trends
 from . import audit_i18n, audit_reads
-from .state import AUDIT_SESSION_COOKIE, session_user, state
+from .session_ui import csrf_token as csrf_token  # re-exported: web/cases.py imports them from here
+from .session_ui import login_required as login_required
+from .state import AUDIT_SESSION_COOKIE, state
 
 bp = Blueprint("audit_ui", __name__, url_prefix="/audit")
 COOKIE = AUDIT_SESSION_COOKIE
@@ -31,35 +32,9 @@ NOTE_MAX = audit.NOTE_MAX
 PAGE_SIZE = 100
 
 
-def csrf_token() -> str:
-    session = request.cookies.get(COOKIE, "")
-    return hmac.new(state().hash_key, f"csrf\x00{session}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
 def login_csrf_token(pre: str) -> str:
     """The login form's token: bound to the pre-login cookie (signed double submit)."""
     return hmac.new(state().hash_key, f"login-csrf\x00{pre}".encode(), hashlib.sha256).hexdigest()[:32]
-
-
-def login_required(*roles: str):
-    def decorate(view):
-        @functools.wraps(view)
-        def wrapper(*args, **kwargs):
-            user = session_user()
-            if user is None:
-                return redirect(url_for("audit_ui.login"))
-            if roles and user.role not in roles:
-                abort(403)
-            if request.method == "POST" and not hmac.compare_digest(
-                request.form.get("csrf", "").encode(), csrf_token().encode()
-            ):
-                abort(403)
-            g.user = user
-            return view(*args, **kwargs)
-
-        return wrapper
-
-    return decorate
 
 
 def lang() -> str:
