@@ -28,6 +28,7 @@ from verifier.cli import cli
 from verifier.repos import registry
 
 NOW = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
+MAIN_COUNT = 400  # the main test's batch: two PDF sheets and more
 PARAMS = {
     "mark": "stable-qualified",
     "product": "绿茶",
@@ -141,21 +142,21 @@ def trusted(office):
 
 
 def test_an_approved_request_is_issued_by_the_signer_and_its_files_are_in_the_database(office, tmp_path):
-    request = approved(office)
+    request = approved(office, count=MAIN_COUNT)  # 2,000 go through the console's browser test
     done = run_signer(office, tmp_path)
     assert done.returncode == 0, done.stderr
-    assert f"Request {request['id']}: batch " in done.stdout and "2,000 codes" in done.stdout
+    assert f"Request {request['id']}: batch " in done.stdout and f"{MAIN_COUNT:,} codes" in done.stdout
 
     conn = office["conn"]
     row = requests.get(conn, request["id"], office["users"]["eve"])
-    assert (row["status"], row["progress"], row["error"]) == ("done", 2000, None)
+    assert (row["status"], row["progress"], row["error"]) == ("done", MAIN_COUNT, None)
     assert row["claimed_by"].endswith(tuple("0123456789"))  # host/pid
     batch = registry.get_batch(conn, row["batch_id"])
     assert (batch["enterprise"], batch["product"], batch["lot"], batch["count"], batch["pin"]) == (
         "华茶集团",
         "绿茶",
         "L2026-11",
-        2000,
+        MAIN_COUNT,
         1,
     )
     assert batch["created_by"] == "eve"
@@ -166,7 +167,7 @@ def test_an_approved_request_is_issued_by_the_signer_and_its_files_are_in_the_da
     # codes.csv: every code verifies, in the batch, with its PIN
     text = requests.file(conn, request["id"], "codes.csv", office["users"]["eve"]).decode("utf-8")
     rows = list(issue.read_codes_csv(io.StringIO(text, newline="")))
-    assert len(rows) == 2000
+    assert len(rows) == MAIN_COUNT
     for r in rows:
         result = codes.verify(r["url"], trusted(office), [BASE_URL])
         assert result.genuine and result.code.batch == row["batch_id"]
@@ -178,7 +179,12 @@ def test_an_approved_request_is_issued_by_the_signer_and_its_files_are_in_the_da
     for page in pdf:
         image = page.render(scale=200 / 72).to_pil().convert("L")
         found += [b.text for b in zxingcpp.read_barcodes(image, formats=zxingcpp.BarcodeFormat.QRCode)]
-    assert sorted(found) == sorted(r["url"] for r in rows)
+    # zxing-cpp now and then reads a stray short "QR code" off a sheet's print (seen: "3640"): only
+    # what is one of our addresses is a label; every label must be read, and nothing twice
+    labels = [text for text in found if text.startswith(BASE_URL)]
+    assert sorted(labels) == sorted(r["url"] for r in rows)
+    assert len(found) - len(labels) <= 2
+    found = labels
     assert all(codes.verify(url, trusted(office), [BASE_URL]).genuine for url in found)
 
     # the zip holds the same files, and the signer's disk keeps nothing

@@ -13,7 +13,7 @@ from typing import Any
 
 import click
 
-from . import clock, codes, errors, keys, settings
+from . import accounts, clock, codes, errors, keys, settings
 from .cli_base import CliError, Run, _actor, _now, _open_registry, _run, _settings  # noqa: F401
 
 
@@ -1084,7 +1084,12 @@ def _accounts_call(fn, *args):
 
 @users_group.command("add")
 @click.argument("username")
-@click.option("--role", required=True, type=click.Choice(["admin", "inspector", "enterprise"]))
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(list(accounts.ROLES)),
+    help="admin, inspector, enterprise or association.",
+)
 @click.option("--enterprise", help="The enterprise an `enterprise` account belongs to.")
 def users_add(username: str, role: str, enterprise: str | None) -> None:
     """Create an account; the password comes from VERIFIER_USER_PASSWORD or a prompt.
