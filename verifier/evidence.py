@@ -23,7 +23,6 @@ Every refusal is an `InvalidExport` with a stable machine `reason`.
 from __future__ import annotations
 
 import base64
-import binascii
 import csv
 import io
 import json
@@ -31,7 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from . import csvcells, logentry, merkle, note
+from . import csvcells, logentry, merkle, note, receipts
 
 FORMAT = "verifier-case-export/1"
 COMPLETE = "complete"
@@ -374,13 +373,7 @@ def _b64(raw: bytes) -> str:
 
 
 def _b64_field(value: object, what: str, limit: int) -> bytes:
-    """Standard base64 in its one canonical spelling, at most `limit` bytes decoded."""
-    if not isinstance(value, str) or len(value) > 4 * (limit // 3 + 1):
-        raise InvalidExport(MALFORMED, f"{what} is not base64 of at most {limit} bytes")
     try:
-        raw = base64.b64decode(value, validate=True)
-    except (binascii.Error, ValueError):
-        raise InvalidExport(MALFORMED, f"{what} is not base64") from None
-    if _b64(raw) != value:
-        raise InvalidExport(MALFORMED, f"{what} is not canonical base64")
-    return raw
+        return receipts.canonical_b64(value, limit)
+    except ValueError as exc:
+        raise InvalidExport(MALFORMED, f"{what} {exc}") from None

@@ -319,14 +319,22 @@ def _b64(raw: bytes) -> str:
     return base64.b64encode(raw).decode("ascii")
 
 
-def _b64_field(value: object, what: str, limit: int) -> bytes:
-    """Standard base64 in its one canonical spelling, at most `limit` bytes decoded."""
+def canonical_b64(value: object, limit: int) -> bytes:
+    """Standard base64 in its one canonical spelling, at most `limit` bytes decoded; ValueError
+    (saying what it is not) otherwise. Receipts and case exports read their proofs with it."""
     if not isinstance(value, str) or len(value) > 4 * (limit // 3 + 1):
-        raise InvalidReceipt(MALFORMED, f"{what} is not base64 of at most {limit} bytes")
+        raise ValueError(f"is not base64 of at most {limit} bytes")
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise InvalidReceipt(MALFORMED, f"{what} is not base64") from None
+        raise ValueError("is not base64") from None
     if _b64(raw) != value or len(raw) > limit:
-        raise InvalidReceipt(MALFORMED, f"{what} is not canonical base64 of at most {limit} bytes")
+        raise ValueError(f"is not canonical base64 of at most {limit} bytes")
     return raw
+
+
+def _b64_field(value: object, what: str, limit: int) -> bytes:
+    try:
+        return canonical_b64(value, limit)
+    except ValueError as exc:
+        raise InvalidReceipt(MALFORMED, f"{what} {exc}") from None
