@@ -10,23 +10,9 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import db
+from ..evidence import CASE_FIELDS
 
-CASE_COLUMNS = (
-    "id",
-    "rule",
-    "subject",
-    "serial",
-    "batch_id",
-    "enterprise_id",
-    "severity",
-    "details",
-    "status",
-    "assignee",
-    "opened_at",
-    "opened_by",
-    "closed_at",
-    "closed_by",
-)
+CASE_COLUMNS = CASE_FIELDS  # a case's columns are what its export carries (verifier/evidence.py)
 NOTE_COLUMNS = ("id", "case_id", "at", "author", "text")
 EVIDENCE_COLUMNS = ("case_id", "scan_id", "linked_at", "linked_by")
 ENTRY_COLUMNS = ("seq", "kind", "at", "actor", "personal_hash", "body")
