@@ -66,7 +66,11 @@ def test_revoking_a_key_first_shows_how_many_labels_will_show_not_genuine(admin)
     assert shown.status_code == 200
     signed = codes_of_key(admin["db"], kid)
     assert signed == 63  # the world's 60 labels and Other Co's 3
-    assert f"{signed:,} labels will show “not genuine”" in text_of(shown)
+    assert f"{signed:,} 枚标签将显示“非正品”" in text_of(shown)  # the audit UI speaks Chinese by default
+    assert "取消，不做任何操作" in text_of(shown)
+    browser.set_cookie("vaudit_lang", "en", path="/audit")
+    shown = browser.post("/audit/keys", data={"kid": kid, "csrf": csrf_of(page)})
+    assert f"{signed:,} labels will show “not genuine”" in text_of(shown) and "Cancel: do nothing" in text_of(shown)
     assert 'name="confirm" value="yes"' in text_of(shown) and 'href="/audit/keys"' in text_of(shown)  # Cancel
     assert {r.kid: r.status for r in keys.read_keyring(admin["keys_dir"])}[kid] == "active"  # nothing changed
     assert logged_kinds(admin["db"]) == before
@@ -103,7 +107,8 @@ def test_recalling_a_batch_first_shows_its_label_count_and_changes_nothing(admin
     page = browser.get(f"/audit/batches/{batch}").text
     shown = browser.post(f"/audit/batches/{batch}", data={"reason": "mould", "csrf": csrf_of(page)})
     assert shown.status_code == 200
-    assert f"40 labels of batch {batch}" in text_of(shown) and "“recalled”" in text_of(shown)
+    assert f"批次 {batch}（华茶集团 / " in text_of(shown) and "的 40 枚标签" in text_of(shown)
+    assert "“已召回”" in text_of(shown)
     assert 'name="reason" value="mould"' in text_of(shown)
     assert query(admin["db"], "SELECT status FROM batches WHERE id = ?", (batch,)) == [("active",)]
     assert logged_kinds(admin["db"]) == before
@@ -128,7 +133,9 @@ def test_reporting_a_code_first_shows_the_one_code_and_changes_nothing(admin, au
     page = browser.get(f"/audit/codes/{serial:016d}").text
     shown = browser.post(f"/audit/codes/{serial:016d}", data={"note": "market", "csrf": csrf_of(page)})
     assert shown.status_code == 200
-    assert f"1 label, code {human}, will show “reported counterfeit”" in text_of(shown)
+    assert f"1 枚标签（防伪码 {human}），此后每位消费者扫码都会看到“已举报为假冒”" in text_of(shown)
+    english = browser.post(f"/audit/codes/{serial:016d}?lang=en", data={"note": "market", "csrf": csrf_of(page)})
+    assert f"1 label, code {human}, will show “reported counterfeit”" in text_of(english)
     assert query(admin["db"], "SELECT count(*) FROM reported_codes") == [(0,)]
     assert browser.post(f"/audit/codes/{serial:016d}", data={"note": "market", "confirm": "yes"}).status_code == 403
     assert query(admin["db"], "SELECT count(*) FROM reported_codes") == [(0,)]

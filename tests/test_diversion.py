@@ -10,9 +10,10 @@ import json
 import pytest
 from conftest import database_env, log_in
 
-from verifier import anomalies, db, events, lifecycle
+from verifier import anomalies, db, events, lifecycle, lookup
 from verifier.cli import cli
 from verifier.events import Step
+from verifier.repos import scans as scans_repo
 
 AT = "2026-11-26T09:00:00.000+00:00"
 NOW = dt.datetime(2026, 11, 26, 9, 5, tzinfo=dt.UTC)
@@ -38,6 +39,24 @@ JUDGEMENTS = {
 def test_a_scan_outside_the_sales_regions_is_diverted_high_unless_next_door(place, shipped, severity):
     judged = anomalies.judge_place(place, shipped)
     assert (judged.severity if judged else None) == severity
+
+
+# What the other rules judge, not this one: a code the lookup could not tie to a registered,
+# validly signed label, or one whose verdict is already a lifecycle anomaly of its own.
+NOT_DIVERSION = {
+    "reported-counterfeit": "the counterfeit cluster's business",
+    "blocked": "blocked-scanned",
+    "not-released": "scan-before-release",
+    **dict.fromkeys(
+        ("mistyped", "unknown-batch", "unknown-code", "key-revoked", "bad-signature", "unknown-key", "malformed"),
+        "not a registered label",
+    ),
+}
+
+
+def test_every_verdict_is_either_judged_for_diversion_or_named_as_another_rules():
+    registered = set(scans_repo.REGISTERED_REASONS)
+    assert registered.isdisjoint(NOT_DIVERSION) and registered | set(NOT_DIVERSION) == set(lookup.REASONS)
 
 
 # --- on the registry, through the app -----------------------------------------------------------

@@ -24,6 +24,9 @@ from .repos import accounts as repo
 # association: the issuing association's staff, who grant, suspend and revoke mark certificates
 # (verifier/certificates.py); no enterprise, and none of the audit's reads of scans.
 ROLES = ("admin", "inspector", "enterprise", "association")
+# Who reads the audit: scans, batches, anomalies, the map, cases, reports and EPCIS events (an
+# enterprise only its own). The association's pages are its console's.
+AUDIT_READERS = ("admin", "inspector", "enterprise")
 # scrypt: memory-hard (128 * r * n bytes = 32 MiB here), about 0.1 s on this class of machine.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**15, 8, 1
 # Stored as werkzeug.security writes it: "scrypt:32768:8:1$<salt>$<hex digest>". Its salt is text

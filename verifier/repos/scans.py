@@ -342,6 +342,7 @@ REGISTERED_REASONS = (
     "pin-throttled",
     "expired",
     "recalled",
+    "mark-suspended",  # the goods are genuine: a suspended certificate does not end the dealer's duty
 )
 # Countries whose regions GB/T 2260 names: a US "SC" or "HI" is no Chinese province.
 GBT2260_COUNTRIES = ("CN", "HK", "MO", "TW")

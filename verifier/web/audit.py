@@ -12,7 +12,7 @@ from typing import Any
 
 from flask import Blueprint, Response, g, jsonify, request
 
-from .. import audit, codes, errors
+from .. import accounts, audit, codes, errors
 from . import audit_reads
 from .auth import token_required
 from .errors import api_error
@@ -37,7 +37,7 @@ def verifier_error(error: errors.VerifierError) -> Response:
 
 
 @bp.get("/scans")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def list_scans() -> Response:
     """Newest first, keyset-paginated: pass the last `id` as `after` for the next page."""
     flt = audit.scan_filter(request.args)
@@ -49,21 +49,21 @@ def list_scans() -> Response:
 
 
 @bp.get("/scans.csv")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def export_scans() -> Response:
     """All matching scans as CSV (docs/audit.md: cell rules), streamed."""
     return audit_reads.csv_response(g.user, audit.scan_filter(request.args))
 
 
 @bp.get("/batches")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def list_batches() -> Response:
     batches = audit.list_batches(state().connection(), g.user)
     return _json({"ok": True, "batches": [audit.public_batch(b) for b in batches]})
 
 
 @bp.get("/batches/<batch>")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def batch_dashboard(batch: str) -> Response:
     """A batch with its scans per day, verdict mix and most suspicious codes."""
     batch_id = audit.batch_id_of(batch)
@@ -86,7 +86,7 @@ def batch_dashboard(batch: str) -> Response:
 
 
 @bp.get("/codes/<code>")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def code_history(code: str) -> Response:
     """Every scan of one code, oldest first."""
     serial = audit.serial_of(code)
@@ -106,7 +106,7 @@ def code_history(code: str) -> Response:
 
 
 @bp.get("/anomalies")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def list_anomalies() -> Response:
     days = audit.int_arg(request.args, "days", 1, audit.DAYS_MAX) or 30
     with audit_reads.heavy_reads():

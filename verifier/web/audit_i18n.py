@@ -23,6 +23,8 @@ TEXT: dict[str, dict[str, str]] = {
         "map": "地图",
         "trends": "趋势",
         "keys": "签名密钥",
+        "console": "企业控制台",
+        "certificates": "标志证书",
         "logout": "退出",
         "login": "登录",
         "username": "用户名",
@@ -129,6 +131,26 @@ TEXT: dict[str, dict[str, str]] = {
         "forbidden": "您的角色不能执行此操作。",
         "recall_failed": "召回未完成",
         "revoke_failed": "未吊销",
+        "confirm.cancel": "取消，不做任何操作",
+        "confirm.recall.title": "召回批次 {batch}？",
+        "confirm.recall.effect": (
+            "批次 {batch}（{enterprise} / {product}）的 {count} 枚标签，此后每位消费者扫码都会看到“已召回”。"
+        ),
+        "confirm.recall.button": "召回批次 {batch}",
+        "confirm.recall.note": "原因：{reason}。召回无法撤销。",
+        "confirm.report.title": "将防伪码 {code} 举报为假冒？",
+        "confirm.report.effect": (
+            "1 枚标签（防伪码 {code}），此后每位消费者扫码都会看到“已举报为假冒”，无论其他情况如何。"
+        ),
+        "confirm.report.button": "举报此防伪码",
+        "confirm.report.note": "备注：{note}。以第一次举报为准，无法撤销。",
+        "confirm.revoke.title": "吊销密钥 {kid}（{name}）？",
+        "confirm.revoke.effect": (
+            "{count} 枚标签将显示“非正品”：密钥 {kid} 签发的每个防伪码都将被报告为由已吊销的密钥签名。"
+        ),
+        "confirm.revoke.button": "吊销密钥 {kid}",
+        "confirm.revoke.note": "密钥一经吊销便永久吊销，无法撤销，也不再签发新码。",
+        "revoke.none": "没有这个密钥，或它已被吊销。",
         "jwks.title": "密钥来自 JWKS 文件",
         "jwks": "请在密钥环所在的机器上用 `verifier keys revoke` 吊销，然后重新发布 JWKS。",
         # scan columns
@@ -175,6 +197,8 @@ TEXT: dict[str, dict[str, str]] = {
         "map": "Map",
         "trends": "Trends",
         "keys": "Keys",
+        "console": "Console",
+        "certificates": "Mark certificates",
         "logout": "Log out",
         "login": "Log in",
         "username": "User name",
@@ -282,6 +306,29 @@ TEXT: dict[str, dict[str, str]] = {
         "forbidden": "Your role cannot do this.",
         "recall_failed": "Recall not done",
         "revoke_failed": "Not revoked",
+        "confirm.cancel": "Cancel: do nothing",
+        "confirm.recall.title": "Recall batch {batch}?",
+        "confirm.recall.effect": (
+            "{count} label{s} of batch {batch} ({enterprise} / {product}) "
+            "will show “recalled” to every consumer who scans them."
+        ),
+        "confirm.recall.button": "Recall batch {batch}",
+        "confirm.recall.note": "Reason: {reason}. A recall cannot be undone.",
+        "confirm.report.title": "Report code {code} as counterfeit?",
+        "confirm.report.effect": (
+            "1 label, code {code}, will show “reported counterfeit” "
+            "to every consumer who scans it, whatever else holds."
+        ),
+        "confirm.report.button": "Report this code",
+        "confirm.report.note": "Note: {note}. The first report stands: it cannot be undone.",
+        "confirm.revoke.title": "Revoke key {kid} ({name})?",
+        "confirm.revoke.effect": (
+            "{count} label{s} will show “not genuine”: every code key "
+            "{kid} signed is then reported as signed by a revoked key."
+        ),
+        "confirm.revoke.button": "Revoke key {kid}",
+        "confirm.revoke.note": "A revoked key stays revoked: it cannot be undone, and it signs nothing new.",
+        "revoke.none": "No such key, or it is revoked.",
         "jwks.title": "Keys come from a JWKS file",
         "jwks": "Revoke with `verifier keys revoke` where the keyring lives, then publish the JWKS again.",
         "col.id": "ID",

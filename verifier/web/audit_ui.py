@@ -79,9 +79,7 @@ def confirmed() -> bool:
     return request.form.get("confirm") == "yes"
 
 
-def confirm_page(
-    title: str, effect: str, button: str, fields: dict[str, str], cancel: str, note: str = "This cannot be undone."
-) -> BaseResponse:
+def confirm_page(title: str, effect: str, button: str, fields: dict[str, str], cancel: str, note: str) -> BaseResponse:
     """The confirmation of an irreversible action: what it will affect, Confirm (the same form
     again, with confirm=yes and the CSRF token) and Cancel (back, nothing done)."""
     return render(
@@ -170,7 +168,8 @@ def login() -> BaseResponse:
             return login_page(429, f"{t['login_failed']} {retry}", {"Retry-After": str(result.retry_after)})
         return login_page(401, t["login_failed"])
     assert result.session is not None  # a login with a user always opens a session
-    response = redirect(url_for("audit_ui.scans"))
+    home = "association.certificate_list" if result.user.role == "association" else "audit_ui.scans"
+    response = redirect(url_for(home))
     response.set_cookie(
         COOKIE, result.session, httponly=True, samesite="Strict", secure=request.is_secure, path="/audit"
     )
@@ -179,7 +178,7 @@ def login() -> BaseResponse:
 
 
 @bp.post("/logout")
-@login_required()
+@login_required()  # any role: the association's staff sign out here too
 def logout() -> BaseResponse:
     conn = state().connection()
     with db.transaction(conn):
@@ -193,7 +192,7 @@ FILTERS = ("enterprise", "batch", "code", "reason", "channel", "since", "until",
 
 
 @bp.get("/")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def scans() -> BaseResponse:
     flt = audit.scan_filter(request.args)
     after = audit.int_arg(request.args, "after", 1)
@@ -214,13 +213,13 @@ def scans() -> BaseResponse:
 
 
 @bp.get("/scans.csv")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def export() -> BaseResponse:
     return audit_reads.csv_response(g.user, audit.scan_filter(request.args))
 
 
 @bp.get("/batches")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def batches() -> BaseResponse:
     return render("audit/batches.html", batches=audit.list_batches(state().connection(), g.user))
 
@@ -278,7 +277,7 @@ def stacked_bars(
 
 
 @bp.route("/batches/<batch>", methods=["GET", "POST"])
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def batch(batch: str) -> BaseResponse:
     batch_id = audit.batch_id_of(batch)
     conn = state().connection()
@@ -288,14 +287,20 @@ def batch(batch: str) -> BaseResponse:
             abort(403)
         reason = audit.parse_text("reason", request.form.get("reason", ""), audit.RECALL_REASON_MAX)
         if not confirmed():
+            t, count = words(), found["count"]
             return confirm_page(
-                f"Recall batch {batch_id}?",
-                f"{found['count']:,} labels of batch {batch_id} ({found['enterprise']} / {found['product']}) "
-                "will show “recalled” to every consumer who scans them.",
-                f"Recall batch {batch_id}",
+                t["confirm.recall.title"].format(batch=batch_id),
+                t["confirm.recall.effect"].format(
+                    count=f"{count:,}",
+                    s="s" * (count != 1),
+                    batch=batch_id,
+                    enterprise=found["enterprise"],
+                    product=found["product"],
+                ),
+                t["confirm.recall.button"].format(batch=batch_id),
                 {"reason": reason},
                 url_for(".batch", batch=batch_id),
-                f"Reason: {reason or '—'}. A recall cannot be undone.",
+                t["confirm.recall.note"].format(reason=reason or "—"),
             )
         try:
             audit.recall(conn, batch_id, reason, f"ui:{g.user.username}", g.now)
@@ -314,7 +319,7 @@ def batch(batch: str) -> BaseResponse:
 
 
 @bp.route("/codes/<code>", methods=["GET", "POST"])
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def code(code: str) -> BaseResponse:
     serial = audit.serial_of(code)
     conn = state().connection()
@@ -324,14 +329,14 @@ def code(code: str) -> BaseResponse:
             abort(403)
         note = audit.parse_text("note", request.form.get("note", ""), NOTE_MAX)
         if not confirmed():
+            t, human = words(), codes.human_code(serial)
             return confirm_page(
-                f"Report code {codes.human_code(serial)} as counterfeit?",
-                f"1 label, code {codes.human_code(serial)}, will show “reported counterfeit” to every consumer "
-                "who scans it, whatever else holds.",
-                "Report this code",
+                t["confirm.report.title"].format(code=human),
+                t["confirm.report.effect"].format(code=human),
+                t["confirm.report.button"],
                 {"note": note},
                 url_for(".code", code=f"{serial:016d}"),
-                f"Note: {note or '—'}. The first report stands: it cannot be undone.",
+                t["confirm.report.note"].format(note=note or "—"),
             )
         with db.transaction(conn):
             audit.report_code(conn, serial, note, f"ui:{g.user.username}", g.now)
@@ -350,7 +355,7 @@ def code(code: str) -> BaseResponse:
 
 
 @bp.get("/anomalies")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def anomaly_list() -> BaseResponse:
     days = audit.int_arg(request.args, "days", 1, audit.DAYS_MAX) or 30
     with audit_reads.heavy_reads():
@@ -367,7 +372,7 @@ def _days() -> int:
 
 
 @bp.get("/map")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def province_map() -> BaseResponse:
     """Scans, counterfeit scans and diversion anomalies per province: a choropleth and its table."""
     days = _days()
@@ -404,7 +409,7 @@ def province_map() -> BaseResponse:
 
 
 @bp.get("/trends")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def trend_charts() -> BaseResponse:
     """Scans per day (China Standard Time) by verdict class and by enterprise: charts and tables."""
     days = _days()
@@ -443,18 +448,18 @@ def key_list() -> BaseResponse:
     if request.method == "POST" and not confirmed():
         kid = request.form.get("kid", "")
         record = next((r for r in keys.read_keyring(folder) if r.kid == kid and r.status != "revoked"), None)
+        t = words()
         if record is None:
-            return render("audit/message.html", 400, title="Not revoked", message="No such key, or it is revoked.")
+            return message(400, t["revoke_failed"], t["revoke.none"])
         with audit_reads.reads():
             signed = audit.codes_signed_by(st.connection(), record.kid)
         return confirm_page(
-            f"Revoke key {record.kid} ({record.name})?",
-            f"{signed:,} label{'s' * (signed != 1)} will show “not genuine”: every code key {record.kid} signed "
-            "is then reported as signed by a revoked key.",
-            f"Revoke key {record.kid}",
+            t["confirm.revoke.title"].format(kid=record.kid, name=record.name),
+            t["confirm.revoke.effect"].format(count=f"{signed:,}", s="s" * (signed != 1), kid=record.kid),
+            t["confirm.revoke.button"].format(kid=record.kid),
             {"kid": record.kid},
             url_for(".key_list"),
-            "A revoked key stays revoked: it cannot be undone, and it signs nothing new.",
+            t["confirm.revoke.note"],
         )
     if request.method == "POST":
 

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Blueprint, Response, abort, g, jsonify, redirect, request, url_for
 from werkzeug.wrappers import Response as BaseResponse
 
-from .. import anomalies, audit, cases, db, errors, evidence
+from .. import accounts, anomalies, audit, cases, db, errors, evidence
 from . import audit_reads
 from .audit_ui import login_required, render
 from .auth import token_required
@@ -111,7 +111,7 @@ def _filters(args: Any) -> tuple[str | None, str | None]:
 
 
 @ui.get("/")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def case_list() -> BaseResponse:
     status, severity = _filters(request.args)
     found = cases.list_cases(state().connection(), g.user, status, severity)
@@ -136,7 +136,7 @@ def new_case() -> BaseResponse:
 
 
 @ui.get("/<int:case_id>")
-@login_required()
+@login_required(*accounts.AUDIT_READERS)
 def case_page(case_id: int) -> BaseResponse:
     found = cases.get_case(state().connection(), g.user, case_id)
     return _page("audit/case.html", case=found, anomaly=None, rules=anomalies.RULES, confirm_close=False)
@@ -201,7 +201,7 @@ def _text(data: dict[str, Any], name: str) -> str:
 
 
 @api.get("")
-@token_required()
+@token_required(*accounts.AUDIT_READERS)
 def api_list() -> Response:
     status, severity = _filters(request.args)
     return jsonify({"ok": True, "cases": cases.list_cases(state().connection(), g.user, status, severity)})
@@ -232,7 +232,7 @@ def _case_json(case_id: int, status: int = 200) -> Response:
 
 
 @api.get("/<int:case_id>")
-@token_required()
+@token_required(*accounts.AUDIT_READERS)
 def api_case(case_id: int) -> Response:
     return _case_json(case_id)
 

@@ -17,7 +17,7 @@ from urllib.parse import urlencode
 from flask import Blueprint, Response, current_app, g, jsonify, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from .. import capture, db, epcis, errors
+from .. import accounts, capture, db, epcis, errors
 from . import errors as web_errors
 from .auth import token_required
 from .errors import api_error
@@ -145,7 +145,7 @@ def capture_post() -> Response:
 
 
 @bp.get("/events")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def events_query() -> Response:
     """Events matching EPCIS 2.0 REST query parameters, a page at a time (Link: rel="next")."""
     repeated = [name for name, values in request.args.lists() if len(values) > 1]
@@ -164,7 +164,7 @@ def events_query() -> Response:
 
 
 @bp.get("/events/<path:event_id>")
-@authenticated()
+@authenticated(*accounts.AUDIT_READERS)
 def event_get(event_id: str) -> Response:
     """One event by its eventID (percent-encoded in the path), in an EPCISQueryDocument."""
     found = capture.get_event(state().connection(), event_id, enterprise_id=_enterprise())

@@ -15,7 +15,7 @@ from flask import Blueprint, Response, current_app, g, jsonify, request
 from markupsafe import Markup
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge
 
-from .. import audit, clients, codes, db, errors, feedback, ratelimit
+from .. import accounts, audit, clients, codes, db, errors, feedback, ratelimit
 from .auth import token_required
 from .i18n import TEXT, choose_language, page, with_contact
 from .state import describe_request_client, rate_limit, state
@@ -156,7 +156,7 @@ def _within_daily_limit(serial: int | None) -> bool:
 # --- the audit API: reports for the enterprise and inspectors ---------------------------------
 
 
-authenticated = token_required()  # any role: what each may see is feedback's rule
+authenticated = token_required(*accounts.AUDIT_READERS)  # what each of them sees is feedback's rule
 
 
 @bp.get("/api/v1/audit/reports")

@@ -33,13 +33,13 @@ def login_required(*roles: str) -> Callable[[Callable[..., BaseResponse]], Calla
             user = session_user()
             if user is None:
                 return redirect(LOGIN_PATH)
+            g.user = user  # a refusal's page still shows the user their own way on
             if roles and user.role not in roles:
                 abort(403)
             if request.method == "POST" and not hmac.compare_digest(
                 request.form.get("csrf", "").encode(), csrf_token().encode()
             ):
                 abort(403)
-            g.user = user
             return view(*args, **kwargs)
 
         return wrapper
