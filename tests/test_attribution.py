@@ -93,6 +93,14 @@ def test_the_other_enterprise_sees_forgeries_of_its_own_batch_and_not_of_this_on
     assert not_genuine(audit_world, "eve") == []
 
 
+def test_filtering_by_another_enterprises_batch_shows_nothing_of_it(audit_world):
+    their_batch, their_rows = audit_world["theirs"]
+    scan(audit_world, forged_url(their_rows[0]["url"]))
+    assert len(scans_seen(audit_world, "oscar", batch=their_batch)) == 3  # two genuine scans and the forgery
+    assert scans_seen(audit_world, "eve", batch=their_batch) == []  # read from the claims alone
+    assert scans_seen(audit_world, "eve", batch=999_999) == []  # no such batch
+
+
 def test_a_gs1_forgery_claiming_its_gtin_is_seen_by_that_enterprise_only(audit_world, world):
     gs1_batch, rows = world["gs1"]
     scan(audit_world, forged_url(rows[0]["url"]))

@@ -202,10 +202,22 @@ _OF_ENTERPRISE_NAMED = _of_enterprise("(SELECT id FROM enterprises WHERE name = 
 # Claims are set only on scans without a batch (lookup), so each term stands alone and is read
 # through its own index (SQLite's OR of indexes), not a walk of every scan.
 _OF_BATCH = "(s.batch_id = ? OR s.claimed_batch = ? OR s.claimed_gtin = (SELECT gtin FROM batches WHERE id = ?))"
+# Another enterprise's batch, in an enterprise's scope: none of the batch's own scans can be its,
+# only codes claiming the batch (2 parameters). Without the batch_id term SQLite reads the few
+# claims, not every scan of the batch only to drop them all.
+_CLAIMING_BATCH = "(s.claimed_batch = ? OR s.claimed_gtin = (SELECT gtin FROM batches WHERE id = ?))"
 
 
-def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None, postgres: bool) -> tuple[str, list[Any]]:
-    id_at = _ID_AT_POSTGRES if postgres else _ID_AT
+def _foreign_batch(conn: db.Conn, flt: ScanFilter, everything: bool, enterprise_id: int | None) -> bool:
+    """Whether an enterprise's account filters by a batch that is not its own (or no batch)."""
+    if everything or flt.batch is None:
+        return False
+    row = conn.execute("SELECT enterprise_id FROM batches WHERE id = ?", (flt.batch,)).fetchone()
+    return row is None or row[0] != enterprise_id
+
+
+def _where(conn: db.Conn, flt: ScanFilter, everything: bool, enterprise_id: int | None) -> tuple[str, list[Any]]:
+    id_at = _ID_AT_POSTGRES if db.is_postgres_conn(conn) else _ID_AT
     where: list[str] = ["1 = 1"]
     params: list[Any] = []
     if not everything:  # an enterprise's account: its own batches only (no enterprise: nothing)
@@ -214,7 +226,10 @@ def _where(flt: ScanFilter, everything: bool, enterprise_id: int | None, postgre
     if flt.enterprise:
         where.append(_OF_ENTERPRISE_NAMED)
         params += [flt.enterprise] * 4
-    if flt.batch is not None:
+    if flt.batch is not None and _foreign_batch(conn, flt, everything, enterprise_id):
+        where.append(_CLAIMING_BATCH)
+        params += [flt.batch] * 2
+    elif flt.batch is not None:
         where.append(_OF_BATCH)
         params += [flt.batch] * 3
     if flt.serial is not None:
@@ -246,7 +261,7 @@ def newest_first(
     limit: int,
 ) -> list[tuple[Any, ...]]:
     """One keyset page: at most `limit` matching scans with ids below `after`, newest first."""
-    where, params = _where(flt, everything, enterprise_id, db.is_postgres_conn(conn))
+    where, params = _where(conn, flt, everything, enterprise_id)
     if after is not None:
         where += " AND s.id < ?"
         params.append(after)
@@ -266,7 +281,7 @@ def oldest_first(
 ) -> db.Cursor:
     """Every matching scan, oldest first, as a cursor to stream from `chunk` rows at a time (an
     export; on PostgreSQL `conn` is a read-only connection from db.connect_read_only)."""
-    where, params = _where(flt, everything, enterprise_id, db.is_postgres_conn(conn))
+    where, params = _where(conn, flt, everything, enterprise_id)
     sql = f"SELECT {_select(columns, 's.')} FROM scans s WHERE {where} ORDER BY s.id"
     return db.stream(conn, sql, params, chunk)
 
