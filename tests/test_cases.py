@@ -55,7 +55,7 @@ def test_an_inspector_opens_assigns_notes_and_closes_a_case_from_a_diversion(div
     client, case_id = _open(diverted)
     page = client.get(f"/audit/cases/{case_id}").get_data(as_text=True)
     assert "diversion" in page and diverted["subject"].replace(">", "&gt;") in page and "待处理" in page
-    assert all(f"<td>{s}</td>" in page for s in diverted["far"])  # the evidence scans
+    assert all(f'<td data-label="扫描">{s}</td>' in page for s in diverted["far"])  # the evidence scans
     assert "成都茶行" in page and "广东" in page  # the anomaly's details
     token = csrf_of(page)
     base = f"/audit/cases/{case_id}"
@@ -77,6 +77,54 @@ def test_an_inspector_opens_assigns_notes_and_closes_a_case_from_a_diversion(div
     export = client.get(f"{base}/export")
     assert export.status_code == 200 and export.headers["Content-Disposition"].endswith('-evidence.json"')
     assert _verify(diverted).ok
+
+
+def test_the_anomaly_list_links_to_its_case_and_the_header_to_the_case_list(diverted):
+    client = _client(diverted, "ian")
+    subject = diverted["subject"].replace(">", "&gt;")
+
+    def actions():
+        page = client.get("/audit/anomalies?days=30").get_data(as_text=True)
+        row = next(r for r in page.split("<tr ") if subject in r)
+        return re.findall(r'<a href="(/audit/cases/[^"]*)">([^<]+)</a>', row.replace("&amp;", "&"))
+
+    assert [text for _, text in actions()] == ["立案调查"]
+    _, case_id = _open(diverted)
+    assert actions() == [(f"/audit/cases/{case_id}", f"案件 {case_id}（待处理）")]  # not a second case
+    assert '<a href="/audit/cases/">案件</a>' in client.get("/audit/").get_data(as_text=True)
+    token = csrf_of(client.get(f"/audit/cases/{case_id}").get_data(as_text=True))
+    client.post(f"/audit/cases/{case_id}/status", data={"status": "closed", "confirm": "yes", "csrf": token})
+    assert [text for _, text in actions()] == [f"案件 {case_id}（已结案）", "立案调查"]  # seen again: a new case
+    eve = _client(diverted, "eve")  # the owning enterprise reads the case, opens none
+    page = eve.get("/audit/anomalies?days=30").get_data(as_text=True)
+    assert f"案件 {case_id}（已结案）" in page and "立案调查" not in page
+
+
+def test_the_case_pages_speak_the_uis_words_in_chinese_and_in_english(diverted):
+    client, case_id = _open(diverted)
+    page = client.get(f"/audit/cases/{case_id}").get_data(as_text=True)
+    assert "<b>窜货</b>" in page and "已发货的防伪码在经销商销售区域以外的省份被查询" in page
+    for label, value in (
+        ("经销商", "SC-01 成都茶行"),
+        ("发往省份", "四川"),
+        ("销售区域（行政区划代码）", "510100"),
+        ("发货时间（北京时间）", '<time datetime="2026-11-26T09:00:00.000+00:00">2026年11月26日 17:00</time>'),
+        ("查询所在省份", "广东（高）"),
+    ):
+        assert f"<dt>{label}</dt><dd>{value}</dd>" in page, label
+    assert "shipped_regions" not in page and ">genuine" not in page and "正品（首次查询）" in page
+    listed = client.get("/audit/cases/").get_data(as_text=True)
+    assert '<td data-label="规则" data-rule="diversion">窜货</td>' in listed
+    english = client.get(f"/audit/cases/{case_id}?lang=en").get_data(as_text=True)
+    assert f"Case {case_id} · open" in english and "<b>diversion</b>" in english
+    assert (
+        "<dt>Shipped to</dt><dd>Sichuan</dd>" in english and "<dt>Scanned in</dt><dd>Guangdong (high)</dd>" in english
+    )
+    assert "Download the evidence export" in english and "genuine (first check)" in english
+    for data in ("成都茶行", "广东省", "中文", "(窜货)"):  # names, a scan's region, the other language, the rule's term
+        english = english.replace(data, "")
+    assert not re.search(r"[\u4e00-\u9fff]", english), "Chinese words left on the English page"
+    assert "Cases" in client.get("/audit/cases/").get_data(as_text=True)  # remembered
 
 
 def _routes(case_id):

@@ -219,10 +219,17 @@ def test_the_owning_enterprise_and_inspectors_see_them_another_enterprise_does_n
     assert log_in(client, "eve").status_code == 302
     page = client.get("/audit/anomalies?lang=en").get_data(as_text=True)
     assert all(rule in page for rule in rules)
-    assert "<td>high</td>" in page and "dealer SC-01 成都茶行" in page and "blocked: stolen" in page
+    assert (
+        '<td data-label="Severity">high</td>' in page and "dealer SC-01 成都茶行" in page and "blocked: stolen" in page
+    )
     assert "seen in Guangdong" in page and "shipped to Sichuan（510100" in page
     page = client.get("/audit/anomalies?lang=zh").get_data(as_text=True)
-    assert "<td>高</td>" in page and "窜货" in page and "出现于 广东" in page and "发往 四川（510100" in page
+    assert (
+        '<td data-label="严重程度">高</td>' in page
+        and "窜货" in page
+        and "出现于 广东" in page
+        and "发往 四川（510100" in page
+    )
     other = shipped["app"].test_client()
     assert log_in(other, "oscar").status_code == 302
     page = other.get("/audit/anomalies?lang=en").get_data(as_text=True)

@@ -29,7 +29,10 @@ def client_of(app, who, lang=None):
 
 
 def map_table(html: str) -> dict[str, tuple[int, int, int]]:
-    rows = re.findall(r'<tr data-code="(\d{6})"><td>[^<]*</td><td>(\d+)</td><td>(\d+)</td><td>(\d+)</td></tr>', html)
+    rows = re.findall(
+        r'<tr data-code="(\d{6})"><td>[^<]*</td><td>(\d+)</td><td>(\d+)</td><td>(?:<a [^>]*>)?(\d+)(?:</a>)?</td></tr>',
+        html,
+    )
     return {code: (int(a), int(b), int(c)) for code, a, b, c in rows}
 
 
@@ -92,6 +95,22 @@ def test_a_diversion_anomaly_is_on_the_map_in_the_scans_province(scanned):
     assert re.search(
         r'<path class="c4" data-code="440000" d="[^"]+"><title>广东: 查询次数 3, 假冒码查询 2, 窜货异常 1</title>', html
     )
+
+
+def test_the_maps_diversion_figure_links_to_the_provinces_diversion_anomalies(scanned):
+    scanned["scan"](1, "Chongqing")  # a second diversion, next door: not 广东's
+    client = client_of(scanned["app"], "ian")
+    html = client.get("/audit/map?metric=diversions&days=7").get_data(as_text=True).replace("&amp;", "&")
+    links = dict(re.findall(r'<tr data-code="(\d{6})">(?:(?!</tr>).)*?<a href="(/audit/anomalies\?[^"]+)"', html))
+    assert set(links) == {"440000", "500000"}  # a province without a diversion links nowhere
+    page = client.get(links["440000"]).get_data(as_text=True)
+    assert {"rule=diversion", "province=440000", "days=7"} <= set(links["440000"].split("?")[1].split("&"))
+    assert page.count('<tr data-rule="diversion">') == 1 and "出现于 广东" in page and "重庆" not in page
+    assert "窜货：出现于 广东" in page and "全部异常" in page
+    everything = client.get("/audit/anomalies?days=7").get_data(as_text=True)
+    assert everything.count('<tr data-rule="diversion">') == 2
+    for bad in ("rule=nonsense", "province=999999", "province=44", "province=广东"):
+        assert client.get(f"/audit/anomalies?{bad}").status_code == 400, bad
 
 
 def test_a_province_with_no_scans_is_drawn_in_the_lowest_class(scanned):

@@ -166,6 +166,12 @@ def find(
     return sorted(found, key=lambda a: (order.index(a.rule), a.severity == "low", -a.count))
 
 
+def seen_in(anomaly: Anomaly, province_code: str) -> bool:
+    """Whether `anomaly` names a scan in the province `province_code` (a diversion names each
+    province its code was scanned in; the map counts it once in each)."""
+    return any(p.get("code") == province_code for p in anomaly.details.get("scan_provinces", []))
+
+
 @dataclass(frozen=True)
 class Judged:
     """Why a scan's region is outside a shipment's sales regions."""

@@ -90,6 +90,14 @@ def list_cases(
     return repo.list_cases(conn, user.enterprise_id, user.sees_everything(), status, severity, LIST_MAX)
 
 
+def cases_by_anomaly(conn: db.Conn, user: accounts.User) -> dict[tuple[str, str], dict[str, Any]]:
+    """The newest case `user` may see of each anomaly (rule, subject): what the anomaly list links to."""
+    found: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in list_cases(conn, user):  # newest first
+        found.setdefault((row["rule"], row["subject"]), row)
+    return found
+
+
 def get_case(conn: db.Conn, user: accounts.User, case_id: int) -> Case:
     """A case `user` may see, with its notes and the evidence scans it may see."""
     row = _visible(conn, user, case_id)

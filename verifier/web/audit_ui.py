@@ -17,7 +17,22 @@ from flask import Blueprint, Response, abort, g, redirect, render_template, requ
 from markupsafe import escape
 from werkzeug.wrappers import Response as BaseResponse  # what redirect() returns; flask's Response is one
 
-from .. import accounts, anomalies, audit, auditlog, chinamap, clock, codes, db, errors, keys, lookup, regions, trends
+from .. import (
+    accounts,
+    anomalies,
+    audit,
+    auditlog,
+    cases,
+    chinamap,
+    clock,
+    codes,
+    db,
+    errors,
+    keys,
+    lookup,
+    regions,
+    trends,
+)
 from . import audit_i18n, audit_reads
 from .session_ui import csrf_token as csrf_token  # re-exported: web/cases.py imports them from here
 from .session_ui import login_required as login_required
@@ -357,10 +372,33 @@ def code(code: str) -> BaseResponse:
 @bp.get("/anomalies")
 @login_required(*accounts.AUDIT_READERS)
 def anomaly_list() -> BaseResponse:
+    """The anomalies of the last `days`, of one `rule` and seen in one `province` if asked (the
+    map's diversion figures link here), each with a link to its case or to open one."""
     days = audit.int_arg(request.args, "days", 1, audit.DAYS_MAX) or 30
+    rule = request.args.get("rule") or None
+    if rule is not None and rule not in anomalies.RULES:
+        raise audit.BadFilter(f"rule is one of {', '.join(anomalies.RULES)}")
+    province = None
+    if request.args.get("province"):
+        try:
+            province = regions.province(request.args["province"]).code
+        except (KeyError, ValueError):
+            raise audit.BadFilter("province is a GB/T 2260 code, e.g. 440000") from None
+    conn = state().connection()
     with audit_reads.heavy_reads():
-        _, found = audit.anomalies_for(state().connection(), g.user, days, g.now)
-    return render("audit/anomalies.html", anomalies=found, rules=anomalies.RULES, days=days)
+        _, found = audit.anomalies_for(conn, g.user, days, g.now)
+    found = [
+        a for a in found if (rule is None or a.rule == rule) and (province is None or anomalies.seen_in(a, province))
+    ]
+    return render(
+        "audit/anomalies.html",
+        anomalies=found,
+        rules=anomalies.RULES,
+        days=days,
+        rule=rule,
+        province=province and regions.display(province, lang()),
+        opened=cases.cases_by_anomaly(conn, g.user),
+    )
 
 
 TREND_DAYS_MAX = 366

@@ -1,4 +1,5 @@
-"""Cases in the audit UI (`/audit/cases`, in Chinese) and the audit API (`/api/v1/audit/cases`).
+"""Cases in the audit UI (`/audit/cases`, in Chinese, or English on ?lang=en) and the audit API
+(`/api/v1/audit/cases`).
 
 An adapter over verifier/cases.py, which holds the rules: inspectors and admins work cases; an
 enterprise account reads the cases about its own codes (another's is "not found"). The UI shares
@@ -14,7 +15,7 @@ from flask import Blueprint, Response, abort, g, jsonify, redirect, request, url
 from werkzeug.wrappers import Response as BaseResponse
 
 from .. import accounts, anomalies, audit, cases, db, errors, evidence
-from . import audit_reads
+from . import audit_i18n, audit_reads
 from .audit_ui import login_required, render
 from .auth import token_required
 from .errors import api_error
@@ -24,59 +25,16 @@ ui = Blueprint("audit_cases", __name__, url_prefix="/audit/cases")
 api = Blueprint("audit_cases_api", __name__, url_prefix="/api/v1/audit/cases")
 WORKERS = cases.WORKERS
 
-# The pages' words, in one place (zh: the audit UI's default language to come).
-WORDS = {
-    "cases": "案件",
-    "case": "案件",
-    "rule": "规则",
-    "subject": "对象",
-    "severity": "严重程度",
-    "status": "状态",
-    "assignee": "负责人",
-    "opened": "立案",
-    "closed": "结案",
-    "any": "全部",
-    "filter": "筛选",
-    "none": "暂无案件。",
-    "details": "异常详情",
-    "evidence": "证据扫描",
-    "hidden": "条扫描属于其他企业，不显示",
-    "notes": "备注",
-    "no_notes": "暂无备注。",
-    "add_note": "添加备注",
-    "assign": "指派",
-    "change_status": "更改状态",
-    "link": "关联扫描（编号，逗号分隔）",
-    "link_button": "关联",
-    "export": "下载证据包",
-    "open_case": "立案",
-    "open_title": "由异常立案",
-    "open_confirm": "确认立案",
-    "close_title": "确认结案",
-    "close_text": "结案后案件状态为“已结案”，记录结案人和时间，并写入透明日志。",
-    "close_confirm": "确认结案",
-    "back": "返回",
-    "time": "时间（北京时间）",
-    "verdict": "结论",
-    "region": "地区",
-    "scan": "扫描",
-    "code": "码",
-    "batch": "批次",
-    "who": "记录人",
-    "read_only": "企业账户只能查看本企业的案件。",
-    "open": "待处理",
-    "investigating": "调查中",
-    "high": "高",
-    "low": "低",
-    "not_found": "没有这个案件。",
-    "not_allowed": "您的角色不能执行此操作。",
-    "not_done": "未完成",
-}
-STATUS_WORDS = {s: WORDS[s] for s in ("open", "investigating")} | {"closed": "已结案"}
+
+def _words() -> dict[str, str]:
+    """The case pages' words in the request's language (audit_i18n.CASE_TEXT, `cw` in templates)."""
+    return audit_i18n.CASE_TEXT[audit_i18n.language()]
 
 
 def _page(template: str, status: int = 200, **context: Any) -> BaseResponse:
-    return render(template, status, w=WORDS, statuses=STATUS_WORDS, **context)  # cst: the audit UI's (audit_i18n)
+    w = _words()
+    statuses = {s: w[f"status.{s}"] for s in cases.STATUSES}
+    return render(template, status, statuses=statuses, **context)  # cw, cst: the audit UI's (audit_i18n)
 
 
 def _message(status: int, title: str, message: str) -> BaseResponse:
@@ -85,16 +43,18 @@ def _message(status: int, title: str, message: str) -> BaseResponse:
 
 @ui.errorhandler(errors.VerifierError)
 def ui_error(error: errors.VerifierError) -> BaseResponse:
+    w = _words()
     if isinstance(error, errors.NotFound):
-        return _message(404, WORDS["not_found"], error.message)
+        return _message(404, w["not_found"], error.message)
     if isinstance(error, errors.Forbidden):
-        return _message(403, WORDS["not_allowed"], WORDS["not_allowed"])
-    return _message(error.http_status, WORDS["not_done"], error.message)
+        return _message(403, w["not_allowed"], w["not_allowed"])
+    return _message(error.http_status, w["not_done"], error.message)
 
 
 @ui.errorhandler(403)
 def ui_forbidden(_error: Any) -> BaseResponse:
-    return _message(403, WORDS["not_allowed"], WORDS["not_allowed"])
+    w = _words()
+    return _message(403, w["not_allowed"], w["not_allowed"])
 
 
 def _actor() -> str:
