@@ -14,7 +14,7 @@ import pytest
 from conftest import forged_url, log_in
 from test_diversion import _api, shipped  # noqa: F401  (a fixture: 24 items shipped to 成都)
 
-from verifier import anomalies, db, regions
+from verifier import anomalies, chinamap, db, regions
 
 CST = dt.timezone(dt.timedelta(hours=8))
 COUNTRY_PROVINCES = {"HK": "810000", "MO": "820000", "TW": "710000"}
@@ -151,6 +151,7 @@ def test_pages_are_in_chinese_by_default_and_in_english_on_request(scanned):
     client = client_of(scanned["app"], "ian")
     zh = client.get("/audit/map").get_data(as_text=True)
     assert '<html lang="zh-CN">' in zh and "各省查询分布" in zh and "窜货异常" in zh
+    assert "省界数据：DCW-GMT 2.1.1, © The GMT Team, LGPL-3.0-or-later" in zh  # the map's source, under it
     en = client.get("/audit/map?lang=en")
     assert "Scans by province" in en.get_data(as_text=True)
     assert "vaudit_lang=en" in en.headers["Set-Cookie"] and "Path=/audit" in en.headers["Set-Cookie"]
@@ -176,6 +177,10 @@ def test_times_are_shown_in_china_standard_time(scanned):
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
 SIZES = {"phone": {"width": 360, "height": 780}, "desktop": {"width": 1280, "height": 900}}
+# SVG user units to the viewport's pixels, and what is under a pixel (and whether it is hovered).
+TO_SCREEN = """([x, y]) => { const svg = document.querySelector('svg.chinamap'); const p = svg.createSVGPoint();
+  p.x = x; p.y = y; const q = p.matrixTransform(svg.getScreenCTM()); return [q.x, q.y]; }"""
+POINTED_AT = "([x, y]) => { const e = document.elementFromPoint(x, y); return [e.dataset.code, e.matches(':hover')]; }"
 PAGES = {"map": "/audit/map", "trends": "/audit/trends", "scans": "/audit/", "anomalies": "/audit/anomalies"}
 
 
@@ -208,5 +213,17 @@ def test_inspector_pages_in_a_browser_fit_the_screen_and_weigh_under_60_kB(audit
             assert page.locator("html").get_attribute("lang") == "zh-CN"  # an English browser still gets Chinese
         svg = page.goto(server.url + "/audit/map") and page.locator("svg.chinamap").bounding_box()
         assert svg is not None and svg["width"] <= SIZES[size]["width"]
+        for code in ("810000", "820000"):  # Hong Kong and Macao: their markers make them big enough to point at
+            marker = chinamap.outline().shapes[code].marker
+            assert marker is not None
+            centre = [marker.corner[0] + marker.size / 2, marker.corner[1] + marker.size / 2]
+            x, y = page.evaluate(TO_SCREEN, centre)
+            page.mouse.move(x, y)
+            assert page.evaluate(POINTED_AT, [x, y]) == [code, True]  # the pointer is on its path, which shows it
+            side = (
+                page.evaluate(TO_SCREEN, [marker.corner[0] + marker.size, 0])[0]
+                - page.evaluate(TO_SCREEN, [marker.corner[0], 0])[0]
+            )
+            assert side >= 6, (code, side)  # px on the screen
         context.close()
         browser.close()

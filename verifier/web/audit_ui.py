@@ -442,7 +442,7 @@ def province_map() -> BaseResponse:
         metric=metric,
         metrics=METRICS,
         days=days,
-        tile_grid=chinamap.outline().kind == "tile-grid",
+        map_source=chinamap.outline().attribution,
     )
 
 
