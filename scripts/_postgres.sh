@@ -35,6 +35,7 @@ if [ -z "${VERIFIER_TEST_POSTGRES:-}" ] && [ "${VERIFIER_TEST_POSTGRES_OFF:-}" !
         "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR -c fsync=off -c synchronous_commit=on -c full_page_writes=off -c max_connections=400" >/dev/null; then
       trap stop_postgres EXIT
       export VERIFIER_TEST_POSTGRES="postgresql://verifier@127.0.0.1:$PG_PORT/postgres"
+      export VERIFIER_TEST_POSTGRES_THROWAWAY=1  # the tests need not drop their databases one by one
       echo "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') for the tests on 127.0.0.1:$PG_PORT" >&2
     else
       tail -5 "$PG_DIR/initdb.log" "$PG_DIR/server.log" 2>/dev/null >&2

@@ -216,6 +216,8 @@ class PostgresServer:
         self.admin().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
     def drop_all(self) -> None:
+        if os.environ.get("VERIFIER_TEST_POSTGRES_THROWAWAY") == "1":  # scripts/test removes the whole cluster
+            self.made.clear()  # (dropping some 1,500 databases one by one took 36 s)
         for name in self.made:
             try:
                 self.admin().execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -10,31 +10,20 @@ from __future__ import annotations
 import datetime as dt
 import io
 import os
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pypdfium2
 import pytest
 import zxingcpp
+from browsers import ARTIFACTS, PHONE, SIZES, chromium, require_chromium
 from conftest import BASE_URL, PIN_SECRET, database_env
 
 from verifier import accounts, codes, db, issue, keys, requests
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
+require_chromium()
 
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: install Debian's chromium (scripts/test does, as root)")
-    pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium to run the page tests", allow_module_level=True)
 
-from playwright.sync_api import sync_playwright  # noqa: E402
-
-PHONE = {"viewport": {"width": 390, "height": 844}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-DESKTOP = {"viewport": {"width": 1280, "height": 800}}
-SIZES = {"phone": PHONE, "desktop": DESKTOP}
 PASSWORD = "correct horse battery"
 NOW = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
 PAGE_MAX_BYTES = 60_000
@@ -43,14 +32,8 @@ CERTIFICATE = "ZJWD-2026-0001"
 
 @pytest.fixture(scope="module")
 def browser():
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture
@@ -206,6 +189,7 @@ def test_request_approve_sign_download_decode_then_suspend(browser, office, serv
     context.close()
 
 
+@pytest.mark.sqlite_only("the pages' looks and weight, not the store: the flows above run on both engines")
 def test_every_console_page_at_phone_and_desktop_width(browser, office, serve):
     """Each page: under 60 kB, no sideways scroll at 390 px; screenshots of all of them."""
     server = serve()

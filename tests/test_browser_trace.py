@@ -5,45 +5,32 @@ from __future__ import annotations
 
 import datetime as dt
 import io
-import os
-import shutil
 
 import pytest
+from browsers import DESKTOP, chromium, require_chromium
 from conftest import database_env
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must run the browser tests: install Debian's chromium (scripts/test does, as root)")
-    pytest.skip(f"no Chromium at {CHROMIUM}: install Debian's chromium to run the page tests", allow_module_level=True)
+require_chromium()
 
 from PIL import Image  # noqa: E402
-from playwright.sync_api import sync_playwright  # noqa: E402
 
 from verifier import db, events, lifecycle  # noqa: E402
 from verifier.events import Step  # noqa: E402
 
 AT = "2026-11-26T09:00:00.000+00:00"
 NOW = dt.datetime(2026, 11, 26, 9, 5, tzinfo=dt.UTC)
-PHONE = {"viewport": {"width": 360, "height": 740}, "device_scale_factor": 2, "is_mobile": True, "has_touch": True}
-DESKTOP = {"viewport": {"width": 1280, "height": 800}}
+PHONE = {
+    "viewport": {"width": 360, "height": 740},
+    "device_scale_factor": 2,
+    "is_mobile": True,
+    "has_touch": True,
+}  # a small one
 
 
 @pytest.fixture(scope="module")
 def browser():
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-sync",
-            ],
-        )
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 @pytest.fixture

@@ -11,16 +11,14 @@ import datetime as dt
 import os
 import re
 import shutil
-from pathlib import Path
 
 import pytest
+from browsers import ARTIFACTS, CHROMIUM
 from conftest import csrf_of, log_in, settle
 
 from verifier import accounts, codes, db, keys
 
 NOW = dt.datetime(2026, 11, 22, tzinfo=dt.UTC)
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
 
 
 def query(location, sql, params=()):
@@ -168,8 +166,8 @@ def test_confirmation_pages_have_no_script_and_only_admins_reach_them(admin, aud
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="no Chromium: install Debian's chromium"
 )
 def test_the_key_revocation_confirmation_on_a_phone(serve, server_env, world, db_copy, tmp_path):
+    from browsers import PHONE
     from playwright.sync_api import sync_playwright
-    from test_browser import PHONE
 
     keys_dir = tmp_path / "keys-copy"
     shutil.copytree(world["keys_dir"], keys_dir)

@@ -18,15 +18,12 @@ import urllib.error
 import urllib.request
 
 import pytest
+from browsers import ARTIFACTS, PHONE, chromium, require_chromium
 from conftest import BASE_URL, PIN_SECRET, RunningServer, database_env, settle
-from test_browser import ARTIFACTS, CHROMIUM, PHONE
 
 from verifier import auditlog, db, issue
 
-if not os.path.exists(CHROMIUM):  # test_browser skips (or fails on CI) the same way
-    pytest.skip("no Chromium", allow_module_level=True)
-
-from playwright.sync_api import sync_playwright  # noqa: E402
+require_chromium()
 
 EVENT_TIME = "2026-11-26T09:00:00.000+08:00"
 
@@ -178,48 +175,44 @@ def test_one_case_of_24_items_from_the_packing_line_to_the_consumer(life):
     assert status == 201, answer
 
     # 4. A consumer in 四川 scans an item with a phone: genuine, and the trace.
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
-        try:
-            sichuan = browser.new_context(
-                locale="zh-CN", extra_http_headers={"X-Geo-Country": "CN", "X-Geo-Region": "Sichuan"}, **PHONE
-            )
-            page = sichuan.new_page()
-            page.goto(server.url + "/" + urls[0].split("/", 3)[3])
-            ARTIFACTS.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(ARTIFACTS / "lifecycle-sichuan-genuine.png"), full_page=True)
-            text = page.locator("main").inner_text()
-            assert page.locator("section.verdict").get_attribute("data-reason") == "genuine"
-            for words in ("正品", "产品溯源", "浙江杭州", "发往", "四川"):
-                assert words in text, (words, text)
-            assert "成都茶行" not in text and "SC-01" not in text  # the dealer is never shown
-            assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
+    with chromium() as browser:
+        sichuan = browser.new_context(
+            locale="zh-CN", extra_http_headers={"X-Geo-Country": "CN", "X-Geo-Region": "Sichuan"}, **PHONE
+        )
+        page = sichuan.new_page()
+        page.goto(server.url + "/" + urls[0].split("/", 3)[3])
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / "lifecycle-sichuan-genuine.png"), full_page=True)
+        text = page.locator("main").inner_text()
+        assert page.locator("section.verdict").get_attribute("data-reason") == "genuine"
+        for words in ("正品", "产品溯源", "浙江杭州", "发往", "四川"):
+            assert words in text, (words, text)
+        assert "成都茶行" not in text and "SC-01" not in text  # the dealer is never shown
+        assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["viewport"]["width"]
 
-            # 5. Another item of the case turns up in 广东.
-            guangdong = browser.new_context(
-                locale="zh-CN", extra_http_headers={"X-Geo-Country": "CN", "X-Geo-Region": "Guangdong"}, **PHONE
-            )
-            page = guangdong.new_page()
-            page.goto(server.url + "/" + urls[1].split("/", 3)[3])
-            assert page.locator("section.verdict").get_attribute("data-reason") == "genuine"
+        # 5. Another item of the case turns up in 广东.
+        guangdong = browser.new_context(
+            locale="zh-CN", extra_http_headers={"X-Geo-Country": "CN", "X-Geo-Region": "Guangdong"}, **PHONE
+        )
+        page = guangdong.new_page()
+        page.goto(server.url + "/" + urls[1].split("/", 3)[3])
+        assert page.locator("section.verdict").get_attribute("data-reason") == "genuine"
 
-            # 6. Decommission at sale; 7. block a stolen item.
-            sold = _document(
-                _event("ObjectEvent", "DELETE", "retail_selling", epcList=[urls[2]], disposition="retail_sold")
-            )
-            status, answer = _http(server, "POST", "/epcis/capture", token, sold)
-            assert status == 201, answer
-            blocked = _cli(env, "events", "block", items[3]["code"], "--reason", "stolen")
-            assert blocked.returncode == 0, blocked.stderr
-            page = sichuan.new_page()
-            page.goto(server.url + "/" + urls[3].split("/", 3)[3])
-            page.screenshot(path=str(ARTIFACTS / "lifecycle-blocked.png"), full_page=True)
-            verdict_section = page.locator("section.verdict")
-            assert verdict_section.get_attribute("data-reason") == "blocked"
-            assert "bad" in verdict_section.get_attribute("class")
-            assert "已被盗" in page.locator("main").inner_text()
-        finally:
-            browser.close()
+        # 6. Decommission at sale; 7. block a stolen item.
+        sold = _document(
+            _event("ObjectEvent", "DELETE", "retail_selling", epcList=[urls[2]], disposition="retail_sold")
+        )
+        status, answer = _http(server, "POST", "/epcis/capture", token, sold)
+        assert status == 201, answer
+        blocked = _cli(env, "events", "block", items[3]["code"], "--reason", "stolen")
+        assert blocked.returncode == 0, blocked.stderr
+        page = sichuan.new_page()
+        page.goto(server.url + "/" + urls[3].split("/", 3)[3])
+        page.screenshot(path=str(ARTIFACTS / "lifecycle-blocked.png"), full_page=True)
+        verdict_section = page.locator("section.verdict")
+        assert verdict_section.get_attribute("data-reason") == "blocked"
+        assert "bad" in verdict_section.get_attribute("class")
+        assert "已被盗" in page.locator("main").inner_text()
 
     # Red in the API and on the CLI too.
     status, verdict = _http(server, "GET", "/api/v1/verify?code=" + urllib.request.quote(urls[3]))

@@ -7,10 +7,9 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-import shutil
-from pathlib import Path
 
 import pytest
+from browsers import ARTIFACTS, CHROMIUM, chromium
 from conftest import forged_url, log_in
 from test_diversion import _api, shipped  # noqa: F401  (a fixture: 24 items shipped to 成都)
 
@@ -174,8 +173,6 @@ def test_times_are_shown_in_china_standard_time(scanned):
 
 # --- a real browser --------------------------------------------------------------------------------
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent.parent / "test-artifacts" / "browser"
 SIZES = {"phone": {"width": 360, "height": 780}, "desktop": {"width": 1280, "height": 900}}
 # SVG user units to the viewport's pixels, and what is under a pixel (and whether it is hovered).
 TO_SCREEN = """([x, y]) => { const svg = document.querySelector('svg.chinamap'); const p = svg.createSVGPoint();
@@ -187,12 +184,8 @@ PAGES = {"map": "/audit/map", "trends": "/audit/trends", "scans": "/audit/", "an
 @pytest.mark.skipif(not os.path.exists(CHROMIUM), reason="no Debian chromium")
 @pytest.mark.parametrize("size", SIZES)
 def test_inspector_pages_in_a_browser_fit_the_screen_and_weigh_under_60_kB(audit_world, serve, size):
-    from playwright.sync_api import sync_playwright
-
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     server = serve()
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+    with chromium() as browser:
         context = browser.new_context(viewport=SIZES[size], locale="en-US")
         page = context.new_page()
         weights: dict[str, int] = {}
@@ -226,4 +219,3 @@ def test_inspector_pages_in_a_browser_fit_the_screen_and_weigh_under_60_kB(audit
             )
             assert side >= 6, (code, side)  # px on the screen
         context.close()
-        browser.close()
