@@ -43,6 +43,28 @@ def seeded_random_bytes(label: str):
     return random.Random(f"{TEST_SEED}:{label}").randbytes
 
 
+_password_hashes: dict[str, str] = {}
+
+
+@pytest.fixture(autouse=True)
+def password_hashes_made_once(request, monkeypatch):
+    """Accounts that tests make share one scrypt hash per password: it costs 0.1 s, and fixtures make
+    hundreds of accounts. Signing in still checks it with scrypt; test_accounts.py, which is about
+    the hashing, gets a fresh salt every time."""
+    from verifier import accounts
+
+    if request.module.__name__ == "test_accounts":
+        return
+    real = accounts.hash_password
+
+    def hash_password(password: str) -> str:
+        if password not in _password_hashes:
+            _password_hashes[password] = real(password)
+        return _password_hashes[password]
+
+    monkeypatch.setattr(accounts, "hash_password", hash_password)
+
+
 @pytest.fixture(autouse=True)
 def seeded_serials(request, monkeypatch):
     """Batches issued by a test without their own source of randomness draw serials from the test seed."""

@@ -10,6 +10,7 @@ one host share the file) and on PostgreSQL (the scale-out store).
 from __future__ import annotations
 
 import datetime as dt
+import http.client
 import json
 import secrets
 import subprocess
@@ -198,7 +199,7 @@ class Load:
             n += len(self.threads)
             try:
                 check(self.node, row["url"], new_session())
-            except (OSError, ValueError):  # the node is gone: not acknowledged
+            except (OSError, ValueError, http.client.HTTPException):  # the node is gone, mid-answer too: not acked
                 if self.stop.wait(0.01):
                     return
                 continue

@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from conftest import BASE_URL, PIN_SECRET, database_env, settle
 from test_tamper import attacker, query
 
-from verifier import accounts, auditlog, codes, db, issue, keys, pins, requests
+from verifier import accounts, auditlog, clock, codes, db, issue, keys, pins, requests, signer
 from verifier.cli import cli
 from verifier.repos import registry
 
@@ -381,12 +381,20 @@ def test_sigterm_rolls_the_batch_back_and_gives_the_request_back(office, tmp_pat
 # --- audit verify ------------------------------------------------------------------------------------
 
 
+def sign_here(office, tmp_path) -> list[signer.Outcome]:
+    """The signer's loop in this process, once: for tests about what it stores, not the process
+    (the tests above run `verifier signer`)."""
+    world = office["world"]
+    config = signer.SignerConfig(office["db"], world["private"], world["kid"], tmp_path / "work", PIN_SECRET)
+    return signer.run(config, clock.now, signer.Stop(), once=True)
+
+
 @pytest.fixture
 def issued(office, tmp_path):
     """One request issued as batch (40 codes), one still waiting for approval."""
     done = approved(office, count=40)
-    result = run_signer(office, tmp_path)
-    assert result.returncode == 0, result.stderr
+    (outcome,) = sign_here(office, tmp_path)
+    assert outcome.status == requests.DONE, outcome.error
     waiting = ask(office, count=10)
     assert verify_log(office).problems == ()
     return {**office, "done": done["id"], "waiting": waiting["id"]}
