@@ -7,9 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import database_env, log_signer_for_tests
+from conftest import database_env
 
-from verifier import auditlog, clock, db, issue, logtree, sequencer
+from verifier import auditlog, clock, db, issue, sequencer
 from verifier.cli import cli
 from verifier.repos import log
 
@@ -69,33 +69,6 @@ def test_a_second_sequencer_waits_for_the_batch_of_the_first(conn, db_copy, make
         assert sequencer.sequence_once(conn) == 3
     finally:
         other.close()
-
-
-@pytest.mark.postgres_only("a transaction lock of PostgreSQL")
-def test_a_drain_that_meets_another_sequencer_mid_batch_signs_once_that_batch_ends(
-    conn, db_copy, make_app, world, monkeypatch
-):
-    """`verifier sequence --once` (and the tests' settle) beside a server's sequencer: it waits for
-    the lock, then chains what is left and signs; before, it returned with nothing signed."""
-    scan_all(make_app, world["pin"][1][:3])
-    other = db.connect(db_copy)
-    batch = db.transaction(other)
-    batch.__enter__()
-    assert db.try_transaction_lock(other, sequencer.LEADER_LOCK)  # "another sequencer" mid-batch
-    pauses = []
-
-    def the_other_batch_ends(seconds):  # instead of a pause: the other sequencer commits
-        pauses.append(seconds)
-        batch.__exit__(None, None, None)
-
-    monkeypatch.setattr(sequencer, "_pause", the_other_batch_ends)
-    try:
-        assert sequencer.drain(conn, signer=log_signer_for_tests()) == 3
-    finally:
-        other.close()
-    assert len(pauses) == 1
-    signed = logtree.latest_checkpoint(conn)
-    assert signed is not None and signed.size == logtree.size(conn) and auditlog.verify(conn).pending == 0
 
 
 @pytest.mark.postgres_only("the sequencer's batch on PostgreSQL")

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import auditlog, clock, db, errors, logentry, logtree, merkle
+from . import auditlog, clock, db, logentry, logtree, merkle
 from .repos import log
 from .repos.scans import PERSONAL_FIELDS, SCAN_FIELDS
 
@@ -185,28 +185,11 @@ def drain(conn: db.Conn, limit: int = BATCH, signer: logtree.LogSigner | None = 
         if done < limit:
             if position.scan_id == 0 or rewound:
                 if signer is not None:
-                    total += _sign_when_leader(conn, limit, position, checkpoints)
+                    checkpoints.last_signed = float("-inf")
+                    sequence_once(conn, limit, position, checkpoints)
                 return total
             position.rewind()  # one more pass from the start, for a late commit below the position
             rewound = True
-
-
-LEADER_WAIT_SECONDS = 10.0
-_pause = time.sleep  # between tries for the leader's lock (a test replaces it)
-
-
-def _sign_when_leader(conn: db.Conn, limit: int, position: Position, checkpoints: Checkpoints) -> int:
-    """Sequence what is left and sign a checkpoint in one transaction, as soon as the leader's lock is
-    free: a sequencer at work elsewhere (a server's) holds it for a batch at a time. How many entries."""
-    deadline = time.monotonic() + LEADER_WAIT_SECONDS
-    while True:
-        checkpoints.last_signed = float("-inf")
-        done = sequence_once(conn, limit, position, checkpoints)
-        if checkpoints.last_signed != float("-inf"):  # it had the lock: signed (or nothing new to sign)
-            return done
-        if time.monotonic() > deadline:
-            raise errors.Unavailable(f"another sequencer kept the log's lock for over {LEADER_WAIT_SECONDS:.0f} s")
-        _pause(0.02)
 
 
 class Stop:
