@@ -420,6 +420,36 @@ def db_copy(world, tmp_path, postgres_server):
 
 
 @pytest.fixture
+def staffed(world, db_copy):
+    """The world's database with Other Co and an account per principal: eve and eva of 华茶集团,
+    oscar of Other Co, ian (inspector), asa (association), ada (admin). Its connection stays open
+    for the test: {"db", "conn", "users" (name -> account), "mine", "theirs", "world"}."""
+    import datetime as dt
+
+    from verifier import accounts, db
+
+    now = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
+    conn = db.connect(db_copy)
+    users = {}
+    with db.transaction(conn):
+        mine = conn.execute("SELECT id FROM enterprises WHERE name = '华茶集团'").fetchone()[0]
+        theirs = conn.execute(
+            "INSERT INTO enterprises (name, created_at) VALUES ('Other Co', '2026-11-22T00:00:00+00:00') RETURNING id"
+        ).fetchone()[0]
+        for name, role, enterprise in (
+            ("eve", "enterprise", mine),
+            ("eva", "enterprise", mine),
+            ("oscar", "enterprise", theirs),
+            ("ian", "inspector", None),
+            ("asa", "association", None),
+            ("ada", "admin", None),
+        ):
+            users[name] = accounts.add_user(conn, name, role, "correct horse battery", enterprise, "test", now)
+    yield {"db": db_copy, "conn": conn, "users": users, "mine": mine, "theirs": theirs, "world": world}
+    conn.close()
+
+
+@pytest.fixture
 def app_config(world, db_copy, tmp_path):
     """The lookup server's test settings, with `overrides` (config keys) on top: a plain dict, so a
     test can also hand it to a subprocess."""

@@ -11,7 +11,7 @@ import re
 import pytest
 from conftest import BASE_URL, csrf_of, log_in
 
-from verifier import accounts, certificates, codes, db, requests
+from verifier import certificates, codes, db, requests
 from verifier.repos import registry
 
 NOW = dt.datetime(2026, 11, 22, 9, tzinfo=dt.UTC)
@@ -20,31 +20,14 @@ PARAMS = {"mark": "traceability", "product": "绿茶", "spec": "500g", "lot": "L
 
 
 @pytest.fixture
-def desk(world, db_copy, make_app):
-    """The world with: eve and eva of 华茶集团, oscar of Other Co, ian (inspector), asa
-    (association), ada (admin); a request of eve's, a certificate of 华茶集团's."""
-    conn = db.connect(db_copy)
-    users = {}
+def desk(staffed, make_app):
+    """conftest's `staffed` accounts, with a request of eve's and a certificate of 华茶集团's."""
+    conn = staffed["conn"]
     with db.transaction(conn):
-        mine = conn.execute("SELECT id FROM enterprises WHERE name = '华茶集团'").fetchone()[0]
-        theirs = conn.execute(
-            "INSERT INTO enterprises (name, created_at) VALUES ('Other Co', '2026-11-22T00:00:00+00:00') RETURNING id"
-        ).fetchone()[0]
-        for name, role, enterprise in (
-            ("eve", "enterprise", mine),
-            ("eva", "enterprise", mine),
-            ("oscar", "enterprise", theirs),
-            ("ian", "inspector", None),
-            ("asa", "association", None),
-            ("ada", "admin", None),
-        ):
-            users[name] = accounts.add_user(conn, name, role, "correct horse battery", enterprise, "test", NOW)
         grant = certificates.Grant(CERTIFICATE, "华茶集团", codes.MARKS[0], dt.date(2030, 12, 31))
         certificates.grant(conn, grant, actor="test", now=NOW)
-    request = requests.request_batch(conn, mine, users["eve"], PARAMS, NOW, BASE_URL)
-    app = make_app()
-    yield {"conn": conn, "app": app, "users": users, "request": request["id"], "world": world, "mine": mine}
-    conn.close()
+    request = requests.request_batch(conn, staffed["mine"], staffed["users"]["eve"], PARAMS, NOW, BASE_URL)
+    return {**staffed, "app": make_app(), "request": request["id"]}
 
 
 def client_of(desk, who):

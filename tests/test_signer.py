@@ -23,7 +23,7 @@ from click.testing import CliRunner
 from conftest import BASE_URL, PIN_SECRET, database_env, settle
 from test_tamper import attacker, query
 
-from verifier import accounts, auditlog, clock, codes, db, issue, keys, pins, requests, signer
+from verifier import auditlog, clock, codes, db, issue, keys, pins, requests, signer
 from verifier.cli import cli
 from verifier.repos import registry
 
@@ -42,26 +42,9 @@ PARAMS = {
 
 
 @pytest.fixture
-def office(world, db_copy):
-    """The world's database with accounts: two of 华茶集团 (eve requests, eva approves), one of another
-    enterprise, an admin and an inspector."""
-    conn = db.connect(db_copy)
-    users = {}
-    with db.transaction(conn):
-        mine = conn.execute("SELECT id FROM enterprises WHERE name = '华茶集团'").fetchone()[0]
-        theirs = conn.execute(
-            "INSERT INTO enterprises (name, created_at) VALUES ('Other Co', '2026-11-22T00:00:00+00:00') RETURNING id"
-        ).fetchone()[0]
-        for name, role, enterprise in (
-            ("eve", "enterprise", mine),
-            ("eva", "enterprise", mine),
-            ("oscar", "enterprise", theirs),
-            ("ada", "admin", None),
-            ("ian", "inspector", None),
-        ):
-            users[name] = accounts.add_user(conn, name, role, "correct horse battery", enterprise, "test", NOW)
-    yield {"db": db_copy, "conn": conn, "users": users, "mine": mine, "theirs": theirs, "world": world}
-    conn.close()
+def office(staffed):
+    """The world's database with accounts (conftest's `staffed`): eve of 华茶集团 requests, eva approves."""
+    return staffed
 
 
 def ask(office, who="eve", **params):
