@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from . import accounts, clock, codes, errors, keys, settings
-from .cli_base import CliError, Run, _actor, _now, _open_registry, _run, _settings  # noqa: F401
+from .cli_base import CliError, Run, _actor, _now, _open_registry, _run, _settings, read_upto  # noqa: F401
 
 
 class OneLineErrors(click.Group):
@@ -1405,11 +1405,7 @@ def receipt_verify(
         raise CliError(
             f"--min-cosignatures {min_cosignatures} asks for more than the {len(witnesses)} --witness-key", 2
         )
-    try:
-        with click.open_file(receipt_file, "rb") as fh:
-            data = fh.read(RECEIPT_MAX_BYTES + 1)
-    except OSError as exc:
-        raise CliError(f"cannot read {receipt_file}: {exc.strerror}", 2) from None
+    data = read_upto(receipt_file, RECEIPT_MAX_BYTES)
     try:
         if len(data) > RECEIPT_MAX_BYTES:
             raise receipts.InvalidReceipt(receipts.NOT_A_RECEIPT, f"larger than {RECEIPT_MAX_BYTES:,} bytes")

@@ -62,3 +62,14 @@ def _open_registry(create: bool = False) -> db.Conn:
     conn: db.Conn = db.connect(_settings().database, create=create)
     issue.recover_interrupted(conn, _now())
     return conn
+
+
+def read_upto(path: str, limit: int) -> bytes:
+    """A file's bytes (`-`: standard input), at most `limit` + 1 of them: more than `limit` says it is
+    too large without reading it all. Unreadable: a CliError with exit status 2."""
+    try:
+        with click.open_file(path, "rb") as fh:
+            data: bytes = fh.read(limit + 1)
+    except OSError as exc:
+        raise CliError(f"cannot read {path}: {exc.strerror}", 2) from None
+    return data

@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from . import cases, clock, db, evidence, files
-from .cli_base import CliError, _actor, _now, _open_registry, _settings
+from .cli_base import CliError, _actor, _now, _open_registry, _settings, read_upto
 
 EXPORT_MAX_BYTES = 16 * 1024 * 1024
 PENDING_EXIT = 3
@@ -203,11 +203,7 @@ def verify_export(export_file: str, log_key: str | None, as_json: bool) -> None:
     Example: verifier audit verify-export case-3-evidence.json --log-key 'verify.example.cn/log+1a2b3c4d+AQ...'
     """
     vkey = _vkey("--log-key", log_key or _settings().log_public_key)
-    try:
-        with click.open_file(export_file, "rb") as fh:
-            data = fh.read(EXPORT_MAX_BYTES + 1)
-    except OSError as exc:
-        raise CliError(f"cannot read {export_file}: {exc.strerror}", 2) from None
+    data = read_upto(export_file, EXPORT_MAX_BYTES)
     try:
         if len(data) > EXPORT_MAX_BYTES:
             raise evidence.InvalidExport(evidence.NOT_AN_EXPORT, f"larger than {EXPORT_MAX_BYTES:,} bytes")
