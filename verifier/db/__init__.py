@@ -189,10 +189,20 @@ def connect_read_only(where: Path | str) -> Any:
 def configure(conn: sqlite3.Connection) -> None:
     """The pragmas every SQLite connection uses: WAL, durable commits, foreign keys, a busy timeout."""
     conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    conn.execute("PRAGMA journal_mode = WAL")
+    use_wal(conn)
     conn.execute("PRAGMA synchronous = FULL")  # an acknowledged write survives power loss
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA wal_autocheckpoint = 0")  # checkpoints run under the writer lock: see transaction()
+
+
+def use_wal(conn: sqlite3.Connection) -> None:
+    """Put a SQLite file in WAL mode (a setting of the file: once is enough). The switch takes the
+    writer lock: two connections switching a new file at once deadlock inside SQLite, which answers
+    "database is locked" at once instead of waiting (nodes starting together on a new database)."""
+    if conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal":
+        return
+    with _holding_writer_lock(conn):
+        conn.execute("PRAGMA journal_mode = WAL")
 
 
 def db_file(conn: Conn) -> str:
@@ -451,18 +461,24 @@ def transaction(conn: Conn) -> Iterator[Any]:
         with conn.transaction():
             yield conn
         return
+    with _holding_writer_lock(conn):
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+        _checkpoint_if_due(conn)
+
+
+@contextlib.contextmanager
+def _holding_writer_lock(conn: Conn) -> Iterator[None]:
     fd, in_process = _writer_lock(conn)
     with in_process:
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            _checkpoint_if_due(conn)
+            yield
         finally:
             fcntl.flock(fd, fcntl.LOCK_UN)
 

@@ -51,7 +51,7 @@ def _open(path: Path) -> sqlite3.Connection:
     )
     try:
         conn.execute(f"PRAGMA busy_timeout = {db.BUSY_TIMEOUT_MS}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        db.use_wal(conn)
         conn.execute("PRAGMA synchronous = OFF")  # counters need not survive a power loss
         conn.execute("PRAGMA wal_autocheckpoint = 0")  # WAL-reset bug: checkpoints run under the lock
         with db.transaction(conn):  # this file's own writer lock, not the registry's
