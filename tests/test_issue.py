@@ -734,13 +734,13 @@ def test_a_recall_waits_for_one_in_progress_and_is_then_refused(issuer, location
         return result
 
     monkeypatch.setattr(auditlog, "append", append_then_hold)
-    outcomes: list[object] = []
+    outcomes: dict[str, object] = {}  # by recall: the two threads end in either order
 
     def recall(conn, reason):
         try:
-            outcomes.append(issue.recall_batch(conn, 1, reason, clock.now())["recall_reason"])
+            outcomes[reason] = issue.recall_batch(conn, 1, reason, clock.now())["recall_reason"]
         except database.StoreConflict as exc:
-            outcomes.append(exc)
+            outcomes[reason] = exc
 
     one = threading.Thread(target=recall, args=(first, "first"))
     one.start()
@@ -754,7 +754,7 @@ def test_a_recall_waits_for_one_in_progress_and_is_then_refused(issuer, location
     release.set()
     one.join(30)
     two.join(30)
-    assert outcomes[0] == "first" and isinstance(outcomes[1], database.StoreConflict), outcomes
+    assert outcomes["first"] == "first" and isinstance(outcomes["second"], database.StoreConflict), outcomes
     settle(watcher)
     kinds = [body for (body,) in watcher.execute("SELECT body FROM audit_log WHERE kind = 'batch.recalled'")]
     assert len(kinds) == 1 and '"first"' in kinds[0]

@@ -107,7 +107,7 @@ def test_verifier_sequence_once_and_audit_verify_say_what_is_pending(runner, mon
     assert "Pending: 3 entries are not in the tree yet" in runner.invoke(cli, ["audit", "verify"]).output
     once = runner.invoke(cli, ["sequence", "--once"])
     assert once.exit_code == 0
-    assert once.output.startswith("Sequenced 3 entries; 0 pending")
+    assert once.output == "Sequenced 3 entries; 0 pending\n"  # nobody else leads
     after = runner.invoke(cli, ["audit", "verify"])
     assert after.exit_code == 0 and after.output.startswith("OK: ") and "Pending" not in after.output
 
@@ -149,6 +149,9 @@ def test_status_names_the_leading_sequencer_and_says_when_none_leads(conn, db_co
         assert (
             f"sequencer: leading from 127.0.0.1 (backend {leader['pid']}" in runner.invoke(cli, ["db", "status"]).output
         )
+        beside = runner.invoke(cli, ["sequence", "--once"])  # the leader holds the lock: says so, not just "0"
+        assert beside.exit_code == 0
+        assert f"Another sequencer leads (from 127.0.0.1, backend {leader['pid']})" in beside.output
     finally:
         stop.set()
         leading.join(10)

@@ -669,10 +669,16 @@ def sequence_command(once: bool) -> None:
         conn = db.connect(location, create=False)
         try:
             done = sequencer.drain(conn, signer=signer)
-            left = sequencer.status(conn)["pending"]
+            status = sequencer.status(conn)
         finally:
             conn.close()
-        click.echo(f"Sequenced {done:,} entries; {left:,} pending")
+        click.echo(f"Sequenced {done:,} entries; {status['pending']:,} pending")
+        leader = status["leader"]
+        if isinstance(leader, dict):  # it held the lock throughout: this run chained and signed nothing
+            click.echo(
+                f"Another sequencer leads (from {leader['client']}, backend {leader['pid']}): it chains the"
+                " entries and signs the checkpoints, so this run did neither"
+            )
         return
     event = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: event.set())
