@@ -108,6 +108,16 @@ def coarse_user_agent(user_agent: str) -> str:
     return f"{app}/{system}"
 
 
+@functools.cache
+def country_table() -> Any:  # a GeoIP2Fast (untyped package), or None without it
+    """The process's one copy of the country table (read-only; loading it takes about 0.1 s)."""
+    try:
+        from geoip2fast import GeoIP2Fast
+    except ImportError:  # the lookup works without regions; anomaly rules then lack them
+        return None
+    return GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
+
+
 class RegionResolver:
     """Country from the offline GeoLite2-derived table that the geoip2fast package ships;
     province and city from a trusted reverse proxy's headers when one is configured."""
@@ -117,17 +127,13 @@ class RegionResolver:
     def __init__(self, trust_headers: bool = False):
         self.trust_headers = trust_headers
 
-    @functools.cached_property
-    def _table(self) -> Any:  # a GeoIP2Fast (untyped package), or None without it
-        try:
-            from geoip2fast import GeoIP2Fast
-        except ImportError:  # the lookup works without regions; anomaly rules then lack them
-            return None
-        return GeoIP2Fast(geoip2fast_data_file="geoip2fast-ipv6.dat.gz", verbose=False)
+    @property
+    def _table(self) -> Any:
+        return country_table()
 
     def warm_up(self) -> None:
         """Load the table now (before workers fork, so they share it)."""
-        _ = self._table
+        country_table()
 
     def resolve(self, ip: str | None, headers: Mapping[str, str]) -> Region:
         """The client's region: the proxy's headers if trusted and valid, else the table's country."""
