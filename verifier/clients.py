@@ -127,10 +127,6 @@ class RegionResolver:
     def __init__(self, trust_headers: bool = False):
         self.trust_headers = trust_headers
 
-    @property
-    def _table(self) -> Any:
-        return country_table()
-
     def warm_up(self) -> None:
         """Load the table now (before workers fork, so they share it)."""
         country_table()
@@ -142,9 +138,9 @@ class RegionResolver:
             country = clean_country(_header_text(headers.get(self.HEADERS["country"])))
             region = clean_place(_header_text(headers.get(self.HEADERS["region"])))
             city = clean_place(_header_text(headers.get(self.HEADERS["city"])))
-        if country is None and ip and self._table is not None:
+        if country is None and ip and (table := country_table()) is not None:
             try:
-                result = self._table.lookup(ip)
+                result = table.lookup(ip)
             except Exception:  # noqa: BLE001 - a malformed address is simply not located
                 result = None
             code = getattr(result, "country_code", None)
